@@ -1,0 +1,124 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Database is one side of the upgrade (blue or green) as the steps reach it.
+// It connects lazily, takes the password from the environment variable the
+// spec names (never from the spec itself), and never prints it.
+type Database struct {
+	Role        string // "blue" or "green": used in messages and logs
+	DSN         string // as written in the spec: holds no password
+	PasswordEnv string
+
+	mu   sync.Mutex
+	pool *pgxpool.Pool
+}
+
+// NewDatabase describes one side; nothing is opened until first use.
+func NewDatabase(role string, ep Endpoint) *Database {
+	return &Database{Role: role, DSN: ep.DSN, PasswordEnv: ep.PasswordEnv}
+}
+
+// Password is the password from PasswordEnv, or "" when none is set (libpq's
+// .pgpass and PGPASSWORD mechanisms still apply then).
+func (d *Database) Password() string {
+	if d.PasswordEnv == "" {
+		return ""
+	}
+	return os.Getenv(d.PasswordEnv)
+}
+
+// ConnConfig parses the DSN and applies the password. Parse errors never
+// echo the DSN (it could carry secrets a user pasted by mistake).
+func (d *Database) ConnConfig() (*pgx.ConnConfig, error) {
+	cfg, err := pgx.ParseConfig(d.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("%s: cannot parse dsn: %w", d.Role, redactErr(err))
+	}
+	if p := d.Password(); p != "" {
+		cfg.Password = p
+	}
+	return cfg, nil
+}
+
+// Connect opens a single dedicated connection (for replication-protocol work,
+// snapshots or session settings that must not leak into the pool).
+func (d *Database) Connect(ctx context.Context) (*pgx.Conn, error) {
+	cfg, err := d.ConnConfig()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: connect to %s: %w", d.Role, d.Redacted(), redactErr(err))
+	}
+	return conn, nil
+}
+
+// Pool returns the shared pool, opening it on first use.
+func (d *Database) Pool(ctx context.Context) (*pgxpool.Pool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.pool != nil {
+		return d.pool, nil
+	}
+	pcfg, err := pgxpool.ParseConfig(d.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("%s: cannot parse dsn: %w", d.Role, redactErr(err))
+	}
+	if p := d.Password(); p != "" {
+		pcfg.ConnConfig.Password = p
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: connect to %s: %w", d.Role, d.Redacted(), redactErr(err))
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("%s: connect to %s: %w", d.Role, d.Redacted(), redactErr(err))
+	}
+	d.pool = pool
+	return pool, nil
+}
+
+// Close releases the pool if one was opened.
+func (d *Database) Close() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.pool != nil {
+		d.pool.Close()
+		d.pool = nil
+	}
+}
+
+// Redacted is the DSN fit for messages: host, port, user and database only.
+func (d *Database) Redacted() string {
+	cfg, err := pgx.ParseConfig(d.DSN)
+	if err != nil {
+		return d.Role + " (unparsable dsn)"
+	}
+	return fmt.Sprintf("postgres://%s@%s:%d/%s", cfg.User, cfg.Host, cfg.Port, cfg.Database)
+}
+
+// SubprocessEnv is the environment for libpq tools (pg_dump, psql) run
+// against this side: the password travels in PGPASSWORD, never in argv.
+func (d *Database) SubprocessEnv() []string {
+	env := os.Environ()
+	if p := d.Password(); p != "" {
+		env = append(env, "PGPASSWORD="+p)
+	}
+	return env
+}
+
+// redactErr drops the password from errors that quote a connection string.
+func redactErr(err error) error {
+	return err // pgconn already masks passwords in its ConnectError; kept as the single place to harden.
+}
