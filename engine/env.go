@@ -1,16 +1,24 @@
 package engine
 
 import (
+	"sync"
+
 	"github.com/hashicorp/go-hclog"
 )
 
-// Env is what a step sees while it runs: the spec, both databases and a
-// logger. The engine builds one per run.
+// Env is what a step sees while it runs: the spec, both databases, a logger,
+// metrics, and the outputs steps record (LSNs, counts) which the engine
+// persists in the state file. The executor hands each step a copy whose
+// StepID names it.
 type Env struct {
-	Spec   *Spec
-	Source *Database // blue
-	Target *Database // green
-	Log    hclog.Logger
+	Spec    *Spec
+	Source  *Database // blue
+	Target  *Database // green
+	Log     hclog.Logger
+	Metrics *Metrics
+	StepID  string
+
+	outputs *outputStore
 }
 
 // NewEnv builds the run environment for a spec.
@@ -19,10 +27,43 @@ func NewEnv(spec *Spec, log hclog.Logger) *Env {
 		log = hclog.NewNullLogger()
 	}
 	return &Env{
-		Spec:   spec,
-		Source: NewDatabase("blue", spec.Source),
-		Target: NewDatabase("green", spec.Target),
-		Log:    log,
+		Spec:    spec,
+		Source:  NewDatabase("blue", spec.Source),
+		Target:  NewDatabase("green", spec.Target),
+		Log:     log,
+		Metrics: NewMetrics(),
+		outputs: &outputStore{values: map[string]map[string]string{}},
+	}
+}
+
+// ForStep is the copy of the environment a step runs with.
+func (e *Env) ForStep(id string) *Env {
+	c := *e
+	c.StepID = id
+	c.Log = e.Log.Named(id)
+	return &c
+}
+
+// Record stores an output of the running step (never a secret); the engine
+// persists outputs in the state file at the step's next checkpoint.
+func (e *Env) Record(key, value string) {
+	e.outputs.set(e.StepID, key, value)
+}
+
+// Output reads an output recorded by a step in this run or a previous one.
+func (e *Env) Output(stepID, key string) (string, bool) {
+	return e.outputs.get(stepID, key)
+}
+
+// Outputs returns a copy of one step's outputs.
+func (e *Env) Outputs(stepID string) map[string]string {
+	return e.outputs.all(stepID)
+}
+
+// LoadOutputs seeds outputs from a saved state.
+func (e *Env) LoadOutputs(stepID string, values map[string]string) {
+	for k, v := range values {
+		e.outputs.set(stepID, k, v)
 	}
 }
 
@@ -30,4 +71,35 @@ func NewEnv(spec *Spec, log hclog.Logger) *Env {
 func (e *Env) Close() {
 	e.Source.Close()
 	e.Target.Close()
+}
+
+type outputStore struct {
+	mu     sync.Mutex
+	values map[string]map[string]string
+}
+
+func (o *outputStore) set(step, key, value string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.values[step] == nil {
+		o.values[step] = map[string]string{}
+	}
+	o.values[step][key] = value
+}
+
+func (o *outputStore) get(step, key string) (string, bool) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	v, ok := o.values[step][key]
+	return v, ok
+}
+
+func (o *outputStore) all(step string) map[string]string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	out := make(map[string]string, len(o.values[step]))
+	for k, v := range o.values[step] {
+		out[k] = v
+	}
+	return out
 }

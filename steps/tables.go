@@ -1,0 +1,114 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+	"path"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgshift/pgshift/engine"
+)
+
+// Table is one relation that replicates: an ordinary table, or the root of a
+// partitioned table (published via its root, so rows land in green's own
+// partitions whatever their layout).
+type Table struct {
+	Schema          string
+	Name            string
+	Partitioned     bool     // relkind 'p': rows live in its partitions
+	ReplicaIdentity string   // d (default: the primary key), f (full), i (index), n (nothing)
+	PrimaryKey      []string // primary key columns in key order; empty when none
+	Bytes           int64    // total size on blue, partitions included
+}
+
+// QualifiedName is "schema.table" unquoted, as the spec's globs match it.
+func (t Table) QualifiedName() string { return t.Schema + "." + t.Name }
+
+// Ident is the table's quoted identifier for SQL.
+func (t Table) Ident() string { return pgx.Identifier{t.Schema, t.Name}.Sanitize() }
+
+// HasReplicaIdentity says whether UPDATE and DELETE can replicate.
+func (t Table) HasReplicaIdentity() bool {
+	switch t.ReplicaIdentity {
+	case "f", "i":
+		return true
+	case "d":
+		return len(t.PrimaryKey) > 0
+	}
+	return false
+}
+
+// listTablesSQL lists user tables that are not partitions (a partition
+// replicates through its root), with key columns and sizes.
+const listTablesSQL = `
+SELECT n.nspname, c.relname, c.relkind = 'p', c.relreplident::text,
+       coalesce((SELECT array_agg(a.attname ORDER BY k.ord)
+                   FROM pg_index i
+                   CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+                   JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+                  WHERE i.indrelid = c.oid AND i.indisprimary), '{}'::name[]),
+       CASE WHEN c.relkind = 'p'
+            THEN coalesce((SELECT sum(pg_total_relation_size(p.relid))::bigint
+                             FROM pg_partition_tree(c.oid) p WHERE p.isleaf), 0)
+            ELSE pg_total_relation_size(c.oid) END
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p')
+   AND NOT c.relispartition
+   AND c.relpersistence = 'p'
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname NOT LIKE 'pg\_toast%'
+   AND n.nspname NOT LIKE 'pg\_temp%'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+                      AND d.deptype = 'e')
+ ORDER BY 1, 2`
+
+// querier is what both *pgx.Conn and *pgxpool.Pool offer.
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+}
+
+// SelectedTables lists the tables on db that the spec's include/exclude globs
+// select, ordered by schema and name. Unlogged tables and tables owned by
+// extensions are never selected (logical replication does not carry them).
+func SelectedTables(ctx context.Context, db querier, spec *engine.Spec) ([]Table, error) {
+	rows, err := db.Query(ctx, listTablesSQL)
+	if err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	var all []Table
+	for rows.Next() {
+		var t Table
+		if err := rows.Scan(&t.Schema, &t.Name, &t.Partitioned, &t.ReplicaIdentity, &t.PrimaryKey, &t.Bytes); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("list tables: %w", err)
+		}
+		all = append(all, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	include, exclude := spec.Tables.Include, spec.Tables.Exclude
+	if len(include) == 0 {
+		include = []string{"*.*"}
+	}
+	var selected []Table
+	for _, t := range all {
+		if matchAny(include, t.QualifiedName()) && !matchAny(exclude, t.QualifiedName()) {
+			selected = append(selected, t)
+		}
+	}
+	return selected, nil
+}
+
+// matchAny reports whether name matches one of the globs. The loader has
+// already checked that every glob compiles.
+func matchAny(globs []string, name string) bool {
+	for _, g := range globs {
+		if ok, _ := path.Match(g, name); ok {
+			return true
+		}
+	}
+	return false
+}
