@@ -1,6 +1,13 @@
 package engine
 
-import "time"
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"path/filepath"
+	"strings"
+	"time"
+)
 
 // Spec is a loaded, rendered, validated upgrade spec (version 1) with every
 // default filled. Field names follow the YAML contract in docs/spec.md: it is
@@ -111,10 +118,142 @@ type MetricsSpec struct {
 	Listen string `yaml:"listen" json:"listen"`
 }
 
-// Duration is a time.Duration written as "10s" in YAML and JSON.
-type Duration time.Duration
+// Default values of spec version 1 that SetDefaults fills. The JSON Schema
+// (schemas/upgrade.v1.schema.json) declares the same defaults; a test keeps
+// the two in step.
+const (
+	DefaultCopyMethod            = "subscription"
+	DefaultCopyWorkers           = 4
+	DefaultSplitTablesLargerThan = ByteSize(1 << 30)
+	DefaultSequenceMargin        = 1000
+	DefaultVerifyMode            = "checksum"
+	DefaultVerifyWorkers         = 2
+	DefaultApproval              = "manual"
+	DefaultPauseTimeout          = Duration(10 * time.Second)
+	DefaultFreeze                = "pooler"
+)
 
-func (d Duration) String() string { return time.Duration(d).String() }
+// SetDefaults fills every unset field. The loader fills defaults from the
+// schema before decoding, so an explicit 0 in a file stays 0; in a Spec
+// built in code a zero value means "unset" and booleans are left alone
+// (schema.copy, schema.roles and cutover.reverse_replication default to true
+// only when loading a file).
+func (s *Spec) SetDefaults() {
+	if s.Version == 0 {
+		s.Version = 1
+	}
+	if s.Tables.Include == nil {
+		s.Tables.Include = []string{"*.*"}
+	}
+	if s.Tables.Exclude == nil {
+		s.Tables.Exclude = []string{}
+	}
+	ic := &s.Replication.InitialCopy
+	if ic.Method == "" {
+		ic.Method = DefaultCopyMethod
+	}
+	if ic.Workers == 0 {
+		ic.Workers = DefaultCopyWorkers
+	}
+	if ic.SplitTablesLargerThan == 0 {
+		ic.SplitTablesLargerThan = DefaultSplitTablesLargerThan
+	}
+	if s.Replication.Options == nil {
+		s.Replication.Options = map[string]string{}
+	}
+	if s.Sequences.Margin == 0 {
+		s.Sequences.Margin = DefaultSequenceMargin
+	}
+	if s.Verify.Mode == "" {
+		s.Verify.Mode = DefaultVerifyMode
+	}
+	if s.Verify.Workers == 0 {
+		s.Verify.Workers = DefaultVerifyWorkers
+	}
+	if s.Cutover.Approval == "" {
+		s.Cutover.Approval = DefaultApproval
+	}
+	if s.Cutover.PauseTimeout == 0 {
+		s.Cutover.PauseTimeout = DefaultPauseTimeout
+	}
+	if s.Cutover.Freeze == "" {
+		s.Cutover.Freeze = DefaultFreeze
+	}
+	s.fillNames()
+}
 
-// ByteSize is a size in bytes written as "1GiB" in YAML and JSON.
-type ByteSize int64
+// fillNames sets the replication object names left empty to their defaults.
+func (s *Spec) fillNames() {
+	if s.Replication.Publication == "" {
+		s.Replication.Publication = s.defaultObjectName()
+	}
+	if s.Replication.Subscription == "" {
+		s.Replication.Subscription = s.defaultObjectName()
+	}
+	if s.Replication.Slot == "" {
+		s.Replication.Slot = s.defaultObjectName()
+	}
+}
+
+// defaultObjectName is pgshift_<name> with '-' replaced by '_', so that it is
+// a plain PostgreSQL identifier (and a valid replication slot name).
+func (s *Spec) defaultObjectName() string {
+	return "pgshift_" + strings.ReplaceAll(s.Name, "-", "_")
+}
+
+// PublicationName is the publication on blue.
+func (s *Spec) PublicationName() string {
+	if s.Replication.Publication != "" {
+		return s.Replication.Publication
+	}
+	return s.defaultObjectName()
+}
+
+// SubscriptionName is the subscription on green.
+func (s *Spec) SubscriptionName() string {
+	if s.Replication.Subscription != "" {
+		return s.Replication.Subscription
+	}
+	return s.defaultObjectName()
+}
+
+// SlotName is the replication slot on blue.
+func (s *Spec) SlotName() string {
+	if s.Replication.Slot != "" {
+		return s.Replication.Slot
+	}
+	return s.defaultObjectName()
+}
+
+// ReverseName is the base name of the reverse replication objects
+// (publication on green, subscription and slot for blue).
+func (s *Spec) ReverseName() string {
+	return s.defaultObjectName() + "_reverse"
+}
+
+// Hash is the SHA-256 (hex) of the canonical JSON of the rendered, defaulted
+// spec. Saved plans and state files record it to notice a spec that moved on.
+// The variable declarations and the file path are left out: only what the
+// spec does counts.
+func (s *Spec) Hash() string {
+	c := *s
+	c.Vars = nil
+	c.File = ""
+	b, err := json.Marshal(&c)
+	if err != nil {
+		// Every field of Spec marshals; this cannot happen.
+		panic("engine: marshal spec: " + err.Error())
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// StatePath is the default state file: <name>.pgshift-state.json beside the
+// spec file (in the working folder for a spec built in code).
+func (s *Spec) StatePath() string {
+	dir := "."
+	if s.File != "" {
+		dir = filepath.Dir(s.File)
+	}
+	return filepath.Join(dir, s.Name+".pgshift-state.json")
+}

@@ -1,0 +1,86 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/pgshift/pgshift/engine"
+	"github.com/spf13/cobra"
+)
+
+// specFlags are the flags of every command that reads a spec:
+// -f/--file, --var k=v (repeatable), --vars-file and --inventory.
+type specFlags struct {
+	file      string
+	vars      []string
+	varsFile  string
+	inventory string
+}
+
+// register adds the spec flags to a command.
+func (f *specFlags) register(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVarP(&f.file, "file", "f", "", "the upgrade spec (YAML)")
+	fl.StringArrayVar(&f.vars, "var", nil, "set a template variable declared under vars: (k=v, repeatable)")
+	fl.StringVar(&f.varsFile, "vars-file", "", "YAML file of template variables (a map of name: value)")
+	fl.StringVar(&f.inventory, "inventory", "", "YAML list of variable maps: render one spec per entry")
+}
+
+// options turns the flags into load options; a malformed flag is a usage error.
+func (f *specFlags) options() (engine.LoadOptions, error) {
+	if f.file == "" {
+		return engine.LoadOptions{}, &usageError{errors.New("no spec given: use -f spec.yaml")}
+	}
+	opts := engine.LoadOptions{VarsFile: f.varsFile, Inventory: f.inventory}
+	for _, kv := range f.vars {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return opts, &usageError{fmt.Errorf("--var %q: want name=value", kv)}
+		}
+		if opts.Vars == nil {
+			opts.Vars = map[string]string{}
+		}
+		opts.Vars[k] = v
+	}
+	return opts, nil
+}
+
+// load reads, renders and validates the spec: one per inventory entry. On
+// invalid input it prints every problem, one per line, to stderr and returns
+// an error that exits 1 without printing more.
+func (f *specFlags) load() ([]*engine.Spec, error) {
+	opts, err := f.options()
+	if err != nil {
+		return nil, err
+	}
+	specs, err := engine.LoadFile(f.file, opts)
+	if err != nil {
+		var se engine.SpecErrors
+		if errors.As(err, &se) {
+			for _, line := range se.Lines() {
+				fmt.Fprintln(os.Stderr, line)
+			}
+			return nil, &exitCodeError{code: exitError}
+		}
+		return nil, &exitCodeError{code: exitError, err: err}
+	}
+	return specs, nil
+}
+
+// loadOne is load for commands that act on one database: an inventory is a
+// usage error there.
+func (f *specFlags) loadOne() (*engine.Spec, error) {
+	if f.inventory != "" {
+		return nil, &usageError{errors.New("--inventory renders one spec per database, and this command acts on one: pass that entry's variables with --var or --vars-file")}
+	}
+	specs, err := f.load()
+	if err != nil {
+		return nil, err
+	}
+	if len(specs) != 1 {
+		return nil, &usageError{fmt.Errorf("%s rendered %d specs; this command acts on one", f.file, len(specs))}
+	}
+	return specs[0], nil
+}
