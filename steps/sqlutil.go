@@ -3,7 +3,10 @@ package steps
 import (
 	"context"
 	"fmt"
+	"regexp"
 	"strings"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // QuoteLiteral quotes s as an SQL string literal for statements that cannot
@@ -76,3 +79,23 @@ func setting(ctx context.Context, db querier, name string) (string, error) {
 	}
 	return v, nil
 }
+
+// quoteIdent quotes one identifier.
+func quoteIdent(name string) string { return pgx.Identifier{name}.Sanitize() }
+
+var plainIdent = regexp.MustCompile(`^[a-z_][a-z0-9_$]*$`)
+
+// displayName is schema.name for messages: parts quoted only when they need
+// it, so that public.events reads as such and "Odd Name" stays unambiguous.
+func displayName(schema, name string) string {
+	show := func(s string) string {
+		if plainIdent.MatchString(s) {
+			return s
+		}
+		return quoteIdent(s)
+	}
+	return show(schema) + "." + show(name)
+}
+
+// DisplayName is the table's name for messages (see displayName).
+func (t Table) DisplayName() string { return displayName(t.Schema, t.Name) }

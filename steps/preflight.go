@@ -1,0 +1,115 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/plans"
+)
+
+// findings collects what an inspecting step (preflight, audit) learned: facts
+// for the summary line, preconditions with verdicts, and warnings and
+// blockers that each say what is wrong and the fix.
+type findings struct {
+	facts    []string
+	checks   []plans.Precondition
+	warnings []string
+	blockers []string
+	details  []string
+}
+
+func (f *findings) fact(format string, args ...any) {
+	f.facts = append(f.facts, fmt.Sprintf(format, args...))
+}
+
+func (f *findings) detail(format string, args ...any) {
+	f.details = append(f.details, fmt.Sprintf(format, args...))
+}
+
+func (f *findings) warn(format string, args ...any) {
+	f.warnings = append(f.warnings, fmt.Sprintf(format, args...))
+}
+
+// check records a precondition; when it fails, blocker (what is wrong and
+// the fix) is also recorded.
+func (f *findings) check(name string, ok bool, detail, blocker string) {
+	f.checks = append(f.checks, plans.Precondition{Name: name, OK: ok, Detail: detail})
+	if !ok {
+		f.blockers = append(f.blockers, blocker)
+	}
+}
+
+// change is the plan line: a blocker if anything blocks, a warning if a
+// reviewer must read something, nothing to do otherwise.
+func (f *findings) change() plans.Change {
+	c := plans.Change{
+		Action:   plans.ActionNone,
+		Summary:  strings.Join(f.facts, ", "),
+		Details:  f.details,
+		Warnings: f.warnings,
+		Blockers: f.blockers,
+	}
+	switch {
+	case len(f.blockers) > 0:
+		c.Action = plans.ActionBlocker
+	case len(f.warnings) > 0:
+		c.Action = plans.ActionWarning
+	}
+	return c
+}
+
+// err is Apply's verdict: nil when nothing blocks, else every blocker.
+func (f *findings) err(stepID string) error {
+	if len(f.blockers) == 0 {
+		return nil
+	}
+	return fmt.Errorf("%s: %d blocker(s):\n  - %s", stepID, len(f.blockers), strings.Join(f.blockers, "\n  - "))
+}
+
+// connectCheck opens a side's pool and records the connection verdict. A
+// failure is a blocker, not an error, so that the plan shows it beside the
+// other findings.
+func connectCheck(ctx context.Context, f *findings, db *engine.Database, dsnField string) (*pgxpool.Pool, bool) {
+	pool, err := db.Pool(ctx)
+	if err != nil {
+		fix := fmt.Sprintf("check %s", dsnField)
+		if db.PasswordEnv != "" {
+			fix += fmt.Sprintf(" and the password in $%s", db.PasswordEnv)
+		}
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "3D000" {
+			cfg, _ := db.ConnConfig()
+			name := ""
+			if cfg != nil {
+				name = cfg.Database
+			}
+			fix = fmt.Sprintf("create it on %s: CREATE DATABASE %s", db.Role, quoteIdent(name))
+		}
+		f.check("connect to "+db.Role, false, err.Error(), fmt.Sprintf("%s: %v: %s", db.Role, err, fix))
+		return nil, false
+	}
+	f.check("connect to "+db.Role, true, db.Redacted(), "")
+	return pool, true
+}
+
+// listNames shows at most ten names, then how many more.
+func listNames(names []string) string {
+	const max = 10
+	if len(names) <= max {
+		return strings.Join(names, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(names[:max], ", "), len(names)-max)
+}
+
+// plural is "1 table" or "2 tables".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, one)
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}

@@ -1,0 +1,317 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/plans"
+)
+
+const preflightSourceID = "preflight.source"
+
+// managedReplicationRoles grant logical replication on managed services
+// where REPLICATION itself cannot be given (Amazon RDS and Aurora).
+var managedReplicationRoles = []string{"rds_replication", "rds_superuser"}
+
+// extraSyncSlots is how many more slots and WAL senders the initial copy may
+// take: green's table sync workers (max_sync_workers_per_subscription,
+// default 2) each hold one while they copy a table.
+const extraSyncSlots = 2
+
+// preflightSource checks that blue can publish: version, privileges,
+// wal_level, free slots and WAL senders, and a replica identity on every
+// selected table. It changes nothing.
+type preflightSource struct{}
+
+func init() {
+	register(func(*engine.Spec) []engine.Step { return []engine.Step{preflightSource{}} })
+}
+
+func (preflightSource) ID() string      { return preflightSourceID }
+func (preflightSource) Needs() []string { return nil }
+
+func (s preflightSource) Observe(ctx context.Context, env *engine.Env) (plans.Change, error) {
+	f, err := s.inspect(ctx, env)
+	if err != nil {
+		return plans.Change{}, err
+	}
+	return f.change(), nil
+}
+
+func (s preflightSource) Check(ctx context.Context, env *engine.Env) ([]plans.Precondition, error) {
+	f, err := s.inspect(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	return f.checks, nil
+}
+
+// Apply only verifies again: it fails while anything blocks.
+func (s preflightSource) Apply(ctx context.Context, env *engine.Env) error {
+	f, err := s.inspect(ctx, env)
+	if err != nil {
+		return err
+	}
+	return f.err(preflightSourceID)
+}
+
+func (preflightSource) Rollback(context.Context, *engine.Env) error { return nil }
+
+func (preflightSource) inspect(ctx context.Context, env *engine.Env) (*findings, error) {
+	f := &findings{}
+	pool, ok := connectCheck(ctx, f, env.Source, "source.dsn")
+	if !ok {
+		return f, nil
+	}
+	v, err := ServerVersionOf(ctx, pool)
+	if err != nil {
+		return nil, fmt.Errorf("blue: %w", err)
+	}
+	f.fact("PostgreSQL %s", v)
+	f.check("blue version", v.Major >= 10, "PostgreSQL "+v.String(),
+		fmt.Sprintf("blue runs PostgreSQL %s: logical replication needs 10 or newer; upgrade blue with pg_upgrade first", v))
+	if v.Major < 10 {
+		return f, nil
+	}
+	steps := []func(context.Context, *findings, *pgxpool.Pool, *engine.Env) error{
+		sourcePrivileges, sourceWalLevel, sourceSlots, sourceTables,
+	}
+	for _, step := range steps {
+		if err := step(ctx, f, pool, env); err != nil {
+			return nil, fmt.Errorf("blue: %w", err)
+		}
+	}
+	return f, nil
+}
+
+// sourcePrivileges: replication (superuser, REPLICATION or a managed role)
+// and CREATE on the database for the publication.
+func sourcePrivileges(ctx context.Context, f *findings, pool *pgxpool.Pool, env *engine.Env) error {
+	var user string
+	var super, repl, create bool
+	var managed []string
+	err := pool.QueryRow(ctx, `
+SELECT r.rolname, r.rolsuper, r.rolreplication,
+       has_database_privilege(current_database(), 'CREATE'),
+       coalesce((SELECT array_agg(m.rolname ORDER BY m.rolname) FROM pg_roles m
+                  WHERE m.rolname = ANY($1) AND pg_has_role(r.oid, m.oid, 'MEMBER')), '{}')
+  FROM pg_roles r WHERE r.rolname = current_user`, managedReplicationRoles).
+		Scan(&user, &super, &repl, &create, &managed)
+	if err != nil {
+		return fmt.Errorf("read privileges of the connecting role: %w", err)
+	}
+	var how string
+	switch {
+	case super:
+		how = "superuser"
+	case repl:
+		how = "REPLICATION"
+	case len(managed) > 0:
+		how = "member of " + managed[0]
+	}
+	f.check("blue replication privilege", how != "", fmt.Sprintf("role %s: %s", user, orNone(how)),
+		fmt.Sprintf("role %s on blue may not replicate: run ALTER ROLE %s REPLICATION; as a superuser (on Amazon RDS: GRANT rds_replication TO %s;)",
+			user, quoteIdent(user), quoteIdent(user)))
+	f.check("blue CREATE on database", super || create, fmt.Sprintf("role %s", user),
+		fmt.Sprintf("role %s may not create the publication on blue: GRANT CREATE ON DATABASE <blue database> TO %s;", user, quoteIdent(user)))
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// sourceWalLevel: logical decoding needs wal_level=logical, which only a
+// restart applies.
+func sourceWalLevel(ctx context.Context, f *findings, pool *pgxpool.Pool, env *engine.Env) error {
+	var level string
+	var pending bool
+	err := pool.QueryRow(ctx, `SELECT setting, pending_restart FROM pg_settings WHERE name = 'wal_level'`).Scan(&level, &pending)
+	if err != nil {
+		return fmt.Errorf("read wal_level: %w", err)
+	}
+	fix := "run ALTER SYSTEM SET wal_level = logical; on blue, then restart blue"
+	if pending {
+		fix = "wal_level is changed in blue's configuration but not yet in effect: restart blue"
+	}
+	ok := level == "logical"
+	f.check("blue wal_level", ok, "wal_level="+level, fmt.Sprintf("blue has wal_level=%s, logical replication needs logical: %s", level, fix))
+	if ok {
+		f.fact("wal_level=logical")
+	}
+	return nil
+}
+
+// sourceSlots: one slot and one WAL sender for the subscription (unless
+// pgshift's slot already exists), and a few more for the initial copy.
+func sourceSlots(ctx context.Context, f *findings, pool *pgxpool.Pool, env *engine.Env) error {
+	var maxSlots, usedSlots, maxSenders, usedSenders int
+	var ours, oursActive bool
+	err := pool.QueryRow(ctx, `
+SELECT current_setting('max_replication_slots')::int,
+       (SELECT count(*) FROM pg_replication_slots)::int,
+       current_setting('max_wal_senders')::int,
+       (SELECT count(*) FROM pg_stat_replication)::int,
+       EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1),
+       EXISTS (SELECT 1 FROM pg_replication_slots WHERE slot_name = $1 AND active)`,
+		env.Spec.SlotName()).Scan(&maxSlots, &usedSlots, &maxSenders, &usedSenders, &ours, &oursActive)
+	if err != nil {
+		return fmt.Errorf("read replication slots and WAL senders: %w", err)
+	}
+	needSlots, needSenders := 1, 1
+	if ours {
+		needSlots = 0
+	}
+	if oursActive {
+		needSenders = 0
+	}
+	freeSlots, freeSenders := maxSlots-usedSlots, maxSenders-usedSenders
+	f.fact("%d of %d slots free", freeSlots, maxSlots)
+	f.check("blue free replication slots", freeSlots >= needSlots,
+		fmt.Sprintf("%d of max_replication_slots=%d free, %d needed", freeSlots, maxSlots, needSlots),
+		fmt.Sprintf("blue has no free replication slot (max_replication_slots=%d, %d in use): drop unused slots (SELECT pg_drop_replication_slot(name)) or raise max_replication_slots (ALTER SYSTEM SET max_replication_slots = %d; and restart blue)",
+			maxSlots, usedSlots, usedSlots+1+extraSyncSlots))
+	f.check("blue free WAL senders", freeSenders >= needSenders,
+		fmt.Sprintf("%d of max_wal_senders=%d free, %d needed", freeSenders, maxSenders, needSenders),
+		fmt.Sprintf("blue has no free WAL sender (max_wal_senders=%d, %d in use): raise max_wal_senders (ALTER SYSTEM SET max_wal_senders = %d; and restart blue)",
+			maxSenders, usedSenders, usedSenders+1+extraSyncSlots))
+	if freeSlots >= needSlots && freeSlots < needSlots+extraSyncSlots {
+		f.warn("blue has %d free replication slots: the initial copy uses up to %d more, one per table sync worker on green (max_sync_workers_per_subscription); with fewer, tables copy one after another",
+			freeSlots, extraSyncSlots)
+	}
+	if freeSenders >= needSenders && freeSenders < needSenders+extraSyncSlots {
+		f.warn("blue has %d free WAL senders: the initial copy uses up to %d more, one per table sync worker on green; with fewer, tables copy one after another",
+			freeSenders, extraSyncSlots)
+	}
+	return nil
+}
+
+// sourceTables: every selected table can replicate UPDATE and DELETE (a
+// primary key or a replica identity), and the connecting role may publish
+// and read it.
+func sourceTables(ctx context.Context, f *findings, pool *pgxpool.Pool, env *engine.Env) error {
+	tables, err := SelectedTables(ctx, pool, env.Spec)
+	if err != nil {
+		return err
+	}
+	f.check("blue tables selected", len(tables) > 0, plural(len(tables), "table", "tables"),
+		fmt.Sprintf("no table on blue matches tables.include %q minus tables.exclude %q: fix the globs (they match schema.table)",
+			env.Spec.Tables.Include, env.Spec.Tables.Exclude))
+	if len(tables) == 0 {
+		return nil
+	}
+	var missing []string
+	var idents, partitioned []string
+	display := map[string]string{}
+	for _, t := range tables {
+		idents = append(idents, t.Ident())
+		display[t.Ident()] = t.DisplayName()
+		if !t.HasReplicaIdentity() {
+			missing = append(missing, t.DisplayName())
+		}
+		if t.Partitioned {
+			partitioned = append(partitioned, t.Ident())
+		}
+	}
+	// A partition has its own replica identity: REPLICA IDENTITY FULL on the
+	// root does not reach it, and UPDATEs on blue would fail.
+	if len(partitioned) > 0 {
+		leaves, err := partitionsWithoutIdentity(ctx, pool, partitioned)
+		if err != nil {
+			return err
+		}
+		missing = append(missing, leaves...)
+	}
+	f.check("replica identity on every table", len(missing) == 0,
+		fmt.Sprintf("%d of %d without", len(missing), len(tables)),
+		fmt.Sprintf("%s %s %s no primary key or replica identity, so UPDATE and DELETE cannot replicate (and fail on blue once published): add a primary key, or run ALTER TABLE %s REPLICA IDENTITY FULL; for each",
+			pick(len(missing), "table", "tables"), listNames(missing), pick(len(missing), "has", "have"), firstOr(missing, "<table>")))
+	if len(missing) == 0 {
+		f.fact("%s with replica identity", plural(len(tables), "table", "tables"))
+	}
+
+	var notOwned, notReadable []string
+	rows, err := pool.Query(ctx, `
+SELECT t.ident,
+       (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR pg_has_role(c.relowner, 'USAGE'),
+       has_table_privilege(c.oid, 'SELECT')
+  FROM unnest($1::text[]) AS t(ident)
+  JOIN pg_class c ON c.oid = t.ident::regclass
+ ORDER BY 1`, idents)
+	if err != nil {
+		return fmt.Errorf("read table privileges: %w", err)
+	}
+	for rows.Next() {
+		var ident string
+		var owns, reads bool
+		if err := rows.Scan(&ident, &owns, &reads); err != nil {
+			rows.Close()
+			return fmt.Errorf("read table privileges: %w", err)
+		}
+		if !owns {
+			notOwned = append(notOwned, display[ident])
+		}
+		if !reads {
+			notReadable = append(notReadable, display[ident])
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read table privileges: %w", err)
+	}
+	f.check("publish every table", len(notOwned) == 0, strconv.Itoa(len(notOwned))+" not owned",
+		fmt.Sprintf("the connecting role does not own %s, and only an owner or a superuser may add a table to a publication: connect as the owner or a superuser",
+			listNames(notOwned)))
+	f.check("read every table", len(notReadable) == 0, strconv.Itoa(len(notReadable))+" not readable",
+		fmt.Sprintf("the connecting role may not read %s for the initial copy: GRANT SELECT ON %s TO <role>;",
+			listNames(notReadable), firstOr(notReadable, "<table>")))
+	return nil
+}
+
+// partitionsWithoutIdentity lists leaf partitions of the given roots that
+// have neither a primary key nor a replica identity.
+func partitionsWithoutIdentity(ctx context.Context, db querier, roots []string) ([]string, error) {
+	rows, err := db.Query(ctx, `
+SELECT n.nspname, c.relname
+  FROM unnest($1::text[]) AS r(ident)
+ CROSS JOIN LATERAL pg_partition_tree(r.ident::regclass) p
+  JOIN pg_class c ON c.oid = p.relid
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE p.isleaf
+   AND NOT (c.relreplident IN ('f', 'i')
+            OR (c.relreplident = 'd' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)))
+ ORDER BY 1`, roots)
+	if err != nil {
+		return nil, fmt.Errorf("read replica identity of partitions: %w", err)
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var schema, name string
+		if err := rows.Scan(&schema, &name); err != nil {
+			return nil, err
+		}
+		out = append(out, displayName(schema, name))
+	}
+	return out, rows.Err()
+}
+
+// pick is one when n is 1, else many.
+func pick(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
+
+func firstOr(names []string, fallback string) string {
+	if len(names) == 0 {
+		return fallback
+	}
+	return names[0]
+}

@@ -1,0 +1,274 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/plans"
+)
+
+const preflightTargetID = "preflight.target"
+
+// preflightTarget checks that green can subscribe: it exists, runs a newer
+// major than blue, the role may create subscriptions, logical replication
+// workers are free, and its tables do not conflict with blue's. It changes
+// nothing.
+type preflightTarget struct{}
+
+func init() {
+	register(func(*engine.Spec) []engine.Step { return []engine.Step{preflightTarget{}} })
+}
+
+func (preflightTarget) ID() string      { return preflightTargetID }
+func (preflightTarget) Needs() []string { return nil }
+
+func (s preflightTarget) Observe(ctx context.Context, env *engine.Env) (plans.Change, error) {
+	f, err := s.inspect(ctx, env)
+	if err != nil {
+		return plans.Change{}, err
+	}
+	return f.change(), nil
+}
+
+func (s preflightTarget) Check(ctx context.Context, env *engine.Env) ([]plans.Precondition, error) {
+	f, err := s.inspect(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	return f.checks, nil
+}
+
+// Apply only verifies again: it fails while anything blocks.
+func (s preflightTarget) Apply(ctx context.Context, env *engine.Env) error {
+	f, err := s.inspect(ctx, env)
+	if err != nil {
+		return err
+	}
+	return f.err(preflightTargetID)
+}
+
+func (preflightTarget) Rollback(context.Context, *engine.Env) error { return nil }
+
+func (preflightTarget) inspect(ctx context.Context, env *engine.Env) (*findings, error) {
+	f := &findings{}
+	pool, ok := connectCheck(ctx, f, env.Target, "target.dsn")
+	if !ok {
+		return f, nil
+	}
+	green, err := ServerVersionOf(ctx, pool)
+	if err != nil {
+		return nil, fmt.Errorf("green: %w", err)
+	}
+	f.fact("PostgreSQL %s", green)
+	// Blue's version and tables: preflight.source reports when blue is out
+	// of reach, so here a failure only skips the comparisons.
+	bluePool, blueErr := env.Source.Pool(ctx)
+	if blueErr == nil {
+		blue, err := ServerVersionOf(ctx, bluePool)
+		if err != nil {
+			return nil, fmt.Errorf("blue: %w", err)
+		}
+		f.check("green newer than blue", green.Major > blue.Major,
+			fmt.Sprintf("blue %s -> green %s", blue, green),
+			fmt.Sprintf("green runs PostgreSQL %s and blue %s: pgshift moves to a newer major version; point target.dsn at a cluster of PostgreSQL %d or newer",
+				green, blue, blue.Major+1))
+	} else {
+		f.warn("blue is out of reach (see preflight.source): green's version and tables are not compared with blue's")
+	}
+	if green.Major < 10 {
+		f.check("green version", false, green.String(), fmt.Sprintf("green runs PostgreSQL %s: subscriptions need 10 or newer", green))
+		return f, nil
+	}
+	if err := targetPrivileges(ctx, f, pool, env, green); err != nil {
+		return nil, fmt.Errorf("green: %w", err)
+	}
+	if err := targetWorkers(ctx, f, pool, env); err != nil {
+		return nil, fmt.Errorf("green: %w", err)
+	}
+	if blueErr == nil {
+		if err := targetTables(ctx, f, pool, bluePool, env); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// targetPrivileges: creating a subscription takes a superuser, or on 16+
+// membership in pg_create_subscription plus CREATE on the database.
+func targetPrivileges(ctx context.Context, f *findings, pool *pgxpool.Pool, env *engine.Env, v ServerVersion) error {
+	var user string
+	var super, createRole, create, subscriber bool
+	err := pool.QueryRow(ctx, `
+SELECT r.rolname, r.rolsuper, r.rolcreaterole,
+       has_database_privilege(current_database(), 'CREATE'),
+       EXISTS (SELECT 1 FROM pg_roles m WHERE m.rolname = 'pg_create_subscription'
+                                         AND pg_has_role(r.oid, m.oid, 'MEMBER'))
+  FROM pg_roles r WHERE r.rolname = current_user`).Scan(&user, &super, &createRole, &create, &subscriber)
+	if err != nil {
+		return fmt.Errorf("read privileges of the connecting role: %w", err)
+	}
+	ok := super || (v.Major >= 16 && subscriber && create)
+	fix := fmt.Sprintf("connect to green as a superuser, or on PostgreSQL 16+ run GRANT pg_create_subscription TO %s; GRANT CREATE ON DATABASE <green database> TO %s;",
+		quoteIdent(user), quoteIdent(user))
+	how := "superuser"
+	if !super {
+		how = "not superuser"
+		if subscriber {
+			how = "member of pg_create_subscription"
+		}
+	}
+	f.check("green may create subscriptions", ok, fmt.Sprintf("role %s: %s", user, how),
+		fmt.Sprintf("role %s on green may not create subscriptions: %s", user, fix))
+	if env.Spec.Schema.Roles && !super && !createRole {
+		f.warn("role %s on green has neither SUPERUSER nor CREATEROLE: target.roles cannot create blue's roles, and the schema restore fails on owners that do not exist", user)
+	}
+	return nil
+}
+
+// targetWorkers: the subscription needs an apply worker (and table sync
+// workers during the initial copy), drawn from max_logical_replication_workers
+// and max_worker_processes.
+func targetWorkers(ctx context.Context, f *findings, pool *pgxpool.Pool, env *engine.Env) error {
+	var maxLR, usedLR, maxWorkers, usedWorkers, syncWorkers int
+	var ours bool
+	err := pool.QueryRow(ctx, `
+SELECT current_setting('max_logical_replication_workers')::int,
+       (SELECT count(*) FROM pg_stat_subscription WHERE pid IS NOT NULL)::int,
+       current_setting('max_worker_processes')::int,
+       (SELECT count(*) FROM pg_stat_activity
+         WHERE backend_type NOT IN ('client backend', 'autovacuum launcher', 'autovacuum worker',
+                                    'walsender', 'walreceiver', 'walwriter', 'checkpointer',
+                                    'background writer', 'startup', 'archiver', 'io worker',
+                                    'slotsync worker', 'walsummarizer', 'standalone backend'))::int,
+       current_setting('max_sync_workers_per_subscription')::int,
+       EXISTS (SELECT 1 FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid
+                WHERE d.datname = current_database() AND s.subname = $1)`,
+		env.Spec.SubscriptionName()).Scan(&maxLR, &usedLR, &maxWorkers, &usedWorkers, &syncWorkers, &ours)
+	if err != nil {
+		return fmt.Errorf("read logical replication workers: %w", err)
+	}
+	need := 1
+	if ours {
+		need = 0 // the subscription exists and has its workers already
+	}
+	free := maxLR - usedLR
+	f.fact("%d of %d replication workers free", free, maxLR)
+	f.check("green free logical replication workers", free >= need,
+		fmt.Sprintf("%d of max_logical_replication_workers=%d free, %d needed", free, maxLR, need),
+		fmt.Sprintf("green has no free logical replication worker (max_logical_replication_workers=%d, %d in use): ALTER SYSTEM SET max_logical_replication_workers = %d; and restart green",
+			maxLR, usedLR, usedLR+1+syncWorkers))
+	freeBG := maxWorkers - usedWorkers
+	f.check("green free background workers", freeBG >= need,
+		fmt.Sprintf("%d of max_worker_processes=%d free, %d needed", freeBG, maxWorkers, need),
+		fmt.Sprintf("green has no free background worker (max_worker_processes=%d, %d in use), and replication workers are background workers: ALTER SYSTEM SET max_worker_processes = %d; and restart green",
+			maxWorkers, usedWorkers, usedWorkers+2+syncWorkers))
+	if free >= need && !ours && free < need+syncWorkers {
+		f.warn("green has %d free logical replication workers: the initial copy runs up to %d table sync workers beside the apply worker; with fewer, tables copy one after another",
+			free, syncWorkers)
+	}
+	return nil
+}
+
+// targetTables compares green's user tables with blue's. Green must be empty
+// or hold exactly the selected tables (restored before); with schema.copy
+// false it must hold all of them. Rows already on green conflict with the
+// native initial copy.
+func targetTables(ctx context.Context, f *findings, green, blue *pgxpool.Pool, env *engine.Env) error {
+	selected, err := SelectedTables(ctx, blue, env.Spec)
+	if err != nil {
+		return fmt.Errorf("blue: %w", err)
+	}
+	blueAll, err := SelectedTables(ctx, blue, allTablesSpec(env.Spec))
+	if err != nil {
+		return fmt.Errorf("blue: %w", err)
+	}
+	greenAll, err := SelectedTables(ctx, green, allTablesSpec(env.Spec))
+	if err != nil {
+		return fmt.Errorf("green: %w", err)
+	}
+	onBlue := tableSet(blueAll)
+	onGreen := tableSet(greenAll)
+	var present, absent, foreign []string
+	var presentTables []Table
+	for _, t := range selected {
+		if onGreen[t.QualifiedName()] {
+			present = append(present, t.DisplayName())
+			presentTables = append(presentTables, t)
+		} else {
+			absent = append(absent, t.DisplayName())
+		}
+	}
+	for _, t := range greenAll {
+		if !onBlue[t.QualifiedName()] {
+			foreign = append(foreign, t.DisplayName())
+		}
+	}
+	if len(foreign) > 0 {
+		f.warn("green holds %s that blue does not have: %s; pgshift leaves them alone", plural(len(foreign), "table", "tables"), listNames(foreign))
+	}
+
+	switch {
+	case env.Spec.Schema.Copy && len(present) == 0:
+		f.fact("green holds none of blue's tables")
+		f.check("green schema", true, "no conflicting tables", "")
+	case len(absent) == 0:
+		f.fact("green holds all %s", plural(len(selected), "table", "tables"))
+		f.check("green schema", true, "all selected tables present", "")
+	case env.Spec.Schema.Copy:
+		f.check("green schema", false, fmt.Sprintf("%d of %d selected tables present", len(present), len(selected)),
+			fmt.Sprintf("green already holds %d of the %d selected tables (%s) but not the others (%s): the schema restore would fail on the existing ones; drop them on green, or restore the rest yourself and set schema.copy: false",
+				len(present), len(selected), listNames(present), listNames(absent)))
+	default:
+		f.check("green schema", false, fmt.Sprintf("%d of %d selected tables present", len(present), len(selected)),
+			fmt.Sprintf("schema.copy is false but green lacks %s: restore blue's schema into green first (pg_dump --schema-only | psql), or set schema.copy: true",
+				listNames(absent)))
+	}
+
+	// Rows on green before the subscription exists would collide with the
+	// native initial copy. The snapshot method fills tables before the
+	// subscription exists: its copy step checks for itself.
+	if env.Spec.Replication.InitialCopy.Method == "snapshot" || len(presentTables) == 0 {
+		return nil
+	}
+	subscribed, err := scalar[bool](ctx, green, `
+SELECT EXISTS (SELECT 1 FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid
+                WHERE d.datname = current_database() AND s.subname = $1)`, env.Spec.SubscriptionName())
+	if err != nil {
+		return fmt.Errorf("green: read subscriptions: %w", err)
+	}
+	if subscribed {
+		return nil
+	}
+	var filled []string
+	for _, t := range presentTables {
+		has, err := scalar[bool](ctx, green, "SELECT EXISTS (SELECT 1 FROM "+t.Ident()+")")
+		if err != nil {
+			return fmt.Errorf("green: read %s: %w", t.DisplayName(), err)
+		}
+		if has {
+			filled = append(filled, t.DisplayName())
+		}
+	}
+	f.check("green tables empty", len(filled) == 0, fmt.Sprintf("%d of %d hold rows", len(filled), len(presentTables)),
+		fmt.Sprintf("green %s %s already %s rows and the initial copy would add blue's on top (duplicates or key conflicts): empty %s on green (TRUNCATE %s;) or exclude %s in tables.exclude",
+			pick(len(filled), "table", "tables"), listNames(filled), pick(len(filled), "holds", "hold"),
+			pick(len(filled), "it", "them"), firstOr(filled, "<table>"), pick(len(filled), "it", "them")))
+	return nil
+}
+
+// allTablesSpec is the spec with a selection of every table.
+func allTablesSpec(spec *engine.Spec) *engine.Spec {
+	c := *spec
+	c.Tables = engine.TablesSpec{Include: []string{"*.*"}}
+	return &c
+}
+
+func tableSet(tables []Table) map[string]bool {
+	m := make(map[string]bool, len(tables))
+	for _, t := range tables {
+		m[t.QualifiedName()] = true
+	}
+	return m
+}
