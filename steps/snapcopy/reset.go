@@ -1,0 +1,54 @@
+package snapcopy
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// TruncateTargets empties the given tables on green (a partitioned table
+// with all its partitions) in one statement, so that a copy can start over.
+// It does not cascade: a table outside the list that references one of them
+// makes it fail, naming that table, rather than silently emptying it too.
+func TruncateTargets(ctx context.Context, green querier, targets []Relation) error {
+	if len(targets) == 0 {
+		return nil
+	}
+	seen := map[Relation]bool{}
+	var idents []string
+	for _, r := range targets {
+		if !seen[r] {
+			seen[r] = true
+			idents = append(idents, r.Ident())
+		}
+	}
+	if _, err := green.Exec(ctx, "TRUNCATE "+strings.Join(idents, ", ")); err != nil {
+		return fmt.Errorf("green: empty %d copied tables before copying again: %w", len(idents), err)
+	}
+	return nil
+}
+
+// Targets lists the distinct target tables of a copy, in first-seen order.
+func Targets(tables []Table) []Relation {
+	seen := map[Relation]bool{}
+	var out []Relation
+	for _, t := range tables {
+		if !seen[t.Target] {
+			seen[t.Target] = true
+			out = append(out, t.Target)
+		}
+	}
+	return out
+}
+
+// Reset prepares a clean restart after an interrupted copy: it drops the
+// slot on blue (its snapshot is gone) and empties the copied tables on
+// green. Then ExportSnapshot and a new copy start from scratch. Both actions
+// are idempotent, so Reset itself may be interrupted and run again.
+func Reset(ctx context.Context, blue, green querier, slot string, targets []Relation) error {
+	if err := DropSlot(ctx, blue, slot, 30*time.Second); err != nil {
+		return err
+	}
+	return TruncateTargets(ctx, green, targets)
+}
