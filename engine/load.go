@@ -95,7 +95,7 @@ func LoadBytes(filename string, data []byte, opts LoadOptions) ([]*Spec, error) 
 		}
 		if j, dup := byName[spec.Name]; dup {
 			errs = append(errs, &SpecError{File: opts.Inventory, Line: entry.node.Line, Col: entry.node.Column, Entry: i, EntryName: spec.Name,
-				Msg: fmt.Sprintf("renders the name %s, like entry %d", spec.Name, j),
+				Msg:  fmt.Sprintf("renders the name %s, like entry %d", spec.Name, j),
 				Hint: "names must be unique: make name depend on a variable, such as name: \"{{ .db }}-pg17\""})
 			continue
 		}
