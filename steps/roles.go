@@ -1,0 +1,441 @@
+package steps
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/plans"
+)
+
+const rolesID = "target.roles"
+
+// RolesGranted is the output key listing memberships pgshift granted
+// between roles that already existed on green (JSON [[role, member], ...]);
+// roles it created carry a comment instead, which survives a crash.
+const RolesGranted = "granted"
+
+// skippedRolePrefixes are roles that belong to the server or a managed
+// service, never copied: predefined roles and the providers' admin roles.
+var skippedRolePrefixes = []string{"pg_", "rds", "cloudsql", "alloydb", "azure_"}
+
+// roles copies blue's roles and memberships to green where missing, so that
+// the schema restore finds every owner and grantee. A role of the same name
+// on green (its bootstrap superuser, say) is left as it is. Passwords travel only
+// when the source role may read them (pg_authid), and never appear in the
+// plan, the log or the state.
+type roles struct{}
+
+func init() {
+	register(func(*engine.Spec) []engine.Step { return []engine.Step{roles{}} })
+}
+
+func (roles) ID() string      { return rolesID }
+func (roles) Needs() []string { return []string{auditID} }
+
+// role is one role of blue as pg_roles (and pg_authid, when readable) show it.
+type role struct {
+	Name        string
+	Super       bool
+	Inherit     bool
+	CreateRole  bool
+	CreateDB    bool
+	Login       bool
+	Replication bool
+	BypassRLS   bool
+	ConnLimit   int
+	ValidUntil  *string
+	password    *string // a hash as stored by blue; never printed
+}
+
+type membership struct{ Role, Member string }
+
+// rolesPlan is what applying would do on green.
+type rolesPlan struct {
+	create        []role
+	grant         []membership
+	existing      int
+	passwords     bool // blue's password hashes were readable
+	greenSuper    bool
+	greenCanRoles bool
+}
+
+// marker is the comment pgshift leaves on each role it creates, so that a
+// rollback drops those and no other, even after a crash.
+func roleMarker(spec *engine.Spec) string { return "created by pgshift for " + spec.Name }
+
+func skippedRole(name string) bool {
+	for _, p := range skippedRolePrefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (roles) plan(ctx context.Context, env *engine.Env) (*rolesPlan, error) {
+	blue, err := env.Source.Pool(ctx)
+	if err != nil {
+		return nil, err
+	}
+	green, err := env.Target.Pool(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p := &rolesPlan{}
+	blueRoles, err := readRoles(ctx, blue)
+	if err != nil {
+		return nil, fmt.Errorf("blue: %w", err)
+	}
+	p.passwords, err = scalar[bool](ctx, blue, "SELECT has_table_privilege('pg_catalog.pg_authid', 'SELECT')")
+	if err != nil {
+		return nil, fmt.Errorf("blue: %w", err)
+	}
+	if p.passwords {
+		if err := readPasswords(ctx, blue, blueRoles); err != nil {
+			return nil, fmt.Errorf("blue: %w", err)
+		}
+	}
+	greenRoles, err := readRoles(ctx, green)
+	if err != nil {
+		return nil, fmt.Errorf("green: %w", err)
+	}
+	err = green.QueryRow(ctx, `SELECT rolsuper, rolsuper OR rolcreaterole FROM pg_roles WHERE rolname = current_user`).
+		Scan(&p.greenSuper, &p.greenCanRoles)
+	if err != nil {
+		return nil, fmt.Errorf("green: read privileges of the connecting role: %w", err)
+	}
+	onGreen := map[string]bool{}
+	for _, r := range greenRoles {
+		onGreen[r.Name] = true
+	}
+	will := map[string]bool{}
+	for _, r := range blueRoles {
+		if skippedRole(r.Name) {
+			continue
+		}
+		if onGreen[r.Name] {
+			p.existing++
+			continue
+		}
+		p.create = append(p.create, r)
+		will[r.Name] = true
+	}
+
+	blueMembers, err := readMemberships(ctx, blue)
+	if err != nil {
+		return nil, fmt.Errorf("blue: %w", err)
+	}
+	greenMembers, err := readMemberships(ctx, green)
+	if err != nil {
+		return nil, fmt.Errorf("green: %w", err)
+	}
+	held := map[membership]bool{}
+	for _, m := range greenMembers {
+		held[m] = true
+	}
+	for _, m := range blueMembers {
+		if held[m] || strings.HasPrefix(m.Member, "pg_") {
+			continue
+		}
+		// Predefined roles (pg_read_all_data) may be granted when green has them.
+		roleOK := will[m.Role] || (onGreen[m.Role] && (!skippedRole(m.Role) || strings.HasPrefix(m.Role, "pg_")))
+		memberOK := will[m.Member] || (onGreen[m.Member] && !skippedRole(m.Member))
+		if roleOK && memberOK {
+			p.grant = append(p.grant, m)
+		}
+	}
+	return p, nil
+}
+
+func readRoles(ctx context.Context, db *pgxpool.Pool) ([]role, error) {
+	rows, err := db.Query(ctx, `
+SELECT rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication,
+       rolbypassrls, rolconnlimit, rolvaliduntil::text
+  FROM pg_roles ORDER BY rolname`)
+	if err != nil {
+		return nil, fmt.Errorf("list roles: %w", err)
+	}
+	defer rows.Close()
+	var out []role
+	for rows.Next() {
+		var r role
+		if err := rows.Scan(&r.Name, &r.Super, &r.Inherit, &r.CreateRole, &r.CreateDB, &r.Login, &r.Replication,
+			&r.BypassRLS, &r.ConnLimit, &r.ValidUntil); err != nil {
+			return nil, fmt.Errorf("list roles: %w", err)
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+func readPasswords(ctx context.Context, db *pgxpool.Pool, rs []role) error {
+	rows, err := db.Query(ctx, `SELECT rolname, rolpassword FROM pg_catalog.pg_authid WHERE rolpassword IS NOT NULL`)
+	if err != nil {
+		return fmt.Errorf("read role passwords: %w", err)
+	}
+	defer rows.Close()
+	hashes := map[string]string{}
+	for rows.Next() {
+		var name, hash string
+		if err := rows.Scan(&name, &hash); err != nil {
+			return fmt.Errorf("read role passwords: %w", err)
+		}
+		hashes[name] = hash
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read role passwords: %w", err)
+	}
+	for i := range rs {
+		if h, ok := hashes[rs[i].Name]; ok {
+			rs[i].password = &h
+		}
+	}
+	return nil
+}
+
+func readMemberships(ctx context.Context, db *pgxpool.Pool) ([]membership, error) {
+	rows, err := db.Query(ctx, `
+SELECT DISTINCT r.rolname, m.rolname
+  FROM pg_auth_members am
+  JOIN pg_roles r ON r.oid = am.roleid
+  JOIN pg_roles m ON m.oid = am.member
+ ORDER BY 1, 2`)
+	if err != nil {
+		return nil, fmt.Errorf("list role memberships: %w", err)
+	}
+	defer rows.Close()
+	var out []membership
+	for rows.Next() {
+		var m membership
+		if err := rows.Scan(&m.Role, &m.Member); err != nil {
+			return nil, fmt.Errorf("list role memberships: %w", err)
+		}
+		out = append(out, m)
+	}
+	return out, rows.Err()
+}
+
+// createSQL is the CREATE ROLE statement. Attributes only a superuser may
+// give are left out when green's role is not one. With withPassword false
+// the hash is left out: that form is the one shown and logged.
+func (r role) createSQL(greenSuper, withPassword bool) string {
+	attr := func(on bool, yes, no string) string {
+		if on {
+			return yes
+		}
+		return no
+	}
+	parts := []string{"CREATE ROLE", quoteIdent(r.Name), "WITH",
+		attr(r.Login, "LOGIN", "NOLOGIN"),
+		attr(r.Inherit, "INHERIT", "NOINHERIT"),
+		attr(r.CreateRole, "CREATEROLE", "NOCREATEROLE"),
+		attr(r.CreateDB, "CREATEDB", "NOCREATEDB"),
+	}
+	if greenSuper {
+		parts = append(parts,
+			attr(r.Super, "SUPERUSER", "NOSUPERUSER"),
+			attr(r.Replication, "REPLICATION", "NOREPLICATION"),
+			attr(r.BypassRLS, "BYPASSRLS", "NOBYPASSRLS"))
+	}
+	if r.ConnLimit >= 0 {
+		parts = append(parts, "CONNECTION LIMIT", strconv.Itoa(r.ConnLimit))
+	}
+	if r.ValidUntil != nil {
+		parts = append(parts, "VALID UNTIL", QuoteLiteral(*r.ValidUntil))
+	}
+	if r.password != nil && withPassword {
+		parts = append(parts, "PASSWORD", QuoteLiteral(*r.password))
+	}
+	return strings.Join(parts, " ")
+}
+
+// shown is the statement as the plan shows it, with a note in place of the
+// password.
+func (r role) shown(p *rolesPlan) string {
+	s := r.createSQL(p.greenSuper, false)
+	switch {
+	case r.password != nil:
+		s += " -- password hash copied from blue"
+	case r.Login && !p.passwords:
+		s += " -- no password: blue's pg_authid is not readable"
+	}
+	if !p.greenSuper && (r.Super || r.Replication || r.BypassRLS) {
+		s += " -- without SUPERUSER/REPLICATION/BYPASSRLS: green's role is not a superuser"
+	}
+	return s
+}
+
+func grantSQL(m membership) string {
+	return "GRANT " + quoteIdent(m.Role) + " TO " + quoteIdent(m.Member)
+}
+
+func (s roles) Observe(ctx context.Context, env *engine.Env) (plans.Change, error) {
+	if !env.Spec.Schema.Roles {
+		return plans.Change{Action: plans.ActionNone, Summary: "schema.roles is false: roles are not copied"}, nil
+	}
+	p, err := s.plan(ctx, env)
+	if err != nil {
+		return plans.Change{}, err
+	}
+	if len(p.create) == 0 && len(p.grant) == 0 {
+		return plans.Change{Action: plans.ActionNone,
+			Summary: fmt.Sprintf("green has all %s and memberships of blue", plural(p.existing, "role", "roles"))}, nil
+	}
+	c := plans.Change{Action: plans.ActionCreate,
+		Summary: fmt.Sprintf("create %s, grant %s", plural(len(p.create), "role", "roles"), plural(len(p.grant), "membership", "memberships"))}
+	var noPassword []string
+	for _, r := range p.create {
+		c.Details = append(c.Details, r.shown(p))
+		if r.Login && r.password == nil {
+			noPassword = append(noPassword, r.Name)
+		}
+	}
+	for _, m := range p.grant {
+		c.Details = append(c.Details, grantSQL(m))
+	}
+	if len(noPassword) > 0 {
+		c.Warnings = append(c.Warnings, fmt.Sprintf("login %s %s created without a password (blue's pg_authid is not readable by the source role): set %s on green (ALTER ROLE ... PASSWORD) before the cutover",
+			pick(len(noPassword), "role", "roles"), listNames(noPassword), pick(len(noPassword), "it", "them")))
+	}
+	if !p.greenCanRoles {
+		c.Action = plans.ActionBlocker
+		c.Blockers = append(c.Blockers, "green's role has neither SUPERUSER nor CREATEROLE: connect to green as a superuser, or create these roles on green yourself, or set schema.roles: false")
+	}
+	return c, nil
+}
+
+func (s roles) Check(ctx context.Context, env *engine.Env) ([]plans.Precondition, error) {
+	if !env.Spec.Schema.Roles {
+		return nil, nil
+	}
+	p, err := s.plan(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	return []plans.Precondition{{Name: "green may create roles", OK: p.greenCanRoles || len(p.create) == 0,
+		Detail: fmt.Sprintf("%d to create", len(p.create))}}, nil
+}
+
+// Apply creates the missing roles and memberships in one transaction, each
+// created role marked with a comment.
+func (s roles) Apply(ctx context.Context, env *engine.Env) error {
+	if !env.Spec.Schema.Roles {
+		return nil
+	}
+	p, err := s.plan(ctx, env)
+	if err != nil {
+		return err
+	}
+	if len(p.create) == 0 && len(p.grant) == 0 {
+		return nil
+	}
+	if !p.greenCanRoles && len(p.create) > 0 {
+		return fmt.Errorf("%s: green's role has neither SUPERUSER nor CREATEROLE: connect to green as a superuser, or create the roles yourself, or set schema.roles: false", rolesID)
+	}
+	green, err := env.Target.Pool(ctx)
+	if err != nil {
+		return err
+	}
+	created := map[string]bool{}
+	err = pgx.BeginFunc(ctx, green, func(tx pgx.Tx) error {
+		for _, r := range p.create {
+			if _, err := tx.Exec(ctx, r.createSQL(p.greenSuper, true)); err != nil {
+				// The error never quotes the statement, so no hash leaks.
+				return fmt.Errorf("create role %s on green: %w", r.Name, err)
+			}
+			if _, err := tx.Exec(ctx, "COMMENT ON ROLE "+quoteIdent(r.Name)+" IS "+QuoteLiteral(roleMarker(env.Spec))); err != nil {
+				return fmt.Errorf("mark role %s on green: %w", r.Name, err)
+			}
+			created[r.Name] = true
+			env.Log.Info("role created", "role", r.Name, "password_copied", r.password != nil)
+		}
+		for _, m := range p.grant {
+			if _, err := tx.Exec(ctx, grantSQL(m)); err != nil {
+				return fmt.Errorf("grant %s to %s on green: %w", m.Role, m.Member, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", rolesID, err)
+	}
+	// Grants to created roles go with them on rollback; the others are
+	// remembered to be revoked.
+	var granted [][2]string
+	if prev, ok := env.Output(rolesID, RolesGranted); ok && prev != "" {
+		_ = json.Unmarshal([]byte(prev), &granted)
+	}
+	for _, m := range p.grant {
+		if !created[m.Member] && !created[m.Role] {
+			granted = append(granted, [2]string{m.Role, m.Member})
+		}
+	}
+	if len(granted) > 0 {
+		b, _ := json.Marshal(granted)
+		env.Record(RolesGranted, string(b))
+	}
+	return nil
+}
+
+// Rollback drops the roles pgshift created (found by their comment) and
+// revokes the memberships it granted between other roles.
+func (s roles) Rollback(ctx context.Context, env *engine.Env) error {
+	green, err := env.Target.Pool(ctx)
+	if err != nil {
+		return err
+	}
+	rows, err := green.Query(ctx, `SELECT rolname FROM pg_roles WHERE shobj_description(oid, 'pg_authid') = $1 ORDER BY 1`, roleMarker(env.Spec))
+	if err != nil {
+		return fmt.Errorf("%s: green: list roles pgshift created: %w", rolesID, err)
+	}
+	ours, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("%s: green: list roles pgshift created: %w", rolesID, err)
+	}
+	var granted [][2]string
+	if prev, ok := env.Output(rolesID, RolesGranted); ok && prev != "" {
+		if err := json.Unmarshal([]byte(prev), &granted); err != nil {
+			return fmt.Errorf("%s: recorded memberships unreadable: %w", rolesID, err)
+		}
+	}
+	sort.Strings(ours)
+	err = pgx.BeginFunc(ctx, green, func(tx pgx.Tx) error {
+		for _, g := range granted {
+			both, err := scalar[bool](ctx, tx, `SELECT count(*) = 2 FROM pg_roles WHERE rolname IN ($1, $2)`, g[0], g[1])
+			if err != nil {
+				return fmt.Errorf("read roles %s and %s: %w", g[0], g[1], err)
+			}
+			if !both {
+				continue // a role is gone, and its memberships with it
+			}
+			if _, err := tx.Exec(ctx, "REVOKE "+quoteIdent(g[0])+" FROM "+quoteIdent(g[1])); err != nil {
+				return fmt.Errorf("revoke %s from %s on green: %w", g[0], g[1], err)
+			}
+		}
+		for _, name := range ours {
+			if _, err := tx.Exec(ctx, "DROP ROLE IF EXISTS "+quoteIdent(name)); err != nil {
+				var pgErr *pgconn.PgError
+				if errors.As(err, &pgErr) && pgErr.Code == "2BP01" {
+					return fmt.Errorf("role %s on green still owns objects or holds privileges (%s): in each database of green run REASSIGN OWNED BY %s TO <role>; DROP OWNED BY %s; then roll back again",
+						name, pgErr.Detail, quoteIdent(name), quoteIdent(name))
+				}
+				return fmt.Errorf("drop role %s on green: %w", name, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s: %w", rolesID, err)
+	}
+	env.Record(RolesGranted, "")
+	return nil
+}
