@@ -67,6 +67,15 @@ func (e *Env) LoadOutputs(stepID string, values map[string]string) {
 	}
 }
 
+// OnRecord sets a function called after every Record, outside any lock:
+// the executor checkpoints each output to the state file as it is recorded,
+// so a step resumed after a crash finds what it recorded before.
+func (e *Env) OnRecord(fn func(stepID, key, value string)) {
+	e.outputs.mu.Lock()
+	defer e.outputs.mu.Unlock()
+	e.outputs.hook = fn
+}
+
 // Close releases connections.
 func (e *Env) Close() {
 	e.Source.Close()
@@ -76,15 +85,27 @@ func (e *Env) Close() {
 type outputStore struct {
 	mu     sync.Mutex
 	values map[string]map[string]string
+	hook   func(step, key, value string)
 }
 
 func (o *outputStore) set(step, key, value string) {
 	o.mu.Lock()
-	defer o.mu.Unlock()
 	if o.values[step] == nil {
 		o.values[step] = map[string]string{}
 	}
 	o.values[step][key] = value
+	hook := o.hook
+	o.mu.Unlock()
+	if hook != nil {
+		hook(step, key, value)
+	}
+}
+
+// clear forgets a step's outputs (after its rollback they describe nothing).
+func (o *outputStore) clear(step string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	delete(o.values, step)
 }
 
 func (o *outputStore) get(step, key string) (string, bool) {

@@ -1,0 +1,270 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+)
+
+// ApplyOptions tune an apply.
+type ApplyOptions struct {
+	// Parallelism bounds how many steps apply at once (<= 0: 4).
+	Parallelism int
+	// Until stops after this step: only it and the steps it needs run.
+	Until string
+	// Approve lists gated steps approved for this run (by ID).
+	Approve map[string]bool
+}
+
+// StepError pairs a step with the error that stopped it.
+type StepError struct {
+	ID  string
+	Err error
+}
+
+// ApplyResult says what an apply did, each list in graph order.
+type ApplyResult struct {
+	Applied    []string    // done in this run
+	Skipped    []string    // already done by an earlier run
+	Failed     []StepError // root causes
+	Upstream   []StepError // not run: a step they need failed (knock-on, not causes)
+	Held       []string    // gated steps that wait for approval
+	Waiting    []string    // not run: they need a held step
+	NotStarted []string    // interrupted before they started
+	Gates      map[string]string
+}
+
+// Complete says every step of the walk is done.
+func (r *ApplyResult) Complete() bool {
+	return len(r.Failed)+len(r.Upstream)+len(r.Held)+len(r.Waiting)+len(r.NotStarted) == 0
+}
+
+// PreconditionError lists the preconditions that do not hold.
+type PreconditionError struct {
+	Step   string
+	Failed []string
+}
+
+func (e *PreconditionError) Error() string {
+	return "precondition failed: " + strings.Join(e.Failed, "; ")
+}
+
+// Apply runs the steps of g not yet done, in dependency order, checkpointing
+// every transition to store: a step is marked running before it starts, then
+// done or failed with its error, and each output as it is recorded. A step
+// left running by a killed run is applied again (steps are idempotent). A
+// failure stops the steps that need the failed one; independent steps go on.
+// The error is for the run itself (state not writable); step failures are in
+// the result.
+func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts ApplyOptions) (*ApplyResult, error) {
+	log := env.Log
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	var only map[string]bool
+	if opts.Until != "" {
+		if _, ok := g.Step(opts.Until); !ok {
+			return nil, fmt.Errorf("--until %s: no such step; steps are %s", opts.Until, strings.Join(g.Order(), ", "))
+		}
+		only = g.Ancestors(opts.Until)
+		only[opts.Until] = true
+	}
+	par := opts.Parallelism
+	if par <= 0 {
+		par = 4
+	}
+
+	snap := store.Snapshot()
+	for _, c := range snap.Steps {
+		if len(c.Outputs) > 0 {
+			env.LoadOutputs(c.ID, c.Outputs)
+		}
+		env.Metrics.SetStepStatus(c.ID, c.Status)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var fatalMu sync.Mutex
+	var fatal error
+	setFatal := func(err error) {
+		fatalMu.Lock()
+		defer fatalMu.Unlock()
+		if fatal == nil {
+			fatal = err
+			cancel()
+		}
+	}
+	env.OnRecord(func(step, key, value string) {
+		if err := store.UpdateStep(step, func(c *StepState) {
+			if c.Outputs == nil {
+				c.Outputs = map[string]string{}
+			}
+			c.Outputs[key] = value
+		}); err != nil {
+			setFatal(err)
+		}
+	})
+	defer env.OnRecord(nil)
+
+	progress := func() {
+		s := store.Snapshot()
+		done := 0
+		for _, c := range s.Steps {
+			if _, ok := g.Step(c.ID); ok && c.Status == StatusDone {
+				done++
+			}
+		}
+		env.Metrics.SetApplyProgress(done, g.Len())
+	}
+	progress()
+
+	res := &ApplyResult{Gates: map[string]string{}}
+	var resMu sync.Mutex
+	results := g.Walk(ctx, WalkOptions{Only: only, Parallelism: par}, func(ctx context.Context, s Step) error {
+		id := s.ID()
+		if c := store.Snapshot().Step(id); c != nil && c.Status == StatusDone {
+			log.Debug("already done", "step", id)
+			resMu.Lock()
+			res.Skipped = append(res.Skipped, id)
+			resMu.Unlock()
+			return nil
+		}
+		if gs, ok := s.(Gated); ok {
+			if gate := gs.Gate(); gate != "" && !opts.Approve[id] {
+				resMu.Lock()
+				res.Gates[id] = gate
+				resMu.Unlock()
+				log.Info("waiting for approval", "step", id)
+				if err := store.UpdateStep(id, func(c *StepState) { c.Note = "waiting for approval" }); err != nil {
+					setFatal(err)
+				}
+				return ErrHeld
+			}
+		}
+		return runStep(ctx, s, env, store, log, setFatal, progress)
+	})
+
+	// Knock-on outcomes are checkpointed as such, never as failures.
+	for _, id := range g.Order() {
+		err, walked := results[id]
+		if !walked {
+			continue
+		}
+		var up *UpstreamError
+		switch {
+		case err == nil:
+			if !containsID(res.Skipped, id) {
+				res.Applied = append(res.Applied, id)
+			}
+		case errors.Is(err, ErrHeld):
+			res.Held = append(res.Held, id)
+		case errors.As(err, &up) && up.Held:
+			res.Waiting = append(res.Waiting, id)
+			if werr := store.UpdateStep(id, func(c *StepState) { c.Note = "waits for approval of " + up.Root }); werr != nil {
+				setFatal(werr)
+			}
+		case errors.As(err, &up):
+			res.Upstream = append(res.Upstream, StepError{ID: id, Err: err})
+			if werr := store.UpdateStep(id, func(c *StepState) {
+				c.Status = StatusUpstreamFailed
+				c.Note = "not run: " + up.Root + " failed"
+			}); werr != nil {
+				setFatal(werr)
+			}
+			env.Metrics.SetStepStatus(id, StatusUpstreamFailed)
+		case errors.As(err, new(*NotStartedError)):
+			res.NotStarted = append(res.NotStarted, id)
+		default:
+			res.Failed = append(res.Failed, StepError{ID: id, Err: err})
+		}
+	}
+	return res, fatal
+}
+
+// runStep applies one step with its checkpoints around it.
+func runStep(ctx context.Context, s Step, env *Env, store *StateStore, log hclog.Logger, setFatal func(error), progress func()) error {
+	id := s.ID()
+	started := time.Now().UTC()
+	if err := store.UpdateStep(id, func(c *StepState) {
+		c.Status = StatusRunning
+		c.Attempts++
+		c.StartedAt = &started
+		c.FinishedAt = nil
+		c.Error = ""
+		c.Note = ""
+	}); err != nil {
+		setFatal(err)
+		return &NotStartedError{Err: err}
+	}
+	env.Metrics.SetStepStatus(id, StatusRunning)
+	log.Info("applying", "step", id)
+
+	senv := env.ForStep(id)
+	err := checkPreconditions(ctx, s, senv)
+	if err == nil {
+		err = s.Apply(ctx, senv)
+		if err != nil && ctx.Err() != nil {
+			err = fmt.Errorf("interrupted: %w", err)
+		}
+	}
+	finished := time.Now().UTC()
+	status := StatusDone
+	if err != nil {
+		status = StatusFailed
+	}
+	if werr := store.UpdateStep(id, func(c *StepState) {
+		c.Status = status
+		c.FinishedAt = &finished
+		if err != nil {
+			c.Error = err.Error()
+		}
+	}); werr != nil {
+		setFatal(werr)
+		if err == nil {
+			err = werr
+		}
+	}
+	env.Metrics.SetStepStatus(id, status)
+	env.Metrics.StepFinished(id, "apply", finished.Sub(started), err)
+	progress()
+	if err != nil {
+		log.Error("step failed", "step", id, "error", err)
+		return err
+	}
+	log.Info("done", "step", id, "duration", finished.Sub(started).Round(time.Millisecond))
+	return nil
+}
+
+func checkPreconditions(ctx context.Context, s Step, env *Env) error {
+	pcs, err := s.Check(ctx, env)
+	if err != nil {
+		return fmt.Errorf("check preconditions: %w", err)
+	}
+	var failed []string
+	for _, pc := range pcs {
+		if !pc.OK {
+			msg := pc.Name
+			if pc.Detail != "" {
+				msg += ": " + pc.Detail
+			}
+			failed = append(failed, msg)
+		}
+	}
+	if len(failed) > 0 {
+		return &PreconditionError{Step: s.ID(), Failed: failed}
+	}
+	return nil
+}
+
+func containsID(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

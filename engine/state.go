@@ -1,0 +1,313 @@
+package engine
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+)
+
+// StateFormatVersion is the version of the state file format.
+const StateFormatVersion = 1
+
+// Status is a step's place in its life cycle, as checkpointed in the state.
+type Status string
+
+const (
+	StatusPending        Status = "pending"         // never started
+	StatusRunning        Status = "running"         // Apply started; if no apply holds the lock, it was interrupted
+	StatusDone           Status = "done"            // Apply succeeded
+	StatusFailed         Status = "failed"          // Apply (or a precondition) failed: Error says why
+	StatusUpstreamFailed Status = "upstream-failed" // not run because a step it needs failed
+	StatusRollingBack    Status = "rolling-back"    // Rollback started
+	StatusRolledBack     Status = "rolled-back"     // Rollback succeeded
+	StatusRollbackFailed Status = "rollback-failed" // Rollback failed: Error says why
+)
+
+// allStatuses lists every status (metrics export one series per status).
+var allStatuses = []Status{StatusPending, StatusRunning, StatusDone, StatusFailed, StatusUpstreamFailed,
+	StatusRollingBack, StatusRolledBack, StatusRollbackFailed}
+
+// State is the state file: which steps of which spec have run, when, with
+// what outputs. It never holds a secret.
+type State struct {
+	FormatVersion int          `json:"format_version"`
+	Spec          StateSpec    `json:"spec"`
+	Serial        int64        `json:"serial"` // incremented by every write
+	Steps         []*StepState `json:"steps"`
+}
+
+// StateSpec names the spec a state belongs to.
+type StateSpec struct {
+	Name string `json:"name"`
+	Hash string `json:"hash"`
+}
+
+// StepState is one step's checkpoint.
+type StepState struct {
+	ID         string            `json:"id"`
+	Status     Status            `json:"status"`
+	Attempts   int               `json:"attempts,omitempty"`
+	StartedAt  *time.Time        `json:"started_at,omitempty"`
+	FinishedAt *time.Time        `json:"finished_at,omitempty"`
+	Error      string            `json:"error,omitempty"`
+	Note       string            `json:"note,omitempty"`
+	Outputs    map[string]string `json:"outputs,omitempty"`
+}
+
+// Step returns a step's checkpoint, or nil.
+func (s *State) Step(id string) *StepState {
+	for _, st := range s.Steps {
+		if st.ID == id {
+			return st
+		}
+	}
+	return nil
+}
+
+// Touched says whether anything ran under this state (a step left pending).
+func (s *State) Touched() bool {
+	for _, st := range s.Steps {
+		if st.Status != StatusPending && st.Status != StatusUpstreamFailed {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *State) clone() *State {
+	data, _ := json.Marshal(s)
+	var c State
+	_ = json.Unmarshal(data, &c)
+	return &c
+}
+
+// ReadState reads a state file without locking it (writes are atomic, so a
+// reader always sees a whole file). A missing file is os.ErrNotExist.
+func ReadState(path string) (*State, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var s State
+	if err := json.Unmarshal(data, &s); err != nil {
+		return nil, fmt.Errorf("state file %s is not valid JSON (%v): it is written atomically, so it was edited or damaged by hand; restore it from a copy", path, err)
+	}
+	if s.FormatVersion != StateFormatVersion {
+		return nil, fmt.Errorf("state file %s has format_version %d; this pgshift reads version %d: use the pgshift that wrote it", path, s.FormatVersion, StateFormatVersion)
+	}
+	return &s, nil
+}
+
+// SpecChangedError is returned when a state holds progress made under a
+// spec whose hash differs from the one given now.
+type SpecChangedError struct {
+	Path, Name, Was, Now string
+}
+
+func (e *SpecChangedError) Error() string {
+	return fmt.Sprintf("state file %s holds progress of spec %q with hash %s, but the spec now hashes to %s: "+
+		"the spec changed after steps ran under it (comments and formatting do not count; values do). "+
+		"Revert the change, or pass --accept-spec-change to keep the steps already done and go on with the new spec, "+
+		"or run `pgshift rollback` with the old spec and start again", e.Path, e.Name, shortHash(e.Was), shortHash(e.Now))
+}
+
+func shortHash(h string) string {
+	if len(h) > 12 {
+		return h[:12]
+	}
+	return h
+}
+
+// StateOptions opens a state for a run.
+type StateOptions struct {
+	Operation        string        // apply, rollback: recorded in the lock
+	LockTimeout      time.Duration // how long to wait for another run's lock
+	AcceptSpecChange bool          // keep progress made under a spec with another hash
+}
+
+// StateStore is a locked state file open for a run. Every Update is written
+// atomically before it returns: temp file in the same folder, fsync, rename,
+// fsync of the folder; mode 0600.
+type StateStore struct {
+	path  string
+	lock  *Lock
+	state *State
+	mu    chan struct{} // a one-slot semaphore: updates are serialized
+}
+
+// OpenState locks the state file at path, reads it (or starts a new one),
+// checks it belongs to spec, and lists every step of g (missing ones as
+// pending) in g's order.
+func OpenState(path string, spec *Spec, g *Graph, opts StateOptions) (*StateStore, error) {
+	lock, err := AcquireLock(path, opts.Operation, opts.LockTimeout)
+	if err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			lock.Release()
+		}
+	}()
+	removeStaleTemps(path)
+
+	hash := spec.Hash()
+	st, err := ReadState(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		st = &State{FormatVersion: StateFormatVersion, Spec: StateSpec{Name: spec.Name, Hash: hash}}
+	case err != nil:
+		return nil, err
+	case st.Spec.Name != spec.Name:
+		return nil, fmt.Errorf("state file %s belongs to spec %q, not %q: pass --state with another path for this spec", path, st.Spec.Name, spec.Name)
+	case st.Spec.Hash != hash:
+		if st.Touched() && !opts.AcceptSpecChange {
+			return nil, &SpecChangedError{Path: path, Name: spec.Name, Was: st.Spec.Hash, Now: hash}
+		}
+		st.Spec.Hash = hash
+	}
+	st.Steps = syncSteps(st.Steps, g)
+
+	s := &StateStore{path: path, lock: lock, state: st, mu: make(chan struct{}, 1)}
+	if err := s.Update(func(*State) {}); err != nil {
+		return nil, err
+	}
+	ok = true
+	return s, nil
+}
+
+// syncSteps orders checkpoints as the graph does, adding missing steps as
+// pending; checkpoints of steps no longer in the graph stay, at the end.
+func syncSteps(old []*StepState, g *Graph) []*StepState {
+	byID := map[string]*StepState{}
+	for _, st := range old {
+		byID[st.ID] = st
+	}
+	var out []*StepState
+	for _, id := range g.Order() {
+		st := byID[id]
+		if st == nil {
+			st = &StepState{ID: id, Status: StatusPending}
+		}
+		delete(byID, id)
+		out = append(out, st)
+	}
+	var rest []string
+	for id := range byID {
+		rest = append(rest, id)
+	}
+	sort.Strings(rest)
+	for _, id := range rest {
+		out = append(out, byID[id])
+	}
+	return out
+}
+
+// Path is the state file's path.
+func (s *StateStore) Path() string { return s.path }
+
+// Snapshot is a deep copy of the current state.
+func (s *StateStore) Snapshot() *State {
+	s.mu <- struct{}{}
+	defer func() { <-s.mu }()
+	return s.state.clone()
+}
+
+// Update applies fn to the state and writes it durably before returning.
+// On a write error the in-memory state keeps the change, and the error is
+// returned: the caller must stop, since the file no longer tells the truth.
+func (s *StateStore) Update(fn func(*State)) error {
+	s.mu <- struct{}{}
+	defer func() { <-s.mu }()
+	fn(s.state)
+	s.state.Serial++
+	data, err := json.MarshalIndent(s.state, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeStateAtomic(s.path, append(data, '\n'))
+}
+
+// UpdateStep applies fn to one step's checkpoint and writes the state.
+func (s *StateStore) UpdateStep(id string, fn func(*StepState)) error {
+	return s.Update(func(st *State) {
+		c := st.Step(id)
+		if c == nil {
+			c = &StepState{ID: id, Status: StatusPending}
+			st.Steps = append(st.Steps, c)
+		}
+		fn(c)
+	})
+}
+
+// Close releases the lock.
+func (s *StateStore) Close() error { return s.lock.Release() }
+
+// writeStateAtomic replaces path with data so that a crash at any instant
+// leaves either the old file or the new one, never a mix.
+func writeStateAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("write state %s: %w", path, err)
+	}
+	tmp := f.Name()
+	fail := func(err error) error {
+		f.Close()
+		os.Remove(tmp)
+		return fmt.Errorf("write state %s: %w", path, err)
+	}
+	if err := f.Chmod(0o600); err != nil {
+		return fail(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write state %s: %w", path, err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return fmt.Errorf("write state %s: %w", path, err)
+	}
+	return fsyncDir(dir)
+}
+
+func fsyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync folder %s: %w", dir, err)
+	}
+	return nil
+}
+
+// removeStaleTemps deletes temp files a killed run left behind; called with
+// the lock held, so no live writer owns them.
+func removeStaleTemps(path string) {
+	matches, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*"))
+	for _, m := range matches {
+		os.Remove(m)
+	}
+}
+
+// canonicalJSON is the stable JSON used for hashing and fingerprints.
+func canonicalJSON(v any) []byte {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	_ = enc.Encode(v)
+	return buf.Bytes()
+}
