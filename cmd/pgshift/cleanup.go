@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/steps"
+	"github.com/spf13/cobra"
+)
+
+func init() { subcommands = append(subcommands, newCleanupCommand) }
+
+// cleanupArgs are the parsed flags of `pgshift cleanup`.
+type cleanupArgs struct {
+	spec specFlags
+	yes  bool
+}
+
+func newCleanupCommand() *cobra.Command {
+	var a cleanupArgs
+	cmd := &cobra.Command{
+		Use:   "cleanup -f spec.yaml",
+		Short: "Drop pgshift's subscriptions, replication slots and publications",
+		Long: `cleanup drops the replication objects pgshift made, once blue is retired (or
+the upgrade is abandoned): the subscription on green, the slot and the
+publication on blue, and the reverse ones (publication and slot on green,
+subscription on blue). It lists them as "-" lines first and asks before
+dropping anything, unless --yes is given. A publication pgshift did not
+create is kept. Running it again when everything is gone changes nothing.
+
+A replication slot left behind keeps WAL on its server forever: run cleanup
+when the upgrade is over.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runCleanup(cmd, &a)
+		},
+	}
+	a.spec.register(cmd)
+	fl := cmd.Flags()
+	fl.BoolVar(&a.yes, "yes", false, "drop without asking")
+	fl.BoolVar(&a.yes, "auto-approve", false, "same as --yes")
+	return cmd
+}
+
+func runCleanup(cmd *cobra.Command, a *cleanupArgs) error {
+	spec, err := a.spec.loadOne()
+	if err != nil {
+		return err
+	}
+	out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	ctx := cmd.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+	defer stop()
+
+	log, err := engine.NewLogger(engine.LogOptions{Output: errOut})
+	if err != nil {
+		return err
+	}
+	env := engine.NewEnv(spec, log)
+	defer env.Close()
+	env = env.ForStep("cleanup")
+
+	plan, err := steps.PlanCleanup(ctx, env)
+	if err != nil {
+		return &exitCodeError{code: exitError, err: fmt.Errorf("cleanup: %w", err)}
+	}
+	fmt.Fprintf(out, "pgshift cleanup: %s\n\n", spec.Name)
+	printCleanupPlan(out, plan)
+	if len(plan.Actions) == 0 {
+		fmt.Fprintln(out, "No changes. No pgshift replication objects exist on blue or green.")
+		return nil
+	}
+	fmt.Fprintf(out, "Cleanup: %d to destroy.\n", len(plan.Actions))
+	if !a.yes {
+		ok, err := confirm(cmd.InOrStdin(), out, len(plan.Actions))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return &exitCodeError{code: exitError, err: fmt.Errorf("cleanup cancelled: nothing was dropped (answer yes, or pass --yes to skip the question)")}
+		}
+	}
+	for i, act := range plan.Actions {
+		if err := act.Drop(ctx, env); err != nil {
+			return &exitCodeError{code: exitError, err: fmt.Errorf("drop %s %s on %s: %w (dropped %d of %d; run cleanup again to finish)",
+				act.Kind, act.Name, act.Side, err, i, len(plan.Actions))}
+		}
+		fmt.Fprintf(out, "  - dropped %s %s on %s\n", act.Kind, act.Name, act.Side)
+	}
+	fmt.Fprintf(out, "\nCleanup complete: %d destroyed.\n", len(plan.Actions))
+	return nil
+}
+
+// printCleanupPlan lists the objects as "-" lines (side, kind, name, SQL)
+// and the notes under them.
+func printCleanupPlan(w io.Writer, plan steps.CleanupPlan) {
+	if len(plan.Actions) > 0 {
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, act := range plan.Actions {
+			fmt.Fprintf(tw, "  - %s\t%s\t%s\t%s\n", act.Side, act.Kind, act.Name, act.SQL)
+		}
+		tw.Flush()
+	}
+	for _, n := range plan.Notes {
+		fmt.Fprintf(w, "  ! %s\n", n)
+	}
+	fmt.Fprintln(w)
+}
+
+// confirm asks on out and reads the answer from in; only "yes" agrees.
+func confirm(in io.Reader, out io.Writer, n int) (bool, error) {
+	fmt.Fprintf(out, "\nDrop these %d objects? Only 'yes' will be accepted: ", n)
+	line, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return false, err
+	}
+	fmt.Fprintln(out)
+	return strings.TrimSpace(line) == "yes", nil
+}

@@ -1,0 +1,231 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/plans"
+)
+
+// CatchupStepID waits for green to follow blue closely.
+const CatchupStepID = "replication.catchup"
+
+func init() {
+	register(func(spec *engine.Spec) []engine.Step { return []engine.Step{&catchupStep{spec: spec}} })
+}
+
+// catchupStep waits until every table of the subscription is ready (its
+// initial copy done and merged into the stream) and the slot's lag is under
+// catchupThreshold. It changes nothing, so it is idempotent by nature.
+type catchupStep struct {
+	spec *engine.Spec
+	// poll and progress are the measuring and logging periods (tests may
+	// shorten them).
+	poll, progress time.Duration
+}
+
+func (s *catchupStep) ID() string      { return CatchupStepID }
+func (s *catchupStep) Needs() []string { return []string{SubscriptionStepID} }
+
+// minCatchupLag is the floor of the catch-up threshold. Catch-up only has to
+// bring green close enough that verify and the cutover drain are short: the
+// write freeze drains to cutover.max_lag_bytes anyway. 16 MiB is one WAL
+// segment, a few seconds of apply on modest hardware, and far above the
+// few hundred bytes an idle blue keeps between its WAL position and the
+// slot (background records such as running-xacts snapshots).
+const minCatchupLag = 16 << 20
+
+// catchupThreshold is max(cutover.max_lag_bytes, 16 MiB).
+func catchupThreshold(spec *engine.Spec) int64 {
+	if spec.Cutover.MaxLagBytes > minCatchupLag {
+		return spec.Cutover.MaxLagBytes
+	}
+	return minCatchupLag
+}
+
+// stallNudge is how long a lag may stay unchanged, with every table ready,
+// before pgshift writes a tiny WAL message on blue so that the walsender
+// sends and the subscriber confirms a fresh position.
+const stallNudge = 20 * time.Second
+
+// replicationProgress is one measurement of the pipeline.
+type replicationProgress struct {
+	Subscription subscriptionState
+	Tables       []relState
+	Ready        int
+	Slot         slotStatus
+}
+
+func (p replicationProgress) caughtUp(threshold int64) bool {
+	return p.Subscription.Exists && len(p.Tables) > 0 && p.Ready == len(p.Tables) &&
+		p.Slot.Exists && p.Slot.LagBytes >= 0 && p.Slot.LagBytes <= threshold
+}
+
+func measureReplication(ctx context.Context, env *engine.Env, spec *engine.Spec) (replicationProgress, error) {
+	var p replicationProgress
+	green, err := env.Target.Pool(ctx)
+	if err != nil {
+		return p, err
+	}
+	blue, err := env.Source.Pool(ctx)
+	if err != nil {
+		return p, err
+	}
+	if p.Subscription, err = readSubscription(ctx, green, spec.SubscriptionName()); err != nil {
+		return p, err
+	}
+	if p.Subscription.Exists {
+		if p.Tables, err = readRelStates(ctx, green, spec.SubscriptionName()); err != nil {
+			return p, err
+		}
+		p.Ready = countReady(p.Tables)
+	}
+	if p.Slot, err = readSlot(ctx, blue, spec.SlotName()); err != nil {
+		return p, err
+	}
+	if p.Slot.Exists {
+		env.Metrics.SetReplicationLag(spec.SubscriptionName(), p.Slot.LagBytes)
+	}
+	return p, nil
+}
+
+func (s *catchupStep) Observe(ctx context.Context, env *engine.Env) (plans.Change, error) {
+	threshold := catchupThreshold(s.spec)
+	p, err := measureReplication(ctx, env, s.spec)
+	if err != nil {
+		return plans.Change{}, err
+	}
+	if !p.Subscription.Exists {
+		return plans.Change{Action: plans.ActionCreate,
+			Summary: fmt.Sprintf("wait until every table is ready and lag is under %s", replBytes(threshold))}, nil
+	}
+	summary := fmt.Sprintf("%d/%d tables ready, lag %s (threshold %s)", p.Ready, len(p.Tables), replBytes(p.Slot.LagBytes), replBytes(threshold))
+	if p.caughtUp(threshold) {
+		return plans.Change{Action: plans.ActionNone, Summary: summary}, nil
+	}
+	return plans.Change{Action: plans.ActionCreate, Summary: "wait: " + summary}, nil
+}
+
+func (s *catchupStep) Check(ctx context.Context, env *engine.Env) ([]plans.Precondition, error) {
+	p, err := measureReplication(ctx, env, s.spec)
+	if err != nil {
+		return nil, err
+	}
+	return []plans.Precondition{
+		{Name: "subscription exists on green", OK: p.Subscription.Exists, Detail: s.spec.SubscriptionName()},
+		{Name: "slot exists on blue", OK: p.Slot.Exists, Detail: s.spec.SlotName()},
+	}, nil
+}
+
+func (s *catchupStep) Apply(ctx context.Context, env *engine.Env) error {
+	poll, every := s.poll, s.progress
+	if poll == 0 {
+		poll = time.Second
+	}
+	if every == 0 {
+		every = 5 * time.Second
+	}
+	threshold := catchupThreshold(s.spec)
+	sub := s.spec.SubscriptionName()
+	var lastLog, lastMove time.Time
+	lastLag := int64(-2)
+	started := time.Now()
+	for {
+		p, err := measureReplication(ctx, env, s.spec)
+		if err != nil {
+			return err
+		}
+		switch {
+		case !p.Subscription.Exists:
+			return fmt.Errorf("subscription %q does not exist on green: apply %s first", sub, SubscriptionStepID)
+		case !p.Subscription.Enabled:
+			return fmt.Errorf("subscription %q on green is disabled (disable_on_error stops it at the first apply error; green's log names it): fix the cause, then ALTER SUBSCRIPTION %s ENABLE and run again",
+				sub, replIdent(sub))
+		case !p.Slot.Exists:
+			return fmt.Errorf("replication slot %q is gone from blue: green cannot follow blue any more; roll back and apply again", s.spec.SlotName())
+		case len(p.Tables) == 0:
+			return fmt.Errorf("subscription %q on green tracks no table: check that publication %q on blue publishes the selected tables", sub, s.spec.PublicationName())
+		}
+		if p.caughtUp(threshold) {
+			env.Log.Info("green caught up", "tables_ready", fmt.Sprintf("%d/%d", p.Ready, len(p.Tables)),
+				"lag_bytes", p.Slot.LagBytes, "elapsed", time.Since(started).Round(time.Millisecond).String())
+			env.Record("tables", fmt.Sprint(len(p.Tables)))
+			env.Record("lag_bytes", fmt.Sprint(p.Slot.LagBytes))
+			env.Record("confirmed_flush_lsn", p.Slot.ConfirmedFlush)
+			return nil
+		}
+		now := time.Now()
+		if p.Slot.LagBytes != lastLag {
+			lastLag, lastMove = p.Slot.LagBytes, now
+		}
+		if now.Sub(lastLog) >= every {
+			lastLog = now
+			env.Log.Info("catching up", "tables_ready", fmt.Sprintf("%d/%d", p.Ready, len(p.Tables)),
+				"lag_bytes", p.Slot.LagBytes, "lag", replBytes(p.Slot.LagBytes), "syncing", syncingTables(p.Tables, 5))
+		}
+		if p.Ready == len(p.Tables) && now.Sub(lastMove) >= stallNudge {
+			// An idle blue gives the walsender nothing to send; a logical
+			// message is WAL it decodes and answers with a keepalive.
+			lastMove = now
+			blue, err := env.Source.Pool(ctx)
+			if err == nil {
+				if _, err := blue.Exec(ctx, "SELECT pg_logical_emit_message(false, 'pgshift', 'catchup')"); err != nil {
+					env.Log.Debug("could not write a catch-up marker on blue", "error", err)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for green to catch up (%d/%d tables ready, lag %s): %w", p.Ready, len(p.Tables), replBytes(p.Slot.LagBytes), ctx.Err())
+		case <-time.After(poll):
+		}
+	}
+}
+
+// syncingTables names the first few tables not ready yet, with their state.
+func syncingTables(states []relState, max int) string {
+	var out []string
+	n := 0
+	for _, r := range states {
+		if r.State == "r" {
+			continue
+		}
+		n++
+		if len(out) < max {
+			out = append(out, r.Table+"="+r.State)
+		}
+	}
+	if n > len(out) {
+		out = append(out, fmt.Sprintf("+%d more", n-len(out)))
+	}
+	return strings.Join(out, " ")
+}
+
+func (s *catchupStep) Rollback(ctx context.Context, env *engine.Env) error { return nil }
+
+// Report is the live catch-up picture for `pgshift status`: lag and tables
+// ready (the subscription step reports each table's sync state).
+func (s *catchupStep) Report(ctx context.Context, env *engine.Env) ([]string, error) {
+	p, err := measureReplication(ctx, env, s.spec)
+	if err != nil {
+		return nil, err
+	}
+	threshold := catchupThreshold(s.spec)
+	var out []string
+	if p.Slot.Exists {
+		line := fmt.Sprintf("lag %s (%d bytes) on slot %s, threshold %s", replBytes(p.Slot.LagBytes), p.Slot.LagBytes, s.spec.SlotName(), replBytes(threshold))
+		if !p.Slot.Active {
+			line += ", no consumer attached"
+		}
+		out = append(out, line)
+	} else {
+		out = append(out, "slot "+s.spec.SlotName()+" does not exist on blue")
+	}
+	if p.Subscription.Exists {
+		out = append(out, fmt.Sprintf("%d/%d tables ready", p.Ready, len(p.Tables)))
+	}
+	return out, nil
+}

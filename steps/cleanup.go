@@ -1,0 +1,156 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgshift/pgshift/engine"
+)
+
+// CleanupAction is one replication object `pgshift cleanup` drops. Actions
+// are values, so the command lists them before anything runs.
+type CleanupAction struct {
+	Side string // "blue" or "green": where the object lives
+	Kind string // "subscription", "slot" or "publication"
+	Name string
+	SQL  string // what runs, as shown to the user
+
+	drop func(ctx context.Context, env *engine.Env) error
+}
+
+// Drop removes the object; dropping one already gone is no error.
+func (a CleanupAction) Drop(ctx context.Context, env *engine.Env) error { return a.drop(ctx, env) }
+
+// CleanupPlan is what cleanup would drop, in the order it must go:
+// subscriptions first (so no slot is held), then slots, then publications.
+// Notes say what is kept or could not be inspected, and why.
+type CleanupPlan struct {
+	Actions []CleanupAction
+	Notes   []string
+}
+
+// PlanCleanup inspects both sides for the forward objects (publication and
+// slot on blue, subscription on green) and the reverse ones (publication and
+// slot on green, subscription on blue). A side that cannot be reached is
+// named in a note; the other side's objects are still listed.
+func PlanCleanup(ctx context.Context, env *engine.Env) (CleanupPlan, error) {
+	var plan CleanupPlan
+	spec := env.Spec
+	blue, blueErr := env.Source.Pool(ctx)
+	green, greenErr := env.Target.Pool(ctx)
+	if blueErr != nil {
+		plan.Notes = append(plan.Notes, fmt.Sprintf("blue not inspected: %v: run cleanup again once it is reachable to drop its objects", blueErr))
+	}
+	if greenErr != nil {
+		plan.Notes = append(plan.Notes, fmt.Sprintf("green not inspected: %v: run cleanup again once it is reachable to drop its objects", greenErr))
+	}
+	if blueErr != nil && greenErr != nil {
+		return plan, errors.Join(blueErr, greenErr)
+	}
+	reverse := spec.ReverseName()
+	// publisherOf returns the pool on the other side, nil when unreachable.
+	var bluePub, greenPub replQuerier
+	if blueErr == nil {
+		bluePub = blue
+	}
+	if greenErr == nil {
+		greenPub = green
+	}
+
+	type subSpec struct {
+		side       string
+		db         replQuerier
+		publisher  replQuerier
+		name       string
+		reachError error
+	}
+	for _, sub := range []subSpec{
+		{"green", greenPub, bluePub, spec.SubscriptionName(), greenErr},
+		{"blue", bluePub, greenPub, reverse, blueErr},
+	} {
+		if sub.reachError != nil {
+			continue
+		}
+		st, err := readSubscription(ctx, sub.db, sub.name)
+		if err != nil {
+			return plan, fmt.Errorf("%s: %w", sub.side, err)
+		}
+		if !st.Exists {
+			continue
+		}
+		q := replIdent(sub.name)
+		sub := sub
+		plan.Actions = append(plan.Actions, CleanupAction{
+			Side: sub.side, Kind: "subscription", Name: sub.name,
+			SQL: fmt.Sprintf("ALTER SUBSCRIPTION %s DISABLE; ALTER SUBSCRIPTION %s SET (slot_name = NONE); DROP SUBSCRIPTION %s", q, q, q),
+			drop: func(ctx context.Context, env *engine.Env) error {
+				return dropSubscription(ctx, env, sub.db, sub.publisher, sub.name)
+			},
+		})
+	}
+
+	type objSpec struct {
+		side string
+		db   replQuerier
+		name string
+	}
+	for _, sl := range []objSpec{{"blue", bluePub, spec.SlotName()}, {"green", greenPub, reverse}} {
+		if sl.db == nil {
+			continue
+		}
+		st, err := readSlot(ctx, sl.db, sl.name)
+		if err != nil {
+			return plan, fmt.Errorf("%s: %w", sl.side, err)
+		}
+		if !st.Exists {
+			continue
+		}
+		sl := sl
+		plan.Actions = append(plan.Actions, CleanupAction{
+			Side: sl.side, Kind: "slot", Name: sl.name,
+			SQL: fmt.Sprintf("SELECT pg_drop_replication_slot(%s)", QuoteLiteral(sl.name)),
+			drop: func(ctx context.Context, env *engine.Env) error {
+				return dropSlot(ctx, env, sl.db, sl.name)
+			},
+		})
+	}
+
+	for _, pub := range []struct {
+		objSpec
+		owner string // "" drops whatever holds the name
+	}{
+		{objSpec{"blue", bluePub, spec.PublicationName()}, ownerComment(spec)},
+		{objSpec{"green", greenPub, reverse}, ""},
+	} {
+		if pub.db == nil {
+			continue
+		}
+		var comment string
+		err := pub.db.QueryRow(ctx, `SELECT coalesce(obj_description(oid, 'pg_publication'), '') FROM pg_publication WHERE pubname = $1`, pub.name).Scan(&comment)
+		if errors.Is(err, pgx.ErrNoRows) {
+			continue
+		}
+		if err != nil {
+			return plan, fmt.Errorf("%s: read publication %q: %w", pub.side, pub.name, err)
+		}
+		if pub.owner != "" && comment != pub.owner {
+			plan.Notes = append(plan.Notes, fmt.Sprintf("publication %s on %s kept: pgshift did not create it", pub.name, pub.side))
+			continue
+		}
+		pub := pub
+		owner := pub.owner
+		if owner == "" {
+			owner = comment
+		}
+		plan.Actions = append(plan.Actions, CleanupAction{
+			Side: pub.side, Kind: "publication", Name: pub.name,
+			SQL: "DROP PUBLICATION " + replIdent(pub.name),
+			drop: func(ctx context.Context, env *engine.Env) error {
+				return dropPublication(ctx, env, pub.db, pub.name, owner)
+			},
+		})
+	}
+	return plan, nil
+}

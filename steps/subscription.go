@@ -1,0 +1,641 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/plans"
+)
+
+// SubscriptionStepID subscribes green to blue's publication.
+const SubscriptionStepID = "target.subscription"
+
+func init() {
+	register(func(spec *engine.Spec) []engine.Step { return []engine.Step{&subscriptionStep{spec: spec}} })
+}
+
+// subscriptionStep creates green's subscription on the slot source.slot made
+// (create_slot = false), with native copy_data, passing the spec's options
+// only where green's major accepts them.
+type subscriptionStep struct{ spec *engine.Spec }
+
+func (s *subscriptionStep) ID() string { return SubscriptionStepID }
+func (s *subscriptionStep) Needs() []string {
+	if s.spec.Replication.InitialCopy.Method == "snapshot" {
+		// pgshift copies the rows itself; the subscription only streams.
+		return []string{"target.schema", SlotStepID, "target.copy"}
+	}
+	return []string{"target.schema", SlotStepID}
+}
+
+// subscriptionState is a subscription on green as pg_subscription shows it.
+type subscriptionState struct {
+	Exists       bool
+	OID          uint32
+	Enabled      bool
+	Slot         string // "" when slot_name = NONE
+	Publications []string
+}
+
+func readSubscription(ctx context.Context, db replQuerier, name string) (subscriptionState, error) {
+	var st subscriptionState
+	err := db.QueryRow(ctx, `
+SELECT s.oid, s.subenabled, coalesce(s.subslotname::text, ''), s.subpublications::text[]
+  FROM pg_subscription s
+ WHERE s.subname = $1 AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+		name).Scan(&st.OID, &st.Enabled, &st.Slot, &st.Publications)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return st, nil
+	}
+	if err != nil {
+		return st, fmt.Errorf("read subscription %q on green: %w", name, err)
+	}
+	st.Exists = true
+	return st, nil
+}
+
+// subscriptionSQL builds CREATE SUBSCRIPTION; conninfo is either the real
+// one (to run) or the redacted one (to show).
+func (s *subscriptionStep) createSQL(conninfo string, options []string) string {
+	with := []string{
+		"copy_data = " + fmt.Sprint(s.spec.Replication.InitialCopy.Method != "snapshot"),
+		"create_slot = false",
+		"slot_name = " + QuoteLiteral(s.spec.SlotName()),
+	}
+	with = append(with, options...)
+	return fmt.Sprintf("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (%s)",
+		replIdent(s.spec.SubscriptionName()), QuoteLiteral(conninfo), replIdent(s.spec.PublicationName()), strings.Join(with, ", "))
+}
+
+// conninfos returns blue's connection string as green will use it: the
+// real one and the one fit for plans and logs.
+func (s *subscriptionStep) conninfos(env *engine.Env) (full, redacted string, err error) {
+	return subscriptionConninfo(env.Source.DSN, env.Source.Password())
+}
+
+// missingTables lists the published tables green lacks (CREATE SUBSCRIPTION
+// would fail on the first one).
+func missingTables(ctx context.Context, green replQuerier, tables []Table) ([]string, error) {
+	var missing []string
+	for _, t := range tables {
+		var ok bool
+		if err := green.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", t.Ident()).Scan(&ok); err != nil {
+			return nil, fmt.Errorf("green: look up table %s: %w", t.QualifiedName(), err)
+		}
+		if !ok {
+			missing = append(missing, t.QualifiedName())
+		}
+	}
+	return missing, nil
+}
+
+func (s *subscriptionStep) Observe(ctx context.Context, env *engine.Env) (plans.Change, error) {
+	green, err := env.Target.Pool(ctx)
+	if err != nil {
+		return plans.Change{}, err
+	}
+	name := s.spec.SubscriptionName()
+	st, err := readSubscription(ctx, green, name)
+	if err != nil {
+		return plans.Change{}, err
+	}
+	major, err := replServerMajor(ctx, green)
+	if err != nil {
+		return plans.Change{}, fmt.Errorf("green: %w", err)
+	}
+	options, optErr := subscriptionWithOptions(s.spec.Replication.Options, major)
+	if !st.Exists {
+		if optErr != nil {
+			return plans.Change{Action: plans.ActionBlocker, Summary: "subscription " + name + ": unsupported option",
+				Blockers: []string{optErr.Error()}}, nil
+		}
+		_, redacted, err := s.conninfos(env)
+		if err != nil {
+			return plans.Change{}, err
+		}
+		c := plans.Change{Action: plans.ActionCreate,
+			Summary: fmt.Sprintf("CREATE SUBSCRIPTION %s ... copy_data = true", replIdent(name)),
+			Details: []string{s.createSQL(redacted, options)}}
+		if w := s.binaryCopyNote(ctx, env); w != "" {
+			c.Warnings = append(c.Warnings, w)
+		}
+		return c, nil
+	}
+	if p := s.conflict(st); p != "" {
+		return plans.Change{Action: plans.ActionBlocker, Summary: "subscription " + name + " exists and differs",
+			Blockers: []string{p}}, nil
+	}
+	var details []string
+	if !st.Enabled {
+		details = append(details, fmt.Sprintf("ALTER SUBSCRIPTION %s ENABLE", replIdent(name)))
+	}
+	states, err := readRelStates(ctx, green, name)
+	if err != nil {
+		return plans.Change{}, err
+	}
+	if newTables, err := s.unsubscribedTables(ctx, env, states); err == nil && len(newTables) > 0 {
+		for _, t := range newTables {
+			details = append(details, "+ table "+t)
+		}
+		details = append(details, fmt.Sprintf("ALTER SUBSCRIPTION %s REFRESH PUBLICATION WITH (copy_data = true)", replIdent(name)))
+	}
+	if len(details) > 0 {
+		return plans.Change{Action: plans.ActionChange, Summary: "subscription " + name + ": catch up with the spec", Details: details}, nil
+	}
+	return plans.Change{Action: plans.ActionNone,
+		Summary: fmt.Sprintf("subscription %s, %d/%d tables ready", name, countReady(states), len(states))}, nil
+}
+
+// conflict says why an existing subscription of that name is not ours.
+func (s *subscriptionStep) conflict(st subscriptionState) string {
+	name, slot, pub := s.spec.SubscriptionName(), s.spec.SlotName(), s.spec.PublicationName()
+	if st.Slot != slot {
+		return fmt.Sprintf("subscription %q on green uses slot %q, not %q: drop it (ALTER SUBSCRIPTION ... DISABLE; DROP SUBSCRIPTION ...) or set replication.subscription to another name",
+			name, st.Slot, slot)
+	}
+	if len(st.Publications) != 1 || st.Publications[0] != pub {
+		return fmt.Sprintf("subscription %q on green subscribes to %s, not %q: drop it or set replication.subscription to another name",
+			name, strings.Join(st.Publications, ", "), pub)
+	}
+	return ""
+}
+
+// unsubscribedTables lists tables blue's publication carries that green's
+// subscription does not track yet (the publication changed after the
+// subscription was made).
+func (s *subscriptionStep) unsubscribedTables(ctx context.Context, env *engine.Env, states []relState) ([]string, error) {
+	blue, err := env.Source.Pool(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st, err := readPublication(ctx, blue, s.spec.PublicationName(), s.spec)
+	if err != nil || !st.Exists {
+		return nil, err
+	}
+	have := make([]string, len(states))
+	for i, r := range states {
+		have[i] = r.Table
+	}
+	add, _ := diffTables(have, st.Tables)
+	return add, nil
+}
+
+// binaryCopyNote explains, when the spec asks for binary, that the initial
+// copy itself stays in text unless both sides run 16 or later.
+func (s *subscriptionStep) binaryCopyNote(ctx context.Context, env *engine.Env) string {
+	if !subOptTrue(s.spec.Replication.Options["binary"]) {
+		return ""
+	}
+	blue, err := env.Source.Pool(ctx)
+	if err != nil {
+		return ""
+	}
+	major, err := replServerMajor(ctx, blue)
+	if err != nil || major >= 16 {
+		return ""
+	}
+	return fmt.Sprintf("binary = true: changes travel in binary, but the initial copy stays in text because blue runs PostgreSQL %d (binary copy needs 16 or later on both sides)", major)
+}
+
+func (s *subscriptionStep) Check(ctx context.Context, env *engine.Env) ([]plans.Precondition, error) {
+	green, err := env.Target.Pool(ctx)
+	if err != nil {
+		return []plans.Precondition{{Name: "green reachable", OK: false, Detail: err.Error()}}, nil
+	}
+	blue, err := env.Source.Pool(ctx)
+	if err != nil {
+		return []plans.Precondition{{Name: "blue reachable", OK: false, Detail: err.Error()}}, nil
+	}
+	var pre []plans.Precondition
+	major, err := replServerMajor(ctx, green)
+	if err != nil {
+		return nil, fmt.Errorf("green: %w", err)
+	}
+	_, optErr := subscriptionWithOptions(s.spec.Replication.Options, major)
+	p := plans.Precondition{Name: "subscription options supported by green", OK: optErr == nil,
+		Detail: fmt.Sprintf("green runs PostgreSQL %d", major)}
+	if optErr != nil {
+		p.Detail = optErr.Error()
+	}
+	pre = append(pre, p)
+	slot, err := readSlot(ctx, blue, s.spec.SlotName())
+	if err != nil {
+		return nil, err
+	}
+	pre = append(pre, plans.Precondition{Name: "slot exists on blue", OK: slot.Exists,
+		Detail: fmt.Sprintf("slot %q (created by %s)", s.spec.SlotName(), SlotStepID)})
+	tables, err := SelectedTables(ctx, blue, s.spec)
+	if err != nil {
+		return nil, fmt.Errorf("blue: %w", err)
+	}
+	missing, err := missingTables(ctx, green, tables)
+	if err != nil {
+		return nil, err
+	}
+	tp := plans.Precondition{Name: "published tables exist on green", OK: len(missing) == 0,
+		Detail: fmt.Sprintf("%d tables", len(tables))}
+	if len(missing) > 0 {
+		tp.Detail = "missing on green: " + strings.Join(missing, ", ") + " (target.schema creates them; with schema.copy false create them yourself)"
+	}
+	pre = append(pre, tp)
+	return pre, nil
+}
+
+func (s *subscriptionStep) Apply(ctx context.Context, env *engine.Env) error {
+	green, err := env.Target.Pool(ctx)
+	if err != nil {
+		return err
+	}
+	blue, err := env.Source.Pool(ctx)
+	if err != nil {
+		return err
+	}
+	name := s.spec.SubscriptionName()
+	major, err := replServerMajor(ctx, green)
+	if err != nil {
+		return fmt.Errorf("green: %w", err)
+	}
+	options, err := subscriptionWithOptions(s.spec.Replication.Options, major)
+	if err != nil {
+		return err
+	}
+	st, err := readSubscription(ctx, green, name)
+	if err != nil {
+		return err
+	}
+	slot, err := readSlot(ctx, blue, s.spec.SlotName())
+	if err != nil {
+		return err
+	}
+	if !slot.Exists {
+		return fmt.Errorf("replication slot %q does not exist on blue: apply %s first (pgshift apply runs it before this step)", s.spec.SlotName(), SlotStepID)
+	}
+	if !st.Exists {
+		if slot.Active {
+			return fmt.Errorf("replication slot %q on blue is already in use by %s, so green's subscription could not stream from it: stop that consumer or set replication.slot to another name",
+				s.spec.SlotName(), slotHolder(ctx, blue, slot.ActivePID))
+		}
+		tables, err := SelectedTables(ctx, blue, s.spec)
+		if err != nil {
+			return fmt.Errorf("blue: %w", err)
+		}
+		if missing, err := missingTables(ctx, green, tables); err != nil {
+			return err
+		} else if len(missing) > 0 {
+			return fmt.Errorf("subscription %q: tables missing on green: %s: apply target.schema first, or create them on green", name, strings.Join(missing, ", "))
+		}
+		full, redacted, err := s.conninfos(env)
+		if err != nil {
+			return err
+		}
+		env.Log.Info("creating subscription on green", "sql", s.createSQL(redacted, options))
+		// A single statement outside any transaction block (pgx sends
+		// argument-less Exec through the simple protocol).
+		if _, err := green.Exec(ctx, s.createSQL(full, options)); err != nil {
+			return fmt.Errorf("create subscription %q on green: %s", name, redactConninfoErr(err.Error(), env.Source.Password()))
+		}
+		st, err = readSubscription(ctx, green, name)
+		if err != nil {
+			return err
+		}
+	} else {
+		if p := s.conflict(st); p != "" {
+			return errors.New(p)
+		}
+		if !st.Enabled {
+			if _, err := green.Exec(ctx, fmt.Sprintf("ALTER SUBSCRIPTION %s ENABLE", replIdent(name))); err != nil {
+				return fmt.Errorf("enable subscription %q on green: %w", name, err)
+			}
+		}
+		states, err := readRelStates(ctx, green, name)
+		if err != nil {
+			return err
+		}
+		add, err := s.unsubscribedTables(ctx, env, states)
+		if err != nil {
+			return err
+		}
+		if len(add) > 0 {
+			env.Log.Info("subscribing to tables added to the publication", "tables", strings.Join(add, ", "))
+			if _, err := green.Exec(ctx, fmt.Sprintf("ALTER SUBSCRIPTION %s REFRESH PUBLICATION WITH (copy_data = true)", replIdent(name))); err != nil {
+				return fmt.Errorf("refresh subscription %q on green: %w", name, err)
+			}
+		}
+	}
+	env.Record("oid", fmt.Sprint(st.OID))
+	return nil
+}
+
+func (s *subscriptionStep) Rollback(ctx context.Context, env *engine.Env) error {
+	green, err := env.Target.Pool(ctx)
+	if err != nil {
+		return err
+	}
+	blue, err := env.Source.Pool(ctx)
+	if err != nil {
+		return err
+	}
+	return dropSubscription(ctx, env, green, blue, s.spec.SubscriptionName())
+}
+
+// Report lists, for `pgshift status`, the subscription and every table with
+// its sync state (pg_subscription_rel.srsubstate).
+func (s *subscriptionStep) Report(ctx context.Context, env *engine.Env) ([]string, error) {
+	green, err := env.Target.Pool(ctx)
+	if err != nil {
+		return nil, err
+	}
+	name := s.spec.SubscriptionName()
+	st, err := readSubscription(ctx, green, name)
+	if err != nil {
+		return nil, err
+	}
+	if !st.Exists {
+		return []string{"subscription " + name + " does not exist on green"}, nil
+	}
+	states, err := readRelStates(ctx, green, name)
+	if err != nil {
+		return nil, err
+	}
+	state := "enabled"
+	if !st.Enabled {
+		state = "DISABLED"
+	}
+	out := []string{fmt.Sprintf("subscription %s %s, %d/%d tables ready", name, state, countReady(states), len(states))}
+	for _, r := range states {
+		out = append(out, fmt.Sprintf("  %-40s %s", r.Table, describeSyncState(r.State)))
+	}
+	return out, nil
+}
+
+// dropSubscription drops a subscription whose slot someone else manages:
+// disable it, detach it from its slot, drop it (so the drop never waits on
+// the publisher), then remove the table-sync slots it may have left on the
+// publisher mid-copy. The main slot is left to its own step. publisher may
+// be nil when it is unreachable; the sync slots are then named in the log.
+func dropSubscription(ctx context.Context, env *engine.Env, subscriber, publisher replQuerier, name string) error {
+	st, err := readSubscription(ctx, subscriber, name)
+	if err != nil {
+		return err
+	}
+	if !st.Exists {
+		return nil
+	}
+	q := replIdent(name)
+	for _, stmt := range []string{
+		"ALTER SUBSCRIPTION " + q + " DISABLE",
+		"ALTER SUBSCRIPTION " + q + " SET (slot_name = NONE)",
+		"DROP SUBSCRIPTION IF EXISTS " + q,
+	} {
+		if _, err := subscriber.Exec(ctx, stmt); err != nil {
+			if replIsUndefined(err) {
+				return nil
+			}
+			return fmt.Errorf("drop subscription %q: %s: %w", name, stmt, err)
+		}
+	}
+	env.Log.Info("subscription dropped", "subscription", name)
+	pattern := fmt.Sprintf(`pg\_%d\_sync\_%%`, st.OID)
+	if publisher == nil {
+		env.Log.Warn("publisher unreachable: drop leftover table-sync slots there by hand", "slots_like", pattern)
+		return nil
+	}
+	return dropSyncSlots(ctx, env, publisher, pattern)
+}
+
+// dropSyncSlots drops the table-sync slots a dropped subscription left.
+func dropSyncSlots(ctx context.Context, env *engine.Env, db replQuerier, pattern string) error {
+	rows, err := db.Query(ctx, "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name LIKE $1 ORDER BY 1", pattern)
+	if err != nil {
+		return fmt.Errorf("list table-sync slots: %w", err)
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return err
+		}
+		names = append(names, n)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := dropSlot(ctx, env, db, n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// redactConninfoErr hides the password should an error echo the statement.
+func redactConninfoErr(msg, password string) string {
+	if password == "" {
+		return msg
+	}
+	return strings.ReplaceAll(msg, password, "********")
+}
+
+// libpqKeywords are the connection parameters libpq knows; anything else in
+// a DSN (pgx's pool settings) would make green's libpq refuse the conninfo.
+var libpqKeywords = map[string]bool{
+	"host": true, "hostaddr": true, "port": true, "dbname": true, "user": true, "password": true,
+	"passfile": true, "require_auth": true, "channel_binding": true, "connect_timeout": true,
+	"client_encoding": true, "options": true, "application_name": true, "fallback_application_name": true,
+	"keepalives": true, "keepalives_idle": true, "keepalives_interval": true, "keepalives_count": true,
+	"tcp_user_timeout": true, "sslmode": true, "sslnegotiation": true, "sslcompression": true,
+	"sslcert": true, "sslkey": true, "sslpassword": true, "sslcertmode": true, "sslrootcert": true,
+	"sslcrl": true, "sslcrldir": true, "sslsni": true, "requirepeer": true, "ssl_min_protocol_version": true,
+	"ssl_max_protocol_version": true, "gssencmode": true, "krbsrvname": true, "gsslib": true,
+	"gssdelegation": true, "service": true, "target_session_attrs": true, "load_balance_hosts": true,
+}
+
+// conninfoOrder puts the keywords a reader looks for first.
+var conninfoOrder = []string{"host", "hostaddr", "port", "dbname", "user"}
+
+// subscriptionConninfo turns blue's DSN (URL or keyword/value) into a libpq
+// keyword/value string for CREATE SUBSCRIPTION ... CONNECTION, every value
+// quoted the libpq way. password, from password_env, is how green
+// authenticates to blue: it is stored in pg_subscription (readable by
+// superusers only) and never shown; the redacted form replaces it.
+func subscriptionConninfo(dsn, password string) (full, redacted string, err error) {
+	kv, err := parseConninfo(dsn)
+	if err != nil {
+		return "", "", err
+	}
+	if password != "" {
+		kv["password"] = password
+	}
+	var keys []string
+	seen := map[string]bool{}
+	for _, k := range conninfoOrder {
+		if _, ok := kv[k]; ok {
+			keys = append(keys, k)
+			seen[k] = true
+		}
+	}
+	var rest []string
+	for k := range kv {
+		if !seen[k] && k != "password" {
+			rest = append(rest, k)
+		}
+	}
+	sort.Strings(rest)
+	keys = append(keys, rest...)
+	var f, r []string
+	for _, k := range keys {
+		pair := k + "=" + conninfoQuote(kv[k])
+		f = append(f, pair)
+		r = append(r, pair)
+	}
+	if p, ok := kv["password"]; ok {
+		f = append(f, "password="+conninfoQuote(p))
+		r = append(r, "password=********")
+	}
+	return strings.Join(f, " "), strings.Join(r, " "), nil
+}
+
+// conninfoQuote quotes a libpq keyword value: single quotes, with ' and \
+// escaped by a backslash.
+func conninfoQuote(v string) string {
+	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
+}
+
+// parseConninfo reads a DSN in either libpq form into keyword/value pairs,
+// keeping only libpq keywords. Errors never echo the DSN.
+func parseConninfo(dsn string) (map[string]string, error) {
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
+		return parseConninfoURL(dsn)
+	}
+	return parseConninfoKeywords(dsn)
+}
+
+func parseConninfoURL(dsn string) (map[string]string, error) {
+	u, err := url.Parse(dsn)
+	if err != nil {
+		return nil, errors.New("source.dsn: not a valid postgres:// URL")
+	}
+	kv := map[string]string{}
+	if u.User != nil {
+		if n := u.User.Username(); n != "" {
+			kv["user"] = n
+		}
+		if p, ok := u.User.Password(); ok {
+			kv["password"] = p
+		}
+	}
+	if u.Host != "" {
+		var hosts, ports []string
+		anyPort := false
+		for _, hp := range strings.Split(u.Host, ",") {
+			h, p := hp, ""
+			if i := strings.LastIndex(hp, ":"); i >= 0 && !strings.HasSuffix(hp, "]") {
+				h, p = hp[:i], hp[i+1:]
+			}
+			h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+			hosts = append(hosts, h)
+			ports = append(ports, p)
+			if p != "" {
+				anyPort = true
+			}
+		}
+		kv["host"] = strings.Join(hosts, ",")
+		if anyPort {
+			kv["port"] = strings.Join(ports, ",")
+		}
+	}
+	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
+		kv["dbname"] = db
+	}
+	for k, vs := range u.Query() {
+		if libpqKeywords[k] && len(vs) > 0 {
+			kv[k] = vs[len(vs)-1]
+		}
+	}
+	return kv, nil
+}
+
+func parseConninfoKeywords(s string) (map[string]string, error) {
+	kv := map[string]string{}
+	i := 0
+	skip := func() {
+		for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
+			i++
+		}
+	}
+	for {
+		skip()
+		if i >= len(s) {
+			return kv, nil
+		}
+		start := i
+		for i < len(s) && s[i] != '=' && s[i] != ' ' && s[i] != '\t' {
+			i++
+		}
+		key := s[start:i]
+		skip()
+		if i >= len(s) || s[i] != '=' {
+			return nil, fmt.Errorf("source.dsn: keyword %q has no value", key)
+		}
+		i++
+		skip()
+		var val strings.Builder
+		if i < len(s) && s[i] == '\'' {
+			i++
+			closed := false
+			for i < len(s) {
+				c := s[i]
+				if c == '\\' && i+1 < len(s) {
+					val.WriteByte(s[i+1])
+					i += 2
+					continue
+				}
+				if c == '\'' {
+					closed = true
+					i++
+					break
+				}
+				val.WriteByte(c)
+				i++
+			}
+			if !closed {
+				return nil, fmt.Errorf("source.dsn: unterminated quoted value for %q", key)
+			}
+		} else {
+			for i < len(s) && s[i] != ' ' && s[i] != '\t' {
+				if s[i] == '\\' && i+1 < len(s) {
+					i++
+				}
+				val.WriteByte(s[i])
+				i++
+			}
+		}
+		if libpqKeywords[key] {
+			kv[key] = val.String()
+		}
+	}
+}
+
+// waitFor polls cond every interval until it holds, ctx ends, or it fails.
+func waitFor(ctx context.Context, interval time.Duration, cond func() (bool, error)) error {
+	for {
+		ok, err := cond()
+		if err != nil || ok {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(interval):
+		}
+	}
+}

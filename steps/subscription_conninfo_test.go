@@ -1,0 +1,87 @@
+package steps
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseConninfoURL(t *testing.T) {
+	kv, err := parseConninfo("postgres://repl%20user@10.0.0.5:5433/orders%27db?sslmode=require&pool_max_conns=4&application_name=x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"user": "repl user", "host": "10.0.0.5", "port": "5433", "dbname": "orders'db", "sslmode": "require", "application_name": "x"}
+	for k, v := range want {
+		if kv[k] != v {
+			t.Errorf("%s = %q, want %q", k, kv[k], v)
+		}
+	}
+	if _, ok := kv["pool_max_conns"]; ok {
+		t.Errorf("pgx-only pool_max_conns must not reach libpq on green: %v", kv)
+	}
+}
+
+func TestParseConninfoMultiHostURL(t *testing.T) {
+	kv, err := parseConninfo("postgresql://u@h1:5432,h2:5433/db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kv["host"] != "h1,h2" || kv["port"] != "5432,5433" {
+		t.Fatalf("host=%q port=%q", kv["host"], kv["port"])
+	}
+}
+
+func TestParseConninfoKeywords(t *testing.T) {
+	kv, err := parseConninfo(`host=127.0.0.1 port = 5432 dbname='my db' user=o\'brien passfile='/etc/pg\\pass'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"host": "127.0.0.1", "port": "5432", "dbname": "my db", "user": "o'brien", "passfile": `/etc/pg\pass`}
+	for k, v := range want {
+		if kv[k] != v {
+			t.Errorf("%s = %q, want %q", k, kv[k], v)
+		}
+	}
+	if _, err := parseConninfo(`host='unterminated`); err == nil {
+		t.Error("an unterminated quote must be an error")
+	}
+	if _, err := parseConninfo(`host`); err == nil {
+		t.Error("a keyword without a value must be an error")
+	}
+}
+
+func TestSubscriptionConninfoQuotingAndRedaction(t *testing.T) {
+	secret := `p'a\ss word`
+	full, redacted, err := subscriptionConninfo("postgres://repl@127.0.0.1:5432/db", secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantFull := `host='127.0.0.1' port='5432' dbname='db' user='repl' password='p\'a\\ss word'`
+	if full != wantFull {
+		t.Errorf("conninfo:\n got %s\nwant %s", full, wantFull)
+	}
+	if strings.Contains(redacted, "ss word") || !strings.Contains(redacted, "password=********") {
+		t.Errorf("redacted conninfo leaks or hides the password marker: %s", redacted)
+	}
+	// Round trip: what libpq would read back is what we meant.
+	kv, err := parseConninfo(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kv["password"] != secret {
+		t.Errorf("round trip password = %q", kv["password"])
+	}
+}
+
+func TestSubscriptionConninfoNoPassword(t *testing.T) {
+	full, redacted, err := subscriptionConninfo("host=blue.internal dbname=orders user=repl passfile=/var/lib/postgresql/.pgpass", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(full, "password=") || full != redacted {
+		t.Errorf("without a password the conninfo has no password and nothing to redact: %s / %s", full, redacted)
+	}
+	if !strings.Contains(full, `passfile='/var/lib/postgresql/.pgpass'`) {
+		t.Errorf("passfile must pass through to green: %s", full)
+	}
+}
