@@ -1,0 +1,249 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/steps/verify"
+)
+
+// VerifyStepID proves green holds the same rows as blue.
+const VerifyStepID = "verify"
+
+func init() {
+	register(func(spec *engine.Spec) []engine.Step { return []engine.Step{&verifyStep{spec: spec}} })
+}
+
+// verifyStep compares every replicated table on blue and green (count or
+// checksum mode, see package verify) while blue keeps taking writes. It
+// changes nothing, so running it again just verifies again.
+type verifyStep struct {
+	spec *engine.Spec
+	// progressEvery is the logging period of progress (tests may shorten it).
+	progressEvery time.Duration
+}
+
+func (s *verifyStep) ID() string      { return VerifyStepID }
+func (s *verifyStep) Needs() []string { return []string{CatchupStepID} }
+
+func (s *verifyStep) mode() verify.Mode {
+	if s.spec.Verify.Mode == "" {
+		return verify.ModeChecksum
+	}
+	return verify.Mode(s.spec.Verify.Mode)
+}
+
+func (s *verifyStep) workers() int {
+	if s.spec.Verify.Workers <= 0 {
+		return engine.DefaultVerifyWorkers
+	}
+	return s.spec.Verify.Workers
+}
+
+// Outputs recorded by Apply (never row data).
+const (
+	verifyOutResult     = "result" // passed | failed
+	verifyOutMode       = "mode"
+	verifyOutTables     = "tables"
+	verifyOutRows       = "rows"
+	verifyOutBytes      = "bytes"
+	verifyOutMismatches = "mismatches"
+	verifyOutDuration   = "duration"
+	verifyOutRowsPerSec = "rows_per_sec"
+	verifyOutMBPerSec   = "mb_per_sec"
+)
+
+func (s *verifyStep) Observe(ctx context.Context, env *engine.Env) (plans.Change, error) {
+	tables, bytes, err := s.selected(ctx, env)
+	if err != nil {
+		return plans.Change{}, err
+	}
+	plan := fmt.Sprintf("compare %d tables (%s on blue) in %s mode with %d workers",
+		len(tables), verifySize(bytes), s.mode(), s.workers())
+	if res, ok := env.Output(VerifyStepID, verifyOutResult); ok {
+		last := s.lastRun(env)
+		if res == "passed" {
+			return plans.Change{Action: plans.ActionNone, Summary: "verified: " + last}, nil
+		}
+		return plans.Change{Action: plans.ActionCreate, Summary: plan + " (last run: " + last + ")"}, nil
+	}
+	return plans.Change{Action: plans.ActionCreate, Summary: plan}, nil
+}
+
+// lastRun describes the recorded outcome of the previous run.
+func (s *verifyStep) lastRun(env *engine.Env) string {
+	out := env.Outputs(VerifyStepID)
+	verdict := "no differences"
+	if out[verifyOutResult] != "passed" {
+		verdict = out[verifyOutMismatches] + " difference(s)"
+	}
+	return fmt.Sprintf("%s tables, %s rows, %s mode, %s (%s MB/s)",
+		out[verifyOutTables], out[verifyOutRows], out[verifyOutMode], verdict, out[verifyOutMBPerSec])
+}
+
+// Fingerprint leaves out the table sizes, which move with every write.
+func (s *verifyStep) Fingerprint(observed plans.Change) string {
+	return fmt.Sprintf("%s %s %d", observed.Action, s.mode(), s.workers())
+}
+
+func (s *verifyStep) Describe() plans.Change {
+	return plans.Change{Action: plans.ActionCreate,
+		Summary: fmt.Sprintf("compare every replicated table on blue and green in %s mode with %d workers", s.mode(), s.workers())}
+}
+
+func (s *verifyStep) DescribeRollback() string { return "nothing: verify only reads" }
+
+// selected lists the replicated tables and their size on blue.
+func (s *verifyStep) selected(ctx context.Context, env *engine.Env) ([]Table, int64, error) {
+	blue, err := env.Source.Pool(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	tables, err := SelectedTables(ctx, blue, s.spec)
+	if err != nil {
+		return nil, 0, fmt.Errorf("blue: %w", err)
+	}
+	var bytes int64
+	for _, t := range tables {
+		bytes += t.Bytes
+	}
+	return tables, bytes, nil
+}
+
+func (s *verifyStep) Check(ctx context.Context, env *engine.Env) ([]plans.Precondition, error) {
+	var pre []plans.Precondition
+	blue, berr := env.Source.Pool(ctx)
+	pre = append(pre, verifyPrecondition("connect to blue", berr, env.Source.Redacted()))
+	green, gerr := env.Target.Pool(ctx)
+	pre = append(pre, verifyPrecondition("connect to green", gerr, env.Target.Redacted()))
+	if berr != nil || gerr != nil {
+		return pre, nil
+	}
+	if s.mode() == verify.ModeChecksum {
+		v, err := ServerVersionOf(ctx, blue)
+		if err != nil {
+			return nil, fmt.Errorf("blue: %w", err)
+		}
+		pre = append(pre, plans.Precondition{Name: "blue supports checksum mode (PostgreSQL 11+)", OK: v.Major >= 11,
+			Detail: "blue runs " + v.String() + "; on older servers set verify.mode: count"})
+	}
+	sub := s.spec.SubscriptionName()
+	var enabled bool
+	err := green.QueryRow(ctx, `SELECT s.subenabled FROM pg_catalog.pg_subscription s
+		JOIN pg_catalog.pg_database d ON d.oid = s.subdbid
+		WHERE s.subname = $1 AND d.datname = pg_catalog.current_database()`, sub).Scan(&enabled)
+	found := err == nil
+	pre = append(pre, plans.Precondition{Name: "subscription enabled on green", OK: found && enabled,
+		Detail: fmt.Sprintf("%s: re-checks wait for green to apply blue's writes", sub)})
+	return pre, nil
+}
+
+func verifyPrecondition(name string, err error, detail string) plans.Precondition {
+	if err != nil {
+		return plans.Precondition{Name: name, OK: false, Detail: err.Error()}
+	}
+	return plans.Precondition{Name: name, OK: true, Detail: detail}
+}
+
+func (s *verifyStep) Apply(ctx context.Context, env *engine.Env) error {
+	tables, bytes, err := s.selected(ctx, env)
+	if err != nil {
+		return err
+	}
+	vt := make([]verify.Table, len(tables))
+	for i, t := range tables {
+		vt[i] = verify.Table{Schema: t.Schema, Name: t.Name, Key: t.PrimaryKey}
+	}
+	env.Log.Info("verifying", "tables", len(vt), "bytes", bytes, "mode", s.mode(), "workers", s.workers())
+
+	every := s.progressEvery
+	if every <= 0 {
+		every = 10 * time.Second
+	}
+	var mu sync.Mutex
+	lastLog := time.Now()
+	report, err := verify.Run(ctx, env.Source.Connect, env.Target.Connect, vt, verify.Options{
+		Mode:         s.mode(),
+		Workers:      s.workers(),
+		Subscription: s.spec.SubscriptionName(),
+		Log:          env.Log,
+		Progress: func(p verify.Progress) {
+			mu.Lock()
+			defer mu.Unlock()
+			if time.Since(lastLog) < every && p.SegmentsDone < p.Segments {
+				return
+			}
+			lastLog = time.Now()
+			env.Log.Info("verify progress", "segments", fmt.Sprintf("%d/%d", p.SegmentsDone, p.Segments),
+				"rows", p.Rows, "bytes", fmt.Sprintf("%s/%s", verifySize(p.Bytes), verifySize(p.BytesTotal)))
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("verify: %w", err)
+	}
+	passed := report.OK()
+	result := "passed"
+	if !passed {
+		result = "failed"
+	}
+	env.Record(verifyOutResult, result)
+	env.Record(verifyOutMode, string(report.Mode))
+	env.Record(verifyOutTables, strconv.Itoa(len(report.Tables)))
+	env.Record(verifyOutRows, strconv.FormatInt(report.Rows(), 10))
+	env.Record(verifyOutBytes, strconv.FormatInt(report.Bytes(), 10))
+	env.Record(verifyOutMismatches, strconv.Itoa(len(report.Differences())))
+	env.Record(verifyOutDuration, report.Duration.Round(time.Millisecond).String())
+	env.Record(verifyOutRowsPerSec, strconv.FormatFloat(report.RowsPerSecond(), 'f', 0, 64))
+	env.Record(verifyOutMBPerSec, strconv.FormatFloat(report.MBPerSecond(), 'f', 1, 64))
+	env.Log.Info("verify "+result, "summary", report.Summary())
+	if !passed {
+		return fmt.Errorf("%s", report.Error())
+	}
+	return nil
+}
+
+// Rollback has nothing to undo: verify only reads.
+func (s *verifyStep) Rollback(ctx context.Context, env *engine.Env) error {
+	env.Log.Info("verify changed nothing; nothing to roll back")
+	return nil
+}
+
+// Report gives the last recorded outcome for `pgshift status`.
+func (s *verifyStep) Report(ctx context.Context, env *engine.Env) ([]string, error) {
+	if _, ok := env.Output(VerifyStepID, verifyOutResult); !ok {
+		return []string{"verify has not run yet"}, nil
+	}
+	out := env.Outputs(VerifyStepID)
+	return []string{
+		"last verify " + out[verifyOutResult] + ": " + s.lastRun(env),
+		"took " + out[verifyOutDuration] + ", " + out[verifyOutRowsPerSec] + " rows/s",
+	}, nil
+}
+
+// verifySize renders bytes for summaries: "512 B", "3.2 MB", "1.4 GB".
+func verifySize(n int64) string {
+	units := []string{"B", "kB", "MB", "GB", "TB"}
+	f := float64(n)
+	i := 0
+	for f >= 1024 && i < len(units)-1 {
+		f /= 1024
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%d B", n)
+	}
+	return strings.TrimSuffix(fmt.Sprintf("%.1f", f), ".0") + " " + units[i]
+}
+
+var (
+	_ engine.Reporter          = (*verifyStep)(nil)
+	_ engine.Describer         = (*verifyStep)(nil)
+	_ engine.RollbackDescriber = (*verifyStep)(nil)
+	_ engine.Fingerprinter     = (*verifyStep)(nil)
+)
