@@ -1,0 +1,185 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The read-only freeze stops writes on a database without a pooler:
+//
+//	ALTER DATABASE x SET default_transaction_read_only = on
+//
+// It only changes the default of sessions that start afterwards. Sessions
+// already connected keep writing; to stop them, wait for their write
+// transactions to end (WaitForWriters) and end the sessions
+// (TerminateSessions): their clients see a dropped connection and reconnect
+// read-only. With PgBouncer in front, PAUSE is the freeze that clients do
+// not notice, and the read-only freeze is a second lock for anything that
+// bypasses the pooler.
+//
+// A default is not a wall: a session may still run BEGIN READ WRITE or
+// SET default_transaction_read_only = off. pgshift's own writes on a frozen
+// database (the drain marker row, CREATE SUBSCRIPTION) must do exactly that,
+// and must use sessions opened before the freeze or set it themselves.
+//
+// A frozen database stays frozen across a crash of pgshift, so the run
+// records the freeze before making it and the next command checks
+// ReadOnlyFrozen and unfreezes.
+
+// ReadOnlyState is a database's own default_transaction_read_only setting
+// (ALTER DATABASE ... SET, for every role).
+type ReadOnlyState struct {
+	Set      bool   // the database has its own setting
+	Value    string // as stored, e.g. "on"
+	ReadOnly bool   // the setting makes new sessions read-only
+}
+
+const readOnlyStateSQL = `
+SELECT c
+  FROM pg_db_role_setting s
+  JOIN pg_database d ON d.oid = s.setdatabase
+ CROSS JOIN LATERAL unnest(s.setconfig) AS c
+ WHERE d.datname = $1 AND s.setrole = 0
+   AND c LIKE 'default\_transaction\_read\_only=%'`
+
+// ReadOnlyFrozen reads a database's default_transaction_read_only setting.
+func ReadOnlyFrozen(ctx context.Context, db querier, name string) (ReadOnlyState, error) {
+	rows, err := db.Query(ctx, readOnlyStateSQL, name)
+	if err != nil {
+		return ReadOnlyState{}, fmt.Errorf("database %s: read default_transaction_read_only: %w", name, err)
+	}
+	defer rows.Close()
+	var st ReadOnlyState
+	for rows.Next() {
+		var c string
+		if err := rows.Scan(&c); err != nil {
+			return ReadOnlyState{}, fmt.Errorf("database %s: read default_transaction_read_only: %w", name, err)
+		}
+		st.Set = true
+		st.Value = strings.TrimPrefix(c, "default_transaction_read_only=")
+		st.ReadOnly = isTrue(st.Value)
+	}
+	if err := rows.Err(); err != nil {
+		return ReadOnlyState{}, fmt.Errorf("database %s: read default_transaction_read_only: %w", name, err)
+	}
+	return st, nil
+}
+
+// isTrue reads a boolean setting as PostgreSQL does.
+func isTrue(v string) bool {
+	switch strings.ToLower(strings.Trim(v, `"' `)) {
+	case "on", "true", "yes", "1", "t", "y", "tr", "tru", "ye":
+		return true
+	}
+	return false
+}
+
+// FreezeReadOnly makes new sessions on the database read-only. It says
+// whether the database was read-only already by its owner's choice: then it
+// changes nothing, and the caller must not unfreeze it later. Idempotent.
+// It needs the database's owner or a superuser.
+func FreezeReadOnly(ctx context.Context, db querier, name string) (alreadyReadOnly bool, err error) {
+	st, err := ReadOnlyFrozen(ctx, db, name)
+	if err != nil {
+		return false, err
+	}
+	if st.ReadOnly {
+		return true, nil
+	}
+	if err := execSQL(ctx, db, "ALTER DATABASE "+pgx.Identifier{name}.Sanitize()+" SET default_transaction_read_only = on"); err != nil {
+		return false, fmt.Errorf("database %s: freeze (ALTER DATABASE ... SET default_transaction_read_only = on): %w (pgshift needs to own the database or be superuser)", name, err)
+	}
+	return false, nil
+}
+
+// UnfreezeReadOnly removes the database's default_transaction_read_only
+// setting; a database without one is left as it is. New sessions write
+// again; sessions opened during the freeze stay read-only until they end.
+func UnfreezeReadOnly(ctx context.Context, db querier, name string) error {
+	st, err := ReadOnlyFrozen(ctx, db, name)
+	if err != nil {
+		return err
+	}
+	if !st.Set {
+		return nil
+	}
+	if err := execSQL(ctx, db, "ALTER DATABASE "+pgx.Identifier{name}.Sanitize()+" RESET default_transaction_read_only"); err != nil {
+		return fmt.Errorf("database %s: unfreeze (ALTER DATABASE ... RESET default_transaction_read_only): %w; run it by hand to let writes in again", name, err)
+	}
+	return nil
+}
+
+// writersSQL lists other client sessions on the database that hold a
+// transaction id: a transaction that has written and not ended.
+const writersSQL = `
+SELECT pid
+  FROM pg_stat_activity
+ WHERE datname = $1 AND pid <> pg_backend_pid()
+   AND backend_type = 'client backend'
+   AND backend_xid IS NOT NULL
+ ORDER BY pid`
+
+// WaitForWriters waits until no other session on the database is inside a
+// transaction that has written, polling every pollEvery. When ctx expires
+// first it returns the process ids still writing.
+func WaitForWriters(ctx context.Context, db querier, name string, pollEvery time.Duration) error {
+	if pollEvery <= 0 {
+		pollEvery = 10 * time.Millisecond
+	}
+	for {
+		pids, err := writers(ctx, db, name)
+		if err != nil {
+			return err
+		}
+		if len(pids) == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("database %s: sessions %v are still in write transactions: %w", name, pids, ctx.Err())
+		case <-time.After(pollEvery):
+		}
+	}
+}
+
+func writers(ctx context.Context, db querier, name string) ([]int32, error) {
+	rows, err := db.Query(ctx, writersSQL, name)
+	if err != nil {
+		return nil, fmt.Errorf("database %s: list write transactions: %w", name, err)
+	}
+	pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return nil, fmt.Errorf("database %s: list write transactions: %w", name, err)
+	}
+	return pids, nil
+}
+
+// TerminateSessions ends every other client session on the database,
+// except those whose application_name is keepApplication (when not ""), and
+// returns how many it ended. Their clients see the connection drop.
+func TerminateSessions(ctx context.Context, db querier, name, keepApplication string) (int, error) {
+	n, err := scalar[int64](ctx, db, `
+SELECT count(pg_terminate_backend(pid))
+  FROM pg_stat_activity
+ WHERE datname = $1 AND pid <> pg_backend_pid()
+   AND backend_type = 'client backend'
+   AND ($2 = '' OR application_name IS DISTINCT FROM $2)`, name, keepApplication)
+	if err != nil {
+		return 0, fmt.Errorf("database %s: end sessions: %w", name, err)
+	}
+	return int(n), nil
+}
+
+// execSQL runs a statement that returns no rows through a querier.
+func execSQL(ctx context.Context, db querier, sql string, args ...any) error {
+	rows, err := db.Query(ctx, sql, args...)
+	if err != nil {
+		return err
+	}
+	rows.Close()
+	return rows.Err()
+}
