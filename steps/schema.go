@@ -1,0 +1,565 @@
+package steps
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/plans"
+)
+
+const schemaID = "target.schema"
+
+// pg_dump sections (pg_dump --section).
+const (
+	SectionPreData  = "pre-data"  // types, functions, tables, sequences
+	SectionPostData = "post-data" // indexes, constraints, triggers, rules
+)
+
+// schemaMarkerPrefix starts the comment the restore leaves on green's
+// database, listing the objects it created; rollback drops those and no
+// other, even when a crash came between the restore and the state file.
+const schemaMarkerPrefix = "pgshift schema restore: "
+
+// schemaStep restores blue's schema into green: pg_dump --schema-only piped
+// through psql in a single transaction, so that a crash leaves either
+// nothing or everything. With the snapshot copy method it restores the
+// pre-data section only; post-data follows the copy.
+type schemaStep struct {
+	sections []string // nil: the whole schema
+}
+
+func init() {
+	register(func(spec *engine.Spec) []engine.Step {
+		var sections []string
+		if spec.Replication.InitialCopy.Method == "snapshot" {
+			sections = []string{SectionPreData}
+		}
+		return []engine.Step{schemaStep{sections: sections}}
+	})
+}
+
+func (schemaStep) ID() string      { return schemaID }
+func (schemaStep) Needs() []string { return []string{rolesID} }
+
+// schemaState is green's schema compared with blue's selection, and the
+// tools a restore would use.
+type schemaState struct {
+	selected []Table
+	present  []string // selected tables green holds
+	absent   []string // selected tables green lacks
+	blue     ServerVersion
+	green    ServerVersion
+	counts   objectCounts
+	pgDump   ClientTool
+	psql     string
+	toolErr  error // no fitting pg_dump or psql: blocks a restore
+}
+
+func (s schemaStep) state(ctx context.Context, env *engine.Env) (*schemaState, error) {
+	blue, err := env.Source.Pool(ctx)
+	if err != nil {
+		return nil, err
+	}
+	green, err := env.Target.Pool(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st := &schemaState{}
+	if st.blue, err = ServerVersionOf(ctx, blue); err != nil {
+		return nil, fmt.Errorf("blue: %w", err)
+	}
+	if st.green, err = ServerVersionOf(ctx, green); err != nil {
+		return nil, fmt.Errorf("green: %w", err)
+	}
+	if st.selected, err = SelectedTables(ctx, blue, env.Spec); err != nil {
+		return nil, fmt.Errorf("blue: %w", err)
+	}
+	onGreen, err := SelectedTables(ctx, green, allTablesSpec(env.Spec))
+	if err != nil {
+		return nil, fmt.Errorf("green: %w", err)
+	}
+	have := tableSet(onGreen)
+	for _, t := range st.selected {
+		if have[t.QualifiedName()] {
+			st.present = append(st.present, t.DisplayName())
+		} else {
+			st.absent = append(st.absent, t.DisplayName())
+		}
+	}
+	if st.counts, err = countObjects(ctx, blue); err != nil {
+		return nil, fmt.Errorf("blue: %w", err)
+	}
+	st.pgDump, st.toolErr = FindPgDump(ctx, env.Spec.Schema.PgDump, st.blue.Major, st.green.Major)
+	if st.toolErr == nil {
+		st.psql, st.toolErr = FindPsql(st.pgDump)
+	}
+	return st, nil
+}
+
+// done: green holds every selected table.
+func (st *schemaState) done() bool { return len(st.absent) == 0 && len(st.selected) > 0 }
+
+func (st *schemaState) partial() error {
+	return fmt.Errorf("green already holds %d of the %d selected tables (%s) but not %s: a restore would fail on the existing ones; drop them on green and apply again, or restore the rest yourself and set schema.copy: false",
+		len(st.present), len(st.selected), listNames(st.present), listNames(st.absent))
+}
+
+func (st *schemaState) notCopied() error {
+	return fmt.Errorf("schema.copy is false but green lacks %s: restore blue's schema into green (pg_dump --schema-only | psql), or set schema.copy: true",
+		listNames(st.absent))
+}
+
+func (s schemaStep) Observe(ctx context.Context, env *engine.Env) (plans.Change, error) {
+	st, err := s.state(ctx, env)
+	if err != nil {
+		return plans.Change{}, err
+	}
+	blocked := func(err error) plans.Change {
+		return plans.Change{Action: plans.ActionBlocker, Summary: "cannot restore the schema", Blockers: []string{err.Error()}}
+	}
+	switch {
+	case st.done():
+		return plans.Change{Action: plans.ActionNone,
+			Summary: fmt.Sprintf("green holds all %s", plural(len(st.selected), "selected table", "selected tables"))}, nil
+	case !env.Spec.Schema.Copy:
+		return blocked(st.notCopied()), nil
+	case len(st.present) > 0:
+		return blocked(st.partial()), nil
+	case st.toolErr != nil:
+		return blocked(st.toolErr), nil
+	}
+	c := plans.Change{Action: plans.ActionCreate, Summary: "restore " + st.counts.String()}
+	c.Details = []string{
+		fmt.Sprintf("%s --schema-only --no-publications --no-subscriptions%s %s   # pg_dump %d",
+			st.pgDump.Path, sectionFlags(s.sections), env.Source.Redacted(), st.pgDump.Major),
+		fmt.Sprintf("%s --single-transaction -v ON_ERROR_STOP=1 %s", st.psql, env.Target.Redacted()),
+	}
+	return c, nil
+}
+
+func (s schemaStep) Check(ctx context.Context, env *engine.Env) ([]plans.Precondition, error) {
+	st, err := s.state(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	if st.done() {
+		return []plans.Precondition{{Name: "green schema", OK: true, Detail: "all selected tables present"}}, nil
+	}
+	var pre []plans.Precondition
+	if env.Spec.Schema.Copy {
+		tool := plans.Precondition{Name: "pg_dump at least blue's version", OK: st.toolErr == nil}
+		if st.toolErr != nil {
+			tool.Detail = st.toolErr.Error()
+		} else {
+			tool.Detail = fmt.Sprintf("%s (pg_dump %d, blue %d)", st.pgDump.Path, st.pgDump.Major, st.blue.Major)
+		}
+		pre = append(pre, tool)
+		pre = append(pre, plans.Precondition{Name: "green holds none of the selected tables", OK: len(st.present) == 0,
+			Detail: fmt.Sprintf("%d of %d present", len(st.present), len(st.selected))})
+	} else {
+		pre = append(pre, plans.Precondition{Name: "green holds the schema (schema.copy is false)", OK: false, Detail: st.notCopied().Error()})
+	}
+	return pre, nil
+}
+
+// Apply restores the schema unless green holds it already. The restore is
+// one transaction: after a crash green holds all of it or none.
+func (s schemaStep) Apply(ctx context.Context, env *engine.Env) error {
+	st, err := s.state(ctx, env)
+	if err != nil {
+		return err
+	}
+	switch {
+	case st.done():
+		env.Log.Info("green already holds the schema", "tables", len(st.selected))
+		return nil
+	case !env.Spec.Schema.Copy:
+		return fmt.Errorf("%s: %w", schemaID, st.notCopied())
+	case len(st.present) > 0:
+		return fmt.Errorf("%s: %w", schemaID, st.partial())
+	case st.toolErr != nil:
+		return fmt.Errorf("%s: %w", schemaID, st.toolErr)
+	}
+	dir, err := os.MkdirTemp("", "pgshift-schema-")
+	if err != nil {
+		return fmt.Errorf("%s: %w", schemaID, err)
+	}
+	defer os.RemoveAll(dir)
+	dump := filepath.Join(dir, "schema.sql")
+	env.Log.Info("dumping blue's schema", "pg_dump", st.pgDump.Path, "blue", env.Source.Redacted())
+	if err := runPgDump(ctx, env, st.pgDump, dump, s.sections); err != nil {
+		return fmt.Errorf("%s: %w", schemaID, err)
+	}
+	prelude, epilogue := filepath.Join(dir, "before.sql"), filepath.Join(dir, "after.sql")
+	if err := os.WriteFile(prelude, []byte(restorePrelude), 0o600); err != nil {
+		return fmt.Errorf("%s: %w", schemaID, err)
+	}
+	if err := os.WriteFile(epilogue, []byte(restoreEpilogue(env.Spec.Name)), 0o600); err != nil {
+		return fmt.Errorf("%s: %w", schemaID, err)
+	}
+	env.Log.Info("restoring the schema into green", "psql", st.psql, "green", env.Target.Redacted(), "objects", st.counts.String())
+	if err := runPsql(ctx, env, st.psql, prelude, dump, epilogue); err != nil {
+		return fmt.Errorf("%s: %w", schemaID, err)
+	}
+	after, err := s.state(ctx, env)
+	if err != nil {
+		return err
+	}
+	if !after.done() {
+		return fmt.Errorf("%s: the restore finished but green lacks %s: is green's search_path or tables selection unusual?", schemaID, listNames(after.absent))
+	}
+	env.Record("tables", strconv.Itoa(len(st.selected)))
+	return nil
+}
+
+// Rollback drops what the restore created, as listed by its marker on
+// green's database, and puts back the comment that was there before.
+// Objects green held before the restore are never dropped.
+func (s schemaStep) Rollback(ctx context.Context, env *engine.Env) error {
+	green, err := env.Target.Pool(ctx)
+	if err != nil {
+		return err
+	}
+	m, err := readSchemaMarker(ctx, green, env.Spec.Name)
+	if err != nil {
+		return fmt.Errorf("%s: green: %w", schemaID, err)
+	}
+	if m == nil {
+		env.Log.Info("green holds no schema restored by pgshift: nothing to drop")
+		return nil
+	}
+	err = pgx.BeginFunc(ctx, green, func(tx pgx.Tx) error {
+		// An empty search_path makes regclass and friends print qualified names.
+		if _, err := tx.Exec(ctx, "SELECT pg_catalog.set_config('search_path', '', true)"); err != nil {
+			return err
+		}
+		for _, class := range dropOrder {
+			for _, o := range m.Objects {
+				if o[0] != class {
+					continue
+				}
+				stmt, err := dropStatement(ctx, tx, o[0], o[1])
+				if err != nil {
+					return err
+				}
+				if stmt == "" {
+					continue // gone already, with what it depended on
+				}
+				if _, err := tx.Exec(ctx, stmt); err != nil {
+					return fmt.Errorf("%s: %w", stmt, err)
+				}
+			}
+		}
+		db, err := scalar[string](ctx, tx, "SELECT pg_catalog.current_database()")
+		if err != nil {
+			return err
+		}
+		restore := "NULL"
+		if m.PreviousComment != nil {
+			restore = QuoteLiteral(*m.PreviousComment)
+		}
+		_, err = tx.Exec(ctx, "COMMENT ON DATABASE "+quoteIdent(db)+" IS "+restore)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("%s: drop the restored schema on green: %w", schemaID, err)
+	}
+	env.Log.Info("dropped the schema pgshift restored", "objects", len(m.Objects))
+	return nil
+}
+
+// DumpSchema runs pg_dump --schema-only on blue into a file under dir
+// (restricted to the given sections when any), with the pg_dump FindPgDump
+// picks. The later steps of the snapshot method use it for post-data.
+func DumpSchema(ctx context.Context, env *engine.Env, dir string, sections ...string) (string, error) {
+	blue, err := env.Source.Pool(ctx)
+	if err != nil {
+		return "", err
+	}
+	bv, err := ServerVersionOf(ctx, blue)
+	if err != nil {
+		return "", fmt.Errorf("blue: %w", err)
+	}
+	greenMajor := 0
+	if green, err := env.Target.Pool(ctx); err == nil {
+		if gv, err := ServerVersionOf(ctx, green); err == nil {
+			greenMajor = gv.Major
+		}
+	}
+	tool, err := FindPgDump(ctx, env.Spec.Schema.PgDump, bv.Major, greenMajor)
+	if err != nil {
+		return "", err
+	}
+	name := "schema.sql"
+	if len(sections) > 0 {
+		name = strings.Join(sections, "+") + ".sql"
+	}
+	out := filepath.Join(dir, name)
+	return out, runPgDump(ctx, env, tool, out, sections)
+}
+
+func sectionFlags(sections []string) string {
+	var b strings.Builder
+	for _, s := range sections {
+		b.WriteString(" --section=" + s)
+	}
+	return b.String()
+}
+
+// runPgDump dumps blue's schema into out. The DSN holds no password; the
+// password travels in the environment.
+func runPgDump(ctx context.Context, env *engine.Env, tool ClientTool, out string, sections []string) error {
+	args := []string{"--schema-only", "--no-publications", "--no-subscriptions", "--no-password", "--file", out}
+	for _, s := range sections {
+		args = append(args, "--section="+s)
+	}
+	args = append(args, "--dbname", env.Source.DSN)
+	cmd := exec.CommandContext(ctx, tool.Path, args...)
+	cmd.Env = env.Source.SubprocessEnv()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("pg_dump of blue (%s) failed: %v: %s", env.Source.Redacted(), err, lastLines(stderr.String(), 10))
+	}
+	return nil
+}
+
+// runPsql runs the files in order in one transaction on green, stopping at
+// the first error.
+func runPsql(ctx context.Context, env *engine.Env, psql string, files ...string) error {
+	args := []string{"-X", "-q", "--no-password", "-v", "ON_ERROR_STOP=1", "--single-transaction"}
+	for _, f := range files {
+		args = append(args, "-f", f)
+	}
+	args = append(args, "--dbname", env.Target.DSN)
+	cmd := exec.CommandContext(ctx, psql, args...)
+	cmd.Env = env.Target.SubprocessEnv()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.Stdout = nil
+	if err := cmd.Run(); err != nil {
+		msg := lastLines(stderr.String(), 10)
+		return fmt.Errorf("restore into green (%s) failed and was rolled back: %v: %s%s", env.Target.Redacted(), err, msg, restoreHint(msg))
+	}
+	return nil
+}
+
+// restoreHint adds the fix for the usual causes of a failed restore.
+func restoreHint(stderr string) string {
+	switch {
+	case strings.Contains(stderr, "role") && strings.Contains(stderr, "does not exist"):
+		return "\nfix: create the role on green, or set schema.roles: true so that pgshift copies blue's roles first"
+	case strings.Contains(stderr, "extension") && (strings.Contains(stderr, "is not available") || strings.Contains(stderr, "could not open extension control file")):
+		return "\nfix: install the extension's package on green's host (Debian/Ubuntu: postgresql-<major>-<name>)"
+	case strings.Contains(stderr, "tablespace") && strings.Contains(stderr, "does not exist"):
+		return "\nfix: create the tablespace on green first"
+	}
+	return ""
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// objectCounts is what the plan says a restore creates.
+type objectCounts struct {
+	Tables, Sequences, Views, MatViews, Functions, Types, Extensions int
+}
+
+func (c objectCounts) String() string {
+	parts := []string{plural(c.Tables, "table", "tables")}
+	add := func(n int, one, many string) {
+		if n > 0 {
+			parts = append(parts, plural(n, one, many))
+		}
+	}
+	add(c.Sequences, "sequence", "sequences")
+	add(c.Views, "view", "views")
+	add(c.MatViews, "materialized view", "materialized views")
+	add(c.Functions, "function", "functions")
+	add(c.Types, "type", "types")
+	add(c.Extensions, "extension", "extensions")
+	return strings.Join(parts, ", ")
+}
+
+// countObjects counts blue's user objects (not those of extensions).
+func countObjects(ctx context.Context, db *pgxpool.Pool) (objectCounts, error) {
+	var c objectCounts
+	err := db.QueryRow(ctx, `
+WITH ns AS (
+  SELECT oid FROM pg_namespace
+   WHERE nspname NOT IN ('pg_catalog', 'information_schema')
+     AND nspname NOT LIKE 'pg\_toast%' AND nspname NOT LIKE 'pg\_temp%'),
+ext AS (SELECT classid, objid FROM pg_depend WHERE deptype = 'e'),
+rel AS (
+  SELECT c.relkind FROM pg_class c
+   WHERE c.relnamespace IN (SELECT oid FROM ns) AND c.relpersistence <> 't'
+     AND (c.tableoid, c.oid) NOT IN (SELECT classid, objid FROM ext))
+SELECT (SELECT count(*) FROM rel WHERE relkind IN ('r', 'p', 'f'))::int,
+       (SELECT count(*) FROM rel WHERE relkind = 'S')::int,
+       (SELECT count(*) FROM rel WHERE relkind = 'v')::int,
+       (SELECT count(*) FROM rel WHERE relkind = 'm')::int,
+       (SELECT count(*) FROM pg_proc p WHERE p.pronamespace IN (SELECT oid FROM ns)
+           AND (p.tableoid, p.oid) NOT IN (SELECT classid, objid FROM ext))::int,
+       (SELECT count(*) FROM pg_type t WHERE t.typnamespace IN (SELECT oid FROM ns)
+           AND t.typtype IN ('e', 'd', 'r') AND (t.tableoid, t.oid) NOT IN (SELECT classid, objid FROM ext))::int,
+       (SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql')::int`).
+		Scan(&c.Tables, &c.Sequences, &c.Views, &c.MatViews, &c.Functions, &c.Types, &c.Extensions)
+	if err != nil {
+		return c, fmt.Errorf("count schema objects: %w", err)
+	}
+	return c, nil
+}
+
+// The restore's bookkeeping runs in its own transaction: the prelude notes
+// every object green holds before, the epilogue lists those the dump added
+// in a comment on the database. Only catalogs whose objects a rollback
+// drops on their own are tracked; indexes, constraints, triggers and the
+// like go with their tables.
+const (
+	classPgClass     = 1259
+	classPgProc      = 1255
+	classPgType      = 1247
+	classPgNamespace = 2615
+	classPgExtension = 3079
+)
+
+// dropOrder: relations (taking views, indexes and sequences they own with
+// them), then functions, types, schemas, extensions.
+var dropOrder = []int64{classPgClass, classPgProc, classPgType, classPgNamespace, classPgExtension}
+
+const trackedObjectsSQL = `
+SELECT 'pg_catalog.pg_namespace'::pg_catalog.regclass::pg_catalog.oid AS classid, n.oid AS objid
+  FROM pg_catalog.pg_namespace n
+ WHERE n.nspname !~ '^pg_' AND n.nspname <> 'information_schema'
+UNION ALL
+SELECT 'pg_catalog.pg_extension'::pg_catalog.regclass::pg_catalog.oid, e.oid FROM pg_catalog.pg_extension e
+UNION ALL
+SELECT 'pg_catalog.pg_class'::pg_catalog.regclass::pg_catalog.oid, c.oid FROM pg_catalog.pg_class c
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f') AND c.relpersistence <> 't'
+UNION ALL
+SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass::pg_catalog.oid, p.oid FROM pg_catalog.pg_proc p
+UNION ALL
+SELECT 'pg_catalog.pg_type'::pg_catalog.regclass::pg_catalog.oid, t.oid FROM pg_catalog.pg_type t
+ WHERE t.typcategory <> 'A'
+   AND (t.typtype IN ('e', 'd', 'r', 'b')
+        OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_catalog.pg_class r
+                                         WHERE r.oid = t.typrelid AND r.relkind = 'c')))`
+
+const restorePrelude = `CREATE TEMP TABLE pgshift_before ON COMMIT DROP AS ` + trackedObjectsSQL + `;
+`
+
+func restoreEpilogue(specName string) string {
+	return `DO $pgshift$
+DECLARE
+  prefix constant text := ` + QuoteLiteral(schemaMarkerPrefix) + `;
+  spec constant text := ` + QuoteLiteral(specName) + `;
+  old text := pg_catalog.shobj_description(
+                (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()),
+                'pg_database');
+  prev jsonb := '[]';
+  prev_comment text := old;
+  created jsonb;
+  m jsonb;
+BEGIN
+  IF old IS NOT NULL AND pg_catalog.starts_with(old, prefix) THEN
+    m := pg_catalog.substr(old, pg_catalog.length(prefix) + 1)::jsonb;
+    IF m ->> 'spec' = spec THEN
+      prev := m -> 'objects';
+      prev_comment := m ->> 'previous_comment';
+    END IF;
+  END IF;
+  SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_array(x.classid::bigint, x.objid::bigint)
+                                       ORDER BY x.classid, x.objid), '[]')
+    INTO created
+    FROM (` + trackedObjectsSQL + `) x
+   WHERE NOT EXISTS (SELECT 1 FROM pg_temp.pgshift_before b WHERE b.classid = x.classid AND b.objid = x.objid)
+     AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                      WHERE d.classid = x.classid AND d.objid = x.objid AND d.deptype = 'e');
+  EXECUTE pg_catalog.format('COMMENT ON DATABASE %I IS %L', pg_catalog.current_database(),
+    prefix || pg_catalog.jsonb_build_object('spec', spec, 'objects', prev || created,
+                                            'previous_comment', prev_comment)::text);
+END
+$pgshift$;
+`
+}
+
+// schemaMarker is the restore's record on green's database.
+type schemaMarker struct {
+	Spec            string     `json:"spec"`
+	Objects         [][2]int64 `json:"objects"` // [classid, objid]
+	PreviousComment *string    `json:"previous_comment"`
+}
+
+// readSchemaMarker reads the marker of this spec's restore, nil when none.
+func readSchemaMarker(ctx context.Context, db querier, specName string) (*schemaMarker, error) {
+	comment, err := scalar[*string](ctx, db, `
+SELECT pg_catalog.shobj_description(d.oid, 'pg_database')
+  FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()`)
+	if err != nil {
+		return nil, fmt.Errorf("read the database comment: %w", err)
+	}
+	if comment == nil || !strings.HasPrefix(*comment, schemaMarkerPrefix) {
+		return nil, nil
+	}
+	var m schemaMarker
+	if err := json.Unmarshal([]byte(strings.TrimPrefix(*comment, schemaMarkerPrefix)), &m); err != nil {
+		return nil, fmt.Errorf("the database comment starts like pgshift's restore marker but does not parse: %w", err)
+	}
+	if m.Spec != specName {
+		return nil, nil
+	}
+	return &m, nil
+}
+
+// dropStatement is the DROP for one tracked object, named as the server
+// prints it (quoted and qualified), or "" when the object is gone.
+func dropStatement(ctx context.Context, tx pgx.Tx, classid, objid int64) (string, error) {
+	var q string
+	switch classid {
+	case classPgClass:
+		q = `SELECT CASE relkind WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW' WHEN 'S' THEN 'SEQUENCE'
+                                 WHEN 'f' THEN 'FOREIGN TABLE' ELSE 'TABLE' END, oid::pg_catalog.regclass::text
+               FROM pg_catalog.pg_class WHERE oid = $1`
+	case classPgProc:
+		q = `SELECT CASE prokind WHEN 'a' THEN 'AGGREGATE' WHEN 'p' THEN 'PROCEDURE' ELSE 'FUNCTION' END,
+                    oid::pg_catalog.regprocedure::text
+               FROM pg_catalog.pg_proc WHERE oid = $1`
+	case classPgType:
+		q = `SELECT CASE typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, oid::pg_catalog.regtype::text
+               FROM pg_catalog.pg_type WHERE oid = $1`
+	case classPgNamespace:
+		q = `SELECT 'SCHEMA', pg_catalog.quote_ident(nspname) FROM pg_catalog.pg_namespace WHERE oid = $1`
+	case classPgExtension:
+		q = `SELECT 'EXTENSION', pg_catalog.quote_ident(extname) FROM pg_catalog.pg_extension WHERE oid = $1`
+	default:
+		return "", nil
+	}
+	rows, err := tx.Query(ctx, q, uint32(objid))
+	if err != nil {
+		return "", fmt.Errorf("look up object %d/%d: %w", classid, objid, err)
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		return "", rows.Err()
+	}
+	var kind, name string
+	if err := rows.Scan(&kind, &name); err != nil {
+		return "", err
+	}
+	return "DROP " + kind + " IF EXISTS " + name + " CASCADE", nil
+}
