@@ -41,6 +41,10 @@ func LoadBytes(filename string, data []byte, opts LoadOptions) ([]*Spec, error) 
 		return nil, SpecErrors{{File: filename, Line: doc.root.Line, Col: doc.root.Column, Entry: -1,
 			Msg: "a spec is a mapping of keys such as version, name, source, target", Hint: "see docs/spec.md for a minimal spec"}}
 	}
+	if doc.root == nil {
+		return nil, SpecErrors{{File: filename, Line: 1, Col: 1, Entry: -1, Msg: "the spec is empty",
+			Hint: "a minimal spec sets version, name, source.dsn, target.dsn and one cutover.switch driver; see docs/spec.md"}}
+	}
 	decls := declaredVars(doc)
 
 	var layers []map[string]varValue
@@ -132,9 +136,21 @@ func loadRendered(doc *document, vals map[string]string, decls map[string]varDec
 	}
 	errs := renderTemplates(doc, vals, declared, pending)
 	t := toTree(doc)
-	errs = append(errs, t.errs...)
-	errs = append(errs, validateSchema(t)...)
-	errs = append(errs, semanticChecks(doc)...)
+	var later SpecErrors
+	later = append(later, t.errs...)
+	later = append(later, validateSchema(t)...)
+	later = append(later, semanticChecks(doc)...)
+	// A string whose template failed was reported already; what the schema
+	// or the checks say about its raw template text is noise.
+	skip := map[[2]int]bool{}
+	for n := range doc.unrendered {
+		skip[[2]int{n.Line, n.Column}] = true
+	}
+	for _, e := range later {
+		if !skip[[2]int{e.Line, e.Col}] {
+			errs = append(errs, e)
+		}
+	}
 	if len(errs) > 0 {
 		return nil, errs
 	}

@@ -155,7 +155,7 @@ func resolveVars(specFile string, decls map[string]varDecl, layers []map[string]
 		}
 	}
 	undeclared := func(name string, v varValue, flag string) {
-		hint := "declare it under vars: in " + specFile
+		hint := "remove it, or declare it under the spec's vars:"
 		if near := nearest(name, declNames); near != "" {
 			hint = "did you mean " + near + "?"
 		}
@@ -196,7 +196,7 @@ func resolveVars(specFile string, decls map[string]varDecl, layers []map[string]
 		}
 		if entry != nil {
 			errs = append(errs, &SpecError{File: invFile, Line: entry.node.Line, Col: entry.node.Column, Path: name, Entry: -1,
-				Msg: "no value for variable " + name, Hint: strings.Replace(hint, "give --var", "add it to this entry or give --var", 1)})
+				Msg: "no value for variable " + name, Hint: strings.Replace(hint, "give --var "+name+"=VALUE, a --vars-file or an inventory entry", "add "+name+" to this entry, or give --var "+name+"=VALUE or a --vars-file", 1)})
 			continue
 		}
 		errs = append(errs, &SpecError{File: specFile, Line: d.key.Line, Col: d.key.Column, Path: "vars." + name, Entry: -1,

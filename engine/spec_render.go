@@ -12,10 +12,21 @@ import (
 func RenderYAML(s *Spec) ([]byte, error) {
 	c := *s
 	c.Vars = nil
+	var doc yaml.Node
+	if err := doc.Encode(&c); err != nil {
+		return nil, err
+	}
+	// Subscription options are held as strings; write booleans as
+	// booleans so that the output validates again.
+	if _, opts := nodeAt(&doc, "replication", "options"); opts != nil && opts.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(opts.Content); i += 2 {
+			retype(opts.Content[i+1], []string{"replication", "options", opts.Content[i].Value})
+		}
+	}
 	var b bytes.Buffer
 	enc := yaml.NewEncoder(&b)
 	enc.SetIndent(2)
-	if err := enc.Encode(&c); err != nil {
+	if err := enc.Encode(&doc); err != nil {
 		return nil, err
 	}
 	if err := enc.Close(); err != nil {

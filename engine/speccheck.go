@@ -76,8 +76,11 @@ func (c *checker) duration(keys ...string) {
 	switch {
 	case err != nil:
 		hint := "use a Go duration such as 10s, 2m or 1m30s"
-		if s := suggestDuration(n.Value); s != "" {
+		if s := suggestDuration(n.Value); s != "" && s != strings.TrimSpace(n.Value) {
 			hint = "try " + s
+		} else if s != "" {
+			c.add(n, p, strconv.Quote(n.Value)+" is too long a duration", "durations go up to 2562047h")
+			return
 		}
 		c.add(n, p, strconv.Quote(n.Value)+" is not a duration", hint)
 	case d <= 0:
@@ -158,7 +161,6 @@ func (c *checker) dsn(keys ...string) *pgconn.Config {
 	}
 	p := strings.Join(keys, ".")
 	envKey := strings.Join(keys[:len(keys)-1], ".") + "." + strings.TrimSuffix(keys[len(keys)-1], "dsn") + "password_env"
-	envKey = strings.Replace(envKey, "._password_env", ".admin_password_env", 1)
 	if dsnHasPassword(n.Value) {
 		c.add(n, p, "holds a password; a spec must not", "remove it and set "+envKey+" to the name of an environment variable holding it, or use a .pgpass file")
 		return nil

@@ -52,6 +52,10 @@ func renderTemplates(doc *document, vals map[string]string, declared map[string]
 			}
 			out, err := execTemplate(n.Value, data)
 			if err != nil {
+				if doc.unrendered == nil {
+					doc.unrendered = map[*yaml.Node]bool{}
+				}
+				doc.unrendered[n] = true
 				if e := templateError(doc.file, n, displayPath(path), err, declared, pending); e != nil {
 					errs = append(errs, e)
 				}

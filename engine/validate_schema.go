@@ -247,7 +247,7 @@ func (t *tree) translate(ve *jsonschema.ValidationError) SpecErrors {
 		if len(segs) > 0 {
 			name = segs[len(segs)-1]
 		}
-		return SpecErrors{t.errAt(p, true, path, fmt.Sprintf("%s is not a valid %s", strconv.Quote(name), orDefault(kind, "key")), hintFor(s, keyword))}
+		return SpecErrors{t.errAt(p, true, path, fmt.Sprintf("%s is not %s", strconv.Quote(name), article(orDefault(kind, "valid key"))), hintFor(s, keyword))}
 	}
 
 	switch keyword {
@@ -277,7 +277,10 @@ func (t *tree) translate(ve *jsonschema.ValidationError) SpecErrors {
 				continue
 			}
 			ps := deref(mapOf(mapOf(s["properties"])[name]))
-			hint := hintFor(ps, "required")
+			hint := ""
+			if hs, ok := ps["x-hints"].(map[string]any); ok {
+				hint, _ = hs["required"].(string)
+			}
 			if hint == "" {
 				hint = firstSentence(ps["description"])
 			}
@@ -285,6 +288,9 @@ func (t *tree) translate(ve *jsonschema.ValidationError) SpecErrors {
 		}
 		return out
 	case "type":
+		if num, ok := val.(json.Number); ok && kind == "duration" {
+			return SpecErrors{t.errAt(p, false, path, num.String()+" is not a duration", "try "+num.String()+"s")}
+		}
 		want := schemaTypes(s)
 		for i, w := range want {
 			want[i] = typeName(w)
@@ -326,7 +332,7 @@ func (t *tree) translate(ve *jsonschema.ValidationError) SpecErrors {
 				hint = "use a size such as 1GiB, 512MiB or a number of bytes"
 			}
 		}
-		return SpecErrors{t.errAt(p, false, path, fmt.Sprintf("%s is not a %s", what, kind), hint)}
+		return SpecErrors{t.errAt(p, false, path, fmt.Sprintf("%s is not %s", what, article(kind)), hint)}
 	case "minLength":
 		return SpecErrors{t.errAt(p, false, path, "is empty", hintFor(s, keyword))}
 	case "maxLength":
@@ -354,6 +360,14 @@ func (t *tree) translate(ve *jsonschema.ValidationError) SpecErrors {
 		msg = "is not valid"
 	}
 	return SpecErrors{t.errAt(p, false, path, msg, hintFor(s, keyword))}
+}
+
+// article puts a or an before a noun phrase.
+func article(s string) string {
+	if s != "" && strings.ContainsRune("aeiouAEIOU", rune(s[0])) {
+		return "an " + s
+	}
+	return "a " + s
 }
 
 func mapOf(v any) map[string]any {

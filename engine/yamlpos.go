@@ -16,6 +16,10 @@ import (
 type document struct {
 	file string
 	root *yaml.Node // the top-level mapping (nil when the file is empty)
+
+	// unrendered holds the strings whose template failed: other checks
+	// skip them, having only the template text to look at.
+	unrendered map[*yaml.Node]bool
 }
 
 // maxNodes bounds alias expansion ("billion laughs") and absurd inputs.
