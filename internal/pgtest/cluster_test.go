@@ -30,6 +30,7 @@ func TestMissingBinariesSayMakeDeps(t *testing.T) {
 
 func TestClusterLifecycle(t *testing.T) {
 	skipShort(t)
+	t.Parallel()
 	c := StartCluster(t, 13, ClusterOptions{Settings: map[string]string{"work_mem": "7MB"}})
 	if !strings.HasPrefix(c.Version, "13.") {
 		t.Fatalf("Version = %q, want 13.x", c.Version)
@@ -74,6 +75,17 @@ func TestClusterLifecycle(t *testing.T) {
 			t.Fatalf("rows after stop/start = %s, want 2", got)
 		}
 	})
+	t.Run("TempDir is reachable by the server", func(t *testing.T) {
+		out := filepath.Join(TempDir(t), "out.csv")
+		c.Exec(t, "app-db", fmt.Sprintf("COPY (SELECT id, v FROM t ORDER BY id) TO '%s' (FORMAT csv)", out))
+		b, err := os.ReadFile(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(b) != "1,one\n2,two\n" {
+			t.Fatalf("server-side COPY wrote %q", b)
+		}
+	})
 	t.Run("LoadSQLFile with psql", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "load.sql")
 		script := "CREATE TABLE loaded (n int);\nCOPY loaded (n) FROM stdin;\n1\n2\n3\n\\.\n"
@@ -90,6 +102,7 @@ func TestClusterLifecycle(t *testing.T) {
 // TestSeveralMajorsAtOnce runs the versions pgshift upgrades between side by side.
 func TestSeveralMajorsAtOnce(t *testing.T) {
 	skipShort(t)
+	t.Parallel()
 	majors := []int{13, 15, 17, 18}
 	clusters := StartClusters(t, majors)
 	ports := map[int]bool{}
@@ -111,6 +124,7 @@ func TestSeveralMajorsAtOnce(t *testing.T) {
 // TestLogicalReplication13To17 is the upgrade path in miniature, in plain SQL.
 func TestLogicalReplication13To17(t *testing.T) {
 	skipShort(t)
+	t.Parallel()
 	cs := StartClusters(t, []int{13, 17})
 	blue, green := cs[0], cs[1]
 	blue.CreateDatabase(t, "app")

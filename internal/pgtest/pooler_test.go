@@ -80,6 +80,7 @@ func waitingClients(t *testing.T, admin *pgx.Conn, db string) int {
 // it from one to the other the way a cutover does.
 func TestPoolers(t *testing.T) {
 	skipShort(t)
+	t.Parallel()
 	cs := StartClusters(t, []int{13, 17})
 	blue, green := cs[0], cs[1]
 	for _, c := range cs {

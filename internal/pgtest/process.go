@@ -93,7 +93,7 @@ func tempRoot() (string, error) {
 			return
 		}
 		// Sticky and world-writable like /tmp: several users may run tests on one machine.
-		_ = os.Chmod(root, 0o1777)
+		_ = os.Chmod(root, os.ModeSticky|0o777)
 		tempRootVal = root
 		sweepLeftovers(root)
 	})
@@ -322,4 +322,22 @@ func execCommand(name string, args ...string) *exec.Cmd {
 		}
 	}
 	return cmd
+}
+
+// TempDir returns a folder for files a server reads or writes (COPY files, configurations of your
+// own): unlike t.TempDir, the server user can reach it. Removed in cleanup.
+func TempDir(t testing.TB) string {
+	t.Helper()
+	dir, err := newInstanceDir("tmp")
+	if err == nil {
+		var u serverUser
+		if u, err = lookupServerUser(); err == nil {
+			err = u.chown(dir)
+		}
+	}
+	if err != nil {
+		t.Fatalf("pgtest: temp folder: %v", err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(dir) })
+	return dir
 }
