@@ -229,3 +229,12 @@ func (s *catchupStep) Report(ctx context.Context, env *engine.Env) ([]string, er
 	}
 	return out, nil
 }
+
+func (s *catchupStep) Describe() plans.Change {
+	return plans.Change{Action: plans.ActionCreate,
+		Summary: fmt.Sprintf("wait until every table is ready and lag is under %s", replBytes(catchupThreshold(s.spec)))}
+}
+
+// Fingerprint is constant: catch-up changes nothing, and its progress (lag,
+// tables ready) moves all the time without making a saved plan stale.
+func (s *catchupStep) Fingerprint(plans.Change) string { return CatchupStepID }

@@ -378,3 +378,14 @@ func dropPublication(ctx context.Context, env *engine.Env, db replQuerier, name,
 	env.Log.Info("publication dropped", "publication", name)
 	return nil
 }
+
+// Describe is the offline plan line: the tables are only known live.
+func (s *publicationStep) Describe() plans.Change {
+	return plans.Change{Action: plans.ActionCreate,
+		Summary: fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE <tables matching %s, excluding %s>",
+			replIdent(s.spec.PublicationName()), strings.Join(s.spec.Tables.Include, " "), strings.Join(s.spec.Tables.Exclude, " "))}
+}
+
+func (s *publicationStep) DescribeRollback() string {
+	return fmt.Sprintf("DROP PUBLICATION %s on blue (only when pgshift created it)", replIdent(s.spec.PublicationName()))
+}

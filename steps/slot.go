@@ -3,6 +3,7 @@ package steps
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/pgshift/pgshift/engine"
@@ -205,4 +206,19 @@ func dropSlot(ctx context.Context, env *engine.Env, db replQuerier, name string)
 		case <-time.After(250 * time.Millisecond):
 		}
 	}
+}
+
+func (s *slotStep) Describe() plans.Change {
+	return plans.Change{Action: plans.ActionCreate,
+		Summary: fmt.Sprintf("logical replication slot %s (pgoutput) on blue", s.spec.SlotName()),
+		Details: []string{createSlotSQL(s.spec.SlotName())}}
+}
+
+func (s *slotStep) DescribeRollback() string {
+	return fmt.Sprintf("SELECT pg_drop_replication_slot(%s) on blue, once no subscriber holds it", QuoteLiteral(s.spec.SlotName()))
+}
+
+// Fingerprint leaves the moving lag out of the saved plan's check.
+func (s *slotStep) Fingerprint(c plans.Change) string {
+	return string(c.Action) + " " + strings.Join(c.Blockers, "\n")
 }

@@ -639,3 +639,31 @@ func waitFor(ctx context.Context, interval time.Duration, cond func() (bool, err
 		}
 	}
 }
+
+func (s *subscriptionStep) Describe() plans.Change {
+	_, redacted, err := subscriptionConninfo(s.spec.Source.DSN, "")
+	if err != nil {
+		return plans.Change{Action: plans.ActionBlocker, Summary: "source.dsn cannot be turned into a conninfo", Blockers: []string{err.Error()}}
+	}
+	if s.spec.Source.PasswordEnv != "" {
+		redacted += " password=********"
+	}
+	var opts []string
+	for k, v := range s.spec.Replication.Options {
+		opts = append(opts, k+" = "+QuoteLiteral(v))
+	}
+	sort.Strings(opts)
+	return plans.Change{Action: plans.ActionCreate,
+		Summary: fmt.Sprintf("CREATE SUBSCRIPTION %s ... copy_data = true", replIdent(s.spec.SubscriptionName())),
+		Details: []string{s.createSQL(redacted, opts)}}
+}
+
+func (s *subscriptionStep) DescribeRollback() string {
+	q := replIdent(s.spec.SubscriptionName())
+	return fmt.Sprintf("ALTER SUBSCRIPTION %s DISABLE; ALTER SUBSCRIPTION %s SET (slot_name = NONE); DROP SUBSCRIPTION %s on green", q, q, q)
+}
+
+// Fingerprint leaves the moving count of ready tables out.
+func (s *subscriptionStep) Fingerprint(c plans.Change) string {
+	return string(c.Action) + "\n" + strings.Join(c.Details, "\n") + "\n" + strings.Join(c.Blockers, "\n")
+}
