@@ -1,0 +1,374 @@
+package steps
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pgtest"
+	"github.com/pgshift/pgshift/plans"
+)
+
+// pagilaSchema is read where the datasets live; it is never copied into the
+// repository.
+const pagilaSchema = "/work/shared/datasets/pagila/pagila-schema.sql"
+
+// blueExtras are what pagila lacks and the checks are about: a table
+// without a key, an unlogged table, extensions (hstore differs in version
+// between 13 and 17), roles with a password and a membership, and a table
+// owned by one of them.
+const blueExtras = `
+CREATE TABLE public.no_pk (id int, note text);
+CREATE UNLOGGED TABLE public.scratch (id int PRIMARY KEY);
+CREATE EXTENSION citext;
+CREATE EXTENSION hstore;
+CREATE ROLE app_reader NOLOGIN;
+CREATE ROLE app_user LOGIN PASSWORD 'blue-secret-Pw1' CONNECTION LIMIT 7;
+GRANT app_reader TO app_user;
+GRANT SELECT ON public.actor TO app_reader;
+CREATE TABLE public.owned_by_app (id int PRIMARY KEY, tags public.hstore);
+ALTER TABLE public.owned_by_app OWNER TO app_user;
+`
+
+// stepsLog collects a run's log, to check what it never prints.
+type stepsLog struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *stepsLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *stepsLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+type prepPair struct {
+	blue, green *pgtest.Cluster
+	spec        *engine.Spec
+	log         *stepsLog
+}
+
+// env is a fresh environment (fresh pools: a subtest may restart blue).
+func (p *prepPair) env(t *testing.T) *engine.Env {
+	t.Helper()
+	env := engine.NewEnv(p.spec, hclog.New(&hclog.LoggerOptions{Output: p.log, Level: hclog.Debug}))
+	t.Cleanup(env.Close)
+	return env
+}
+
+func prepCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func (p *prepPair) observe(t *testing.T, s engine.Step) plans.Change {
+	t.Helper()
+	c, err := s.Observe(prepCtx(t), p.env(t).ForStep(s.ID()))
+	if err != nil {
+		t.Fatalf("observe %s: %v", s.ID(), err)
+	}
+	return c
+}
+
+func (p *prepPair) apply(t *testing.T, env *engine.Env, s engine.Step) error {
+	t.Helper()
+	return s.Apply(prepCtx(t), env.ForStep(s.ID()))
+}
+
+func stepOf(t *testing.T, spec *engine.Spec, id string) engine.Step {
+	t.Helper()
+	for _, s := range For(spec) {
+		if s.ID() == id {
+			return s
+		}
+	}
+	t.Fatalf("no step %s registered", id)
+	return nil
+}
+
+func hasLine(lines []string, parts ...string) bool {
+	for _, l := range lines {
+		all := true
+		for _, p := range parts {
+			if !strings.Contains(l, p) {
+				all = false
+				break
+			}
+		}
+		if all {
+			return true
+		}
+	}
+	return false
+}
+
+func TestPreflightAuditRolesSchema13To17(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration: starts servers")
+	}
+	pgtest.RequireClientBin(t, "pg_dump")
+	cs := pgtest.StartClusters(t, []int{13, 17})
+	p := &prepPair{blue: cs[0], green: cs[1], log: &stepsLog{}}
+	p.blue.CreateDatabase(t, "app")
+	p.green.CreateDatabase(t, "app")
+	p.blue.LoadSQLFile(t, "app", pagilaSchema)
+	p.blue.Exec(t, "app", blueExtras)
+	p.spec = &engine.Spec{
+		Name:   "pagila-pg17",
+		Source: engine.Endpoint{DSN: p.blue.DSN("app")},
+		Target: engine.Endpoint{DSN: p.green.DSN("app")},
+		Schema: engine.SchemaSpec{Copy: true, Roles: true},
+	}
+	p.spec.SetDefaults()
+	source := stepOf(t, p.spec, preflightSourceID)
+	target := stepOf(t, p.spec, preflightTargetID)
+	auditStep := stepOf(t, p.spec, auditID)
+	rolesStep := stepOf(t, p.spec, rolesID)
+	schema := stepOf(t, p.spec, schemaID)
+	blueTables := p.blue.Scalar(t, "app", `SELECT count(*) FROM pg_tables WHERE schemaname = 'public'`)
+
+	t.Run("a table without a key blocks until it has a replica identity", func(t *testing.T) {
+		c := p.observe(t, source)
+		if c.Action != plans.ActionBlocker || !hasLine(c.Blockers, "public.no_pk", "REPLICA IDENTITY FULL") {
+			t.Fatalf("want a blocker naming public.no_pk and the fix, got %s %q %q", c.Action, c.Summary, c.Blockers)
+		}
+		if hasLine(c.Blockers, "public.actor") {
+			t.Errorf("a table with a primary key is named as a blocker: %q", c.Blockers)
+		}
+		if err := p.apply(t, p.env(t), source); err == nil || !strings.Contains(err.Error(), "public.no_pk") {
+			t.Fatalf("apply with a blocker: want an error naming public.no_pk, got %v", err)
+		}
+		p.blue.Exec(t, "app", `ALTER TABLE public.no_pk REPLICA IDENTITY FULL`)
+		c = p.observe(t, source)
+		if len(c.Blockers) > 0 {
+			t.Fatalf("blockers left after REPLICA IDENTITY FULL: %q", c.Blockers)
+		}
+		if !strings.Contains(c.Summary, "wal_level=logical") || !strings.Contains(c.Summary, "tables with replica identity") {
+			t.Errorf("summary %q lacks wal_level and the replica identity count", c.Summary)
+		}
+		pre, err := source.Check(prepCtx(t), p.env(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range pre {
+			if !c.OK {
+				t.Errorf("precondition %s failed: %s", c.Name, c.Detail)
+			}
+		}
+		if err := p.apply(t, p.env(t), source); err != nil {
+			t.Fatalf("apply without blockers: %v", err)
+		}
+	})
+
+	t.Run("wal_level replica gives the blocker and the exact fix", func(t *testing.T) {
+		p.blue.Exec(t, "postgres", `ALTER SYSTEM SET wal_level = replica`)
+		p.blue.Restart(t)
+		defer func() {
+			p.blue.Exec(t, "postgres", `ALTER SYSTEM RESET wal_level`)
+			p.blue.Restart(t)
+		}()
+		c := p.observe(t, source)
+		if c.Action != plans.ActionBlocker || !hasLine(c.Blockers, "wal_level=replica", "ALTER SYSTEM SET wal_level = logical;", "restart blue") {
+			t.Fatalf("want the wal_level blocker with its fix, got %s %q", c.Action, c.Blockers)
+		}
+		if err := p.apply(t, p.env(t), source); err == nil {
+			t.Fatal("apply succeeded with wal_level=replica")
+		}
+	})
+
+	t.Run("green must be newer than blue", func(t *testing.T) {
+		c := p.observe(t, target)
+		if len(c.Blockers) > 0 {
+			t.Fatalf("blockers on an empty green 17: %q", c.Blockers)
+		}
+		if !strings.Contains(c.Summary, "PostgreSQL 17") || !strings.Contains(c.Summary, "green holds none of blue's tables") {
+			t.Errorf("summary %q", c.Summary)
+		}
+		swapped := *p.spec
+		swapped.Source, swapped.Target = p.spec.Target, p.spec.Source
+		env := engine.NewEnv(&swapped, nil)
+		defer env.Close()
+		c, err := target.Observe(prepCtx(t), env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !hasLine(c.Blockers, "green runs PostgreSQL 13", "and blue 17") {
+			t.Errorf("want a version blocker for green 13 under blue 17, got %q", c.Blockers)
+		}
+	})
+
+	t.Run("audit reports what replication does not carry", func(t *testing.T) {
+		c := p.observe(t, auditStep)
+		if c.Action != plans.ActionWarning {
+			t.Errorf("action %s, want warning (blockers %q)", c.Action, c.Blockers)
+		}
+		for _, want := range [][]string{
+			{"public.rental_by_category", "refreshes"},
+			{"unlogged", "public.scratch"},
+			{"hstore", "1.7", "1.8"},
+			{"DDL"},
+		} {
+			if !hasLine(c.Warnings, want...) {
+				t.Errorf("no warning with %q in %q", want, c.Warnings)
+			}
+		}
+		if !hasLine(c.Details, "extension citext", "available on green") {
+			t.Errorf("details lack citext: %q", c.Details)
+		}
+		if !strings.Contains(c.Summary, "13 sequences synced at cutover") {
+			t.Errorf("summary %q lacks the 13 sequences of pagila", c.Summary)
+		}
+		p.blue.Exec(t, "app", `SELECT lo_from_bytea(0, 'x')`)
+		c = p.observe(t, auditStep)
+		if c.Action != plans.ActionBlocker || !hasLine(c.Blockers, "1 large object") {
+			t.Errorf("a large object: want a blocker, got %s %q", c.Action, c.Blockers)
+		}
+		p.blue.Exec(t, "app", `SELECT lo_unlink(oid) FROM pg_largeobject_metadata`)
+		env := p.env(t)
+		if err := p.apply(t, env, auditStep); err != nil {
+			t.Fatalf("apply audit: %v", err)
+		}
+		if mv, _ := env.Output(auditID, AuditMaterializedViews); mv != "public.rental_by_category" {
+			t.Errorf("recorded materialized views %q", mv)
+		}
+	})
+
+	t.Run("a failed restore leaves green untouched", func(t *testing.T) {
+		// Roles are not copied yet: the owner app_user is missing on green.
+		err := p.apply(t, p.env(t), schema)
+		if err == nil || !strings.Contains(err.Error(), `role "app_user" does not exist`) || !strings.Contains(err.Error(), "schema.roles") {
+			t.Fatalf("want the missing role and its fix, got %v", err)
+		}
+		if n := p.green.Scalar(t, "app", `SELECT count(*) FROM pg_class WHERE relnamespace = 'public'::regnamespace`); n != "0" {
+			t.Errorf("green holds %s relations after a failed restore", n)
+		}
+	})
+
+	t.Run("roles are copied with their password, never shown", func(t *testing.T) {
+		c := p.observe(t, rolesStep)
+		if c.Action != plans.ActionCreate || !hasLine(c.Details, `CREATE ROLE "app_user"`, "CONNECTION LIMIT 7", "password hash copied") ||
+			!hasLine(c.Details, `GRANT "app_reader" TO "app_user"`) {
+			t.Fatalf("plan: %s %q %q", c.Action, c.Summary, c.Details)
+		}
+		hash := p.blue.Scalar(t, "app", `SELECT rolpassword FROM pg_authid WHERE rolname = 'app_user'`)
+		if strings.Contains(strings.Join(c.Details, "\n"), hash) {
+			t.Fatal("the plan shows the password hash")
+		}
+		env := p.env(t)
+		if err := p.apply(t, env, rolesStep); err != nil {
+			t.Fatal(err)
+		}
+		if got := p.green.Scalar(t, "app", `SELECT rolpassword FROM pg_authid WHERE rolname = 'app_user'`); got != hash {
+			t.Errorf("green's password hash differs from blue's")
+		}
+		if got := p.green.Scalar(t, "app", `SELECT pg_has_role('app_user', 'app_reader', 'MEMBER')`); got != "t" {
+			t.Errorf("app_user is not a member of app_reader on green")
+		}
+		if strings.Contains(p.log.String(), hash) || strings.Contains(p.log.String(), "blue-secret") {
+			t.Error("the log shows the password")
+		}
+		if c := p.observe(t, rolesStep); c.Action != plans.ActionNone {
+			t.Errorf("after apply: %s %q", c.Action, c.Details)
+		}
+		if err := p.apply(t, env, rolesStep); err != nil {
+			t.Errorf("second apply: %v", err)
+		}
+	})
+
+	t.Run("schema restores once, and rollback drops only what it restored", func(t *testing.T) {
+		// A schema and a table of green's own must survive the rollback.
+		p.green.Exec(t, "app", `CREATE SCHEMA keep; CREATE TABLE keep.mine (id int PRIMARY KEY); CREATE TABLE public.green_own (id int)`)
+		c := p.observe(t, schema)
+		if c.Action != plans.ActionCreate || !strings.Contains(c.Summary, "restore 25 tables, 13 sequences") ||
+			!strings.Contains(c.Summary, "2 extensions") {
+			t.Fatalf("plan: %s %q %q", c.Action, c.Summary, c.Blockers)
+		}
+		env := p.env(t)
+		if err := p.apply(t, env, schema); err != nil {
+			t.Fatal(err)
+		}
+		greenTables := p.green.Scalar(t, "app", `SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'green_own'`)
+		if greenTables != blueTables {
+			t.Errorf("green holds %s tables in public, blue %s", greenTables, blueTables)
+		}
+		for _, q := range []string{
+			`SELECT count(*) FROM pg_matviews WHERE matviewname = 'rental_by_category'`,
+			`SELECT count(*) FROM pg_trigger WHERE tgname = 'last_updated' AND tgrelid = 'public.actor'::regclass`,
+			`SELECT count(*) FROM pg_inherits WHERE inhparent = 'public.payment'::regclass`,
+			`SELECT count(*) FROM pg_sequences WHERE schemaname = 'public'`,
+		} {
+			if b, g := p.blue.Scalar(t, "app", q), p.green.Scalar(t, "app", q); b != g || g == "0" {
+				t.Errorf("%s: blue %s, green %s", q, b, g)
+			}
+		}
+		if got := p.green.Scalar(t, "app", `SELECT relowner::regrole FROM pg_class WHERE oid = 'public.owned_by_app'::regclass`); got != "app_user" {
+			t.Errorf("owner of public.owned_by_app on green: %s", got)
+		}
+
+		if c := p.observe(t, schema); c.Action != plans.ActionNone {
+			t.Errorf("after apply: %s %q", c.Action, c.Summary)
+		}
+		marker := p.green.Scalar(t, "app", `SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'app'`)
+		if err := p.apply(t, env, schema); err != nil {
+			t.Fatalf("second apply: %v", err)
+		}
+		if again := p.green.Scalar(t, "app", `SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'app'`); again != marker {
+			t.Error("the second apply restored again")
+		}
+
+		// Preflight of green: the schema is ours and fine; rows are not.
+		if c := p.observe(t, target); len(c.Blockers) > 0 || !strings.Contains(c.Summary, "green holds all") {
+			t.Errorf("preflight.target after restore: %q %q", c.Summary, c.Blockers)
+		}
+		p.green.Exec(t, "app", `INSERT INTO public.language (name) VALUES ('Klingon')`)
+		if c := p.observe(t, target); !hasLine(c.Blockers, "public.language", "rows", "TRUNCATE") {
+			t.Errorf("rows on green: want a blocker naming public.language, got %q", c.Blockers)
+		}
+		p.green.Exec(t, "app", `DELETE FROM public.language`)
+
+		for i := 0; i < 2; i++ { // rollback is idempotent
+			if err := schema.Rollback(prepCtx(t), env.ForStep(schemaID)); err != nil {
+				t.Fatalf("rollback %d: %v", i+1, err)
+			}
+		}
+		left := p.green.Scalar(t, "app", `
+SELECT string_agg(n.nspname || '.' || c.relname, ',' ORDER BY 1) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE n.nspname IN ('public', 'keep') AND c.relkind IN ('r', 'p', 'v', 'm', 'S')`)
+		if left != "keep.mine,public.green_own" {
+			t.Errorf("after rollback green holds %q, want only its own keep.mine,public.green_own", left)
+		}
+		if n := p.green.Scalar(t, "app", `SELECT count(*) FROM pg_type WHERE typname = 'mpaa_rating'`); n != "0" {
+			t.Errorf("type mpaa_rating left after rollback")
+		}
+		if n := p.green.Scalar(t, "app", `SELECT count(*) FROM pg_extension WHERE extname IN ('citext', 'hstore')`); n != "0" {
+			t.Errorf("%s extensions left after rollback", n)
+		}
+		if got := p.green.Scalar(t, "app", `SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = 'app'`); got != "" {
+			t.Errorf("database comment after rollback: %q", got)
+		}
+
+		for i := 0; i < 2; i++ {
+			if err := rolesStep.Rollback(prepCtx(t), env.ForStep(rolesID)); err != nil {
+				t.Fatalf("roles rollback %d: %v", i+1, err)
+			}
+		}
+		if n := p.green.Scalar(t, "app", `SELECT count(*) FROM pg_roles WHERE rolname IN ('app_user', 'app_reader')`); n != "0" {
+			t.Errorf("%s copied roles left after rollback", n)
+		}
+		if n := p.green.Scalar(t, "app", `SELECT count(*) FROM pg_roles WHERE rolname = 'postgres'`); n != "1" {
+			t.Error("rollback dropped green's own superuser")
+		}
+	})
+}
