@@ -52,7 +52,16 @@ func TestClusterLifecycle(t *testing.T) {
 	}
 
 	t.Run("kill -9 keeps committed rows", func(t *testing.T) {
+		// An open session's backend must be gone too before the cluster can start again.
+		idle, err := c.connect(t.Context(), "app-db")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer idle.Close(t.Context())
 		c.Kill(t)
+		if err := idle.Ping(t.Context()); err == nil {
+			t.Fatal("a session survived kill -9 of the postmaster")
+		}
 		c.Start(t)
 		if got := c.Scalar(t, "app-db", "SELECT string_agg(v, ',' ORDER BY id) FROM t"); got != "one,two" {
 			t.Fatalf("after crash recovery rows = %q, want one,two", got)
