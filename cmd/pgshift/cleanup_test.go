@@ -1,0 +1,118 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pgtest"
+	"github.com/pgshift/pgshift/steps"
+)
+
+// runCleanupCmd runs `pgshift cleanup` with the given stdin, as a user would.
+func runCleanupCmd(t *testing.T, stdin string, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	root := newRootCommand()
+	var out, errOut bytes.Buffer
+	root.SetArgs(append([]string{"cleanup"}, args...))
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetIn(strings.NewReader(stdin))
+	err = root.Execute()
+	return out.String(), errOut.String(), err
+}
+
+func TestCleanupCommand(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration: starts servers")
+	}
+	cs := pgtest.StartClusters(t, []int{13, 16})
+	blue, green := cs[0], cs[1]
+	for _, c := range cs {
+		c.CreateDatabase(t, "shop")
+		c.Exec(t, "shop", "CREATE TABLE items (id int PRIMARY KEY, name text)")
+	}
+	blue.Exec(t, "shop", "INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 100) g")
+	specPath := filepath.Join(t.TempDir(), "shop.yaml")
+	spec := "version: 1\nname: shop-pg16\nsource:\n  dsn: \"" + blue.DSN("shop") + "\"\ntarget:\n  dsn: \"" + green.DSN("shop") +
+		"\"\ncutover:\n  switch:\n    exec: {switch: [\"true\"], back: [\"true\"]}\n"
+	if err := os.WriteFile(specPath, []byte(spec), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	// Build the forward objects with the real steps.
+	specs, err := engine.LoadFile(specPath, engine.LoadOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := engine.NewEnv(specs[0], nil)
+	defer env.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	byID := map[string]engine.Step{}
+	for _, s := range steps.For(specs[0]) {
+		byID[s.ID()] = s
+	}
+	for _, id := range []string{steps.PublicationStepID, steps.SlotStepID, steps.SubscriptionStepID} {
+		if err := byID[id].Apply(ctx, env.ForStep(id)); err != nil {
+			t.Fatalf("apply %s: %v", id, err)
+		}
+	}
+	objects := func() string {
+		return blue.Scalar(t, "shop", "SELECT (SELECT count(*) FROM pg_publication) || '/' || (SELECT count(*) FROM pg_replication_slots)") +
+			" " + green.Scalar(t, "shop", "SELECT count(*) FROM pg_subscription")
+	}
+	if got := objects(); got != "1/1 1" {
+		t.Fatalf("objects before cleanup: %s", got)
+	}
+
+	t.Run("lists the drops and drops nothing without a yes", func(t *testing.T) {
+		out, _, err := runCleanupCmd(t, "no\n", "-f", specPath)
+		t.Logf("pgshift cleanup output:\n%s", out)
+		if err == nil {
+			t.Errorf("a declined cleanup must exit non-zero")
+		}
+		for _, want := range []string{
+			"- green  subscription  pgshift_shop_pg16",
+			"- blue   slot          pgshift_shop_pg16",
+			"- blue   publication   pgshift_shop_pg16",
+			"Cleanup: 3 to destroy.",
+			"Only 'yes' will be accepted",
+		} {
+			if !strings.Contains(out, want) {
+				t.Errorf("output lacks %q:\n%s", want, out)
+			}
+		}
+		if got := objects(); got != "1/1 1" {
+			t.Errorf("declined cleanup dropped something: %s", got)
+		}
+	})
+
+	t.Run("answering yes drops everything", func(t *testing.T) {
+		out, stderr, err := runCleanupCmd(t, "yes\n", "-f", specPath)
+		if err != nil {
+			t.Fatalf("cleanup: %v\n%s\n%s", err, out, stderr)
+		}
+		if !strings.Contains(out, "Cleanup complete: 3 destroyed.") {
+			t.Errorf("output:\n%s", out)
+		}
+		if got := objects(); got != "0/0 0" {
+			t.Errorf("objects after cleanup: %s", got)
+		}
+	})
+
+	t.Run("a second cleanup is a no-op", func(t *testing.T) {
+		out, _, err := runCleanupCmd(t, "", "-f", specPath, "--yes")
+		if err != nil {
+			t.Fatalf("cleanup: %v\n%s", err, out)
+		}
+		if !strings.Contains(out, "No changes.") || strings.Contains(out, "  - ") {
+			t.Errorf("output:\n%s", out)
+		}
+	})
+}
