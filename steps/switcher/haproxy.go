@@ -120,12 +120,14 @@ func (h *haProxy) mutate(ctx context.Context, line string) error {
 // serverState is one row of "show servers state".
 type serverState struct {
 	opState    int // 0 stopped, 1 starting, 2 running, 3 stopping
-	adminState int // bit field: 0x01 forced maint, 0x02 inherited maint, 0x04 config maint, 0x08 forced drain, 0x10 inherited drain, 0x20 resolution maint, 0x40 ...
+	adminState int // bit field: 0x01 forced maint, 0x02 inherited maint, 0x04 "disabled" in the config, 0x08 forced drain, 0x10 inherited drain, 0x20 DNS resolution maint
 	weight     int // srv_uweight
 }
 
+// The 0x04 bit only remembers that the configuration said "disabled": it
+// stays set after "state ready" has put the server in service.
 const (
-	adminMaint = 0x01 | 0x02 | 0x04 | 0x20
+	adminMaint = 0x01 | 0x02 | 0x20
 	adminDrain = 0x08 | 0x10
 )
 
@@ -206,6 +208,12 @@ func parseServersState(out, backend string) (map[string]serverState, error) {
 }
 
 func (h *haProxy) Check(ctx context.Context) error {
+	// "show cli level" (HAProxy 2.0+) says whether set server is allowed.
+	if out, err := h.command(ctx, "show cli level"); err == nil {
+		if level := strings.TrimSpace(out); level == "user" || level == "operator" {
+			return fmt.Errorf("haproxy runtime API %s is at level %s: set server needs \"level admin\" on the stats socket line", h.addr, level)
+		}
+	}
 	states, err := h.states(ctx)
 	if err != nil {
 		return err

@@ -184,7 +184,7 @@ type connPair struct {
 }
 
 // parseConnString splits a [databases] value into its pairs: key=value
-// separated by spaces, values optionally single-quoted ('' or \' for a
+// separated by spaces, values optionally single-quoted (” or \' for a
 // quote), as PgBouncer reads them.
 func parseConnString(s string) ([]connPair, error) {
 	var out []connPair

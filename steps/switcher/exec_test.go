@@ -1,0 +1,149 @@
+package switcher
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/pgshift/pgshift/engine"
+)
+
+// execSpec writes script as switch.sh in a temporary spec folder and
+// returns a spec whose exec switch runs it (relative path, as users write
+// it) with the target side as argument.
+func execSpec(t *testing.T, script string) (*engine.Spec, string) {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "switch.sh"), []byte("#!/bin/sh\n"+script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return &engine.Spec{
+		File:   filepath.Join(dir, "orders.yaml"),
+		Source: engine.Endpoint{DSN: "postgres://app@blue.internal:5432/orders?sslmode=disable", PasswordEnv: "BLUE_PW"},
+		Target: engine.Endpoint{DSN: "postgres://app@green.internal:5433/orders", PasswordEnv: "GREEN_PW"},
+		Cutover: engine.CutoverSpec{Switch: engine.SwitchSpec{Exec: &engine.ExecSwitch{
+			Switch: []string{"./switch.sh", "green"},
+			Back:   []string{"./switch.sh", "blue"},
+		}}},
+	}, dir
+}
+
+var execBlue = Endpoint{Host: "blue.internal", Port: 5432, DBName: "orders"}
+var execGreen = Endpoint{Host: "green.internal", Port: 5433, DBName: "orders"}
+
+func TestExecSwitch(t *testing.T) {
+	t.Setenv("BLUE_PW", "blue-secret")
+	t.Setenv("GREEN_PW", "green-secret")
+	spec, dir := execSpec(t, `env | grep '^PGSHIFT_' | sort > "state.$1"; echo "$1" > current`)
+	drv, err := New(spec, execBlue, execGreen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := drv.Check(ctx); err != nil {
+		t.Fatalf("Check: %v", err)
+	}
+	if _, err := drv.Current(ctx); !errors.Is(err, ErrUnknownSide) {
+		t.Errorf("Current = %v, want ErrUnknownSide", err)
+	}
+	if err := drv.Switch(ctx, Green); err != nil {
+		t.Fatalf("Switch(green): %v", err)
+	}
+	env, err := os.ReadFile(filepath.Join(dir, "state.green"))
+	if err != nil {
+		t.Fatalf("the switch command did not run in the spec's folder: %v", err)
+	}
+	for _, want := range []string{
+		"PGSHIFT_PHASE=switch",
+		"PGSHIFT_TARGET=green",
+		"PGSHIFT_BLUE_DSN=postgres://app@blue.internal:5432/orders",
+		"PGSHIFT_GREEN_DSN=postgres://app@green.internal:5433/orders",
+	} {
+		if !strings.Contains(string(env), want+"\n") {
+			t.Errorf("environment lacks %s:\n%s", want, env)
+		}
+	}
+	if strings.Contains(string(env), "secret") {
+		t.Errorf("a password reached the command's PGSHIFT_ variables:\n%s", env)
+	}
+	if err := drv.Switch(ctx, Blue); err != nil {
+		t.Fatalf("Switch(blue): %v", err)
+	}
+	back, _ := os.ReadFile(filepath.Join(dir, "state.blue"))
+	if !strings.Contains(string(back), "PGSHIFT_PHASE=back\n") {
+		t.Errorf("back command environment:\n%s", back)
+	}
+	if cur, _ := os.ReadFile(filepath.Join(dir, "current")); string(cur) != "blue\n" {
+		t.Errorf("current = %q", cur)
+	}
+	if lines := drv.Describe(Green); len(lines) != 1 || !strings.Contains(lines[0], "./switch.sh green") {
+		t.Errorf("Describe = %q", lines)
+	}
+}
+
+func TestExecSwitchFailure(t *testing.T) {
+	spec, _ := execSpec(t, `echo "starting" ; echo "cannot reach the load balancer" >&2; exit 3`)
+	drv, _ := New(spec, execBlue, execGreen)
+	err := drv.Switch(context.Background(), Green)
+	if err == nil {
+		t.Fatal("a failing command did not fail the switch")
+	}
+	for _, want := range []string{"exit status 3", "cannot reach the load balancer", "cutover.switch.exec.switch"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+}
+
+// On timeout the command and what it started are killed.
+func TestExecSwitchTimeout(t *testing.T) {
+	spec, dir := execSpec(t, `sleep 60 & echo $! > child.pid; wait`)
+	drv, _ := New(spec, execBlue, execGreen)
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	err := drv.Switch(ctx, Green)
+	if err == nil || !strings.Contains(err.Error(), "killed after the pause timeout") {
+		t.Fatalf("err = %v", err)
+	}
+	data, rerr := os.ReadFile(filepath.Join(dir, "child.pid"))
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			t.Fatalf("the command's child %d survived the timeout", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestExecCheckMissingCommand(t *testing.T) {
+	spec, _ := execSpec(t, "exit 0")
+	spec.Cutover.Switch.Exec.Back = []string{"./missing.sh"}
+	drv, _ := New(spec, execBlue, execGreen)
+	if err := drv.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "cutover.switch.exec.back") {
+		t.Errorf("Check = %v", err)
+	}
+}
+
+func TestNewRefuses(t *testing.T) {
+	spec, _ := execSpec(t, "exit 0")
+	if _, err := New(spec, execBlue, execBlue); err == nil || !strings.Contains(err.Error(), "same database") {
+		t.Errorf("same endpoints: %v", err)
+	}
+	spec.Cutover.Switch.HAProxy = &engine.HAProxySwitch{Socket: "x", Backend: "b", BlueServer: "a", GreenServer: "c"}
+	if _, err := New(spec, execBlue, execGreen); err == nil || !strings.Contains(err.Error(), "exactly one") {
+		t.Errorf("two drivers: %v", err)
+	}
+}
