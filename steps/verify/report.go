@@ -18,9 +18,9 @@ type Report struct {
 type TableReport struct {
 	Table    string // schema.name
 	Method   string // "primary-key ranges" or "hash buckets"
-	Segments int
-	Rows     int64 // rows on blue at the first read
-	Bytes    int64 // heap and TOAST bytes on blue
+	Segments int    // key ranges, or hash buckets
+	Rows     int64  // rows on blue at the first read
+	Bytes    int64  // heap and TOAST bytes on blue
 	// Rechecked counts segments that differed at the first read (green
 	// behind blue, usually) and were re-checked row by row.
 	Rechecked   int

@@ -203,7 +203,11 @@ func checkAll(ctx context.Context, workers []*worker, infos []*tableInfo, opts *
 		if !t.Ordered {
 			method = "hash buckets"
 		}
-		reports[t] = &TableReport{Table: t.String(), Method: method, Segments: len(t.Segments), Bytes: t.Bytes}
+		segments := len(t.Segments)
+		if !t.Ordered {
+			segments = int(t.Buckets) // one scan per side, grouped by bucket
+		}
+		reports[t] = &TableReport{Table: t.String(), Method: method, Segments: segments, Bytes: t.Bytes}
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
