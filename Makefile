@@ -31,5 +31,10 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
+# Speed numbers against real servers (a pgbench database of scale 20): each
+# benchmark runs once and prints its durations and table sizes.
+bench: deps
+	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/bench/
+
 clean:
 	rm -rf bin

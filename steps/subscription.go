@@ -504,9 +504,13 @@ func subscriptionConninfo(dsn, password string) (full, redacted string, err erro
 	return strings.Join(f, " "), strings.Join(r, " "), nil
 }
 
-// conninfoQuote quotes a libpq keyword value: single quotes, with ' and \
-// escaped by a backslash.
+// conninfoQuote writes a libpq keyword value: bare when it holds nothing
+// libpq would split or unescape (so plans stay readable), else in single
+// quotes with ' and \ escaped by a backslash.
 func conninfoQuote(v string) string {
+	if v != "" && !strings.ContainsAny(v, " \t\n\r'\\=") {
+		return v
+	}
 	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
 }
 

@@ -56,7 +56,7 @@ func TestSubscriptionConninfoQuotingAndRedaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantFull := `host='127.0.0.1' port='5432' dbname='db' user='repl' password='p\'a\\ss word'`
+	wantFull := `host=127.0.0.1 port=5432 dbname=db user=repl password='p\'a\\ss word'`
 	if full != wantFull {
 		t.Errorf("conninfo:\n got %s\nwant %s", full, wantFull)
 	}
@@ -81,7 +81,7 @@ func TestSubscriptionConninfoNoPassword(t *testing.T) {
 	if strings.Contains(full, "password=") || full != redacted {
 		t.Errorf("without a password the conninfo has no password and nothing to redact: %s / %s", full, redacted)
 	}
-	if !strings.Contains(full, `passfile='/var/lib/postgresql/.pgpass'`) {
+	if !strings.Contains(full, `passfile=/var/lib/postgresql/.pgpass`) {
 		t.Errorf("passfile must pass through to green: %s", full)
 	}
 }
