@@ -172,6 +172,7 @@ func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts Appl
 			if werr := store.UpdateStep(id, func(c *StepState) {
 				c.Status = StatusUpstreamFailed
 				c.Note = "not run: " + up.Root + " failed"
+				c.StartedAt, c.FinishedAt, c.Error = nil, nil, ""
 			}); werr != nil {
 				setFatal(werr)
 			}
@@ -235,7 +236,7 @@ func runStep(ctx context.Context, s Step, env *Env, store *StateStore, log hclog
 		log.Error("step failed", "step", id, "error", err)
 		return err
 	}
-	log.Info("done", "step", id, "duration", finished.Sub(started).Round(time.Millisecond))
+	log.Info("done", "step", id, "duration", finished.Sub(started).Round(time.Millisecond).String())
 	return nil
 }
 

@@ -43,12 +43,15 @@ func NewLogger(opts LogOptions) (hclog.Logger, error) {
 	if opts.Color && !json {
 		color = hclog.ForceColor
 	}
-	return hclog.New(&hclog.LoggerOptions{
+	lo := &hclog.LoggerOptions{
 		Name:       "pgshift",
 		Level:      level,
 		Output:     out,
 		JSONFormat: json,
 		Color:      color,
-		TimeFormat: "15:04:05.000",
-	}), nil
+	}
+	if !json {
+		lo.TimeFormat = "15:04:05.000" // a run lasts hours, not days; JSON keeps full timestamps
+	}
+	return hclog.New(lo), nil
 }

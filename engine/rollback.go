@@ -153,7 +153,7 @@ func Rollback(ctx context.Context, g *Graph, env *Env, store *StateStore, opts R
 			log.Error("rollback failed", "step", id, "error", err)
 			return err
 		}
-		log.Info("rolled back", "step", id, "duration", finished.Sub(started).Round(time.Millisecond))
+		log.Info("rolled back", "step", id, "duration", finished.Sub(started).Round(time.Millisecond).String())
 		return nil
 	})
 

@@ -25,6 +25,11 @@ type Plan struct {
 	SpecFile    string `json:"spec_file,omitempty"`
 	SpecHash    string `json:"spec_hash,omitempty"`
 	Fingerprint string `json:"fingerprint,omitempty"`
+	// SpecVars and SpecVarsFile are the template inputs the spec was
+	// rendered with (saved plans only), so that `apply PLAN` renders the same
+	// spec. Template variables never hold secrets.
+	SpecVars     map[string]string `json:"spec_vars,omitempty"`
+	SpecVarsFile string            `json:"spec_vars_file,omitempty"`
 }
 
 // Server is one side of the upgrade as the plan shows it.

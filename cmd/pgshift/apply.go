@@ -1,0 +1,231 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/plans"
+	"github.com/spf13/cobra"
+)
+
+func init() { subcommands = append(subcommands, newApplyCommand) }
+
+// applyArgs are the parsed flags of `pgshift apply`.
+type applyArgs struct {
+	spec             specFlags
+	log              logFlags
+	metricsListen    string
+	state            string
+	until            string
+	approve          []string
+	approveCutover   bool
+	parallel         int
+	acceptSpecChange bool
+	lockTimeout      time.Duration
+}
+
+func newApplyCommand() *cobra.Command {
+	var a applyArgs
+	cmd := &cobra.Command{
+		Use:   "apply (-f spec.yaml | PLANFILE)",
+		Short: "Run the upgrade's steps, checkpointed, resumable",
+		Long: `apply runs the steps of the spec in dependency order, independent steps in
+parallel, and checkpoints every transition to the state file (default
+<name>.pgshift-state.json beside the spec; --state to choose). Killed at any
+instant, it resumes with the same command: steps already done are skipped,
+a step left running is applied again (every step is idempotent).
+
+A failed step stops the steps that need it; independent steps finish. The
+state then says what failed, and the same command continues from there.
+
+Steps that need approval (the cutover) are not run until approved: apply
+stops before them with exit status 0 and prints the command to go on
+(--approve-cutover).
+
+Given a plan saved with "pgshift plan -out FILE", apply refuses it when the
+spec or what blue and green hold has changed since.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			planFile := ""
+			if len(args) == 1 {
+				planFile = args[0]
+			}
+			return runApply(cmd, &a, planFile)
+		},
+	}
+	a.spec.register(cmd)
+	a.log.register(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&a.metricsListen, flagMetricsListen, "", "serve Prometheus metrics at http://ADDR/metrics during the run (default: the spec's metrics.listen)")
+	fl.StringVar(&a.state, "state", "", "state file (default <name>.pgshift-state.json beside the spec)")
+	fl.StringVar(&a.until, "until", "", "stop after this step (it and the steps it needs run)")
+	fl.StringArrayVar(&a.approve, "approve", nil, "approve a gated step by ID (repeatable)")
+	fl.BoolVar(&a.approveCutover, "approve-cutover", false, "approve the cutover (same as --approve cutover)")
+	fl.IntVar(&a.parallel, "parallel", 4, "how many independent steps run at once")
+	fl.BoolVar(&a.acceptSpecChange, "accept-spec-change", false, "go on with a spec that changed after steps ran under it, keeping those steps done")
+	fl.DurationVar(&a.lockTimeout, "lock-timeout", 0, "wait this long for another run's lock on the state")
+	return cmd
+}
+
+func runApply(cmd *cobra.Command, a *applyArgs, planFile string) error {
+	var saved *plans.Plan
+	if planFile != "" {
+		p, err := plans.Load(planFile)
+		if err != nil {
+			return &exitCodeError{code: exitError, err: err}
+		}
+		saved = p
+		if a.spec.file == "" {
+			a.spec.file = p.SpecFile
+			a.spec.varsFile = p.SpecVarsFile
+			for _, k := range sortedKeys(p.SpecVars) {
+				a.spec.vars = append(a.spec.vars, k+"="+p.SpecVars[k])
+			}
+		}
+	}
+	spec, err := a.spec.loadOne()
+	if err != nil {
+		return err
+	}
+	g, err := compileSpec(spec)
+	if err != nil {
+		return err
+	}
+	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	log, err := a.log.logger(stderr)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(cmdContext(cmd), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+
+	env := engine.NewEnv(spec, log)
+	defer env.Close()
+
+	if saved != nil {
+		if err := engine.CheckSavedPlan(ctx, saved, planFile, g, env, engine.PlanOptions{Parallelism: a.parallel}); err != nil {
+			return &exitCodeError{code: exitError, err: err}
+		}
+	}
+	statePath := a.state
+	if statePath == "" {
+		statePath = spec.StatePath()
+	}
+	store, err := engine.OpenState(statePath, spec, g, engine.StateOptions{
+		Operation: "apply", LockTimeout: a.lockTimeout, AcceptSpecChange: a.acceptSpecChange,
+	})
+	if err != nil {
+		return &exitCodeError{code: exitError, err: err}
+	}
+	defer store.Close()
+
+	listen := a.metricsListen
+	if listen == "" {
+		listen = spec.Metrics.Listen
+	}
+	if listen != "" {
+		stopMetrics, err := env.Metrics.Serve(ctx, listen)
+		if err != nil {
+			return &exitCodeError{code: exitError, err: err}
+		}
+		defer stopMetrics()
+		log.Info("serving metrics", "url", "http://"+listen+"/metrics")
+	}
+
+	approve := map[string]bool{}
+	for _, id := range a.approve {
+		if _, ok := g.Step(id); !ok {
+			return &usageError{fmt.Errorf("--approve %s: no such step; steps are %s", id, strings.Join(g.Order(), ", "))}
+		}
+		approve[id] = true
+	}
+	if a.approveCutover {
+		approve["cutover"] = true
+	}
+
+	res, err := engine.Apply(ctx, g, env, store, engine.ApplyOptions{Parallelism: a.parallel, Until: a.until, Approve: approve})
+	if err != nil {
+		return &exitCodeError{code: exitError, err: fmt.Errorf("apply stopped: %w", err)}
+	}
+	return reportApply(stdout, res, g, a, store.Path())
+}
+
+// reportApply prints the outcome: root causes first, knock-on steps as
+// such, and the command to go on.
+func reportApply(w io.Writer, res *engine.ApplyResult, g *engine.Graph, a *applyArgs, statePath string) error {
+	again := commandLine("apply", &a.spec, stateFlag(a.state)...)
+	status := commandLine("status", &a.spec, stateFlag(a.state)...)
+	rollback := commandLine("rollback", &a.spec, stateFlag(a.state)...)
+	counts := fmt.Sprintf("%d applied, %d already done", len(res.Applied), len(res.Skipped))
+
+	if len(res.Failed) > 0 {
+		fmt.Fprintf(w, "\nApply failed (%s).\n\n", counts)
+		for _, f := range res.Failed {
+			fmt.Fprintf(w, "  ✗ %s failed: %s\n", f.ID, f.Err)
+			var knock []string
+			for _, u := range res.Upstream {
+				var up *engine.UpstreamError
+				if errors.As(u.Err, &up) && up.Root == f.ID {
+					knock = append(knock, u.ID)
+				}
+			}
+			if len(knock) > 0 {
+				fmt.Fprintf(w, "      not run, they need it: %s\n", strings.Join(knock, ", "))
+			}
+		}
+		fmt.Fprintf(w, "\nState saved in %s.\nFix the cause, then continue with:\n  %s\nSee where it stands: %s\nUndo what was done:  %s\n", statePath, again, status, rollback)
+		var ids []string
+		for _, f := range res.Failed {
+			ids = append(ids, f.ID)
+		}
+		return &exitCodeError{code: exitError, err: fmt.Errorf("apply failed: %s (%s)", pluralize(len(ids), "step"), strings.Join(ids, ", "))}
+	}
+	if len(res.NotStarted) > 0 {
+		fmt.Fprintf(w, "\nApply interrupted (%s); %d steps not started. State saved in %s.\nResume with:\n  %s\n", counts, len(res.NotStarted), statePath, again)
+		return &exitCodeError{code: exitError, err: errors.New("apply interrupted")}
+	}
+	if len(res.Held) > 0 {
+		fmt.Fprintf(w, "\nApply stopped before %s: approval needed (%s).\n\n", strings.Join(res.Held, ", "), counts)
+		var flags []string
+		for _, id := range res.Held {
+			fmt.Fprintf(w, "  %s: %s\n", id, res.Gates[id])
+			if id == "cutover" {
+				flags = append(flags, "--approve-cutover")
+			} else {
+				flags = append(flags, "--approve", id)
+			}
+		}
+		fmt.Fprintf(w, "\nEverything before it is done. Review with:\n  %s\nthen go on with:\n  %s\n", status, commandLine("apply", &a.spec, append(stateFlag(a.state), flags...)...))
+		return nil
+	}
+	if a.until != "" {
+		fmt.Fprintf(w, "\nStopped after %s as asked (--until): %s. State saved in %s.\nContinue with:\n  %s\n", a.until, counts, statePath, again)
+		return nil
+	}
+	fmt.Fprintf(w, "\nApply complete: all %d steps done (%s). State saved in %s.\n", g.Len(), counts, statePath)
+	return nil
+}
+
+func stateFlag(path string) []string {
+	if path == "" {
+		return nil
+	}
+	return []string{"--state", shellQuote(path)}
+}
+
+func sortedKeys(m map[string]string) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/pgshift/pgshift/engine"
+	"github.com/spf13/cobra"
+)
+
+func init() { subcommands = append(subcommands, newRollbackCommand) }
+
+// rollbackArgs are the parsed flags of `pgshift rollback`.
+type rollbackArgs struct {
+	spec             specFlags
+	log              logFlags
+	state            string
+	yes              bool
+	parallel         int
+	acceptSpecChange bool
+	lockTimeout      time.Duration
+}
+
+func newRollbackCommand() *cobra.Command {
+	var a rollbackArgs
+	cmd := &cobra.Command{
+		Use:   "rollback -f spec.yaml",
+		Short: "Undo the applied steps, in reverse dependency order",
+		Long: `rollback undoes every step that ran (done, failed or interrupted), each one
+before the steps it needs, checkpointed like apply: a killed rollback resumes
+with the same command. It lists what it will undo and asks first, unless
+--yes is given. When a step's rollback fails, the steps it needs are kept.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runRollback(cmd, &a) },
+	}
+	a.spec.register(cmd)
+	a.log.register(cmd)
+	fl := cmd.Flags()
+	fl.StringVar(&a.state, "state", "", "state file (default <name>.pgshift-state.json beside the spec)")
+	fl.BoolVar(&a.yes, "yes", false, "roll back without asking")
+	fl.BoolVar(&a.yes, "auto-approve", false, "same as --yes")
+	fl.IntVar(&a.parallel, "parallel", 4, "how many independent steps roll back at once")
+	fl.BoolVar(&a.acceptSpecChange, "accept-spec-change", false, "roll back with a spec that changed after steps ran under it")
+	fl.DurationVar(&a.lockTimeout, "lock-timeout", 0, "wait this long for another run's lock on the state")
+	return cmd
+}
+
+func runRollback(cmd *cobra.Command, a *rollbackArgs) error {
+	spec, err := a.spec.loadOne()
+	if err != nil {
+		return err
+	}
+	g, err := compileSpec(spec)
+	if err != nil {
+		return err
+	}
+	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
+	log, err := a.log.logger(stderr)
+	if err != nil {
+		return err
+	}
+	statePath := a.state
+	if statePath == "" {
+		statePath = spec.StatePath()
+	}
+	if _, err := os.Stat(statePath); errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintf(stdout, "No changes. No state at %s: nothing was applied, so nothing to roll back.\n", statePath)
+		return nil
+	}
+	store, err := engine.OpenState(statePath, spec, g, engine.StateOptions{
+		Operation: "rollback", LockTimeout: a.lockTimeout, AcceptSpecChange: a.acceptSpecChange,
+	})
+	if err != nil {
+		return &exitCodeError{code: exitError, err: err}
+	}
+	defer store.Close()
+
+	snap := store.Snapshot()
+	targets, orphans := engine.RollbackTargets(g, snap)
+	fmt.Fprintf(stdout, "pgshift rollback: %s   state %s\n\n", spec.Name, statePath)
+	if len(targets) == 0 && len(orphans) == 0 {
+		fmt.Fprintln(stdout, "No changes. No step has run (or all were rolled back): nothing to undo.")
+		return nil
+	}
+	printRollbackPreview(stdout, g, snap, targets, orphans)
+	fmt.Fprintf(stdout, "\nRollback: %d to undo, in this order.\n", len(targets))
+	if !a.yes {
+		ok, err := confirmRollback(cmd.InOrStdin(), stdout, len(targets))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return &exitCodeError{code: exitError, err: errors.New("rollback cancelled: nothing was undone (answer yes, or pass --yes to skip the question)")}
+		}
+	}
+
+	ctx, stop := signal.NotifyContext(cmdContext(cmd), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	env := engine.NewEnv(spec, log)
+	defer env.Close()
+	res, err := engine.Rollback(ctx, g, env, store, engine.RollbackOptions{Parallelism: a.parallel})
+	if err != nil {
+		return &exitCodeError{code: exitError, err: fmt.Errorf("rollback stopped: %w", err)}
+	}
+	again := commandLine("rollback", &a.spec, stateFlag(a.state)...)
+	if len(res.Failed) > 0 || len(res.NotStarted) > 0 {
+		fmt.Fprintf(stdout, "\nRollback incomplete: %d rolled back.\n\n", len(res.RolledBack))
+		for _, f := range res.Failed {
+			fmt.Fprintf(stdout, "  ✗ %s: rollback failed: %s\n", f.ID, f.Err)
+		}
+		for _, b := range res.Blocked {
+			fmt.Fprintf(stdout, "  ! %s: %s\n", b.ID, b.Err)
+		}
+		if len(res.NotStarted) > 0 {
+			fmt.Fprintf(stdout, "  ! interrupted before: %s\n", strings.Join(res.NotStarted, ", "))
+		}
+		fmt.Fprintf(stdout, "\nState saved in %s. Fix the cause, then run again:\n  %s\n", statePath, again)
+		return &exitCodeError{code: exitError, err: fmt.Errorf("rollback failed: %s", pluralize(len(res.Failed)+len(res.NotStarted), "step"))}
+	}
+	fmt.Fprintf(stdout, "\nRollback complete: %d rolled back. State saved in %s.\n", len(res.RolledBack), statePath)
+	if len(orphans) > 0 {
+		return &exitCodeError{code: exitError, err: fmt.Errorf("%s ran but are no longer in the spec, so pgshift cannot undo them: %s; restore them in the spec and run rollback again",
+			pluralize(len(orphans), "step"), strings.Join(orphans, ", "))}
+	}
+	return nil
+}
+
+func printRollbackPreview(w io.Writer, g *engine.Graph, st *engine.State, targets, orphans []string) {
+	width := 0
+	for _, id := range append(append([]string{}, targets...), orphans...) {
+		width = max(width, len(id))
+	}
+	for _, id := range targets {
+		s, _ := g.Step(id)
+		what := "undo it"
+		if d, ok := s.(engine.RollbackDescriber); ok {
+			what = d.DescribeRollback()
+		}
+		fmt.Fprintf(w, "  - %-*s  %s: %s\n", width, id, st.Step(id).Status, what)
+	}
+	for _, id := range orphans {
+		fmt.Fprintf(w, "  ! %-*s  %s, but no longer in the spec: cannot be undone by pgshift\n", width, id, st.Step(id).Status)
+	}
+}
+
+// confirmRollback asks on out and reads the answer; only "yes" agrees.
+func confirmRollback(in io.Reader, out io.Writer, n int) (bool, error) {
+	fmt.Fprintf(out, "\nRoll back these %s? Only 'yes' will be accepted: ", pluralize(n, "step"))
+	line, err := bufio.NewReader(in).ReadString('\n')
+	if err != nil && err != io.EOF {
+		return false, err
+	}
+	fmt.Fprintln(out)
+	return strings.TrimSpace(line) == "yes", nil
+}

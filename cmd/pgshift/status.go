@@ -1,0 +1,243 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pgshift/pgshift/engine"
+	"github.com/spf13/cobra"
+)
+
+func init() { subcommands = append(subcommands, newStatusCommand) }
+
+// statusArgs are the parsed flags of `pgshift status`.
+type statusArgs struct {
+	spec    specFlags
+	out     outputFlags
+	state   string
+	offline bool
+	timeout time.Duration
+}
+
+func newStatusCommand() *cobra.Command {
+	var a statusArgs
+	cmd := &cobra.Command{
+		Use:   "status -f spec.yaml",
+		Short: "Show each step's status from the state file, and live facts",
+		Long: `status reads the state file (without locking it: writes are atomic) and
+shows each step's status, duration and note, then the live facts the steps
+report (replication lag, tables still syncing) unless --offline.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runStatus(cmd, &a) },
+	}
+	a.spec.register(cmd)
+	a.out.register(cmd, formatText, formatJSON)
+	fl := cmd.Flags()
+	fl.StringVar(&a.state, "state", "", "state file (default <name>.pgshift-state.json beside the spec)")
+	fl.BoolVar(&a.offline, "offline", false, "do not connect: state only, no live facts")
+	fl.DurationVar(&a.timeout, "timeout", 20*time.Second, "how long live facts may take")
+	return cmd
+}
+
+// statusJSON is `status --format json` (format_version 1).
+type statusJSON struct {
+	FormatVersion int                 `json:"format_version"`
+	Name          string              `json:"name"`
+	StateFile     string              `json:"state_file"`
+	StateExists   bool                `json:"state_exists"`
+	LockedBy      *engine.LockInfo    `json:"locked_by,omitempty"`
+	Steps         []statusStepJSON    `json:"steps"`
+	Facts         map[string][]string `json:"facts,omitempty"`
+}
+
+type statusStepJSON struct {
+	ID              string            `json:"id"`
+	Status          engine.Status     `json:"status"`
+	DurationSeconds *float64          `json:"duration_seconds,omitempty"`
+	Note            string            `json:"note,omitempty"`
+	Error           string            `json:"error,omitempty"`
+	Outputs         map[string]string `json:"outputs,omitempty"`
+}
+
+func runStatus(cmd *cobra.Command, a *statusArgs) error {
+	if err := a.out.check(formatText, formatJSON); err != nil {
+		return err
+	}
+	specs, err := a.spec.load()
+	if err != nil {
+		return err
+	}
+	if a.state != "" && len(specs) > 1 {
+		return &usageError{errors.New("--state names one state file; --inventory renders several specs")}
+	}
+	for i, spec := range specs {
+		if i > 0 && a.out.format == formatText {
+			fmt.Fprintln(cmd.OutOrStdout())
+		}
+		if err := statusOne(cmd, a, spec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func statusOne(cmd *cobra.Command, a *statusArgs, spec *engine.Spec) error {
+	g, err := compileSpec(spec)
+	if err != nil {
+		return err
+	}
+	path := a.state
+	if path == "" {
+		path = spec.StatePath()
+	}
+	st, err := engine.ReadState(path)
+	exists := err == nil
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		st = &engine.State{Spec: engine.StateSpec{Name: spec.Name}}
+	case err != nil:
+		return &exitCodeError{code: exitError, err: err}
+	}
+	holder, locked := engine.LockHolder(path)
+
+	out := statusJSON{FormatVersion: 1, Name: spec.Name, StateFile: path, StateExists: exists, LockedBy: holder}
+	ids := g.Order()
+	for _, c := range st.Steps {
+		if _, ok := g.Step(c.ID); !ok {
+			ids = append(ids, c.ID) // no longer in the spec, but it ran
+		}
+	}
+	var interrupted []string
+	for _, id := range ids {
+		row := statusStepJSON{ID: id, Status: engine.StatusPending}
+		if c := st.Step(id); c != nil {
+			row.Status, row.Note, row.Error, row.Outputs = c.Status, c.Note, c.Error, c.Outputs
+			if c.StartedAt != nil && c.FinishedAt != nil {
+				d := c.FinishedAt.Sub(*c.StartedAt).Seconds()
+				row.DurationSeconds = &d
+			}
+			if (c.Status == engine.StatusRunning || c.Status == engine.StatusRollingBack) && !locked {
+				interrupted = append(interrupted, id)
+				row.Note = "interrupted: no pgshift run holds the state"
+			}
+		}
+		if _, ok := g.Step(id); !ok {
+			row.Note = strings.TrimSpace(row.Note + " (no longer in the spec)")
+		}
+		out.Steps = append(out.Steps, row)
+	}
+
+	if !a.offline {
+		ctx, cancel := context.WithTimeout(cmdContext(cmd), a.timeout)
+		defer cancel()
+		env := engine.NewEnv(spec, nil)
+		defer env.Close()
+		for _, c := range st.Steps {
+			if len(c.Outputs) > 0 {
+				env.LoadOutputs(c.ID, c.Outputs)
+			}
+		}
+		for _, id := range g.Order() {
+			s, _ := g.Step(id)
+			r, ok := s.(engine.Reporter)
+			if !ok {
+				continue
+			}
+			if c := st.Step(id); c == nil || c.Status == engine.StatusPending || c.Status == engine.StatusUpstreamFailed || c.Status == engine.StatusRolledBack {
+				continue // nothing of it exists to report on
+			}
+			facts, err := r.Report(ctx, env.ForStep(id))
+			if err != nil {
+				facts = append(facts, "facts unavailable: "+err.Error())
+			}
+			if len(facts) > 0 {
+				if out.Facts == nil {
+					out.Facts = map[string][]string{}
+				}
+				out.Facts[id] = facts
+			}
+		}
+	}
+
+	w := cmd.OutOrStdout()
+	if a.out.format == formatJSON {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		return enc.Encode(out)
+	}
+	printStatus(w, &out, g, a, interrupted)
+	return nil
+}
+
+func printStatus(w io.Writer, s *statusJSON, g *engine.Graph, a *statusArgs, interrupted []string) {
+	fmt.Fprintf(w, "pgshift status: %s   state %s\n", s.Name, s.StateFile)
+	if !s.StateExists {
+		fmt.Fprintln(w, "No state file yet: nothing has been applied.")
+	}
+	if s.LockedBy != nil {
+		fmt.Fprintf(w, "A run is in progress: pgshift %s, pid %d on %s since %s.\n", s.LockedBy.Operation, s.LockedBy.PID, s.LockedBy.Host, s.LockedBy.Since.UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "  STEP\tSTATUS\tDURATION\tNOTE")
+	counts := map[engine.Status]int{}
+	for _, r := range s.Steps {
+		counts[r.Status]++
+		dur := "-"
+		if r.DurationSeconds != nil {
+			dur = (time.Duration(*r.DurationSeconds * float64(time.Second))).Round(time.Millisecond).String()
+		}
+		note := r.Note
+		if r.Error != "" {
+			note = firstLineOf(r.Error)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", r.ID, r.Status, dur, note)
+	}
+	tw.Flush()
+
+	if len(s.Facts) > 0 {
+		fmt.Fprintln(w, "\nLive facts:")
+		for _, id := range g.Order() {
+			if facts := s.Facts[id]; len(facts) > 0 {
+				fmt.Fprintf(w, "  %s\n", id)
+				for _, f := range facts {
+					fmt.Fprintf(w, "    %s\n", f)
+				}
+			}
+		}
+	}
+
+	var parts []string
+	for _, st := range []engine.Status{engine.StatusDone, engine.StatusRunning, engine.StatusFailed, engine.StatusUpstreamFailed,
+		engine.StatusPending, engine.StatusRollingBack, engine.StatusRolledBack, engine.StatusRollbackFailed} {
+		if counts[st] > 0 {
+			parts = append(parts, fmt.Sprintf("%d %s", counts[st], st))
+		}
+	}
+	fmt.Fprintf(w, "\n%s.\n", strings.Join(parts, ", "))
+	sf := stateFlag(a.state)
+	switch {
+	case len(interrupted) > 0:
+		fmt.Fprintf(w, "%s was interrupted. Resume with: %s (or undo with: %s)\n", strings.Join(interrupted, ", "),
+			commandLine("apply", &a.spec, sf...), commandLine("rollback", &a.spec, sf...))
+	case counts[engine.StatusFailed] > 0 || counts[engine.StatusUpstreamFailed] > 0:
+		fmt.Fprintf(w, "Fix the failed step, then continue with: %s\n", commandLine("apply", &a.spec, sf...))
+	case counts[engine.StatusRollbackFailed] > 0:
+		fmt.Fprintf(w, "Fix the failed rollback, then run again: %s\n", commandLine("rollback", &a.spec, sf...))
+	}
+}
+
+func firstLineOf(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}

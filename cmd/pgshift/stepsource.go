@@ -1,0 +1,19 @@
+package main
+
+import (
+	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/steps"
+)
+
+// stepsFor gives the steps of a spec. Release builds use the real steps; a
+// build with the pgshift_teststeps tag swaps in test steps (teststeps.go).
+var stepsFor = steps.For
+
+// compileSpec builds the DAG of a spec's steps.
+func compileSpec(spec *engine.Spec) (*engine.Graph, error) {
+	g, err := engine.Compile(stepsFor(spec))
+	if err != nil {
+		return nil, &exitCodeError{code: exitError, err: err}
+	}
+	return g, nil
+}
