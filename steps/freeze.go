@@ -78,22 +78,25 @@ func isTrue(v string) bool {
 	return false
 }
 
-// FreezeReadOnly makes new sessions on the database read-only. It says
-// whether the database was read-only already by its owner's choice: then it
-// changes nothing, and the caller must not unfreeze it later. Idempotent.
-// It needs the database's owner or a superuser.
-func FreezeReadOnly(ctx context.Context, db querier, name string) (alreadyReadOnly bool, err error) {
+// FreezeReadOnly makes new sessions on the database read-only; a no-op when
+// they are already. It needs the database's owner or a superuser.
+//
+// The setting cannot say who made it. Before the first freeze, read
+// ReadOnlyFrozen and record in the state whether the owner had made the
+// database read-only: such a database must not be unfrozen afterwards. On a
+// resumed run that record, not the live setting, tells the two apart.
+func FreezeReadOnly(ctx context.Context, db querier, name string) error {
 	st, err := ReadOnlyFrozen(ctx, db, name)
 	if err != nil {
-		return false, err
+		return err
 	}
 	if st.ReadOnly {
-		return true, nil
+		return nil
 	}
 	if err := execSQL(ctx, db, "ALTER DATABASE "+pgx.Identifier{name}.Sanitize()+" SET default_transaction_read_only = on"); err != nil {
-		return false, fmt.Errorf("database %s: freeze (ALTER DATABASE ... SET default_transaction_read_only = on): %w (pgshift needs to own the database or be superuser)", name, err)
+		return fmt.Errorf("database %s: freeze (ALTER DATABASE ... SET default_transaction_read_only = on): %w (pgshift needs to own the database or be superuser)", name, err)
 	}
-	return false, nil
+	return nil
 }
 
 // UnfreezeReadOnly removes the database's default_transaction_read_only
@@ -124,8 +127,9 @@ SELECT pid
  ORDER BY pid`
 
 // WaitForWriters waits until no other session on the database is inside a
-// transaction that has written, polling every pollEvery. When ctx expires
-// first it returns the process ids still writing.
+// transaction that has written, polling every pollEvery. When ctx's deadline
+// comes first it returns the process ids still writing; it stops polling
+// just before the deadline so that db's connection is not cut mid-query.
 func WaitForWriters(ctx context.Context, db querier, name string, pollEvery time.Duration) error {
 	if pollEvery <= 0 {
 		pollEvery = 10 * time.Millisecond
@@ -138,10 +142,22 @@ func WaitForWriters(ctx context.Context, db querier, name string, pollEvery time
 		if len(pids) == 0 {
 			return nil
 		}
+		wait := pollEvery
+		last := false
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) <= pollEvery {
+			wait, last = time.Until(dl), true
+		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("database %s: sessions %v are still in write transactions: %w", name, pids, ctx.Err())
-		case <-time.After(pollEvery):
+			last = true
+		case <-time.After(wait):
+		}
+		if last {
+			cause := ctx.Err()
+			if cause == nil {
+				cause = context.DeadlineExceeded
+			}
+			return fmt.Errorf("database %s: sessions %v are still in write transactions: %w", name, pids, cause)
 		}
 	}
 }
