@@ -51,12 +51,21 @@ func catchupThreshold(spec *engine.Spec) int64 {
 // sends and the subscriber confirms a fresh position.
 const stallNudge = 20 * time.Second
 
+// maxWorkerErrors is how many new worker errors (a table copy or the apply
+// failing, then retrying every wal_retrieve_retry_interval) catch-up
+// tolerates before giving up: one may be a blip, a run of them is a cause
+// that will not go away by waiting.
+const maxWorkerErrors = 5
+
 // replicationProgress is one measurement of the pipeline.
 type replicationProgress struct {
 	Subscription subscriptionState
 	Tables       []relState
 	Ready        int
 	Slot         slotStatus
+	// SyncErrors and ApplyErrors count worker failures since the
+	// subscription was made (PostgreSQL 15+ on green; -1 before).
+	SyncErrors, ApplyErrors int64
 }
 
 func (p replicationProgress) caughtUp(threshold int64) bool {
@@ -82,6 +91,9 @@ func measureReplication(ctx context.Context, env *engine.Env, spec *engine.Spec)
 			return p, err
 		}
 		p.Ready = countReady(p.Tables)
+		if p.SyncErrors, p.ApplyErrors, err = workerErrors(ctx, green, p.Subscription.OID); err != nil {
+			return p, err
+		}
 	}
 	if p.Slot, err = readSlot(ctx, blue, spec.SlotName()); err != nil {
 		return p, err
@@ -133,10 +145,18 @@ func (s *catchupStep) Apply(ctx context.Context, env *engine.Env) error {
 	var lastLog, lastMove time.Time
 	lastLag := int64(-2)
 	started := time.Now()
+	baseSync, baseApply := int64(-1), int64(-1)
 	for {
 		p, err := measureReplication(ctx, env, s.spec)
 		if err != nil {
 			return err
+		}
+		if baseSync < 0 {
+			baseSync, baseApply = p.SyncErrors, p.ApplyErrors
+		}
+		if newSync, newApply := p.SyncErrors-baseSync, p.ApplyErrors-baseApply; newSync+newApply >= maxWorkerErrors {
+			return fmt.Errorf("subscription %q on green keeps failing (%d table-copy and %d apply errors while waiting, %d/%d tables ready): green's server log names the cause; the usual ones are rows already on green (duplicate key: empty green's tables, then roll back and apply again), a table or column missing on green, or blue refusing the connection",
+				sub, newSync, newApply, p.Ready, len(p.Tables))
 		}
 		switch {
 		case !p.Subscription.Exists:
@@ -206,6 +226,8 @@ func syncingTables(states []relState, max int) string {
 
 func (s *catchupStep) Rollback(ctx context.Context, env *engine.Env) error { return nil }
 
+func (s *catchupStep) DescribeRollback() string { return "nothing: catch-up only waits" }
+
 // Report is the live catch-up picture for `pgshift status`: lag and tables
 // ready (the subscription step reports each table's sync state).
 func (s *catchupStep) Report(ctx context.Context, env *engine.Env) ([]string, error) {
@@ -226,6 +248,9 @@ func (s *catchupStep) Report(ctx context.Context, env *engine.Env) ([]string, er
 	}
 	if p.Subscription.Exists {
 		out = append(out, fmt.Sprintf("%d/%d tables ready", p.Ready, len(p.Tables)))
+		if p.SyncErrors > 0 || p.ApplyErrors > 0 {
+			out = append(out, fmt.Sprintf("worker errors since the subscription was made: %d table-copy, %d apply (see green's server log)", p.SyncErrors, p.ApplyErrors))
+		}
 	}
 	return out, nil
 }

@@ -177,3 +177,24 @@ func isObjectInUse(err error) bool {
 	var pgErr *pgconn.PgError
 	return errors.As(err, &pgErr) && pgErr.Code == "55006"
 }
+
+// workerErrors reads the error counters of a subscription's workers
+// (pg_stat_subscription_stats, PostgreSQL 15+); -1, -1 where the view does
+// not exist.
+func workerErrors(ctx context.Context, db replQuerier, subOID uint32) (syncErrors, applyErrors int64, err error) {
+	var has bool
+	if err := db.QueryRow(ctx, "SELECT to_regclass('pg_catalog.pg_stat_subscription_stats') IS NOT NULL").Scan(&has); err != nil {
+		return 0, 0, fmt.Errorf("read subscription error counts: %w", err)
+	}
+	if !has {
+		return -1, -1, nil
+	}
+	err = db.QueryRow(ctx, "SELECT sync_error_count, apply_error_count FROM pg_stat_subscription_stats WHERE subid = $1", subOID).Scan(&syncErrors, &applyErrors)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("read subscription error counts: %w", err)
+	}
+	return syncErrors, applyErrors, nil
+}

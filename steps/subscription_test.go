@@ -416,6 +416,20 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 		}
 	})
 
+	t.Run("catch-up gives up, saying why, when the copy keeps failing", func(t *testing.T) {
+		// Workers retry every wal_retrieve_retry_interval; make that quick.
+		p.green.Exec(t, "app", "ALTER SYSTEM SET wal_retrieve_retry_interval = '200ms'")
+		p.green.Exec(t, "app", "SELECT pg_reload_conf()")
+		p.green.Exec(t, "app", "TRUNCATE accounts, events, notes; INSERT INTO accounts VALUES (1, 'already here', 0)")
+		p.apply(t, p.publication, p.slot, p.subscription)
+		err := p.catchup.Apply(testCtx(t), p.env.ForStep(CatchupStepID))
+		if err == nil || !strings.Contains(err.Error(), "keeps failing") || !strings.Contains(err.Error(), "duplicate key") {
+			t.Errorf("want an error naming the failing copy and the usual cause, got %v", err)
+		}
+		p.rollback(t, p.publication, p.slot, p.subscription)
+		p.green.Exec(t, "app", "TRUNCATE accounts")
+	})
+
 	t.Run("cleanup drops every object and a second cleanup is a no-op", func(t *testing.T) {
 		testCleanup(t, p)
 	})
