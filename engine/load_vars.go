@@ -111,7 +111,7 @@ func readInventory(path string) ([]inventoryEntry, SpecErrors) {
 		if err.Error() == "EOF" {
 			return nil, SpecErrors{{File: path, Entry: -1, Msg: "the inventory lists no entries", Hint: "write a list: - {db: orders}"}}
 		}
-		return nil, SpecErrors{yamlSyntaxError(path, err)}
+		return nil, SpecErrors{yamlSyntaxError(path, data, err)}
 	}
 	n := &top
 	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {

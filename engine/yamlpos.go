@@ -7,6 +7,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"gopkg.in/yaml.v3"
 )
@@ -36,14 +37,14 @@ func parseYAML(file string, data []byte, what string) (*document, SpecErrors) {
 		return &document{file: file}, nil
 	}
 	if err != nil {
-		return nil, SpecErrors{yamlSyntaxError(file, err)}
+		return nil, SpecErrors{yamlSyntaxError(file, data, err)}
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
 		return nil, SpecErrors{{File: file, Line: extra.Line, Col: extra.Column, Entry: -1,
 			Msg: "a second YAML document", Hint: what + " holds one document: remove the '---' and what follows"}}
 	} else if !errors.Is(err, io.EOF) {
-		return nil, SpecErrors{yamlSyntaxError(file, err)}
+		return nil, SpecErrors{yamlSyntaxError(file, data, err)}
 	}
 	n := &top
 	if n.Kind == yaml.DocumentNode {
@@ -61,8 +62,10 @@ func parseYAML(file string, data []byte, what string) (*document, SpecErrors) {
 	return &document{file: file, root: n}, nil
 }
 
-// yamlSyntaxError turns a yaml.v3 error ("yaml: line 3: ...") into a located one.
-func yamlSyntaxError(file string, err error) *SpecError {
+// yamlSyntaxError turns a yaml.v3 error ("yaml: line 3: ...") into a located
+// one. Some yaml.v3 errors carry no line: those are placed where the input
+// ends, or at its first bad byte.
+func yamlSyntaxError(file string, data []byte, err error) *SpecError {
 	msg := err.Error()
 	line := 0
 	var te *yaml.TypeError
@@ -77,12 +80,38 @@ func yamlSyntaxError(file string, err error) *SpecError {
 		line, _ = strconv.Atoi(m[1])
 		msg = m[2]
 	}
-	col := 0
-	if line > 0 {
-		col = 1
+	col := 1
+	if line == 0 {
+		line, col = unlocatedYAMLError(data, msg)
 	}
 	return &SpecError{File: file, Line: line, Col: col, Entry: -1, Msg: "invalid YAML: " + msg,
 		Hint: "check indentation and quote values holding ':', '{' or '#'"}
+}
+
+// unlocatedYAMLError guesses the place of a yaml.v3 error that names none.
+func unlocatedYAMLError(data []byte, msg string) (line, col int) {
+	at := func(off int) (int, int) {
+		l, c := 1, 1
+		for _, r := range string(data[:off]) {
+			if r == '\n' {
+				l, c = l+1, 1
+			} else {
+				c++
+			}
+		}
+		return l, c
+	}
+	switch {
+	case strings.Contains(msg, "end of stream"):
+		return at(len(data))
+	case strings.Contains(msg, "control characters"), strings.Contains(msg, "UTF-8"), strings.Contains(msg, "UTF-16"):
+		for off, r := range string(data) {
+			if r == utf8.RuneError || (r < 0x20 && r != '\t' && r != '\n' && r != '\r') || r == 0x7f {
+				return at(off)
+			}
+		}
+	}
+	return 1, 1
 }
 
 // expandAliases copies the tree with every alias replaced by a copy of its

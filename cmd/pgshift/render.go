@@ -19,7 +19,7 @@ default written out, variable declarations dropped. The output is itself a
 valid spec. With --inventory it prints one YAML document per entry.
 
 Exit status: 0 rendered, 1 invalid spec, 2 usage error.`,
-		Args: cobra.NoArgs,
+		Args: specNoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			specs, err := sf.load()
 			if err != nil {

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 
@@ -17,10 +18,13 @@ type specFlags struct {
 	vars      []string
 	varsFile  string
 	inventory string
+
+	cmd *cobra.Command // where spec errors are printed
 }
 
 // register adds the spec flags to a command.
 func (f *specFlags) register(cmd *cobra.Command) {
+	f.cmd = cmd
 	fl := cmd.Flags()
 	fl.StringVarP(&f.file, "file", "f", "", "the upgrade spec (YAML)")
 	fl.StringArrayVar(&f.vars, "var", nil, "set a template variable declared under vars: (k=v, repeatable)")
@@ -48,8 +52,8 @@ func (f *specFlags) options() (engine.LoadOptions, error) {
 }
 
 // load reads, renders and validates the spec: one per inventory entry. On
-// invalid input it prints every problem, one per line, to stderr and returns
-// an error that exits 1 without printing more.
+// invalid input it prints every problem, one per line, to the command's
+// stderr and returns an error that exits 1 without printing more.
 func (f *specFlags) load() ([]*engine.Spec, error) {
 	opts, err := f.options()
 	if err != nil {
@@ -59,8 +63,12 @@ func (f *specFlags) load() ([]*engine.Spec, error) {
 	if err != nil {
 		var se engine.SpecErrors
 		if errors.As(err, &se) {
+			w := io.Writer(os.Stderr)
+			if f.cmd != nil {
+				w = f.cmd.ErrOrStderr()
+			}
 			for _, line := range se.Lines() {
-				fmt.Fprintln(os.Stderr, line)
+				fmt.Fprintln(w, line)
 			}
 			return nil, &exitCodeError{code: exitError}
 		}
@@ -83,4 +91,13 @@ func (f *specFlags) loadOne() (*engine.Spec, error) {
 		return nil, &usageError{fmt.Errorf("%s rendered %d specs; this command acts on one", f.file, len(specs))}
 	}
 	return specs[0], nil
+}
+
+// specNoArgs refuses positional arguments as a usage error (exit 2): the
+// spec is given with -f.
+func specNoArgs(_ *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return &usageError{fmt.Errorf("unexpected argument %q: give the spec with -f", args[0])}
+	}
+	return nil
 }

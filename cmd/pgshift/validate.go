@@ -21,7 +21,7 @@ nothing. Every problem is printed, one per line, as
   FILE:LINE:COL: PATH: what is wrong (how to fix it)
 
 Exit status: 0 valid, 1 invalid, 2 usage error.`,
-		Args: cobra.NoArgs,
+		Args: specNoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			specs, err := sf.load()
 			if err != nil {
