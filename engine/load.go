@@ -20,12 +20,12 @@ type LoadOptions struct {
 
 // LoadFile reads, renders, validates and defaults a spec: one *Spec per
 // inventory entry (one without an inventory). On invalid input it returns a
-// SpecErrors holding every problem found, each located as FILE:LINE:COL.
+// errList holding every problem found, each located as FILE:LINE:COL.
 // path appears in messages as given.
 func LoadFile(path string, opts LoadOptions) ([]*Spec, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, SpecErrors{{File: path, Entry: -1, Msg: "cannot read the spec: " + osReason(err)}}
+		return nil, &SpecErrors{Errors: errList{{File: path, Entry: -1, Msg: "cannot read the spec: " + osReason(err)}}}
 	}
 	return LoadBytes(path, data, opts)
 }
@@ -33,16 +33,24 @@ func LoadFile(path string, opts LoadOptions) ([]*Spec, error) {
 // LoadBytes is LoadFile over bytes already read; filename names them in
 // messages and places the default state file.
 func LoadBytes(filename string, data []byte, opts LoadOptions) ([]*Spec, error) {
+	specs, errs := loadBytes(filename, data, opts)
+	if len(errs) > 0 {
+		return nil, &SpecErrors{Errors: errs.sorted()}
+	}
+	return specs, nil
+}
+
+func loadBytes(filename string, data []byte, opts LoadOptions) ([]*Spec, errList) {
 	doc, errs := parseYAML(filename, data, "a spec")
 	if errs != nil {
 		return nil, errs
 	}
 	if doc.root != nil && doc.root.Kind != yaml.MappingNode {
-		return nil, SpecErrors{{File: filename, Line: doc.root.Line, Col: doc.root.Column, Entry: -1,
+		return nil, errList{{File: filename, Line: doc.root.Line, Col: doc.root.Column, Entry: -1,
 			Msg: "a spec is a mapping of keys such as version, name, source, target", Hint: "see docs/spec.md for a minimal spec"}}
 	}
 	if doc.root == nil {
-		return nil, SpecErrors{{File: filename, Line: 1, Col: 1, Entry: -1, Msg: "the spec is empty",
+		return nil, errList{{File: filename, Line: 1, Col: 1, Entry: -1, Msg: "the spec is empty",
 			Hint: "a minimal spec sets version, name, source.dsn, target.dsn and one cutover.switch driver; see docs/spec.md"}}
 	}
 	decls := declaredVars(doc)
@@ -61,7 +69,7 @@ func LoadBytes(filename string, data []byte, opts LoadOptions) ([]*Spec, error) 
 		spec, es := loadRendered(cloneDoc(doc), vals, decls, pending)
 		errs = append(errs, es...)
 		if len(errs) > 0 {
-			return nil, errs.sorted()
+			return nil, errs
 		}
 		return []*Spec{spec}, nil
 	}
@@ -69,7 +77,7 @@ func LoadBytes(filename string, data []byte, opts LoadOptions) ([]*Spec, error) 
 	entries, es := readInventory(opts.Inventory)
 	errs = append(errs, es...)
 	if entries == nil {
-		return nil, errs.sorted()
+		return nil, errs
 	}
 	var specs []*Spec
 	byName := map[string]int{}
@@ -107,7 +115,7 @@ func LoadBytes(filename string, data []byte, opts LoadOptions) ([]*Spec, error) 
 		specs = append(specs, spec)
 	}
 	if len(errs) > 0 {
-		return nil, errs.sorted()
+		return nil, errs
 	}
 	return specs, nil
 }
@@ -129,14 +137,14 @@ func entryName(doc *document, vals map[string]string) string {
 var nameRE = regexp.MustCompile(`^[a-z0-9_-]+$`)
 
 // loadRendered renders templates in doc, then validates and decodes it.
-func loadRendered(doc *document, vals map[string]string, decls map[string]varDecl, pending map[string]bool) (*Spec, SpecErrors) {
+func loadRendered(doc *document, vals map[string]string, decls map[string]varDecl, pending map[string]bool) (*Spec, errList) {
 	declared := map[string]bool{}
 	for k := range decls {
 		declared[k] = true
 	}
 	errs := renderTemplates(doc, vals, declared, pending)
 	t := toTree(doc)
-	var later SpecErrors
+	var later errList
 	later = append(later, t.errs...)
 	later = append(later, validateSchema(t)...)
 	later = append(later, semanticChecks(doc)...)
@@ -156,7 +164,7 @@ func loadRendered(doc *document, vals map[string]string, decls map[string]varDec
 	}
 	spec, err := decodeSpec(t)
 	if err != nil {
-		return nil, SpecErrors{{File: doc.file, Line: 1, Col: 1, Entry: -1, Msg: err.Error()}}
+		return nil, errList{{File: doc.file, Line: 1, Col: 1, Entry: -1, Msg: err.Error()}}
 	}
 	spec.File = doc.file
 	return spec, nil

@@ -24,14 +24,14 @@ func FuzzLoad(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		specs, err := LoadBytes("fuzz.yaml", data, LoadOptions{})
 		if err != nil {
-			var se SpecErrors
+			var se *SpecErrors
 			if !errors.As(err, &se) {
 				t.Fatalf("error of type %T: %v", err, err)
 			}
-			if len(se) == 0 {
+			if len(se.Errors) == 0 {
 				t.Fatal("empty SpecErrors")
 			}
-			for _, e := range se {
+			for _, e := range se.Errors {
 				if e.File != "fuzz.yaml" || e.Line <= 0 || e.Col <= 0 || e.Msg == "" {
 					t.Fatalf("error without a position: %q (line %d col %d)", e.Error(), e.Line, e.Col)
 				}

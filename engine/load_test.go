@@ -71,11 +71,11 @@ func TestInvalidSpecsGolden(t *testing.T) {
 			if err == nil {
 				t.Fatalf("loaded %d spec(s) from %s; want errors", len(got), path)
 			}
-			var se SpecErrors
+			var se *SpecErrors
 			if !errors.As(err, &se) {
 				t.Fatalf("error is %T, want SpecErrors: %v", err, err)
 			}
-			for _, e := range se {
+			for _, e := range se.Errors {
 				if e.Line == 0 && e.File != "--var" && !strings.HasPrefix(e.Msg, "cannot read") && !strings.HasPrefix(e.Msg, "invalid YAML") {
 					t.Errorf("error without a position: %s", e)
 				}

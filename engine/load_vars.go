@@ -48,16 +48,16 @@ func declaredVars(doc *document) map[string]varDecl {
 
 // readVarsMap reads a YAML mapping of variable: scalar (a vars file or one
 // inventory entry).
-func readVarsMap(file string, n *yaml.Node, path string) (map[string]varValue, SpecErrors) {
+func readVarsMap(file string, n *yaml.Node, path string) (map[string]varValue, errList) {
 	vals := map[string]varValue{}
 	if n == nil {
 		return vals, nil
 	}
 	if n.Kind != yaml.MappingNode {
-		return nil, SpecErrors{{File: file, Line: n.Line, Col: n.Column, Path: path, Entry: -1,
+		return nil, errList{{File: file, Line: n.Line, Col: n.Column, Path: path, Entry: -1,
 			Msg: "is not a mapping of variables", Hint: "write name: value, one per line"}}
 	}
-	var errs SpecErrors
+	var errs errList
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		p := joinPath(path, k.Value)
@@ -81,10 +81,10 @@ func readVarsMap(file string, n *yaml.Node, path string) (map[string]varValue, S
 }
 
 // readVarsFile reads --vars-file.
-func readVarsFile(path string) (map[string]varValue, SpecErrors) {
+func readVarsFile(path string) (map[string]varValue, errList) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, SpecErrors{{File: path, Entry: -1, Msg: "cannot read the vars file: " + osReason(err)}}
+		return nil, errList{{File: path, Entry: -1, Msg: "cannot read the vars file: " + osReason(err)}}
 	}
 	doc, errs := parseYAML(path, data, "a vars file")
 	if errs != nil {
@@ -100,18 +100,18 @@ type inventoryEntry struct {
 }
 
 // readInventory reads --inventory: a list of variable mappings.
-func readInventory(path string) ([]inventoryEntry, SpecErrors) {
+func readInventory(path string) ([]inventoryEntry, errList) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, SpecErrors{{File: path, Entry: -1, Msg: "cannot read the inventory: " + osReason(err)}}
+		return nil, errList{{File: path, Entry: -1, Msg: "cannot read the inventory: " + osReason(err)}}
 	}
 	dec := yaml.NewDecoder(strings.NewReader(string(data)))
 	var top yaml.Node
 	if err := dec.Decode(&top); err != nil {
 		if err.Error() == "EOF" {
-			return nil, SpecErrors{{File: path, Entry: -1, Msg: "the inventory lists no entries", Hint: "write a list: - {db: orders}"}}
+			return nil, errList{{File: path, Entry: -1, Msg: "the inventory lists no entries", Hint: "write a list: - {db: orders}"}}
 		}
-		return nil, SpecErrors{yamlSyntaxError(path, data, err)}
+		return nil, errList{yamlSyntaxError(path, data, err)}
 	}
 	n := &top
 	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
@@ -120,16 +120,16 @@ func readInventory(path string) ([]inventoryEntry, SpecErrors) {
 	budget := maxNodes
 	n, err = expandAliases(n, &budget, 0)
 	if err != nil {
-		return nil, SpecErrors{{File: path, Line: top.Line, Col: top.Column, Entry: -1, Msg: err.Error()}}
+		return nil, errList{{File: path, Line: top.Line, Col: top.Column, Entry: -1, Msg: err.Error()}}
 	}
 	if n.Kind != yaml.SequenceNode {
-		return nil, SpecErrors{{File: path, Line: n.Line, Col: n.Column, Entry: -1,
+		return nil, errList{{File: path, Line: n.Line, Col: n.Column, Entry: -1,
 			Msg: "an inventory is a list of variable mappings", Hint: "write one entry per database: - {db: orders}"}}
 	}
 	if len(n.Content) == 0 {
-		return nil, SpecErrors{{File: path, Line: n.Line, Col: n.Column, Entry: -1, Msg: "the inventory lists no entries", Hint: "write a list: - {db: orders}"}}
+		return nil, errList{{File: path, Line: n.Line, Col: n.Column, Entry: -1, Msg: "the inventory lists no entries", Hint: "write a list: - {db: orders}"}}
 	}
-	var errs SpecErrors
+	var errs errList
 	entries := make([]inventoryEntry, len(n.Content))
 	for i, e := range n.Content {
 		vals, es := readVarsMap(path, e, "")
@@ -145,7 +145,7 @@ func readInventory(path string) ([]inventoryEntry, SpecErrors) {
 // resolveVars merges the layers, lowest first: declared defaults, the vars
 // file, the inventory entry, --var. A variable given but not declared is an
 // error (typos must not pass silently); so is a declared one without value.
-func resolveVars(specFile string, decls map[string]varDecl, layers []map[string]varValue, cli map[string]string, entry *inventoryEntry, invFile string) (vals map[string]string, pending map[string]bool, errs SpecErrors) {
+func resolveVars(specFile string, decls map[string]varDecl, layers []map[string]varValue, cli map[string]string, entry *inventoryEntry, invFile string) (vals map[string]string, pending map[string]bool, errs errList) {
 	vals = map[string]string{}
 	pending = map[string]bool{}
 	declNames := sortedKeys(decls)

@@ -50,12 +50,23 @@ func (e *SpecError) Error() string {
 	return b.String()
 }
 
-// SpecErrors is every problem found while loading; LoadFile and LoadBytes
-// return it for invalid input.
-type SpecErrors []*SpecError
+// SpecErrors is every problem found while loading a spec; LoadFile and
+// LoadBytes return it (as *SpecErrors) for invalid input.
+type SpecErrors struct {
+	Errors []*SpecError
+}
 
 // Error is one problem per line.
-func (es SpecErrors) Error() string {
+func (e *SpecErrors) Error() string { return errList(e.Errors).Error() }
+
+// Lines is each problem formatted, in order.
+func (e *SpecErrors) Lines() []string { return errList(e.Errors).Lines() }
+
+// errList collects problems while loading.
+type errList []*SpecError
+
+// Error is one problem per line.
+func (es errList) Error() string {
 	lines := make([]string, len(es))
 	for i, e := range es {
 		lines[i] = e.Error()
@@ -64,7 +75,7 @@ func (es SpecErrors) Error() string {
 }
 
 // Lines is each problem formatted, in order.
-func (es SpecErrors) Lines() []string {
+func (es errList) Lines() []string {
 	lines := make([]string, len(es))
 	for i, e := range es {
 		lines[i] = e.Error()
@@ -75,7 +86,7 @@ func (es SpecErrors) Lines() []string {
 // sorted orders problems by inventory entry, file, position and path, and
 // drops exact duplicates (a value the schema and a semantic check both
 // refuse is reported once, by the first).
-func (es SpecErrors) sorted() SpecErrors {
+func (es errList) sorted() errList {
 	sort.SliceStable(es, func(i, j int) bool {
 		a, b := es[i], es[j]
 		if a.Entry != b.Entry {

@@ -17,7 +17,7 @@ import (
 // semanticChecks are the rules the schema cannot express. They read the
 // nodes directly, so they run (and report) even when the schema found other
 // problems; a value of the wrong type is left to the schema.
-func semanticChecks(doc *document) SpecErrors {
+func semanticChecks(doc *document) errList {
 	c := &checker{doc: doc}
 	if doc.root == nil {
 		return nil
@@ -46,7 +46,7 @@ func semanticChecks(doc *document) SpecErrors {
 
 type checker struct {
 	doc  *document
-	errs SpecErrors
+	errs errList
 }
 
 func (c *checker) add(n *yaml.Node, path, msg, hint string) {

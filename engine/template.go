@@ -22,11 +22,11 @@ var (
 // mapping itself is not rendered. pending are variables declared without a
 // value: their absence was reported at the declaration, so uses of them are
 // not reported again.
-func renderTemplates(doc *document, vals map[string]string, declared map[string]bool, pending map[string]bool) SpecErrors {
+func renderTemplates(doc *document, vals map[string]string, declared map[string]bool, pending map[string]bool) errList {
 	if doc.root == nil {
 		return nil
 	}
-	var errs SpecErrors
+	var errs errList
 	data := make(map[string]string, len(vals))
 	for k, v := range vals {
 		data[k] = v

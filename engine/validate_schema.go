@@ -137,7 +137,7 @@ func hintFor(s map[string]any, keyword string) string {
 
 // validateSchema checks the tree against the embedded JSON Schema and
 // translates every failure into a located SpecError.
-func validateSchema(t *tree) SpecErrors {
+func validateSchema(t *tree) errList {
 	sch, err := schemas.CompiledUpgradeV1()
 	if err != nil {
 		panic("engine: embedded schema does not compile: " + err.Error())
@@ -148,9 +148,9 @@ func validateSchema(t *tree) SpecErrors {
 	}
 	var ve *jsonschema.ValidationError
 	if !errors.As(err, &ve) {
-		return SpecErrors{{File: t.doc.file, Entry: -1, Msg: err.Error()}}
+		return errList{{File: t.doc.file, Entry: -1, Msg: err.Error()}}
 	}
-	var out SpecErrors
+	var out errList
 	for _, leaf := range leaves(ve) {
 		out = append(out, t.translate(leaf)...)
 	}
@@ -219,7 +219,7 @@ func (t *tree) valueAt(ptr string) any {
 	return cur
 }
 
-func (t *tree) translate(ve *jsonschema.ValidationError) SpecErrors {
+func (t *tree) translate(ve *jsonschema.ValidationError) errList {
 	kwPtr := ve.AbsoluteKeywordLocation
 	if i := strings.IndexByte(kwPtr, '#'); i >= 0 {
 		kwPtr = kwPtr[i+1:]
@@ -247,14 +247,14 @@ func (t *tree) translate(ve *jsonschema.ValidationError) SpecErrors {
 		if len(segs) > 0 {
 			name = segs[len(segs)-1]
 		}
-		return SpecErrors{t.errAt(p, true, path, fmt.Sprintf("%s is not %s", strconv.Quote(name), article(orDefault(kind, "valid key"))), hintFor(s, keyword))}
+		return errList{t.errAt(p, true, path, fmt.Sprintf("%s is not %s", strconv.Quote(name), article(orDefault(kind, "valid key"))), hintFor(s, keyword))}
 	}
 
 	switch keyword {
 	case "additionalProperties":
 		obj, _ := val.(map[string]any)
 		known := propertyNames(s)
-		var out SpecErrors
+		var out errList
 		var unknown []string
 		for k := range obj {
 			if !hasString(known, k) {
@@ -269,7 +269,7 @@ func (t *tree) translate(ve *jsonschema.ValidationError) SpecErrors {
 		return out
 	case "required":
 		obj, _ := val.(map[string]any)
-		var out SpecErrors
+		var out errList
 		req, _ := s["required"].([]any)
 		for _, r := range req {
 			name, _ := r.(string)
@@ -289,15 +289,15 @@ func (t *tree) translate(ve *jsonschema.ValidationError) SpecErrors {
 		return out
 	case "type":
 		if num, ok := val.(json.Number); ok && kind == "duration" {
-			return SpecErrors{t.errAt(p, false, path, num.String()+" is not a duration", "try "+num.String()+"s")}
+			return errList{t.errAt(p, false, path, num.String()+" is not a duration", "try "+num.String()+"s")}
 		}
 		want := schemaTypes(s)
 		for i, w := range want {
 			want[i] = typeName(w)
 		}
-		return SpecErrors{t.errAt(p, false, path, fmt.Sprintf("%s is not %s", describe(val, secret), joinOr(want)), hintFor(s, keyword))}
+		return errList{t.errAt(p, false, path, fmt.Sprintf("%s is not %s", describe(val, secret), joinOr(want)), hintFor(s, keyword))}
 	case "const":
-		return SpecErrors{t.errAt(p, false, path, fmt.Sprintf("%s is not supported", describe(val, secret)), hintFor(s, keyword))}
+		return errList{t.errAt(p, false, path, fmt.Sprintf("%s is not supported", describe(val, secret)), hintFor(s, keyword))}
 	case "enum":
 		var opts []string
 		enum, _ := s["enum"].([]any)
@@ -310,7 +310,7 @@ func (t *tree) translate(ve *jsonschema.ValidationError) SpecErrors {
 				hint = "did you mean " + near + "?"
 			}
 		}
-		return SpecErrors{t.errAt(p, false, path, fmt.Sprintf("%s is not one of %s", describe(val, secret), strings.Join(opts, ", ")), hint)}
+		return errList{t.errAt(p, false, path, fmt.Sprintf("%s is not one of %s", describe(val, secret), strings.Join(opts, ", ")), hint)}
 	case "pattern":
 		str, _ := val.(string)
 		what := describe(val, secret)
@@ -332,20 +332,20 @@ func (t *tree) translate(ve *jsonschema.ValidationError) SpecErrors {
 				hint = "use a size such as 1GiB, 512MiB or a number of bytes"
 			}
 		}
-		return SpecErrors{t.errAt(p, false, path, fmt.Sprintf("%s is not %s", what, article(kind)), hint)}
+		return errList{t.errAt(p, false, path, fmt.Sprintf("%s is not %s", what, article(kind)), hint)}
 	case "minLength":
-		return SpecErrors{t.errAt(p, false, path, "is empty", hintFor(s, keyword))}
+		return errList{t.errAt(p, false, path, "is empty", hintFor(s, keyword))}
 	case "maxLength":
 		str, _ := val.(string)
-		return SpecErrors{t.errAt(p, false, path, fmt.Sprintf("is %d characters long, at most %v allowed", len([]rune(str)), s["maxLength"]), hintFor(s, keyword))}
+		return errList{t.errAt(p, false, path, fmt.Sprintf("is %d characters long, at most %v allowed", len([]rune(str)), s["maxLength"]), hintFor(s, keyword))}
 	case "minimum":
-		return SpecErrors{t.errAt(p, false, path, fmt.Sprintf("%s is less than the minimum %v", describe(val, secret), s["minimum"]), hintFor(s, keyword))}
+		return errList{t.errAt(p, false, path, fmt.Sprintf("%s is less than the minimum %v", describe(val, secret), s["minimum"]), hintFor(s, keyword))}
 	case "maximum":
-		return SpecErrors{t.errAt(p, false, path, fmt.Sprintf("%s is more than the maximum %v", describe(val, secret), s["maximum"]), hintFor(s, keyword))}
+		return errList{t.errAt(p, false, path, fmt.Sprintf("%s is more than the maximum %v", describe(val, secret), s["maximum"]), hintFor(s, keyword))}
 	case "minItems":
-		return SpecErrors{t.errAt(p, false, path, "is an empty list", hintFor(s, keyword))}
+		return errList{t.errAt(p, false, path, "is an empty list", hintFor(s, keyword))}
 	case "minProperties":
-		return SpecErrors{t.errAt(p, false, path, "names no driver", "set exactly one of "+joinOr(propertyNames(s)))}
+		return errList{t.errAt(p, false, path, "names no driver", "set exactly one of "+joinOr(propertyNames(s)))}
 	case "maxProperties":
 		obj, _ := val.(map[string]any)
 		var set []string
@@ -353,13 +353,13 @@ func (t *tree) translate(ve *jsonschema.ValidationError) SpecErrors {
 			set = append(set, k)
 		}
 		sort.Strings(set)
-		return SpecErrors{t.errAt(p, false, path, "names "+strconv.Itoa(len(set))+" drivers: "+strings.Join(set, ", "), "keep exactly one of "+joinOr(propertyNames(s)))}
+		return errList{t.errAt(p, false, path, "names "+strconv.Itoa(len(set))+" drivers: "+strings.Join(set, ", "), "keep exactly one of "+joinOr(propertyNames(s)))}
 	}
 	msg := ve.Message
 	if secret {
 		msg = "is not valid"
 	}
-	return SpecErrors{t.errAt(p, false, path, msg, hintFor(s, keyword))}
+	return errList{t.errAt(p, false, path, msg, hintFor(s, keyword))}
 }
 
 // article puts a or an before a noun phrase.

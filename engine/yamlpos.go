@@ -29,7 +29,7 @@ const maxNodes = 100000
 var yamlLineRE = regexp.MustCompile(`^yaml: line ([0-9]+): (.*)$`)
 
 // parseYAML reads one YAML document whose top level must be a mapping.
-func parseYAML(file string, data []byte, what string) (*document, SpecErrors) {
+func parseYAML(file string, data []byte, what string) (*document, errList) {
 	dec := yaml.NewDecoder(strings.NewReader(string(data)))
 	var top yaml.Node
 	err := dec.Decode(&top)
@@ -37,14 +37,14 @@ func parseYAML(file string, data []byte, what string) (*document, SpecErrors) {
 		return &document{file: file}, nil
 	}
 	if err != nil {
-		return nil, SpecErrors{yamlSyntaxError(file, data, err)}
+		return nil, errList{yamlSyntaxError(file, data, err)}
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); err == nil {
-		return nil, SpecErrors{{File: file, Line: extra.Line, Col: extra.Column, Entry: -1,
+		return nil, errList{{File: file, Line: extra.Line, Col: extra.Column, Entry: -1,
 			Msg: "a second YAML document", Hint: what + " holds one document: remove the '---' and what follows"}}
 	} else if !errors.Is(err, io.EOF) {
-		return nil, SpecErrors{yamlSyntaxError(file, data, err)}
+		return nil, errList{yamlSyntaxError(file, data, err)}
 	}
 	n := &top
 	if n.Kind == yaml.DocumentNode {
@@ -56,7 +56,7 @@ func parseYAML(file string, data []byte, what string) (*document, SpecErrors) {
 	budget := maxNodes
 	n, err = expandAliases(n, &budget, 0)
 	if err != nil {
-		return nil, SpecErrors{{File: file, Line: top.Line, Col: top.Column, Entry: -1, Msg: err.Error(),
+		return nil, errList{{File: file, Line: top.Line, Col: top.Column, Entry: -1, Msg: err.Error(),
 			Hint: "write the values out instead of repeating anchors"}}
 	}
 	return &document{file: file, root: n}, nil
@@ -167,7 +167,7 @@ type tree struct {
 	doc    *document
 	value  any
 	places map[string]place
-	errs   SpecErrors
+	errs   errList
 }
 
 // toTree converts the nodes to map[string]any / []any / string / bool /

@@ -61,7 +61,7 @@ func (f *specFlags) load() ([]*engine.Spec, error) {
 	}
 	specs, err := engine.LoadFile(f.file, opts)
 	if err != nil {
-		var se engine.SpecErrors
+		var se *engine.SpecErrors
 		if errors.As(err, &se) {
 			w := io.Writer(os.Stderr)
 			if f.cmd != nil {
