@@ -197,7 +197,7 @@ func parseConnString(s string) ([]connPair, error) {
 			return out, nil
 		}
 		ks := i
-		for i < len(s) && s[i] != '=' && s[i] != ' ' && s[i] != '\t' {
+		for i < len(s) && s[i] != '=' && s[i] != ' ' {
 			i++
 		}
 		key := s[ks:i]
@@ -218,11 +218,6 @@ func parseConnString(s string) ([]connPair, error) {
 			closed := false
 			for i < len(s) {
 				c := s[i]
-				if c == '\\' && i+1 < len(s) {
-					val.WriteByte(s[i+1])
-					i += 2
-					continue
-				}
 				if c == '\'' {
 					if i+1 < len(s) && s[i+1] == '\'' {
 						val.WriteByte('\'')
@@ -240,12 +235,12 @@ func parseConnString(s string) ([]connPair, error) {
 				return nil, fmt.Errorf("unterminated quote in the value of %s", key)
 			}
 		} else {
-			for i < len(s) && s[i] != ' ' && s[i] != '\t' {
+			for i < len(s) && s[i] != ' ' {
 				val.WriteByte(s[i])
 				i++
 			}
 		}
-		out = append(out, connPair{key: strings.ToLower(key), value: val.String(), start: vs, end: i})
+		out = append(out, connPair{key: key, value: val.String(), start: vs, end: i})
 	}
 }
 

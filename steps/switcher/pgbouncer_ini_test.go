@@ -239,7 +239,7 @@ func TestParseRoundTrip(t *testing.T) {
 }
 
 func TestParseConnString(t *testing.T) {
-	pairs, err := parseConnString(`host=a  password='it''s' application_name='x\'y z' port = 5432`)
+	pairs, err := parseConnString(`host=a  password='it''s' application_name='x''y z' connect_query='a\b' port = 5432`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -247,7 +247,7 @@ func TestParseConnString(t *testing.T) {
 	for _, p := range pairs {
 		got[p.key] = p.value
 	}
-	want := map[string]string{"host": "a", "password": "it's", "application_name": "x'y z", "port": "5432"}
+	want := map[string]string{"host": "a", "password": "it's", "application_name": "x'y z", "connect_query": `a\b`, "port": "5432"}
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s = %q, want %q", k, got[k], v)

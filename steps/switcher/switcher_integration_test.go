@@ -1,10 +1,14 @@
 package switcher
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -29,15 +33,16 @@ func TestSwitchDrivers(t *testing.T) {
 	blueC, greenC := clusters[0], clusters[1]
 	for _, c := range clusters {
 		c.CreateDatabase(t, "app")
+		c.Exec(t, "app", "CREATE TABLE ticks (id bigserial PRIMARY KEY, port int NOT NULL)")
 	}
 	blue := Endpoint{Host: blueC.Host, Port: blueC.Port, DBName: "app"}
 	green := Endpoint{Host: greenC.Host, Port: greenC.Port, DBName: "app"}
 
-	t.Run("pgbouncer", func(t *testing.T) { testPgBouncer(t, blue, green) })
+	t.Run("pgbouncer", func(t *testing.T) { testPgBouncer(t, blueC, greenC, blue, green) })
 	t.Run("haproxy", func(t *testing.T) { testHAProxy(t, blue, green) })
 }
 
-func testPgBouncer(t *testing.T, blue, green Endpoint) {
+func testPgBouncer(t *testing.T, blueC, greenC *pgtest.Cluster, blue, green Endpoint) {
 	bouncer := pgtest.StartPgBouncer(t, pgtest.PgBouncerOptions{
 		Databases: map[string]string{
 			"app":         fmt.Sprintf("host=%s port=%d dbname=app pool_size=4", blue.Host, blue.Port),
@@ -167,6 +172,8 @@ func testPgBouncer(t *testing.T, blue, green Endpoint) {
 		}
 		loop := startQueryLoop(t, bouncer.DSN("app"))
 		loop.waitFor(t, port[Blue])
+		bench := startPgbench(t, bouncer.Port, "app", 3)
+		waitRows(t, blueC, "app", "SELECT count(*) FROM ticks")
 
 		var cycles []time.Duration
 		sides := []Side{Green, Blue, Green, Blue, Green}
@@ -184,6 +191,7 @@ func testPgBouncer(t *testing.T, blue, green Endpoint) {
 			}
 			cancel()
 			cycles = append(cycles, time.Since(start))
+			time.Sleep(200 * time.Millisecond) // let pgbench write on this side
 			after := time.Now()
 			loop.waitFor(t, port[to])
 			if bad := loop.startedAfter(after, port[to]); len(bad) > 0 {
@@ -205,6 +213,13 @@ func testPgBouncer(t *testing.T, blue, green Endpoint) {
 			}
 		}
 		stats := loop.stop(t)
+		processed := bench.wait(t)
+		onBlue, _ := strconv.Atoi(blueC.Scalar(t, "app", "SELECT count(*) FROM ticks"))
+		onGreen, _ := strconv.Atoi(greenC.Scalar(t, "app", "SELECT count(*) FROM ticks"))
+		t.Logf("pgbench through PgBouncer: %d transactions committed, rows on blue %d, on green %d", processed, onBlue, onGreen)
+		if onBlue == 0 || onGreen == 0 || onBlue+onGreen != processed {
+			t.Errorf("pgbench committed %d transactions; rows on blue %d + green %d = %d", processed, onBlue, onGreen, onBlue+onGreen)
+		}
 		if len(stats.errs) > 0 {
 			t.Errorf("the client saw %d errors across the switches, first: %v", len(stats.errs), stats.errs[0])
 		}
@@ -251,6 +266,64 @@ func testPgBouncer(t *testing.T, blue, green Endpoint) {
 			t.Fatalf("Current = %s after Switch(blue)", side)
 		}
 	})
+}
+
+// pgbenchRun is pgbench writing one row per transaction through a pooler.
+type pgbenchRun struct {
+	cmd *exec.Cmd
+	out bytes.Buffer
+}
+
+func startPgbench(t *testing.T, port int, db string, seconds int) *pgbenchRun {
+	t.Helper()
+	bin := pgtest.RequireClientBin(t, "pgbench")
+	script := filepath.Join(t.TempDir(), "tick.sql")
+	write(t, script, "INSERT INTO ticks (port) VALUES (current_setting('port')::int);\n")
+	r := &pgbenchRun{}
+	r.cmd = exec.Command(bin, "-n", "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "postgres",
+		"-c", "4", "-j", "2", "-T", strconv.Itoa(seconds), "-f", script, db)
+	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.out
+	if err := r.cmd.Start(); err != nil {
+		t.Fatalf("pgbench: %v", err)
+	}
+	t.Cleanup(func() {
+		if r.cmd.ProcessState == nil {
+			r.cmd.Process.Kill()
+			r.cmd.Wait()
+		}
+	})
+	return r
+}
+
+// wait waits for pgbench to end, fails on any failed transaction, and
+// returns the number of transactions it committed.
+func (r *pgbenchRun) wait(t *testing.T) int {
+	t.Helper()
+	if err := r.cmd.Wait(); err != nil {
+		t.Fatalf("pgbench: %v\n%s", err, r.out.String())
+	}
+	out := r.out.String()
+	m := regexp.MustCompile(`number of transactions actually processed: (\d+)`).FindStringSubmatch(out)
+	if m == nil {
+		t.Fatalf("pgbench output without a transaction count:\n%s", out)
+	}
+	if f := regexp.MustCompile(`number of failed transactions: (\d+)`).FindStringSubmatch(out); f != nil && f[1] != "0" {
+		t.Errorf("pgbench: %s failed transactions across the switches\n%s", f[1], out)
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// waitRows waits until a count query on a cluster returns more than zero.
+func waitRows(t *testing.T, c *pgtest.Cluster, db, sql string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for c.Scalar(t, db, sql) == "0" {
+		if time.Now().After(deadline) {
+			t.Fatalf("no rows from %s", sql)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // queryLoop is a client issuing queries through a pooler as fast as it can,
