@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,7 +17,9 @@ import (
 // valid keys of each mapping.
 var rawSchema = func() map[string]any {
 	var m map[string]any
-	if err := json.Unmarshal(schemas.UpgradeV1, &m); err != nil {
+	dec := json.NewDecoder(bytes.NewReader(schemas.UpgradeV1))
+	dec.UseNumber() // bounds such as 9223372036854775807 print exactly
+	if err := dec.Decode(&m); err != nil {
 		panic("engine: embedded schema is not JSON: " + err.Error())
 	}
 	return m
