@@ -10,7 +10,7 @@ import (
 // builds the forward objects with the steps and reverse ones by hand, as the
 // cutover leaves them, then cleans up twice.
 func testCleanup(t *testing.T, p *replPair) {
-	p.green.Exec(t, "app", "TRUNCATE accounts, events, notes")
+	p.green.Exec(t, "app", "TRUNCATE accounts, events, notes, late")
 	p.apply(t, p.publication, p.slot, p.subscription)
 	reverse := p.spec.ReverseName()
 	p.green.Exec(t, "app", "CREATE PUBLICATION "+reverse+" FOR TABLE accounts")

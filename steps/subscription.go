@@ -133,7 +133,10 @@ func (s *subscriptionStep) Observe(ctx context.Context, env *engine.Env) (plans.
 			Blockers: []string{p}}, nil
 	}
 	var details []string
-	if !st.Enabled {
+	if st.Slot == "" {
+		details = append(details, fmt.Sprintf("ALTER SUBSCRIPTION %s SET (slot_name = %s)", replIdent(name), QuoteLiteral(s.spec.SlotName())))
+	}
+	if !st.Enabled || st.Slot == "" {
 		details = append(details, fmt.Sprintf("ALTER SUBSCRIPTION %s ENABLE", replIdent(name)))
 	}
 	states, err := readRelStates(ctx, green, name)
@@ -156,7 +159,9 @@ func (s *subscriptionStep) Observe(ctx context.Context, env *engine.Env) (plans.
 // conflict says why an existing subscription of that name is not ours.
 func (s *subscriptionStep) conflict(st subscriptionState) string {
 	name, slot, pub := s.spec.SubscriptionName(), s.spec.SlotName(), s.spec.PublicationName()
-	if st.Slot != slot {
+	// slot_name = NONE: a rollback stopped between detaching and dropping;
+	// Apply attaches it again.
+	if st.Slot != slot && st.Slot != "" {
 		return fmt.Sprintf("subscription %q on green uses slot %q, not %q: drop it (ALTER SUBSCRIPTION ... DISABLE; DROP SUBSCRIPTION ...) or set replication.subscription to another name",
 			name, st.Slot, slot)
 	}
@@ -309,7 +314,12 @@ func (s *subscriptionStep) Apply(ctx context.Context, env *engine.Env) error {
 		if p := s.conflict(st); p != "" {
 			return errors.New(p)
 		}
-		if !st.Enabled {
+		if st.Slot == "" {
+			if _, err := green.Exec(ctx, fmt.Sprintf("ALTER SUBSCRIPTION %s SET (slot_name = %s)", replIdent(name), QuoteLiteral(s.spec.SlotName()))); err != nil {
+				return fmt.Errorf("attach subscription %q on green to slot %q: %w", name, s.spec.SlotName(), err)
+			}
+		}
+		if !st.Enabled || st.Slot == "" {
 			if _, err := green.Exec(ctx, fmt.Sprintf("ALTER SUBSCRIPTION %s ENABLE", replIdent(name))); err != nil {
 				return fmt.Errorf("enable subscription %q on green: %w", name, err)
 			}

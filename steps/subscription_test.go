@@ -199,7 +199,7 @@ func (p *replPair) waitSame(t *testing.T, tables ...string) {
 	}
 }
 
-var replicatedTables = []string{"accounts", "events", "notes"}
+var replicatedTables = []string{"accounts", "events", "notes", "late"}
 
 func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 	requireIntegration(t)
@@ -247,7 +247,7 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 		if n, _ := p.env.Output(CatchupStepID, "tables"); n != "3" {
 			t.Errorf("catch-up recorded %q tables, want 3", n)
 		}
-		p.waitSame(t, replicatedTables...)
+		p.waitSame(t, replicatedTables[:3]...)
 		// Every green partition got rows: they were routed by green's layout.
 		for _, part := range []string{"events_h0", "events_h1", "events_h2"} {
 			if n := p.green.Scalar(t, "app", "SELECT count(*) FROM "+part); n == "0" {
@@ -261,7 +261,7 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 			UPDATE events SET at = at + 30 WHERE id % 11 = 0;
 			UPDATE notes SET body = body || ' edited' WHERE body LIKE 'note 1%';
 			DELETE FROM notes WHERE body = 'note 2';`)
-		p.waitSame(t, replicatedTables...)
+		p.waitSame(t, replicatedTables[:3]...)
 	})
 
 	t.Run("the password reaches green's conninfo only", func(t *testing.T) {
@@ -284,6 +284,28 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 		p.apply(t, p.steps()...)
 		if after := p.objects(t); after != before {
 			t.Errorf("second apply changed the objects: %s -> %s", before, after)
+		}
+	})
+
+	t.Run("a table added on blue joins the publication and the subscription", func(t *testing.T) {
+		ddl := "CREATE TABLE late (id int PRIMARY KEY, v text)"
+		p.blue.Exec(t, "app", ddl+"; INSERT INTO late SELECT g, 'v' || g FROM generate_series(1, 50) g")
+		p.green.Exec(t, "app", ddl)
+		c := p.observe(t, p.publication)
+		if c.Action != plans.ActionChange || !strings.Contains(strings.Join(c.Details, "\n"), "+ table public.late") {
+			t.Errorf("publication: %s %v, want a change adding public.late", c.Action, c.Details)
+		}
+		p.apply(t, p.publication)
+		c = p.observe(t, p.subscription)
+		if c.Action != plans.ActionChange || !strings.Contains(strings.Join(c.Details, "\n"), "REFRESH PUBLICATION") {
+			t.Errorf("subscription: %s %v, want a refresh", c.Action, c.Details)
+		}
+		p.apply(t, p.subscription, p.catchup)
+		p.waitSame(t, "late")
+		for _, s := range []engine.Step{p.publication, p.subscription} {
+			if c := p.observe(t, s); c.Action != plans.ActionNone {
+				t.Errorf("%s after the refresh: %s %v", s.ID(), c.Action, c.Details)
+			}
 		}
 	})
 
@@ -336,7 +358,7 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 			lines = append(lines, l...)
 		}
 		text := strings.Join(lines, "\n")
-		for _, want := range []string{"public.accounts", "r (ready)", "3/3 tables ready", "lag "} {
+		for _, want := range []string{"public.accounts", "public.late", "r (ready)", "4/4 tables ready", "lag "} {
 			if !strings.Contains(text, want) {
 				t.Errorf("status lacks %q:\n%s", want, text)
 			}
@@ -355,7 +377,7 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 	t.Run("apply after a partial state completes", func(t *testing.T) {
 		// As after a crash right after source.slot: publication and slot on
 		// blue, no subscription on green (whose tables were emptied).
-		p.green.Exec(t, "app", "TRUNCATE accounts, events, notes")
+		p.green.Exec(t, "app", "TRUNCATE accounts, events, notes, late")
 		p.apply(t, p.publication, p.slot)
 		if c := p.observe(t, p.subscription); c.Action != plans.ActionCreate {
 			t.Fatalf("subscription: %s, want create", c.Action)
@@ -367,9 +389,20 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 		p.waitSame(t, replicatedTables...)
 	})
 
+	t.Run("apply finishes a rollback stopped after detaching the slot", func(t *testing.T) {
+		p.green.Exec(t, "app", `ALTER SUBSCRIPTION pgshift_orders_pg DISABLE;
+			ALTER SUBSCRIPTION pgshift_orders_pg SET (slot_name = NONE)`)
+		if c := p.observe(t, p.subscription); c.Action != plans.ActionChange {
+			t.Errorf("detached subscription: %s, want change", c.Action)
+		}
+		p.apply(t, p.subscription)
+		p.blue.Exec(t, "app", "INSERT INTO late VALUES (1000, 'after reattach')")
+		p.waitSame(t, replicatedTables...)
+	})
+
 	t.Run("rollback during the initial copy leaves no table-sync slot", func(t *testing.T) {
 		p.rollback(t, p.subscription)
-		p.green.Exec(t, "app", "TRUNCATE accounts, events, notes")
+		p.green.Exec(t, "app", "TRUNCATE accounts, events, notes, late")
 		// Large enough that the copy is still running when rollback starts.
 		p.blue.Exec(t, "app", "INSERT INTO accounts SELECT g, repeat('o', 200), g FROM generate_series(100001, 250000) g")
 		p.apply(t, p.subscription)
@@ -420,7 +453,7 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 		// Workers retry every wal_retrieve_retry_interval; make that quick.
 		p.green.Exec(t, "app", "ALTER SYSTEM SET wal_retrieve_retry_interval = '200ms'")
 		p.green.Exec(t, "app", "SELECT pg_reload_conf()")
-		p.green.Exec(t, "app", "TRUNCATE accounts, events, notes; INSERT INTO accounts VALUES (1, 'already here', 0)")
+		p.green.Exec(t, "app", "TRUNCATE accounts, events, notes, late; INSERT INTO accounts VALUES (1, 'already here', 0)")
 		p.apply(t, p.publication, p.slot, p.subscription)
 		err := p.catchup.Apply(testCtx(t), p.env.ForStep(CatchupStepID))
 		if err == nil || !strings.Contains(err.Error(), "keeps failing") || !strings.Contains(err.Error(), "duplicate key") {
