@@ -1,11 +1,14 @@
 package engine
 
 import (
+	"errors"
+	"fmt"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"text/template"
+	"text/template/parse"
 
 	"gopkg.in/yaml.v3"
 )
@@ -69,16 +72,78 @@ func renderTemplates(doc *document, vals map[string]string, declared map[string]
 	return errs
 }
 
+// maxRendered bounds what one template may produce.
+const maxRendered = 64 << 10
+
+var wideVerbRE = regexp.MustCompile(`%[-+# 0]*[0-9]{4,}|%[-+# 0]*[0-9]*\.[0-9]{4,}|%\*`)
+
+// templateFuncs replaces the formatting builtins with ones that refuse
+// absurd widths: a spec is data, rendering it must stay cheap.
+var templateFuncs = template.FuncMap{
+	"printf": func(format string, args ...any) (string, error) {
+		if wideVerbRE.MatchString(format) {
+			return "", errors.New("printf widths above 999 are not supported")
+		}
+		return fmt.Sprintf(format, args...), nil
+	},
+}
+
 func execTemplate(text string, data map[string]string) (string, error) {
-	t, err := template.New("t").Option("missingkey=error").Parse(text)
+	t, err := template.New("t").Option("missingkey=error").Funcs(templateFuncs).Parse(text)
 	if err != nil {
 		return "", err
 	}
-	var b strings.Builder
-	if err := t.Execute(&b, data); err != nil {
+	if err := checkTemplate(t.Tree.Root); err != nil {
 		return "", err
 	}
-	return b.String(), nil
+	w := &limitedWriter{max: maxRendered}
+	if err := t.Execute(w, data); err != nil {
+		return "", err
+	}
+	return w.b.String(), nil
+}
+
+// checkTemplate allows variables, functions, if and with; not range,
+// template, define or block, which have no use in a spec and can loop.
+func checkTemplate(n parse.Node) error {
+	switch x := n.(type) {
+	case *parse.ListNode:
+		if x == nil {
+			return nil
+		}
+		for _, c := range x.Nodes {
+			if err := checkTemplate(c); err != nil {
+				return err
+			}
+		}
+	case *parse.IfNode:
+		if err := checkTemplate(x.List); err != nil {
+			return err
+		}
+		return checkTemplate(x.ElseList)
+	case *parse.WithNode:
+		if err := checkTemplate(x.List); err != nil {
+			return err
+		}
+		return checkTemplate(x.ElseList)
+	case *parse.RangeNode:
+		return errors.New("range is not supported in a spec")
+	case *parse.TemplateNode:
+		return errors.New("template calls are not supported in a spec")
+	}
+	return nil
+}
+
+type limitedWriter struct {
+	b   strings.Builder
+	max int
+}
+
+func (w *limitedWriter) Write(p []byte) (int, error) {
+	if w.b.Len()+len(p) > w.max {
+		return 0, fmt.Errorf("renders more than %d bytes", w.max)
+	}
+	return w.b.Write(p)
 }
 
 // templateError explains a failed template at the string holding it.
