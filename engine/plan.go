@@ -52,7 +52,7 @@ func BuildPlan(ctx context.Context, g *Graph, env *Env, opts PlanOptions) (*plan
 
 	versions := opts.Versions
 	if versions == nil {
-		versions = serverVersions
+		versions = ServerVersions
 	}
 	blue, green, err := versions(ctx, env)
 	if err != nil {
@@ -153,8 +153,8 @@ func CheckSavedPlan(ctx context.Context, saved *plans.Plan, planFile string, g *
 	return nil
 }
 
-// serverVersions reads server_version on both sides ("13.23", "17.10").
-func serverVersions(ctx context.Context, env *Env) (string, string, error) {
+// ServerVersions reads server_version on both sides ("13.23", "17.10").
+func ServerVersions(ctx context.Context, env *Env) (string, string, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var out [2]string

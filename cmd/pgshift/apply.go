@@ -111,7 +111,7 @@ func runApply(cmd *cobra.Command, a *applyArgs, planFile string) error {
 	defer env.Close()
 
 	if saved != nil {
-		if err := engine.CheckSavedPlan(ctx, saved, planFile, g, env, engine.PlanOptions{Parallelism: a.parallel}); err != nil {
+		if err := engine.CheckSavedPlan(ctx, saved, planFile, g, env, engine.PlanOptions{Parallelism: a.parallel, Versions: planVersions}); err != nil {
 			return &exitCodeError{code: exitError, err: err}
 		}
 	}

@@ -148,7 +148,7 @@ func planSpec(ctx context.Context, spec *engine.Spec, a *planArgs, log hclog.Log
 	}
 	env := engine.NewEnv(spec, log)
 	defer env.Close()
-	return engine.BuildPlan(ctx, g, env, engine.PlanOptions{Offline: a.offline, Parallelism: a.parallel})
+	return engine.BuildPlan(ctx, g, env, engine.PlanOptions{Offline: a.offline, Parallelism: a.parallel, Versions: planVersions})
 }
 
 func renderPlan(w io.Writer, p *plans.Plan, o *outputFlags) error {

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/steps"
 )
@@ -8,6 +10,10 @@ import (
 // stepsFor gives the steps of a spec. Release builds use the real steps; a
 // build with the pgshift_teststeps tag swaps in test steps (teststeps.go).
 var stepsFor = steps.For
+
+// planVersions reads both servers' versions for a plan; nil queries them.
+// Only a test build replaces it, when its steps touch no server.
+var planVersions func(ctx context.Context, env *engine.Env) (blue, green string, err error)
 
 // compileSpec builds the DAG of a spec's steps.
 func compileSpec(spec *engine.Spec) (*engine.Graph, error) {

@@ -3,6 +3,8 @@
 package main
 
 import (
+	"context"
+
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/teststeps"
 	"github.com/pgshift/pgshift/steps"
@@ -16,5 +18,11 @@ func init() {
 			return s
 		}
 		return steps.For(spec)
+	}
+	planVersions = func(ctx context.Context, env *engine.Env) (string, string, error) {
+		if _, ok := teststeps.FromEnv(); ok {
+			return "test", "test", nil // the test steps touch no server
+		}
+		return engine.ServerVersions(ctx, env)
 	}
 }
