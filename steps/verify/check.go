@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -23,43 +22,10 @@ type rowval struct {
 	n    int64
 }
 
-type outcome struct {
-	rows      int64
-	rechecked bool
-	diffs     []Difference
-}
-
-// both runs f on blue and green at the same time.
-func both[T any](w *worker, f func(*side) (T, error)) (T, T, error) {
-	var b, g T
-	var berr, gerr error
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() { defer wg.Done(); g, gerr = f(w.green) }()
-	b, berr = f(w.blue)
-	wg.Wait()
-	if berr != nil {
-		return b, g, berr
-	}
-	return b, g, gerr
-}
-
-// check compares one segment: aggregates on both sides at once, then, when
-// they differ, rows and keys until every difference is settled.
-func (w *worker) check(ctx context.Context, s segment) (outcome, error) {
-	ba, ga, err := both(w, func(sd *side) (map[int64]agg, error) { return aggregate(ctx, sd, s, w.opts.Mode) })
-	if err != nil {
-		return outcome{}, err
-	}
-	var out outcome
-	for _, a := range ba {
-		out.rows += a.count
-	}
-	bad := mismatchedBuckets(ba, ga)
-	if len(bad) == 0 {
-		return out, nil
-	}
-	out.rechecked = true
+// recheck settles a segment whose aggregates differed at the first read
+// (in buckets bad): row by row, then key by key, against green once it has
+// applied what blue had.
+func (w *worker) recheck(ctx context.Context, s segment, bad []int64) ([]Difference, error) {
 	w.opts.Log.Debug("segment differs at first read; re-checking rows", "table", s.info.String(), "segment", s.String())
 	// Bucketed tables: a few buckets at a time, so that the rows held in
 	// memory stay bounded by a few chunks.
@@ -70,6 +36,7 @@ func (w *worker) check(ctx context.Context, s segment) (outcome, error) {
 			groups = append(groups, bad[start:min(start+bucketsPerNarrow, len(bad))])
 		}
 	}
+	var diffs []Difference
 	for _, g := range groups {
 		narrowed := s
 		if g != nil {
@@ -77,13 +44,13 @@ func (w *worker) check(ctx context.Context, s segment) (outcome, error) {
 		}
 		d, err := w.narrow(ctx, narrowed)
 		if err != nil {
-			return out, err
+			return nil, err
 		}
 		if d != nil {
-			out.diffs = append(out.diffs, *d)
+			diffs = append(diffs, *d)
 		}
 	}
-	return out, nil
+	return diffs, nil
 }
 
 // bucketsPerNarrow is how many differing buckets are read row by row at once.

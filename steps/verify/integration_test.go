@@ -275,6 +275,8 @@ func TestVerifyBlue13Green17(t *testing.T) {
 		}
 	})
 
+	t.Run("a disabled subscription is refused", func(t *testing.T) { testDisabledSubscription(t, p) })
+
 	t.Run("planted differences on green are found under load", func(t *testing.T) {
 		p.green.Exec(t, db, `
 			UPDATE kinds SET txt = 'planted' WHERE id = 77;
@@ -324,6 +326,18 @@ func TestVerifyBlue13Green17(t *testing.T) {
 			t.Errorf("recorded result %q, want failed", res)
 		}
 	})
+}
+
+// testDisabledSubscription: with the subscription disabled,
+// green does not follow blue and re-checks could never settle, so verify
+// refuses to start and says how to fix it.
+func testDisabledSubscription(t *testing.T, p *pair) {
+	p.green.Exec(t, db, "ALTER SUBSCRIPTION "+sub+" DISABLE")
+	defer p.green.Exec(t, db, "ALTER SUBSCRIPTION "+sub+" ENABLE")
+	_, err := verify.Run(context.Background(), p.connect(p.blue), p.connect(p.green), p.tables(t), verify.Options{Subscription: sub})
+	if err == nil || !strings.Contains(err.Error(), "disabled") || !strings.Contains(err.Error(), "ENABLE") {
+		t.Fatalf("verify with a disabled subscription: %v; want an error saying it is disabled and how to enable it", err)
+	}
 }
 
 // verifyStep is the registered verify step for a spec pointing at the pair.

@@ -184,7 +184,11 @@ func planAll(ctx context.Context, workers []*worker, tables []Table, opts *Optio
 	return infos, nil
 }
 
-// checkAll hashes every segment, largest tables first, and gathers the report.
+// checkAll hashes every segment, largest tables first, and gathers the
+// report. First pass: each side runs its own workers over the segments, so
+// that neither waits for the other chunk by chunk (a side may run at most
+// maxSkew segments ahead, so both read each segment at about the same time).
+// Second pass: the worker pairs re-check the segments that differed.
 func checkAll(ctx context.Context, workers []*worker, infos []*tableInfo, opts *Options) (*Report, error) {
 	order := append([]*tableInfo(nil), infos...)
 	sort.SliceStable(order, func(i, j int) bool { return order[i].Bytes > order[j].Bytes })
@@ -200,11 +204,9 @@ func checkAll(ctx context.Context, workers []*worker, infos []*tableInfo, opts *
 	reports := map[*tableInfo]*TableReport{}
 	for _, t := range infos {
 		method := "primary-key ranges"
-		if !t.Ordered {
-			method = "hash buckets"
-		}
 		segments := len(t.Segments)
 		if !t.Ordered {
+			method = "hash buckets"
 			segments = int(t.Buckets) // one scan per side, grouped by bucket
 		}
 		reports[t] = &TableReport{Table: t.String(), Method: method, Segments: segments, Bytes: t.Bytes}
@@ -212,45 +214,70 @@ func checkAll(ctx context.Context, workers []*worker, infos []*tableInfo, opts *
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	fp := &firstPass{segs: segs, maxSkew: 2 * len(workers), results: make([][2]map[int64]agg, len(segs))}
+	fp.cond = sync.NewCond(&fp.mu)
+	fp.done = func(i int, blue, green map[int64]agg) {
+		// Called with fp.mu held.
+		s := segs[i]
+		var rows int64
+		for _, a := range blue {
+			rows += a.count
+		}
+		reports[s.info].Rows += rows
+		if bad := mismatchedBuckets(blue, green); len(bad) > 0 {
+			fp.rechecks = append(fp.rechecks, recheckTask{seg: s, bad: bad})
+			reports[s.info].Rechecked++
+		}
+		prog.SegmentsDone++
+		prog.Rows += rows
+		prog.Bytes += s.info.Bytes / int64(len(s.info.Segments))
+		if opts.Progress != nil {
+			opts.Progress(prog)
+		}
+	}
+	var wg sync.WaitGroup
+	for _, w := range workers {
+		for sideIdx, sd := range []*side{w.blue, w.green} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				fp.run(ctx, cancel, sideIdx, sd, opts.Mode)
+			}()
+		}
+	}
+	wg.Wait()
+	if fp.err != nil {
+		return nil, fp.err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+
+	// Second pass: re-check, worker pairs sharing the differing segments.
 	var mu sync.Mutex
 	var firstErr error
-	next := make(chan segment)
-	var wg sync.WaitGroup
+	next := make(chan recheckTask)
 	for _, w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for s := range next {
-				out, err := w.check(ctx, s)
+			for task := range next {
+				diffs, err := w.recheck(ctx, task.seg, task.bad)
 				mu.Lock()
-				if err != nil {
-					if firstErr == nil {
-						firstErr = fmt.Errorf("verify %s (%s): %w", s.info, s, err)
-						cancel()
-					}
-					mu.Unlock()
-					continue
+				if err != nil && firstErr == nil {
+					firstErr = fmt.Errorf("verify %s (%s): %w", task.seg.info, task.seg, err)
+					cancel()
 				}
-				r := reports[s.info]
-				r.Rows += out.rows
-				if out.rechecked {
-					r.Rechecked++
-				}
-				r.Differences = append(r.Differences, out.diffs...)
-				prog.SegmentsDone++
-				prog.Rows += out.rows
-				prog.Bytes += s.info.Bytes / int64(len(s.info.Segments))
-				if opts.Progress != nil {
-					opts.Progress(prog)
-				}
+				r := reports[task.seg.info]
+				r.Differences = append(r.Differences, diffs...)
 				mu.Unlock()
 			}
 		}()
 	}
 feed:
-	for _, s := range segs {
+	for _, task := range fp.rechecks {
 		select {
-		case next <- s:
+		case next <- task:
 		case <-ctx.Done():
 			break feed
 		}
@@ -265,8 +292,67 @@ feed:
 	}
 	rep := &Report{Mode: opts.Mode, Workers: len(workers)}
 	for _, t := range infos {
-		rep.Tables = append(rep.Tables, *reports[t])
+		r := reports[t]
+		sort.SliceStable(r.Differences, func(i, j int) bool { return r.Differences[i].Segment < r.Differences[j].Segment })
+		rep.Tables = append(rep.Tables, *r)
 	}
 	sort.SliceStable(rep.Tables, func(i, j int) bool { return rep.Tables[i].Table < rep.Tables[j].Table })
 	return rep, nil
+}
+
+type recheckTask struct {
+	seg segment
+	bad []int64
+}
+
+// firstPass hands segments to each side's workers in the same order and
+// pairs up the two aggregates of each segment.
+type firstPass struct {
+	segs    []segment
+	maxSkew int
+
+	mu       sync.Mutex
+	cond     *sync.Cond
+	started  [2]int // next segment to start, per side (0 blue, 1 green)
+	results  [][2]map[int64]agg
+	rechecks []recheckTask
+	err      error
+	done     func(i int, blue, green map[int64]agg) // with mu held, once both sides are in
+}
+
+func (fp *firstPass) run(ctx context.Context, cancel context.CancelFunc, me int, sd *side, mode Mode) {
+	other := 1 - me
+	for {
+		fp.mu.Lock()
+		for fp.err == nil && fp.started[me] < len(fp.segs) && fp.started[me]-fp.started[other] >= fp.maxSkew {
+			fp.cond.Wait()
+		}
+		if fp.err != nil || fp.started[me] >= len(fp.segs) {
+			fp.mu.Unlock()
+			return
+		}
+		i := fp.started[me]
+		fp.started[me]++
+		fp.cond.Broadcast()
+		fp.mu.Unlock()
+
+		a, err := aggregate(ctx, sd, fp.segs[i], mode)
+
+		fp.mu.Lock()
+		if err != nil {
+			if fp.err == nil {
+				fp.err = fmt.Errorf("verify %s (%s): %w", fp.segs[i].info, fp.segs[i], err)
+				cancel()
+			}
+			fp.cond.Broadcast()
+			fp.mu.Unlock()
+			return
+		}
+		fp.results[i][me] = a
+		if fp.results[i][other] != nil {
+			fp.done(i, fp.results[i][0], fp.results[i][1])
+			fp.results[i] = [2]map[int64]agg{} // free
+		}
+		fp.mu.Unlock()
+	}
 }
