@@ -36,12 +36,14 @@ func (f *findings) warn(format string, args ...any) {
 }
 
 // check records a precondition; when it fails, blocker (what is wrong and
-// the fix) is also recorded.
+// the fix) is also recorded, and is the precondition's detail so that apply
+// refusing on it names the fix too.
 func (f *findings) check(name string, ok bool, detail, blocker string) {
-	f.checks = append(f.checks, plans.Precondition{Name: name, OK: ok, Detail: detail})
 	if !ok {
+		detail = blocker
 		f.blockers = append(f.blockers, blocker)
 	}
+	f.checks = append(f.checks, plans.Precondition{Name: name, OK: ok, Detail: detail})
 }
 
 // change is the plan line: a blocker if anything blocks, a warning if a

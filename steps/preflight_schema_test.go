@@ -3,12 +3,14 @@ package steps
 import (
 	"bytes"
 	"context"
+	"os"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/jackc/pgx/v5"
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/plans"
@@ -295,6 +297,51 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 			!strings.Contains(c.Summary, "2 extensions") {
 			t.Fatalf("plan: %s %q %q", c.Action, c.Summary, c.Blockers)
 		}
+		// Killed in the middle of the restore, as a killed apply would be:
+		// an open transaction of the test holds the name public.actor, so
+		// psql waits there with extensions and types already created.
+		ctx := prepCtx(t)
+		holder, err := pgx.Connect(ctx, p.green.DSN("app"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer holder.Close(context.Background())
+		if _, err := holder.Exec(ctx, `BEGIN; CREATE TABLE public.actor (x int)`); err != nil {
+			t.Fatal(err)
+		}
+		applyCtx, cancel := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- schema.Apply(applyCtx, p.env(t).ForStep(schemaID)) }()
+		for {
+			// Asked from another session: inside the holder's transaction
+			// pg_stat_activity would stay the same snapshot.
+			if p.green.Scalar(t, "app", `SELECT EXISTS (SELECT 1 FROM pg_stat_activity
+			                                             WHERE application_name = 'psql' AND wait_event_type = 'Lock')`) == "t" {
+				break
+			}
+			select {
+			case err := <-done:
+				t.Fatalf("apply ended before the restore reached public.actor: %v", err)
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+		cancel()
+		if err := <-done; err == nil {
+			t.Fatal("apply killed during the restore reported success")
+		}
+		if _, err := holder.Exec(ctx, `ROLLBACK`); err != nil {
+			t.Fatal(err)
+		}
+		if n := p.green.Scalar(t, "app", `SELECT count(*) FROM pg_tables WHERE schemaname = 'public'`); n != "1" {
+			t.Fatalf("after a killed restore green holds %s tables in public, want only green_own", n)
+		}
+		if n := p.green.Scalar(t, "app", `SELECT count(*) FROM pg_extension WHERE extname = 'citext'`); n != "0" {
+			t.Fatal("after a killed restore green holds the extension it created")
+		}
+		if c := p.observe(t, schema); c.Action != plans.ActionCreate {
+			t.Fatalf("after a killed restore: %s %q %q", c.Action, c.Summary, c.Blockers)
+		}
+
 		env := p.env(t)
 		if err := p.apply(t, env, schema); err != nil {
 			t.Fatal(err)
@@ -326,6 +373,28 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 		}
 		if again := p.green.Scalar(t, "app", `SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'app'`); again != marker {
 			t.Error("the second apply restored again")
+		}
+
+		// The snapshot method restores pre-data first and post-data after
+		// the copy: the sections split where indexes and keys begin.
+		dir := t.TempDir()
+		pre, err := DumpSchema(prepCtx(t), env, dir, SectionPreData)
+		if err != nil {
+			t.Fatal(err)
+		}
+		post, err := DumpSchema(prepCtx(t), env, dir, SectionPostData)
+		if err != nil {
+			t.Fatal(err)
+		}
+		preSQL, _ := os.ReadFile(pre)
+		postSQL, _ := os.ReadFile(post)
+		if !bytes.Contains(preSQL, []byte("CREATE TABLE public.actor")) || bytes.Contains(preSQL, []byte("CREATE INDEX")) ||
+			bytes.Contains(preSQL, []byte("actor_pkey PRIMARY KEY")) {
+			t.Error("pre-data holds the wrong section")
+		}
+		if !bytes.Contains(postSQL, []byte("CREATE INDEX")) || !bytes.Contains(postSQL, []byte("actor_pkey PRIMARY KEY")) ||
+			bytes.Contains(postSQL, []byte("CREATE TABLE")) {
+			t.Error("post-data holds the wrong section")
 		}
 
 		// Preflight of green: the schema is ours and fine; rows are not.

@@ -328,7 +328,7 @@ func runPgDump(ctx context.Context, env *engine.Env, tool ClientTool, out string
 	cmd.Env = env.Source.SubprocessEnv()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	if err := cmd.Run(); err != nil {
+	if err := runChild(cmd); err != nil {
 		return fmt.Errorf("pg_dump of blue (%s) failed: %v: %s", env.Source.Redacted(), err, lastLines(stderr.String(), 10))
 	}
 	return nil
@@ -346,8 +346,7 @@ func runPsql(ctx context.Context, env *engine.Env, psql string, files ...string)
 	cmd.Env = env.Target.SubprocessEnv()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
-	cmd.Stdout = nil
-	if err := cmd.Run(); err != nil {
+	if err := runChild(cmd); err != nil {
 		msg := lastLines(stderr.String(), 10)
 		return fmt.Errorf("restore into green (%s) failed and was rolled back: %v: %s%s", env.Target.Redacted(), err, msg, restoreHint(msg))
 	}
