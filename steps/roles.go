@@ -32,10 +32,12 @@ var skippedRolePrefixes = []string{"pg_", "rds", "cloudsql", "alloydb", "azure_"
 // on green (its bootstrap superuser, say) is left as it is. Passwords travel only
 // when the source role may read them (pg_authid), and never appear in the
 // plan, the log or the state.
-type roles struct{}
+type roles struct {
+	enabled bool // schema.roles
+}
 
 func init() {
-	register(func(*engine.Spec) []engine.Step { return []engine.Step{roles{}} })
+	register(func(spec *engine.Spec) []engine.Step { return []engine.Step{roles{enabled: spec.Schema.Roles}} })
 }
 
 func (roles) ID() string      { return rolesID }

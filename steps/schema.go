@@ -36,6 +36,7 @@ const schemaMarkerPrefix = "pgshift schema restore: "
 // pre-data section only; post-data follows the copy.
 type schemaStep struct {
 	sections []string // nil: the whole schema
+	copy     bool     // schema.copy
 }
 
 func init() {
@@ -44,7 +45,7 @@ func init() {
 		if spec.Replication.InitialCopy.Method == "snapshot" {
 			sections = []string{SectionPreData}
 		}
-		return []engine.Step{schemaStep{sections: sections}}
+		return []engine.Step{schemaStep{sections: sections, copy: spec.Schema.Copy}}
 	})
 }
 
