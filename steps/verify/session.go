@@ -3,6 +3,7 @@ package verify
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -28,12 +29,16 @@ var SessionSettings = [][2]string{
 // Connector opens a dedicated connection to one side.
 type Connector func(ctx context.Context) (*pgx.Conn, error)
 
-// pinSession applies SessionSettings to conn.
+// pinSession applies SessionSettings to conn in one round trip.
 func pinSession(ctx context.Context, conn *pgx.Conn) error {
-	for _, s := range SessionSettings {
-		if _, err := conn.Exec(ctx, "SELECT pg_catalog.set_config($1, $2, false)", s[0], s[1]); err != nil {
-			return fmt.Errorf("set %s = %q: %w", s[0], s[1], err)
-		}
+	var calls []string
+	var args []any
+	for i, s := range SessionSettings {
+		calls = append(calls, fmt.Sprintf("pg_catalog.set_config($%d, $%d, false)", 2*i+1, 2*i+2))
+		args = append(args, s[0], s[1])
+	}
+	if _, err := conn.Exec(ctx, "SELECT "+strings.Join(calls, ", "), args...); err != nil {
+		return fmt.Errorf("pin session settings: %w", err)
 	}
 	// JIT compilation costs more than it saves on chunk-sized aggregates.
 	// The setting exists from PostgreSQL 11; older servers have no JIT.

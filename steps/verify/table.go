@@ -47,7 +47,8 @@ type tableInfo struct {
 const columnsSQL = `
 SELECT a.attname::text,
        pg_catalog.format_type(a.atttypid, a.atttypmod),
-       (t.typcollation = 0 OR a.attcollation IN (
+       -- Composites and ranges may hold text fields ordered by a collation.
+       t.typtype NOT IN ('c', 'r', 'm') AND (t.typcollation = 0 OR a.attcollation IN (
             SELECT c.oid FROM pg_catalog.pg_collation c
              WHERE c.collname IN ('C', 'POSIX') AND c.collnamespace = 'pg_catalog'::regnamespace)),
        a.atttypid IN ('int2'::regtype, 'int4'::regtype, 'int8'::regtype)
