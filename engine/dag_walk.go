@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sync"
 )
 
@@ -103,7 +104,7 @@ func (g *Graph) Walk(ctx context.Context, opts WalkOptions, fn func(ctx context.
 					if err := ctx.Err(); err != nil {
 						blocked = &NotStartedError{Err: err}
 					} else {
-						blocked = fn(ctx, g.steps[id])
+						blocked = callSafely(ctx, g.steps[id], fn)
 					}
 					<-sem
 				case <-ctx.Done():
@@ -117,6 +118,17 @@ func (g *Graph) Walk(ctx context.Context, opts WalkOptions, fn func(ctx context.
 	}
 	wg.Wait()
 	return results
+}
+
+// callSafely turns a panic in a step into that step's error, so that one
+// faulty step fails alone and its failure is checkpointed.
+func callSafely(ctx context.Context, s Step, fn func(ctx context.Context, s Step) error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("panic in step %s: %v\n%s", s.ID(), r, debug.Stack())
+		}
+	}()
+	return fn(ctx, s)
 }
 
 func upstreamOf(dep string, err error) error {

@@ -118,14 +118,8 @@ func (e *StalePlanError) Error() string {
 // CheckSavedPlan compares a saved plan with the spec and a fresh observation
 // and refuses it when either moved on.
 func CheckSavedPlan(ctx context.Context, saved *plans.Plan, planFile string, g *Graph, env *Env, opts PlanOptions) error {
-	if saved.Name != env.Spec.Name {
-		return &StalePlanError{PlanFile: planFile, Reason: fmt.Sprintf("it is a plan of spec %q, not %q", saved.Name, env.Spec.Name)}
-	}
-	if saved.Offline || saved.Fingerprint == "" {
-		return fmt.Errorf("saved plan %s was made with --offline: it observed nothing, so it cannot be applied. Run `pgshift plan -out %s` without --offline", planFile, planFile)
-	}
-	if saved.SpecHash != env.Spec.Hash() {
-		return &StalePlanError{PlanFile: planFile, Reason: "the spec has changed"}
+	if err := CheckSavedPlanSpec(saved, planFile, env.Spec); err != nil {
+		return err
 	}
 	opts.Offline = false
 	fresh, err := BuildPlan(ctx, g, env, opts)
@@ -149,6 +143,22 @@ func CheckSavedPlan(ctx context.Context, saved *plans.Plan, planFile string, g *
 			reason = "blue or green has changed (" + strings.Join(moved, ", ") + ")"
 		}
 		return &StalePlanError{PlanFile: planFile, Reason: reason}
+	}
+	return nil
+}
+
+// CheckSavedPlanSpec is the part of CheckSavedPlan that needs no
+// connection: the plan is of this spec, observed something, and the spec's
+// value has not changed.
+func CheckSavedPlanSpec(saved *plans.Plan, planFile string, spec *Spec) error {
+	if saved.Name != spec.Name {
+		return &StalePlanError{PlanFile: planFile, Reason: fmt.Sprintf("it is a plan of spec %q, not %q", saved.Name, spec.Name)}
+	}
+	if saved.Offline || saved.Fingerprint == "" {
+		return fmt.Errorf("saved plan %s was made with --offline: it observed nothing, so it cannot be applied. Run `pgshift plan -out %s` without --offline", planFile, planFile)
+	}
+	if saved.SpecHash != spec.Hash() {
+		return &StalePlanError{PlanFile: planFile, Reason: "the spec has changed"}
 	}
 	return nil
 }

@@ -86,6 +86,20 @@ func (s *State) clone() *State {
 	return &c
 }
 
+// SeedOutputs gives env the outputs checkpointed in a state, so that steps
+// observing or reporting see what earlier runs recorded. A state of another
+// spec is ignored.
+func SeedOutputs(env *Env, st *State) {
+	if st == nil || st.Spec.Name != env.Spec.Name {
+		return
+	}
+	for _, c := range st.Steps {
+		if len(c.Outputs) > 0 {
+			env.LoadOutputs(c.ID, c.Outputs)
+		}
+	}
+}
+
 // ReadState reads a state file without locking it (writes are atomic, so a
 // reader always sees a whole file). A missing file is os.ErrNotExist.
 func ReadState(path string) (*State, error) {

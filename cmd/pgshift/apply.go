@@ -111,7 +111,7 @@ func runApply(cmd *cobra.Command, a *applyArgs, planFile string) error {
 	defer env.Close()
 
 	if saved != nil {
-		if err := engine.CheckSavedPlan(ctx, saved, planFile, g, env, engine.PlanOptions{Parallelism: a.parallel, Versions: planVersions}); err != nil {
+		if err := engine.CheckSavedPlanSpec(saved, planFile, spec); err != nil {
 			return &exitCodeError{code: exitError, err: err}
 		}
 	}
@@ -126,6 +126,15 @@ func runApply(cmd *cobra.Command, a *applyArgs, planFile string) error {
 		return &exitCodeError{code: exitError, err: err}
 	}
 	defer store.Close()
+
+	if saved != nil {
+		// Checked under the lock, with the outputs the plan saw, so that
+		// nothing moves between the check and the run.
+		engine.SeedOutputs(env, store.Snapshot())
+		if err := engine.CheckSavedPlan(ctx, saved, planFile, g, env, engine.PlanOptions{Parallelism: a.parallel, Versions: planVersions}); err != nil {
+			return &exitCodeError{code: exitError, err: err}
+		}
+	}
 
 	listen := a.metricsListen
 	if listen == "" {
@@ -154,6 +163,11 @@ func runApply(cmd *cobra.Command, a *applyArgs, planFile string) error {
 	res, err := engine.Apply(ctx, g, env, store, engine.ApplyOptions{Parallelism: a.parallel, Until: a.until, Approve: approve})
 	if err != nil {
 		return &exitCodeError{code: exitError, err: fmt.Errorf("apply stopped: %w", err)}
+	}
+	if ctx.Err() != nil {
+		fmt.Fprintf(stdout, "\nApply interrupted by a signal (%d applied). State saved in %s; a step cut short is applied again on resume.\nResume with:\n  %s\n",
+			len(res.Applied), store.Path(), commandLine("apply", &a.spec, stateFlag(a.state)...))
+		return &exitCodeError{code: exitError, err: errors.New("apply interrupted")}
 	}
 	return reportApply(stdout, res, g, a, store.Path())
 }

@@ -27,6 +27,7 @@ type planArgs struct {
 	detailedExitcode bool
 	outFile          string
 	parallel         int
+	state            string
 }
 
 func newPlanCommand() *cobra.Command {
@@ -72,6 +73,7 @@ Exit status: 0 on success, 1 on error or when the plan has blockers; with
 	fl.BoolVar(&a.detailedExitcode, "detailed-exitcode", false, "exit 0 when there is nothing to do, 2 when there are changes, 1 on error")
 	fl.StringVar(&a.outFile, "out", "", "save the plan to this file, for \"pgshift apply FILE\" (-out works too)")
 	fl.IntVar(&a.parallel, "parallel", 4, "how many steps to inspect at once")
+	fl.StringVar(&a.state, "state", "", "state file whose recorded outputs the steps may read (default <name>.pgshift-state.json beside the spec)")
 	cmd.Flags().BoolP("help", "h", false, "help for plan")
 	return cmd
 }
@@ -148,6 +150,13 @@ func planSpec(ctx context.Context, spec *engine.Spec, a *planArgs, log hclog.Log
 	}
 	env := engine.NewEnv(spec, log)
 	defer env.Close()
+	statePath := a.state
+	if statePath == "" {
+		statePath = spec.StatePath()
+	}
+	if st, err := engine.ReadState(statePath); err == nil {
+		engine.SeedOutputs(env, st) // what earlier runs recorded (LSNs, names)
+	}
 	return engine.BuildPlan(ctx, g, env, engine.PlanOptions{Offline: a.offline, Parallelism: a.parallel, Versions: planVersions})
 }
 

@@ -11,7 +11,7 @@ import (
 // steps, in every format, against golden files (go test -update rewrites
 // them). Offline plans connect nowhere, so this needs no server.
 func TestOfflinePlanGolden(t *testing.T) {
-	for _, name := range []string{"minimal"} {
+	for _, name := range []string{"minimal", "full"} {
 		spec := filepath.Join("..", "..", "testdata", "specs", "valid", name+".yaml")
 		for _, f := range []struct{ format, ext string }{{"text", "txt"}, {"markdown", "md"}, {"json", "json"}} {
 			t.Run(name+"."+f.ext, func(t *testing.T) {

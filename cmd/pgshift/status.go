@@ -64,6 +64,7 @@ type statusStepJSON struct {
 	Note            string            `json:"note,omitempty"`
 	Error           string            `json:"error,omitempty"`
 	Outputs         map[string]string `json:"outputs,omitempty"`
+	Running         *time.Time        `json:"running_since,omitempty"`
 }
 
 func runStatus(cmd *cobra.Command, a *statusArgs) error {
@@ -123,6 +124,9 @@ func statusOne(cmd *cobra.Command, a *statusArgs, spec *engine.Spec) error {
 				d := c.FinishedAt.Sub(*c.StartedAt).Seconds()
 				row.DurationSeconds = &d
 			}
+			if c.StartedAt != nil && c.FinishedAt == nil && (c.Status == engine.StatusRunning || c.Status == engine.StatusRollingBack) {
+				row.Running = c.StartedAt
+			}
 			if (c.Status == engine.StatusRunning || c.Status == engine.StatusRollingBack) && !locked {
 				interrupted = append(interrupted, id)
 				row.Note = "interrupted: no pgshift run holds the state"
@@ -139,11 +143,7 @@ func statusOne(cmd *cobra.Command, a *statusArgs, spec *engine.Spec) error {
 		defer cancel()
 		env := engine.NewEnv(spec, nil)
 		defer env.Close()
-		for _, c := range st.Steps {
-			if len(c.Outputs) > 0 {
-				env.LoadOutputs(c.ID, c.Outputs)
-			}
-		}
+		engine.SeedOutputs(env, st)
 		for _, id := range g.Order() {
 			s, _ := g.Step(id)
 			r, ok := s.(engine.Reporter)
@@ -192,6 +192,9 @@ func printStatus(w io.Writer, s *statusJSON, g *engine.Graph, a *statusArgs, int
 	for _, r := range s.Steps {
 		counts[r.Status]++
 		dur := "-"
+		if r.Running != nil {
+			dur = time.Since(*r.Running).Round(time.Second).String() + "…"
+		}
 		if r.DurationSeconds != nil {
 			dur = (time.Duration(*r.DurationSeconds * float64(time.Second))).Round(time.Millisecond).String()
 		}
