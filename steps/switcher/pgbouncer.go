@@ -314,9 +314,17 @@ func (p *pgBouncer) findInIncludes(doc *iniDoc, depth int) string {
 // Freeze pauses the database: PgBouncer stops handing out server
 // connections and waits for running transactions to end; new queries queue.
 // When ctx expires first, the database is resumed before returning.
+//
+// PAUSE closes every server connection of the database, including one still
+// logging in; PgBouncer counts that as a failed login and then waits
+// server_login_retry (15 s by default) before connecting again, and turns
+// away clients that log in meanwhile. So Freeze first waits, briefly, for no
+// server login to be in flight (up to 100 ms, before anything is held), and
+// Unfreeze lifts the retry delay while the pool reconnects.
 func (p *pgBouncer) Freeze(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.waitNoServerLogin(ctx, loginQuietBudget)
 	_, err := p.command(ctx, "PAUSE "+p.dbArg())
 	if err == nil {
 		return nil
@@ -335,11 +343,110 @@ func (p *pgBouncer) Freeze(ctx context.Context) error {
 	return err
 }
 
+// Unfreeze resumes the database with server_login_retry at 0 until the
+// pool has a server connection again (see Freeze), then restores it.
 func (p *pgBouncer) Unfreeze(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.resume(ctx)
+	retry, err := p.configValue(ctx, "server_login_retry")
+	if err != nil || retry == "" || retry == "0" {
+		return p.resume(ctx)
+	}
+	if _, err := p.command(ctx, "SET server_login_retry = '0'"); err != nil {
+		return p.resume(ctx)
+	}
+	rerr := p.resume(ctx)
+	if rerr == nil {
+		p.waitReconnected(ctx, reconnectBudget)
+	}
+	restore := fmt.Sprintf("SET server_login_retry = %s", quoteString(retry))
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resumeTimeout)
+	defer cancel()
+	if _, err := p.command(rctx, restore); err != nil {
+		return errors.Join(rerr, fmt.Errorf("pgbouncer: server_login_retry was lowered to 0 during the switch and could not be restored (%v): run %s on the admin console, or RELOAD", err, restore))
+	}
+	return rerr
 }
+
+// loginQuietBudget and reconnectBudget bound the waits before PAUSE and
+// after RESUME, while traffic flows; past them the driver goes on (they only
+// make a stall less likely).
+const (
+	loginQuietBudget = 100 * time.Millisecond
+	reconnectBudget  = 2 * time.Second
+)
+
+// pools reads SHOW POOLS rows of the database.
+func (p *pgBouncer) pools(ctx context.Context) ([]map[string]string, error) {
+	rows, err := p.command(ctx, "SHOW POOLS")
+	if err != nil {
+		return nil, err
+	}
+	var out []map[string]string
+	for _, r := range rows {
+		if r["database"] == p.database {
+			out = append(out, r)
+		}
+	}
+	return out, nil
+}
+
+func sumColumns(rows []map[string]string, cols ...string) int {
+	n := 0
+	for _, r := range rows {
+		for _, c := range cols {
+			v, _ := strconv.Atoi(r[c])
+			n += v
+		}
+	}
+	return n
+}
+
+// waitNoServerLogin waits until no server connection of the database is
+// logging in, at most budget (and never past ctx).
+func (p *pgBouncer) waitNoServerLogin(ctx context.Context, budget time.Duration) {
+	deadline := time.Now().Add(budget)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		rows, err := p.pools(ctx)
+		if err != nil || sumColumns(rows, "sv_login") == 0 {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// waitReconnected waits until no client of the database waits for a server
+// or a server connection is up, at most budget.
+func (p *pgBouncer) waitReconnected(ctx context.Context, budget time.Duration) {
+	deadline := time.Now().Add(budget)
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		rows, err := p.pools(ctx)
+		if err != nil {
+			return
+		}
+		if sumColumns(rows, "cl_waiting") == 0 || sumColumns(rows, "sv_active", "sv_idle", "sv_used", "sv_tested") > 0 {
+			return
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// configValue reads one setting from SHOW CONFIG.
+func (p *pgBouncer) configValue(ctx context.Context, key string) (string, error) {
+	rows, err := p.command(ctx, "SHOW CONFIG")
+	if err != nil {
+		return "", err
+	}
+	for _, r := range rows {
+		if r["key"] == key {
+			return r["value"], nil
+		}
+	}
+	return "", nil
+}
+
+// quoteString quotes a value for the admin console's SET.
+func quoteString(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
 
 // resume sends RESUME; a database that is not paused is fine.
 func (p *pgBouncer) resume(ctx context.Context) error {

@@ -49,6 +49,9 @@ func testPgBouncer(t *testing.T, blueC, greenC *pgtest.Cluster, blue, green Endp
 			"app_archive": fmt.Sprintf("host=%s port=%d dbname=postgres", blue.Host, blue.Port),
 		},
 		PoolMode: "transaction",
+		// PgBouncer's default: a server login cut short by PAUSE would hold
+		// the pool for this long if the driver did not lift it.
+		Settings: map[string]string{"server_login_retry": "15"},
 	})
 	// PgBouncer runs as postgres; give it the file the way a package would,
 	// so that the owner and mode must survive the rewrite.
@@ -176,6 +179,7 @@ func testPgBouncer(t *testing.T, blueC, greenC *pgtest.Cluster, blue, green Endp
 		waitRows(t, blueC, "app", "SELECT count(*) FROM ticks")
 
 		var cycles []time.Duration
+		var phases []string // freeze+switch+unfreeze
 		sides := []Side{Green, Blue, Green, Blue, Green}
 		for i, to := range sides {
 			start := time.Now()
@@ -183,12 +187,15 @@ func testPgBouncer(t *testing.T, blueC, greenC *pgtest.Cluster, blue, green Endp
 			if err := drv.Freeze(fctx); err != nil {
 				t.Fatalf("Freeze: %v", err)
 			}
+			frozen := time.Now()
 			if err := drv.Switch(fctx, to); err != nil {
 				t.Fatalf("Switch(%s): %v", to, err)
 			}
+			switched := time.Now()
 			if err := drv.Unfreeze(fctx); err != nil {
 				t.Fatalf("Unfreeze: %v", err)
 			}
+			phases = append(phases, fmt.Sprintf("%v+%v+%v", frozen.Sub(start).Round(time.Millisecond), switched.Sub(frozen).Round(time.Millisecond), time.Since(switched).Round(time.Millisecond)))
 			cancel()
 			cycles = append(cycles, time.Since(start))
 			time.Sleep(200 * time.Millisecond) // let pgbench write on this side
@@ -220,11 +227,19 @@ func testPgBouncer(t *testing.T, blueC, greenC *pgtest.Cluster, blue, green Endp
 		if onBlue == 0 || onGreen == 0 || onBlue+onGreen != processed {
 			t.Errorf("pgbench committed %d transactions; rows on blue %d + green %d = %d", processed, onBlue, onGreen, onBlue+onGreen)
 		}
+		if stats.longest > time.Second {
+			logData, _ := os.ReadFile(bouncer.LogPath)
+			t.Logf("a query took %v (started %v); PgBouncer's log:\n%s", stats.longest, stats.longestAt.Format("15:04:05.000"), logData)
+		}
+		if got := showConfig(t, bouncer, "server_login_retry"); got != "15" {
+			t.Errorf("server_login_retry = %q after the switches, want the configured 15 restored", got)
+		}
 		if len(stats.errs) > 0 {
 			t.Errorf("the client saw %d errors across the switches, first: %v", len(stats.errs), stats.errs[0])
 		}
 		sorted := slices.Clone(cycles)
 		sort.Slice(sorted, func(i, j int) bool { return sorted[i] < sorted[j] })
+		t.Logf("PgBouncer Freeze+Switch+Unfreeze per cycle: %v", phases)
 		t.Logf("PgBouncer Freeze+Switch+Unfreeze over %d cycles: median %v, max %v (all %v); client: %d queries, longest %v, 0 errors expected, %d seen",
 			len(cycles), sorted[len(sorted)/2], sorted[len(sorted)-1], cycles, stats.queries, stats.longest, len(stats.errs))
 	})
@@ -342,8 +357,9 @@ type loopResult struct {
 }
 
 type loopStats struct {
-	queries int
-	longest time.Duration
+	queries   int
+	longest   time.Duration
+	longestAt time.Time
 	errs    []error
 }
 
@@ -425,7 +441,9 @@ func (l *queryLoop) stop(t *testing.T) loopStats {
 	defer l.mu.Unlock()
 	s := loopStats{queries: len(l.results), errs: l.errs}
 	for _, r := range l.results {
-		s.longest = max(s.longest, r.end.Sub(r.start))
+		if d := r.end.Sub(r.start); d > s.longest {
+			s.longest, s.longestAt = d, r.start
+		}
 	}
 	return s
 }
@@ -454,6 +472,35 @@ func mustExec(t *testing.T, conn *pgx.Conn, sql string) {
 	if _, err := conn.Exec(ctx, sql); err != nil {
 		t.Fatalf("%s: %v", sql, err)
 	}
+}
+
+// showConfig reads one setting from PgBouncer's SHOW CONFIG.
+func showConfig(t *testing.T, b *pgtest.PgBouncer, key string) string {
+	t.Helper()
+	cfg, err := pgconn.ParseConfig(b.AdminDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgconn.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	results, err := conn.Exec(ctx, "SHOW CONFIG").ReadAll()
+	if err != nil {
+		t.Fatalf("SHOW CONFIG: %v", err)
+	}
+	for _, r := range results {
+		for _, row := range r.Rows {
+			if string(row[0]) == key {
+				return string(row[1])
+			}
+		}
+	}
+	t.Fatalf("SHOW CONFIG has no %s", key)
+	return ""
 }
 
 // waitPaused polls SHOW DATABASES until the database's paused flag is want.
