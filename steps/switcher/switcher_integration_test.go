@@ -360,7 +360,7 @@ type loopStats struct {
 	queries   int
 	longest   time.Duration
 	longestAt time.Time
-	errs    []error
+	errs      []error
 }
 
 func startQueryLoop(t *testing.T, dsn string) *queryLoop {
