@@ -25,6 +25,8 @@ type catchupStep struct {
 	// poll and progress are the measuring and logging periods (tests may
 	// shorten them).
 	poll, progress time.Duration
+	// maxErrors overrides maxWorkerErrors when set.
+	maxErrors int64
 }
 
 func (s *catchupStep) ID() string      { return CatchupStepID }
@@ -146,6 +148,10 @@ func (s *catchupStep) Apply(ctx context.Context, env *engine.Env) error {
 	lastLag := int64(-2)
 	started := time.Now()
 	baseSync, baseApply := int64(-1), int64(-1)
+	maxErrors := s.maxErrors
+	if maxErrors == 0 {
+		maxErrors = maxWorkerErrors
+	}
 	for {
 		p, err := measureReplication(ctx, env, s.spec)
 		if err != nil {
@@ -154,7 +160,7 @@ func (s *catchupStep) Apply(ctx context.Context, env *engine.Env) error {
 		if baseSync < 0 {
 			baseSync, baseApply = p.SyncErrors, p.ApplyErrors
 		}
-		if newSync, newApply := p.SyncErrors-baseSync, p.ApplyErrors-baseApply; newSync+newApply >= maxWorkerErrors {
+		if newSync, newApply := p.SyncErrors-baseSync, p.ApplyErrors-baseApply; newSync+newApply >= maxErrors {
 			return fmt.Errorf("subscription %q on green keeps failing (%d table-copy and %d apply errors while waiting, %d/%d tables ready): green's server log names the cause; the usual ones are rows already on green (duplicate key: empty green's tables, then roll back and apply again), a table or column missing on green, or blue refusing the connection",
 				sub, newSync, newApply, p.Ready, len(p.Tables))
 		}

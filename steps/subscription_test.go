@@ -344,6 +344,37 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 		}
 	})
 
+	t.Run("catch-up waits until a lag above the threshold drains", func(t *testing.T) {
+		// With the subscription disabled nothing consumes the slot, so the
+		// lag is certainly above 16 MiB when catch-up starts.
+		p.green.Exec(t, "app", "ALTER SUBSCRIPTION pgshift_orders_pg DISABLE")
+		p.blue.Exec(t, "app", "INSERT INTO accounts SELECT 5000000 + g, repeat('w', 500), g FROM generate_series(1, 60000) g")
+		st, err := readSlot(testCtx(t), mustPool(t, p.env.Source), p.spec.SlotName())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.LagBytes <= catchupThreshold(p.spec) {
+			t.Fatalf("setup: lag %d is not above the threshold %d", st.LagBytes, catchupThreshold(p.spec))
+		}
+		c := p.observe(t, p.catchup)
+		if c.Action != plans.ActionCreate || !strings.Contains(c.Summary, "wait:") {
+			t.Errorf("plan with a large lag: %s %q, want a wait", c.Action, c.Summary)
+		}
+		// target.subscription's Apply enables it again.
+		p.apply(t, p.subscription, p.catchup)
+		st, err = readSlot(testCtx(t), mustPool(t, p.env.Source), p.spec.SlotName())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.LagBytes < 0 || st.LagBytes > catchupThreshold(p.spec) {
+			t.Errorf("catch-up returned with lag %d, threshold %d", st.LagBytes, catchupThreshold(p.spec))
+		}
+		p.waitSame(t, replicatedTables...)
+		// Keep the later copies small.
+		p.blue.Exec(t, "app", "DELETE FROM accounts WHERE id > 5000000")
+		p.waitSame(t, replicatedTables...)
+	})
+
 	t.Run("status reports per-table sync state and lag", func(t *testing.T) {
 		var lines []string
 		for _, s := range []engine.Step{p.subscription, p.catchup} {
@@ -455,7 +486,8 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 		p.green.Exec(t, "app", "SELECT pg_reload_conf()")
 		p.green.Exec(t, "app", "TRUNCATE accounts, events, notes, late; INSERT INTO accounts VALUES (1, 'already here', 0)")
 		p.apply(t, p.publication, p.slot, p.subscription)
-		err := p.catchup.Apply(testCtx(t), p.env.ForStep(CatchupStepID))
+		catchup := &catchupStep{spec: p.spec, poll: 100 * time.Millisecond, maxErrors: 2}
+		err := catchup.Apply(testCtx(t), p.env.ForStep(CatchupStepID))
 		if err == nil || !strings.Contains(err.Error(), "keeps failing") || !strings.Contains(err.Error(), "duplicate key") {
 			t.Errorf("want an error naming the failing copy and the usual cause, got %v", err)
 		}
