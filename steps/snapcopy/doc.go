@@ -21,9 +21,10 @@
 // belong to a snapshot nobody can import any more. Starting over is the only
 // correct resume, and it is cheap to express:
 //
-//  1. DropSlot on blue (the slot's position belongs to the dead snapshot);
-//  2. TruncateTargets on green (empty every table the copy writes to);
+//  1. TruncateTargets on green (empty every table the copy writes to);
+//  2. DropSlot on blue (the slot's position belongs to the dead snapshot);
 //  3. ExportSnapshot again and copy every part again.
 //
-// Reset does 1 and 2 together. Nothing is written to blue except the slot.
+// Reset does 1 and 2 together, in that order: while the slot exists, rows
+// on green may come from an unfinished copy. Nothing is written to blue except the slot.
 package snapcopy

@@ -42,13 +42,16 @@ func Targets(tables []Table) []Relation {
 	return out
 }
 
-// Reset prepares a clean restart after an interrupted copy: it drops the
-// slot on blue (its snapshot is gone) and empties the copied tables on
-// green. Then ExportSnapshot and a new copy start from scratch. Both actions
-// are idempotent, so Reset itself may be interrupted and run again.
+// Reset prepares a clean restart after an interrupted copy: it empties the
+// copied tables on green, then drops the slot on blue (its snapshot is gone).
+// Then ExportSnapshot and a new copy start from scratch. The slot goes last
+// so that while it exists, green may hold rows of an unfinished copy: a
+// caller that finds the slot knows to Reset, and one that finds no slot but
+// rows on green knows they are not pgshift's. Both actions are idempotent,
+// so Reset itself may be interrupted and run again.
 func Reset(ctx context.Context, blue, green querier, slot string, targets []Relation) error {
-	if err := DropSlot(ctx, blue, slot, 30*time.Second); err != nil {
+	if err := TruncateTargets(ctx, green, targets); err != nil {
 		return err
 	}
-	return TruncateTargets(ctx, green, targets)
+	return DropSlot(ctx, blue, slot, 30*time.Second)
 }
