@@ -128,8 +128,9 @@ func (p *pgBouncer) dbArg() string { return pgx.Identifier{p.database}.Sanitize(
 
 // running is the database entry as PgBouncer uses it now.
 type runningDB struct {
-	target connTarget
-	paused bool
+	target   connTarget
+	paused   bool
+	poolMode string // set on the entry; "" when it inherits the global one
 }
 
 func (p *pgBouncer) showDatabase(ctx context.Context) (runningDB, error) {
@@ -143,8 +144,9 @@ func (p *pgBouncer) showDatabase(ctx context.Context) (runningDB, error) {
 		}
 		port, _ := strconv.Atoi(r["port"])
 		return runningDB{
-			target: connTarget{Host: r["host"], Port: port, DBName: r["database"]},
-			paused: r["paused"] == "1",
+			target:   connTarget{Host: r["host"], Port: port, DBName: r["database"]},
+			paused:   r["paused"] == "1",
+			poolMode: r["pool_mode"],
 		}, nil
 	}
 	return runningDB{}, fmt.Errorf("pgbouncer has no database %q (SHOW DATABASES): add it under [databases] in %s and RELOAD", p.database, p.config)
@@ -187,16 +189,14 @@ func (p *pgBouncer) Check(ctx context.Context) error {
 	if err := p.checkConffile(ctx); err != nil {
 		return err
 	}
-	rows, err := p.command(ctx, "SHOW CONFIG")
-	if err != nil {
-		return fmt.Errorf("pgbouncer: SHOW CONFIG: %w", err)
-	}
-	for _, r := range rows {
-		if r["key"] == "pool_mode" && r["value"] == "session" {
-			if mode := p.dbPoolMode(ctx); mode == "" || mode == "session" {
-				return fmt.Errorf("pgbouncer pool_mode is session: PAUSE %s would wait for every client to disconnect; set pool_mode = transaction (globally or on the [databases] entry)", p.database)
-			}
+	mode := db.poolMode
+	if mode == "" {
+		if mode, err = p.configValue(ctx, "pool_mode"); err != nil {
+			return fmt.Errorf("pgbouncer: SHOW CONFIG: %w", err)
 		}
+	}
+	if mode == "session" {
+		return fmt.Errorf("pgbouncer pool_mode is session for %s: PAUSE would wait for every client to disconnect; set pool_mode = transaction (globally or on the [databases] entry)", p.database)
 	}
 	edit, err := p.planEdit(Green)
 	if err != nil {
@@ -210,20 +210,6 @@ func (p *pgBouncer) Check(ctx context.Context) error {
 
 func sameTarget(a, b connTarget) bool {
 	return a.Host == b.Host && a.Port == b.Port && a.DBName == b.DBName
-}
-
-// dbPoolMode is the pool_mode set on the database entry itself, if any.
-func (p *pgBouncer) dbPoolMode(ctx context.Context) string {
-	rows, err := p.command(ctx, "SHOW DATABASES")
-	if err != nil {
-		return ""
-	}
-	for _, r := range rows {
-		if r["name"] == p.database {
-			return r["pool_mode"]
-		}
-	}
-	return ""
 }
 
 // checkConffile compares the file the running PgBouncer loaded with the one

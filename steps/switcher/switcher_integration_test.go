@@ -47,6 +47,7 @@ func testPgBouncer(t *testing.T, blueC, greenC *pgtest.Cluster, blue, green Endp
 		Databases: map[string]string{
 			"app":         fmt.Sprintf("host=%s port=%d dbname=app pool_size=4", blue.Host, blue.Port),
 			"app_archive": fmt.Sprintf("host=%s port=%d dbname=postgres", blue.Host, blue.Port),
+			"app_session": fmt.Sprintf("host=%s port=%d dbname=app pool_mode=session", blue.Host, blue.Port),
 		},
 		PoolMode: "transaction",
 		// PgBouncer's default: a server login cut short by PAUSE would hold
@@ -94,6 +95,7 @@ func testPgBouncer(t *testing.T, blueC, greenC *pgtest.Cluster, blue, green Endp
 			want string
 		}{
 			{"unknown database", engine.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, Config: bouncer.ConfigPath, Database: "nope"}, `pgbouncer has no database "nope"`},
+			{"session pooling", engine.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, Config: bouncer.ConfigPath, Database: "app_session"}, "pool_mode is session"},
 			{"other file", engine.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, Config: copyFile(t, bouncer.ConfigPath), Database: "app"}, "the running PgBouncer reads"},
 			{"password env unset", engine.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, AdminPasswordEnv: "PGSHIFT_TEST_UNSET_PASSWORD", Config: bouncer.ConfigPath, Database: "app"}, "PGSHIFT_TEST_UNSET_PASSWORD"},
 		} {
