@@ -65,6 +65,24 @@ func (f *findings) change() plans.Change {
 	return c
 }
 
+// passing is what Check returns: the preconditions that hold. A failed one
+// is already a blocker of the plan's change, and Apply refuses on it with its
+// fix; listing it as a failed precondition too would show and count every
+// problem twice.
+func (f *findings) passing() []plans.Precondition {
+	return passingOnly(f.checks)
+}
+
+func passingOnly(pcs []plans.Precondition) []plans.Precondition {
+	var ok []plans.Precondition
+	for _, pc := range pcs {
+		if pc.OK {
+			ok = append(ok, pc)
+		}
+	}
+	return ok
+}
+
 // err is Apply's verdict: nil when nothing blocks, else every blocker.
 func (f *findings) err(stepID string) error {
 	if len(f.blockers) == 0 {

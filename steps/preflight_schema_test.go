@@ -174,6 +174,45 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 		}
 	})
 
+	t.Run("roles without the privileges are told what to grant", func(t *testing.T) {
+		p.blue.Exec(t, "postgres", `CREATE ROLE repl_only LOGIN REPLICATION`)
+		p.green.Exec(t, "postgres", `CREATE ROLE plain LOGIN`)
+		weak := *p.spec
+		weak.Source.DSN = strings.Replace(p.spec.Source.DSN, "//postgres@", "//repl_only@", 1)
+		weak.Target.DSN = strings.Replace(p.spec.Target.DSN, "//postgres@", "//plain@", 1)
+		env := engine.NewEnv(&weak, nil)
+		defer env.Close()
+		c, err := source.Observe(prepCtx(t), env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !hasLine(c.Blockers, "does not own", "public.actor", "owner or a superuser") ||
+			!hasLine(c.Blockers, "may not read", "GRANT SELECT ON") {
+			t.Errorf("a replication role owning and reading nothing: %q", c.Blockers)
+		}
+		if hasLine(c.Blockers, "may not replicate") {
+			t.Errorf("REPLICATION is reported missing: %q", c.Blockers)
+		}
+		c, err = target.Observe(prepCtx(t), env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !hasLine(c.Blockers, "role plain on green may not create subscriptions", "GRANT pg_create_subscription TO plain") {
+			t.Errorf("a plain role on green: %q", c.Blockers)
+		}
+		if !hasLine(c.Warnings, "neither SUPERUSER nor CREATEROLE") {
+			t.Errorf("a plain role on green cannot copy roles: %q", c.Warnings)
+		}
+		p.green.Exec(t, "postgres", `GRANT pg_create_subscription TO plain; GRANT CREATE ON DATABASE app TO plain`)
+		c, err = target.Observe(prepCtx(t), env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if hasLine(c.Blockers, "may not create subscriptions") {
+			t.Errorf("pg_create_subscription and CREATE are enough on 17: %q", c.Blockers)
+		}
+	})
+
 	t.Run("wal_level replica gives the blocker and the exact fix", func(t *testing.T) {
 		p.blue.Exec(t, "postgres", `ALTER SYSTEM SET wal_level = replica`)
 		p.blue.Restart(t)

@@ -46,7 +46,7 @@ func (s preflightSource) Check(ctx context.Context, env *engine.Env) ([]plans.Pr
 	if err != nil {
 		return nil, err
 	}
-	return f.checks, nil
+	return f.passing(), nil
 }
 
 // Apply only verifies again: it fails while anything blocks.
@@ -90,16 +90,16 @@ func (preflightSource) inspect(ctx context.Context, env *engine.Env) (*findings,
 // sourcePrivileges: replication (superuser, REPLICATION or a managed role)
 // and CREATE on the database for the publication.
 func sourcePrivileges(ctx context.Context, f *findings, pool *pgxpool.Pool, env *engine.Env) error {
-	var user string
+	var user, db string
 	var super, repl, create bool
 	var managed []string
 	err := pool.QueryRow(ctx, `
-SELECT r.rolname, r.rolsuper, r.rolreplication,
+SELECT r.rolname, current_database(), r.rolsuper, r.rolreplication,
        has_database_privilege(current_database(), 'CREATE'),
        coalesce((SELECT array_agg(m.rolname ORDER BY m.rolname) FROM pg_roles m
                   WHERE m.rolname = ANY($1) AND pg_has_role(r.oid, m.oid, 'MEMBER')), '{}')
   FROM pg_roles r WHERE r.rolname = current_user`, managedReplicationRoles).
-		Scan(&user, &super, &repl, &create, &managed)
+		Scan(&user, &db, &super, &repl, &create, &managed)
 	if err != nil {
 		return fmt.Errorf("read privileges of the connecting role: %w", err)
 	}
@@ -114,9 +114,9 @@ SELECT r.rolname, r.rolsuper, r.rolreplication,
 	}
 	f.check("blue replication privilege", how != "", fmt.Sprintf("role %s: %s", user, orNone(how)),
 		fmt.Sprintf("role %s on blue may not replicate: run ALTER ROLE %s REPLICATION; as a superuser (on Amazon RDS: GRANT rds_replication TO %s;)",
-			user, quoteIdent(user), quoteIdent(user)))
+			user, showIdent(user), showIdent(user)))
 	f.check("blue CREATE on database", super || create, fmt.Sprintf("role %s", user),
-		fmt.Sprintf("role %s may not create the publication on blue: GRANT CREATE ON DATABASE <blue database> TO %s;", user, quoteIdent(user)))
+		fmt.Sprintf("role %s may not create the publication on blue: GRANT CREATE ON DATABASE %s TO %s;", user, showIdent(db), showIdent(user)))
 	return nil
 }
 
@@ -230,8 +230,9 @@ func sourceTables(ctx context.Context, f *findings, pool *pgxpool.Pool, env *eng
 	}
 	f.check("replica identity on every table", len(missing) == 0,
 		fmt.Sprintf("%d of %d without", len(missing), len(tables)),
-		fmt.Sprintf("%s %s %s no primary key or replica identity, so UPDATE and DELETE cannot replicate (and fail on blue once published): add a primary key, or run ALTER TABLE %s REPLICA IDENTITY FULL; for each",
-			pick(len(missing), "table", "tables"), listNames(missing), pick(len(missing), "has", "have"), firstOr(missing, "<table>")))
+		fmt.Sprintf("%s %s %s no primary key or replica identity, so UPDATE and DELETE cannot replicate (and fail on blue once published): add a primary key, or run ALTER TABLE %s REPLICA IDENTITY FULL;%s",
+			pick(len(missing), "table", "tables"), listNames(missing), pick(len(missing), "has", "have"), firstOr(missing, "<table>"),
+			pick(len(missing), "", " and likewise for the others")))
 	if len(missing) == 0 {
 		f.fact("%s with replica identity", plural(len(tables), "table", "tables"))
 	}

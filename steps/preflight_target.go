@@ -37,7 +37,7 @@ func (s preflightTarget) Check(ctx context.Context, env *engine.Env) ([]plans.Pr
 	if err != nil {
 		return nil, err
 	}
-	return f.checks, nil
+	return f.passing(), nil
 }
 
 // Apply only verifies again: it fails while anything blocks.
@@ -98,20 +98,20 @@ func (preflightTarget) inspect(ctx context.Context, env *engine.Env) (*findings,
 // targetPrivileges: creating a subscription takes a superuser, or on 16+
 // membership in pg_create_subscription plus CREATE on the database.
 func targetPrivileges(ctx context.Context, f *findings, pool *pgxpool.Pool, env *engine.Env, v ServerVersion) error {
-	var user string
+	var user, db string
 	var super, createRole, create, subscriber bool
 	err := pool.QueryRow(ctx, `
-SELECT r.rolname, r.rolsuper, r.rolcreaterole,
+SELECT r.rolname, current_database(), r.rolsuper, r.rolcreaterole,
        has_database_privilege(current_database(), 'CREATE'),
        EXISTS (SELECT 1 FROM pg_roles m WHERE m.rolname = 'pg_create_subscription'
                                          AND pg_has_role(r.oid, m.oid, 'MEMBER'))
-  FROM pg_roles r WHERE r.rolname = current_user`).Scan(&user, &super, &createRole, &create, &subscriber)
+  FROM pg_roles r WHERE r.rolname = current_user`).Scan(&user, &db, &super, &createRole, &create, &subscriber)
 	if err != nil {
 		return fmt.Errorf("read privileges of the connecting role: %w", err)
 	}
 	ok := super || (v.Major >= 16 && subscriber && create)
-	fix := fmt.Sprintf("connect to green as a superuser, or on PostgreSQL 16+ run GRANT pg_create_subscription TO %s; GRANT CREATE ON DATABASE <green database> TO %s;",
-		quoteIdent(user), quoteIdent(user))
+	fix := fmt.Sprintf("connect to green as a superuser, or on PostgreSQL 16+ run GRANT pg_create_subscription TO %s; GRANT CREATE ON DATABASE %s TO %s;",
+		showIdent(user), showIdent(db), showIdent(user))
 	how := "superuser"
 	if !super {
 		how = "not superuser"

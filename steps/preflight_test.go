@@ -31,6 +31,10 @@ func TestFindingsChange(t *testing.T) {
 	if f.checks[1].OK || !strings.Contains(f.checks[1].Detail, "ALTER SYSTEM") || f.checks[0].Detail != "fine" {
 		t.Errorf("preconditions: %+v", f.checks)
 	}
+	// Check lists what holds; the failure shows once, as the blocker.
+	if pcs := f.passing(); len(pcs) != 1 || pcs[0].Name != "ok one" {
+		t.Errorf("passing preconditions: %+v", pcs)
+	}
 	if err := f.err("preflight.source"); err == nil || !strings.Contains(err.Error(), "ALTER SYSTEM SET wal_level = logical") {
 		t.Errorf("apply error: %v", err)
 	}

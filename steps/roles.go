@@ -290,7 +290,7 @@ func (s roles) Observe(ctx context.Context, env *engine.Env) (plans.Change, erro
 	}
 	if len(p.create) == 0 && len(p.grant) == 0 {
 		return plans.Change{Action: plans.ActionNone,
-			Summary: fmt.Sprintf("green has all %s and memberships of blue", plural(p.existing, "role", "roles"))}, nil
+			Summary: fmt.Sprintf("green has blue's %s and their memberships", plural(p.existing, "role", "roles"))}, nil
 	}
 	c := plans.Change{Action: plans.ActionCreate,
 		Summary: fmt.Sprintf("create %s, grant %s", plural(len(p.create), "role", "roles"), plural(len(p.grant), "membership", "memberships"))}
@@ -323,8 +323,9 @@ func (s roles) Check(ctx context.Context, env *engine.Env) ([]plans.Precondition
 	if err != nil {
 		return nil, err
 	}
-	return []plans.Precondition{{Name: "green may create roles", OK: p.greenCanRoles || len(p.create) == 0,
-		Detail: fmt.Sprintf("%d to create", len(p.create))}}, nil
+	// A failure is the plan's blocker already, and Apply refuses on it.
+	return passingOnly([]plans.Precondition{{Name: "green may create roles", OK: p.greenCanRoles || len(p.create) == 0,
+		Detail: fmt.Sprintf("%d to create", len(p.create))}}), nil
 }
 
 // Apply creates the missing roles and memberships in one transaction, each

@@ -170,7 +170,8 @@ func (s schemaStep) Check(ctx context.Context, env *engine.Env) ([]plans.Precond
 	} else {
 		pre = append(pre, plans.Precondition{Name: "green holds the schema (schema.copy is false)", OK: false, Detail: st.notCopied().Error()})
 	}
-	return pre, nil
+	// Failures are the plan's blockers already, and Apply refuses on them.
+	return passingOnly(pre), nil
 }
 
 // Apply restores the schema unless green holds it already. The restore is

@@ -85,16 +85,19 @@ func quoteIdent(name string) string { return pgx.Identifier{name}.Sanitize() }
 
 var plainIdent = regexp.MustCompile(`^[a-z_][a-z0-9_$]*$`)
 
+// showIdent is an identifier as a fix in a message shows it: bare when
+// that reads the same to the server, quoted otherwise.
+func showIdent(s string) string {
+	if plainIdent.MatchString(s) {
+		return s
+	}
+	return quoteIdent(s)
+}
+
 // displayName is schema.name for messages: parts quoted only when they need
 // it, so that public.events reads as such and "Odd Name" stays unambiguous.
 func displayName(schema, name string) string {
-	show := func(s string) string {
-		if plainIdent.MatchString(s) {
-			return s
-		}
-		return quoteIdent(s)
-	}
-	return show(schema) + "." + show(name)
+	return showIdent(schema) + "." + showIdent(name)
 }
 
 // DisplayName is the table's name for messages (see displayName).
