@@ -173,8 +173,17 @@ func loadRendered(doc *document, vals map[string]string, decls map[string]varDec
 // decodeSpec fills the schema's defaults into the validated tree and decodes
 // it into a Spec.
 func decodeSpec(t *tree) (*Spec, error) {
-	applyDefaults(t.value, rawSchema)
 	root := t.value.(map[string]any)
+	// Freezing through PgBouncer needs a PgBouncer: with another switch
+	// the freeze defaults to read-only.
+	if co, ok := root["cutover"].(map[string]any); ok {
+		if _, set := co["freeze"]; !set {
+			if sw, ok := co["switch"].(map[string]any); ok && sw["pgbouncer"] == nil {
+				co["freeze"] = "read-only"
+			}
+		}
+	}
+	applyDefaults(t.value, rawSchema)
 	// Variable defaults and subscription options may be written as numbers
 	// or booleans; the Spec holds them as strings.
 	for _, d := range mapOf(root["vars"]) {

@@ -178,6 +178,9 @@ func (s *Spec) SetDefaults() {
 	}
 	if s.Cutover.Freeze == "" {
 		s.Cutover.Freeze = DefaultFreeze
+		if s.Cutover.Switch.PgBouncer == nil && (s.Cutover.Switch.HAProxy != nil || s.Cutover.Switch.Exec != nil) {
+			s.Cutover.Freeze = "read-only" // PAUSE needs a PgBouncer
+		}
 	}
 	s.fillNames()
 }

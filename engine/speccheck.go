@@ -38,6 +38,7 @@ func semanticChecks(doc *document) errList {
 		c.add(n, "cutover.switch.pgbouncer.admin_dsn", fmt.Sprintf("names database %q, not PgBouncer's admin console", admin.Database), "connect to the database pgbouncer, such as postgres://pgbouncer@127.0.0.1:6432/pgbouncer")
 	}
 	c.listen()
+	c.freezeFitsSwitch()
 	c.haproxyServers()
 	c.argv("switch")
 	c.argv("back")
@@ -223,6 +224,22 @@ func (c *checker) listen() {
 	}
 	if p, err := strconv.Atoi(port); err != nil || p < 0 || p > 65535 {
 		c.add(n, "metrics.listen", "port "+strconv.Quote(port)+" is not between 0 and 65535", "such as 127.0.0.1:9187")
+	}
+}
+
+// freezeFitsSwitch refuses a freeze through PgBouncer's PAUSE for a switch
+// that is not PgBouncer. (Left out, the freeze defaults to read-only there.)
+func (c *checker) freezeFitsSwitch() {
+	n := c.str("cutover", "freeze")
+	if n == nil || (n.Value != "pooler" && n.Value != "both") {
+		return
+	}
+	_, sw := nodeAt(c.doc.root, "cutover", "switch")
+	if sw == nil || sw.Kind != yaml.MappingNode || len(sw.Content) != 2 {
+		return
+	}
+	if driver := sw.Content[0].Value; driver == "haproxy" || driver == "exec" {
+		c.add(n, "cutover.freeze", n.Value+" holds writes with PgBouncer's PAUSE, and the switch is "+driver, "set freeze: read-only")
 	}
 }
 
