@@ -212,14 +212,15 @@ func (w *worker) settle(ctx context.Context, s segment, ids []string) (*Differen
 			what = "differs"
 		}
 		if len(d.Keys) < w.opts.MaxKeys {
-			d.Keys = append(d.Keys, t.describeKey(f.id)+": "+what)
+			sep := " "
+			if len(t.KeyCols) == 0 {
+				sep = ": "
+			}
+			d.Keys = append(d.Keys, t.describeKey(f.id)+sep+what)
 		}
 	}
-	if len(t.KeyCols) > 0 {
-		d.KeyRange = t.describeKey(found[0].id)
-		if len(found) > 1 {
-			d.KeyRange += " .. " + t.describeKey(found[len(found)-1].id)
-		}
+	if len(t.KeyCols) > 0 && len(found) > 1 {
+		d.KeyRange = t.describeKey(found[0].id) + " .. " + t.describeKey(found[len(found)-1].id)
 	}
 	return d, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"regexp"
 	"sort"
 	"strings"
 	"testing"
@@ -293,14 +294,20 @@ func TestVerifyBlue13Green17(t *testing.T) {
 		}
 		msg := r.Error()
 		for _, w := range []string{
-			"public.kinds: id ", "id=77: differs",
-			"(tenant, day, seq)=(2, 2024-01-02, 101): missing on green",
-			"code=zzz planted: only on green",
-			"(id, at)=(123, 2023-05-04): missing on green",
+			"public.kinds: id ", "1 changed: id=77 differs",
+			"1 missing on green: (tenant, day, seq)=(2, 2024-01-02, 101) missing on green",
+			"1 only on green: code=zzz planted only on green",
+			"(id, at)=(123, 2023-05-04) missing on green",
 			"public.nokey: ", "1 missing on green, 1 only on green",
 		} {
 			if !strings.Contains(msg, w) {
 				t.Errorf("report lacks %q:\n%s", w, msg)
+			}
+		}
+		// The kinds difference names its primary-key range, the composite one a row-comparison range.
+		for _, re := range []string{`public\.kinds: id (< \d+|>= \d+|in \[\d+, \d+\)): `, `public\.composite: \(tenant, day, seq\) (<|>=|in \[)`} {
+			if !regexp.MustCompile(re).MatchString(msg) {
+				t.Errorf("report does not name a primary-key range matching %s:\n%s", re, msg)
 			}
 		}
 		t.Logf("report:\n%s", msg)

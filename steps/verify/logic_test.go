@@ -174,14 +174,14 @@ func TestReportErrorNamesTableRangeAndKeys(t *testing.T) {
 		{Table: "public.a", Rows: 100, Bytes: 2 << 20},
 		{Table: "public.b", Rows: 50, Bytes: 1 << 20, Differences: []Difference{{
 			Table: "public.b", Segment: "id in [10, 20)", KeyRange: "id=12 .. id=15",
-			Changed: 1, OnlyBlue: 1, Keys: []string{"id=12: differs", "id=15: missing on green"},
+			Changed: 1, OnlyBlue: 1, Keys: []string{"id=12 differs", "id=15 missing on green"},
 		}}},
 	}}
 	if r.OK() {
 		t.Fatal("a report with a difference is not OK")
 	}
 	msg := r.Error()
-	for _, want := range []string{"public.b", "id in [10, 20)", "id=12: differs", "id=15: missing on green", "1 changed", "1 missing on green"} {
+	for _, want := range []string{"public.b", "id in [10, 20)", "keys id=12 .. id=15: id=12 differs; id=15 missing on green", "1 changed", "1 missing on green"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("error lacks %q:\n%s", want, msg)
 		}

@@ -3,12 +3,16 @@ package verify
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/big"
 	"strconv"
 )
 
 // maxBuckets bounds the groups of a bucketed table's aggregate.
 const maxBuckets = 16384
+
+// maxSampleRows bounds the keys read to plan the ranges of one table.
+const maxSampleRows = 500000
 
 // chunksFor is how many segments of about chunkBytes a table of bytes needs.
 func chunksFor(bytes, chunkBytes int64) int64 {
@@ -110,8 +114,13 @@ func sampledBounds(ctx context.Context, blue *side, t *tableInfo, n int64) ([][]
 	if est <= 0 {
 		est = float64(t.Bytes) / 64 // never analyzed: assume narrow rows
 	}
-	want := float64(n * 40)
-	pct := 100 * want / est
+	// SYSTEM sampling reads whole pages, whose rows sit next to each other in
+	// key order when the table was loaded in order: sample enough pages
+	// (8 per segment), not just enough rows, for even segments; but bound
+	// the keys read.
+	pages := math.Max(1, float64(t.Bytes)/8192)
+	pct := 100 * math.Max(float64(n*40)/est, float64(n*8)/pages)
+	pct = math.Min(pct, 100*maxSampleRows/est)
 	for attempt := 0; ; attempt++ {
 		if pct > 100 {
 			pct = 100

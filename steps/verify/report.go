@@ -31,7 +31,8 @@ type TableReport struct {
 type Difference struct {
 	Table   string
 	Segment string // the primary-key range or hash buckets compared
-	// KeyRange is the first and last differing key ("id=17 .. id=4711").
+	// KeyRange is the first and last differing key ("id=17 .. id=4711"),
+	// when more than one differs.
 	KeyRange  string
 	Changed   int      // rows on both sides whose contents differ
 	OnlyBlue  int      // rows missing on green
@@ -59,7 +60,7 @@ func (d Difference) String() string {
 		s += "; keys " + d.KeyRange
 	}
 	if len(d.Keys) > 0 {
-		s += " (" + strings.Join(d.Keys, "; ") + ")"
+		s += ": " + strings.Join(d.Keys, "; ")
 	}
 	return s
 }
