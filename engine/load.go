@@ -85,6 +85,9 @@ func loadBytes(filename string, data []byte, opts LoadOptions) ([]*Spec, errList
 		entry := &entries[i]
 		vals, pending, es := resolveVars(filename, decls, append(layers[:len(layers):len(layers)], entry.vars), opts.Vars, entry, opts.Inventory)
 		spec, es2 := loadRendered(cloneDoc(doc), vals, decls, pending)
+		if len(es) > 0 {
+			spec = nil // a variable is missing: templates that use it were left as written
+		}
 		es = append(es, es2...)
 		name := entryName(doc, vals)
 		if spec != nil {
