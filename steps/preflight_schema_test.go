@@ -139,7 +139,6 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 	auditStep := stepOf(t, p.spec, auditID)
 	rolesStep := stepOf(t, p.spec, rolesID)
 	schema := stepOf(t, p.spec, schemaID)
-	blueTables := p.blue.Scalar(t, "app", `SELECT count(*) FROM pg_tables WHERE schemaname = 'public'`)
 
 	t.Run("a table without a key blocks until it has a replica identity", func(t *testing.T) {
 		c := p.observe(t, source)
@@ -153,6 +152,17 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 			t.Fatalf("apply with a blocker: want an error naming public.no_pk, got %v", err)
 		}
 		p.blue.Exec(t, "app", `ALTER TABLE public.no_pk REPLICA IDENTITY FULL`)
+
+		// A partition keeps its own replica identity: FULL on the root does
+		// not reach it.
+		p.blue.Exec(t, "app", `CREATE TABLE public.parted (id int, v text) PARTITION BY RANGE (id);
+			CREATE TABLE public.parted_1 PARTITION OF public.parted FOR VALUES FROM (0) TO (100);
+			ALTER TABLE public.parted REPLICA IDENTITY FULL`)
+		c = p.observe(t, source)
+		if !hasLine(c.Blockers, "public.parted_1") || hasLine(c.Blockers, "public.no_pk") {
+			t.Fatalf("want a blocker naming the partition public.parted_1 only, got %q", c.Blockers)
+		}
+		p.blue.Exec(t, "app", `ALTER TABLE public.parted_1 REPLICA IDENTITY FULL`)
 		c = p.observe(t, source)
 		if len(c.Blockers) > 0 {
 			t.Fatalf("blockers left after REPLICA IDENTITY FULL: %q", c.Blockers)
@@ -329,10 +339,23 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 	})
 
 	t.Run("schema restores once, and rollback drops only what it restored", func(t *testing.T) {
+		// One of blue's tables already on green: the restore would fail on it.
+		p.green.Exec(t, "app", `CREATE TABLE public.scratch (id int)`)
+		if c := p.observe(t, schema); c.Action != plans.ActionBlocker || !hasLine(c.Blockers, "public.scratch", "lacks public.actor") {
+			t.Errorf("green holding one of blue's tables: %s %q", c.Action, c.Blockers)
+		}
+		if c := p.observe(t, target); !hasLine(c.Blockers, "public.scratch", "would fail") {
+			t.Errorf("preflight.target with one of blue's tables on green: %q", c.Blockers)
+		}
+		if err := p.apply(t, p.env(t), schema); err == nil || !strings.Contains(err.Error(), "public.scratch") {
+			t.Errorf("apply with one of blue's tables on green: %v", err)
+		}
+		p.green.Exec(t, "app", `DROP TABLE public.scratch`)
+
 		// A schema and a table of green's own must survive the rollback.
 		p.green.Exec(t, "app", `CREATE SCHEMA keep; CREATE TABLE keep.mine (id int PRIMARY KEY); CREATE TABLE public.green_own (id int)`)
 		c := p.observe(t, schema)
-		if c.Action != plans.ActionCreate || !strings.Contains(c.Summary, "restore 25 tables, 13 sequences") ||
+		if c.Action != plans.ActionCreate || !strings.Contains(c.Summary, "restore 27 tables, 13 sequences") ||
 			!strings.Contains(c.Summary, "2 extensions") {
 			t.Fatalf("plan: %s %q %q", c.Action, c.Summary, c.Blockers)
 		}
@@ -385,6 +408,7 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 		if err := p.apply(t, env, schema); err != nil {
 			t.Fatal(err)
 		}
+		blueTables := p.blue.Scalar(t, "app", `SELECT count(*) FROM pg_tables WHERE schemaname = 'public'`)
 		greenTables := p.green.Scalar(t, "app", `SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'green_own'`)
 		if greenTables != blueTables {
 			t.Errorf("green holds %s tables in public, blue %s", greenTables, blueTables)

@@ -191,10 +191,14 @@ func targetTables(ctx context.Context, f *findings, green, blue *pgxpool.Pool, e
 	onBlue := tableSet(blueAll)
 	onGreen := tableSet(greenAll)
 	var present, absent, foreign []string
-	var presentTables []Table
+	var presentTables []Table // selected tables green holds
+	// The schema dump holds excluded and unlogged tables, views and
+	// sequences too: any of those names on green conflicts.
+	if present, err = sharedRelations(ctx, blue, green); err != nil {
+		return err
+	}
 	for _, t := range selected {
 		if onGreen[t.QualifiedName()] {
-			present = append(present, t.DisplayName())
 			presentTables = append(presentTables, t)
 		} else {
 			absent = append(absent, t.DisplayName())
@@ -217,9 +221,9 @@ func targetTables(ctx context.Context, f *findings, green, blue *pgxpool.Pool, e
 		f.fact("green holds all %s", plural(len(selected), "table", "tables"))
 		f.check("green schema", true, "all selected tables present", "")
 	case env.Spec.Schema.Copy:
-		f.check("green schema", false, fmt.Sprintf("%d of %d selected tables present", len(present), len(selected)),
-			fmt.Sprintf("green already holds %d of the %d selected tables (%s) but not the others (%s): the schema restore would fail on the existing ones; drop them on green, or restore the rest yourself and set schema.copy: false",
-				len(present), len(selected), listNames(present), listNames(absent)))
+		f.check("green schema", false, fmt.Sprintf("%d of blue's relations present, %d selected tables missing", len(present), len(absent)),
+			fmt.Sprintf("green already holds %s of blue's (%s) but lacks %s: the schema restore would fail on the existing ones; drop them on green, or restore the rest yourself and set schema.copy: false",
+				plural(len(present), "relation", "relations"), listNames(present), listNames(absent)))
 	default:
 		f.check("green schema", false, fmt.Sprintf("%d of %d selected tables present", len(present), len(selected)),
 			fmt.Sprintf("schema.copy is false but green lacks %s: restore blue's schema into green first (pg_dump --schema-only | psql), or set schema.copy: true",

@@ -56,7 +56,7 @@ func (schemaStep) Needs() []string { return []string{rolesID} }
 // tools a restore would use.
 type schemaState struct {
 	selected []Table
-	present  []string // selected tables green holds
+	present  []string // blue's relations (tables, views, sequences) green holds
 	absent   []string // selected tables green lacks
 	blue     ServerVersion
 	green    ServerVersion
@@ -89,11 +89,14 @@ func (s schemaStep) state(ctx context.Context, env *engine.Env) (*schemaState, e
 	if err != nil {
 		return nil, fmt.Errorf("green: %w", err)
 	}
+	// The dump holds every relation of blue, excluded and unlogged tables
+	// too: any of them on green would make the restore fail.
+	if st.present, err = sharedRelations(ctx, blue, green); err != nil {
+		return nil, err
+	}
 	have := tableSet(onGreen)
 	for _, t := range st.selected {
-		if have[t.QualifiedName()] {
-			st.present = append(st.present, t.DisplayName())
-		} else {
+		if !have[t.QualifiedName()] {
 			st.absent = append(st.absent, t.DisplayName())
 		}
 	}
@@ -111,8 +114,8 @@ func (s schemaStep) state(ctx context.Context, env *engine.Env) (*schemaState, e
 func (st *schemaState) done() bool { return len(st.absent) == 0 && len(st.selected) > 0 }
 
 func (st *schemaState) partial() error {
-	return fmt.Errorf("green already holds %d of the %d selected tables (%s) but not %s: a restore would fail on the existing ones; drop them on green and apply again, or restore the rest yourself and set schema.copy: false",
-		len(st.present), len(st.selected), listNames(st.present), listNames(st.absent))
+	return fmt.Errorf("green already holds %s of blue's (%s) but lacks %s: a restore of blue's schema would fail on the existing ones; drop them on green and apply again, or restore the rest yourself and set schema.copy: false",
+		plural(len(st.present), "relation", "relations"), listNames(st.present), listNames(st.absent))
 }
 
 func (st *schemaState) notCopied() error {
@@ -165,8 +168,8 @@ func (s schemaStep) Check(ctx context.Context, env *engine.Env) ([]plans.Precond
 			tool.Detail = fmt.Sprintf("%s (pg_dump %d, blue %d)", st.pgDump.Path, st.pgDump.Major, st.blue.Major)
 		}
 		pre = append(pre, tool)
-		pre = append(pre, plans.Precondition{Name: "green holds none of the selected tables", OK: len(st.present) == 0,
-			Detail: fmt.Sprintf("%d of %d present", len(st.present), len(st.selected))})
+		pre = append(pre, plans.Precondition{Name: "green holds none of blue's tables", OK: len(st.present) == 0,
+			Detail: fmt.Sprintf("%d present", len(st.present))})
 	} else {
 		pre = append(pre, plans.Precondition{Name: "green holds the schema (schema.copy is false)", OK: false, Detail: st.notCopied().Error()})
 	}
@@ -563,4 +566,50 @@ func dropStatement(ctx context.Context, tx pgx.Tx, classid, objid int64) (string
 		return "", err
 	}
 	return "DROP " + kind + " IF EXISTS " + name + " CASCADE", nil
+}
+
+// userRelationsSQL lists a database's tables, views and sequences outside
+// the system schemas and extensions: the names a schema restore creates.
+const userRelationsSQL = `
+SELECT n.nspname, c.relname
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+   AND n.nspname NOT LIKE 'pg\_toast%' AND n.nspname NOT LIKE 'pg\_temp%'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass
+                    AND d.objid = c.oid AND d.deptype = 'e')
+ ORDER BY 1, 2`
+
+// sharedRelations names the relations of blue that green holds too.
+func sharedRelations(ctx context.Context, blue, green querier) ([]string, error) {
+	list := func(db querier) ([][2]string, error) {
+		rows, err := db.Query(ctx, userRelationsSQL)
+		if err != nil {
+			return nil, err
+		}
+		return pgx.CollectRows(rows, func(r pgx.CollectableRow) ([2]string, error) {
+			var v [2]string
+			err := r.Scan(&v[0], &v[1])
+			return v, err
+		})
+	}
+	b, err := list(blue)
+	if err != nil {
+		return nil, fmt.Errorf("blue: list relations: %w", err)
+	}
+	g, err := list(green)
+	if err != nil {
+		return nil, fmt.Errorf("green: list relations: %w", err)
+	}
+	onGreen := make(map[[2]string]bool, len(g))
+	for _, r := range g {
+		onGreen[r] = true
+	}
+	var shared []string
+	for _, r := range b {
+		if onGreen[r] {
+			shared = append(shared, displayName(r[0], r[1]))
+		}
+	}
+	return shared, nil
 }
