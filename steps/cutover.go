@@ -1,0 +1,345 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/steps/switcher"
+)
+
+// CutoverStepID moves the application from blue to green.
+const CutoverStepID = "cutover"
+
+func init() {
+	register(func(spec *engine.Spec) []engine.Step { return []engine.Step{&cutoverStep{spec: spec}} })
+}
+
+// cutoverStep freezes writes, drains replication into green, copies the
+// sequences, stops the forward subscription, starts reverse replication
+// exactly where green's first application write will be, switches traffic
+// and unfreezes. Everything that can be done before the freeze is: the
+// freeze is the users' downtime.
+//
+// Every transition is recorded (env.Record) before it is made, so that a
+// killed run is recoverable: the next apply finishes the cutover when the
+// switch has happened and aborts it (back to blue, unfrozen) otherwise;
+// rollback does the same before switching back; status says how.
+type cutoverStep struct {
+	spec *engine.Spec
+
+	// newDriver builds the switch driver (tests may wrap the real one).
+	newDriver func(spec *engine.Spec) (switcher.Driver, error)
+	// hook, when set, runs at named stages of the freeze: tests use it to
+	// break something at a precise moment (stop green before the switch).
+	hook func(stage string) error
+}
+
+func (s *cutoverStep) ID() string      { return CutoverStepID }
+func (s *cutoverStep) Needs() []string { return []string{VerifyStepID} }
+
+// Gate asks for approval unless cutover.approval is auto.
+func (s *cutoverStep) Gate() string {
+	if s.spec.Cutover.Approval == "auto" {
+		return ""
+	}
+	return fmt.Sprintf("freezes writes (%s) for at most %s, moves the application to green through %s%s; an interrupted cutover is finished or aborted first",
+		s.spec.Cutover.Freeze, time.Duration(s.spec.Cutover.PauseTimeout), switchName(s.spec), reverseNote(s.spec))
+}
+
+func reverseNote(spec *engine.Spec) string {
+	if spec.Cutover.ReverseReplication {
+		return ", and replicates green back to blue for rollback"
+	}
+	return " without reverse replication (rollback would lose green's writes)"
+}
+
+func switchName(spec *engine.Spec) string {
+	sw := spec.Cutover.Switch
+	switch {
+	case sw.PgBouncer != nil:
+		return "PgBouncer"
+	case sw.HAProxy != nil:
+		return "HAProxy"
+	case sw.Exec != nil:
+		return "the exec hook"
+	}
+	return "no switch"
+}
+
+// Outputs recorded in the state (never a secret).
+const (
+	coPhase          = "phase"                      // see phases
+	coFreeze         = "freeze"                     // what was frozen: pooler, read-only, both
+	coReadOnlyBefore = "blue_read_only_before"      // blue was read-only by its owner's choice
+	coSyncCommit     = "forward_synchronous_commit" // the forward subscription's setting before the cutover
+	coFrozenAt       = "frozen_at"
+	coDrainLSN       = "drain_lsn"         // blue's position after the freeze, confirmed by green
+	coReverseLSN     = "reverse_start_lsn" // green's position where reverse replication starts
+	coPauseMS        = "pause_ms"
+	coAborted        = "aborted" // why the last attempt aborted
+	coSequences      = "sequences"
+
+	rbPhase          = "rollback_phase"
+	rbReadOnlyBefore = "green_read_only_before"
+	rbFrozenAt       = "rollback_frozen_at"
+	rbBlueLSN        = "rollback_blue_lsn" // blue's position once green's writes were all applied
+	rbPauseMS        = "rollback_pause_ms"
+)
+
+// Phases of a cutover, in order. A freeze is in place from freezing to
+// switched; live means clients write on green.
+const (
+	phasePrepared     = "prepared"
+	phaseFreezing     = "freezing"
+	phaseFrozen       = "frozen"
+	phaseDrained      = "drained"
+	phaseReverseReady = "reverse-ready"
+	phaseSwitching    = "switching"
+	phaseSwitched     = "switched"
+	phaseLive         = "live"
+	phaseDone         = "done"
+	phaseAborted      = "aborted"
+)
+
+var phaseRank = map[string]int{
+	"": 0, phaseAborted: 0, phasePrepared: 1, phaseFreezing: 2, phaseFrozen: 3, phaseDrained: 4,
+	phaseReverseReady: 5, phaseSwitching: 6, phaseSwitched: 7, phaseLive: 8, phaseDone: 9,
+}
+
+// frozenPhase says whether a recorded phase leaves a freeze in place.
+func frozenPhase(p string) bool {
+	r := phaseRank[p]
+	return r >= phaseRank[phaseFreezing] && r <= phaseRank[phaseSwitched]
+}
+
+// cutoverApplication names pgshift's sessions, which the read-only freeze
+// keeps when it ends every other session.
+const cutoverApplication = "pgshift-cutover"
+
+// run is one cutover (or rollback) in progress: the driver and dedicated
+// pools on both sides whose sessions are not read-only and survive the
+// freeze's session purge.
+type run struct {
+	s       *cutoverStep
+	env     *engine.Env
+	spec    *engine.Spec
+	drv     switcher.Driver
+	blue    *pgxpool.Pool
+	green   *pgxpool.Pool
+	blueDB  string // database names, for ALTER DATABASE
+	greenDB string
+	frozen  time.Time
+
+	lastLap time.Time
+	laps    []string
+}
+
+func (s *cutoverStep) driver() (switcher.Driver, error) {
+	if s.newDriver != nil {
+		return s.newDriver(s.spec)
+	}
+	return newSwitchDriver(s.spec)
+}
+
+// newSwitchDriver builds the spec's driver, with blue and green as pgshift
+// reaches them.
+func newSwitchDriver(spec *engine.Spec) (switcher.Driver, error) {
+	blue, err := switcher.EndpointFromDSN(spec.Source.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("source.dsn: %w", err)
+	}
+	green, err := switcher.EndpointFromDSN(spec.Target.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("target.dsn: %w", err)
+	}
+	return switcher.New(spec, blue, green)
+}
+
+// cutoverPool opens a small pool whose sessions carry cutoverApplication and
+// write even while the database's default is read-only.
+func cutoverPool(ctx context.Context, db *engine.Database) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(db.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("%s: cannot parse dsn", db.Role)
+	}
+	if p := db.Password(); p != "" {
+		cfg.ConnConfig.Password = p
+	}
+	cfg.ConnConfig.RuntimeParams["application_name"] = cutoverApplication
+	cfg.ConnConfig.RuntimeParams["default_transaction_read_only"] = "off"
+	cfg.MinConns = 2
+	cfg.MaxConns = 6
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("%s: connect to %s: %w", db.Role, db.Redacted(), err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("%s: connect to %s: %w", db.Role, db.Redacted(), err)
+	}
+	return pool, nil
+}
+
+// open connects to both sides and the switch. green may be unreachable
+// (an abort must still unfreeze blue): its pool is then nil.
+func (s *cutoverStep) open(ctx context.Context, env *engine.Env) (*run, error) {
+	drv, err := s.driver()
+	if err != nil {
+		return nil, err
+	}
+	r := &run{s: s, env: env, spec: s.spec, drv: drv}
+	if r.blue, err = cutoverPool(ctx, env.Source); err != nil {
+		r.close()
+		return nil, err
+	}
+	if err := r.blue.QueryRow(ctx, "SELECT current_database()").Scan(&r.blueDB); err != nil {
+		r.close()
+		return nil, fmt.Errorf("blue: %w", err)
+	}
+	if r.green, err = cutoverPool(ctx, env.Target); err != nil {
+		env.Log.Warn("green unreachable", "error", err)
+		r.green = nil
+	} else if err := r.green.QueryRow(ctx, "SELECT current_database()").Scan(&r.greenDB); err != nil {
+		r.close()
+		return nil, fmt.Errorf("green: %w", err)
+	}
+	return r, nil
+}
+
+func (r *run) needGreen() error {
+	if r.green == nil {
+		return fmt.Errorf("green (%s) is unreachable: start it or fix target.dsn, then run again", r.env.Target.Redacted())
+	}
+	return nil
+}
+
+func (r *run) close() {
+	if r.drv != nil {
+		r.drv.Close()
+	}
+	if r.blue != nil {
+		r.blue.Close()
+	}
+	if r.green != nil {
+		r.green.Close()
+	}
+}
+
+func (r *run) out(key string) string {
+	v, _ := r.env.Output(CutoverStepID, key)
+	return v
+}
+
+func (r *run) record(key, value string) { r.env.Record(key, value) }
+
+func (r *run) stage(name string) error {
+	if r.s.hook == nil {
+		return nil
+	}
+	return r.s.hook(name)
+}
+
+// Apply runs the cutover, first finishing or aborting one a killed run left
+// in the middle.
+func (s *cutoverStep) Apply(ctx context.Context, env *engine.Env) error {
+	r, err := s.open(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	switch phase := r.out(coPhase); {
+	case phase == phaseDone:
+		return r.confirmDone(ctx)
+	case phase == phaseSwitched || phase == phaseLive:
+		env.Log.Warn("an earlier cutover was interrupted after the switch: finishing it", "phase", phase)
+		return r.finish(ctx, false)
+	case phase == phaseSwitching:
+		if side, err := r.drv.Current(ctx); err == nil && side == switcher.Green {
+			env.Log.Warn("an earlier cutover was interrupted during the switch, which took effect: finishing it")
+			return r.finish(ctx, false)
+		}
+		fallthrough
+	case frozenPhase(phase):
+		env.Log.Warn("an earlier cutover was interrupted during the freeze: switching back to blue and unfreezing it first", "phase", phase)
+		if err := r.recoverToBlue(ctx); err != nil {
+			return err
+		}
+	}
+	return r.cutover(ctx)
+}
+
+// confirmDone checks, on a re-run after success, that traffic is on green.
+func (r *run) confirmDone(ctx context.Context) error {
+	side, err := r.drv.Current(ctx)
+	switch {
+	case errors.Is(err, switcher.ErrUnknownSide):
+		return nil
+	case err != nil:
+		return err
+	case side != switcher.Green:
+		return fmt.Errorf("the cutover is recorded as done, but %s sends traffic to %s: someone moved it back; run `pgshift rollback` to make blue the primary cleanly, or switch it to green again by hand", r.drv.Name(), side)
+	}
+	r.env.Log.Info("cutover already done: traffic goes to green", "pause_ms", r.out(coPauseMS))
+	return nil
+}
+
+func (s *cutoverStep) Observe(ctx context.Context, env *engine.Env) (plans.Change, error) {
+	phase, _ := env.Output(CutoverStepID, coPhase)
+	if phase == phaseDone {
+		pause, _ := env.Output(CutoverStepID, coPauseMS)
+		return plans.Change{Action: plans.ActionNone, Summary: "traffic on green since the cutover (write pause " + pause + " ms)"}, nil
+	}
+	c := s.Describe()
+	if frozenPhase(phase) {
+		c.Warnings = append(c.Warnings, "a cutover was interrupted during its freeze ("+phase+"): blue may still be frozen; apply --approve-cutover finishes or aborts it")
+	}
+	drv, err := s.driver()
+	if err != nil {
+		return plans.Change{Action: plans.ActionBlocker, Summary: "cutover.switch is not usable", Blockers: []string{err.Error()}}, nil
+	}
+	defer drv.Close()
+	c.Details = append(drv.Describe(switcher.Green), c.Details...)
+	return c, nil
+}
+
+// Fingerprint keeps the action and what would change, not the pause.
+func (s *cutoverStep) Fingerprint(c plans.Change) string {
+	return string(c.Action) + "\n" + strings.Join(c.Details, "\n") + "\n" + strings.Join(c.Blockers, "\n")
+}
+
+func (s *cutoverStep) Describe() plans.Change {
+	rev := s.spec.ReverseName()
+	details := []string{
+		fmt.Sprintf("before the freeze: wait for lag under %s, REFRESH MATERIALIZED VIEW on green, forward subscription synchronous_commit = on", replBytes(preFreezeLag(s.spec))),
+	}
+	if s.spec.Cutover.ReverseReplication {
+		details = append(details,
+			fmt.Sprintf("before the freeze: CREATE PUBLICATION %s on green (the replicated tables); CREATE SUBSCRIPTION %s on blue (enabled = false, copy_data = false, create_slot = false)", replIdent(rev), replIdent(rev)))
+	}
+	details = append(details,
+		fmt.Sprintf("freeze (%s), drain: green confirms blue's last position; copy every sequence + %d", s.spec.Cutover.Freeze, s.spec.Sequences.Margin),
+		fmt.Sprintf("ALTER SUBSCRIPTION %s DISABLE on green", replIdent(s.spec.SubscriptionName())))
+	if s.spec.Cutover.ReverseReplication {
+		details = append(details, fmt.Sprintf("pg_create_logical_replication_slot(%s, 'pgoutput') on green", QuoteLiteral(rev)))
+	}
+	details = append(details, fmt.Sprintf("switch to green, unfreeze (aborts back to blue past %s)", time.Duration(s.spec.Cutover.PauseTimeout)))
+	if s.spec.Cutover.ReverseReplication {
+		details = append(details, fmt.Sprintf("ALTER SUBSCRIPTION %s ENABLE on blue", replIdent(rev)))
+	}
+	return plans.Change{Action: plans.ActionCreate,
+		Summary: fmt.Sprintf("freeze writes (%s, at most %s), drain, copy sequences, switch to green", s.spec.Cutover.Freeze, time.Duration(s.spec.Cutover.PauseTimeout)),
+		Details: details}
+}
+
+func (s *cutoverStep) DescribeRollback() string {
+	if !s.spec.Cutover.ReverseReplication {
+		return "switch back to blue: refused after a cutover without reverse replication (green's writes are not on blue)"
+	}
+	return fmt.Sprintf("freeze green, drain reverse replication into blue, copy sequences back, switch to blue, unfreeze; drop %s on both sides; re-enable %s", s.spec.ReverseName(), s.spec.SubscriptionName())
+}

@@ -1,0 +1,113 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgshift/pgshift/steps/switcher"
+)
+
+// The write freeze (cutover.freeze) holds the side that takes writes:
+//
+//	pooler     PgBouncer PAUSE: running transactions finish, new queries
+//	           queue in PgBouncer; clients see a delay, never an error.
+//	read-only  ALTER DATABASE ... SET default_transaction_read_only = on,
+//	           then every other session is ended so that none keeps
+//	           writing; clients see their connection drop and, until the
+//	           switch, read-only errors. For a switch that cannot hold
+//	           queries (HAProxy, exec).
+//	both       the two: a second lock for clients that bypass the pooler.
+
+func freezeModes(mode string) (pooler, readOnly bool) {
+	switch mode {
+	case "read-only":
+		return false, true
+	case "both":
+		return true, true
+	}
+	return true, false
+}
+
+// freeze freezes one side. wasReadOnly says whether its owner had made it
+// read-only already (then unfreeze leaves it so).
+func (r *run) freeze(ctx context.Context, db *pgxpool.Pool, dbname string) error {
+	pooler, readOnly := freezeModes(r.spec.Cutover.Freeze)
+	if pooler {
+		if err := r.drv.Freeze(ctx); err != nil {
+			return fmt.Errorf("freeze writes with %s: %w", r.drv.Name(), err)
+		}
+	}
+	if readOnly {
+		if err := FreezeReadOnly(ctx, db, dbname); err != nil {
+			return err
+		}
+		n, err := TerminateSessions(ctx, db, dbname, cutoverApplication)
+		if err != nil {
+			return err
+		}
+		r.env.Log.Debug("read-only freeze: ended sessions", "database", dbname, "sessions", n)
+	}
+	return nil
+}
+
+// unfreeze lifts what freeze did; owner-made read-only stays. Both halves
+// are tried even when one fails.
+func (r *run) unfreeze(ctx context.Context, db *pgxpool.Pool, dbname string, wasReadOnly bool) error {
+	pooler, readOnly := freezeModes(r.spec.Cutover.Freeze)
+	var errs []error
+	if readOnly && !wasReadOnly {
+		if db == nil {
+			errs = append(errs, fmt.Errorf("database %s is unreachable: run ALTER DATABASE %s RESET default_transaction_read_only on it", dbname, quoteIdent(dbname)))
+		} else if err := UnfreezeReadOnly(ctx, db, dbname); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if pooler {
+		if err := r.drv.Unfreeze(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("unfreeze with %s: %w", r.drv.Name(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// readOnlyBefore reads, before the first freeze, whether the database is
+// read-only by its owner's choice; the recorded answer wins on a re-run.
+func (r *run) readOnlyBefore(ctx context.Context, key string, db *pgxpool.Pool, dbname string) (bool, error) {
+	if v := r.out(key); v != "" {
+		return v == "true", nil
+	}
+	st, err := ReadOnlyFrozen(ctx, db, dbname)
+	if err != nil {
+		return false, err
+	}
+	r.record(key, strconv.FormatBool(st.ReadOnly))
+	return st.ReadOnly, nil
+}
+
+// howToUnfreeze says, for messages, what to run by hand when an unfreeze
+// failed.
+func (r *run) howToUnfreeze(side switcher.Side) string {
+	pooler, readOnly := freezeModes(r.spec.Cutover.Freeze)
+	dbname := r.blueDB
+	if side == switcher.Green {
+		dbname = r.greenDB
+	}
+	var how []string
+	if pooler && r.spec.Cutover.Switch.PgBouncer != nil {
+		how = append(how, fmt.Sprintf("RESUME %s on PgBouncer's admin console", quoteIdent(r.spec.Cutover.Switch.PgBouncer.Database)))
+	}
+	if readOnly {
+		how = append(how, fmt.Sprintf("ALTER DATABASE %s RESET default_transaction_read_only on %s", quoteIdent(dbname), side))
+	}
+	if len(how) == 0 {
+		return "nothing to undo by hand"
+	}
+	s := how[0]
+	if len(how) > 1 {
+		s += ", and " + how[1]
+	}
+	return s
+}

@@ -1,0 +1,110 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/plans"
+)
+
+// preFreezeLagFloor is the lag the cutover waits for before it freezes:
+// whatever is left is applied inside the pause, and 1 MiB of WAL is a few
+// tens of milliseconds of apply. cutover.max_lag_bytes raises it.
+const preFreezeLagFloor = 1 << 20
+
+func preFreezeLag(spec *engine.Spec) int64 {
+	if spec.Cutover.MaxLagBytes > preFreezeLagFloor {
+		return spec.Cutover.MaxLagBytes
+	}
+	return preFreezeLagFloor
+}
+
+// Check lists the cutover's preconditions. When a killed run left a freeze
+// in place it lists none that could fail: Apply must run, to finish or
+// abort that cutover and unfreeze.
+func (s *cutoverStep) Check(ctx context.Context, env *engine.Env) ([]plans.Precondition, error) {
+	phase, _ := env.Output(CutoverStepID, coPhase)
+	if frozenPhase(phase) || phaseRank[phase] >= phaseRank[phaseSwitched] {
+		return []plans.Precondition{{Name: "cutover in progress", OK: true, Detail: "phase " + phase + ": apply finishes or aborts it"}}, nil
+	}
+	return s.preconditions(ctx, env)
+}
+
+func (s *cutoverStep) preconditions(ctx context.Context, env *engine.Env) ([]plans.Precondition, error) {
+	var pre []plans.Precondition
+	add := func(name string, ok bool, detail string) {
+		pre = append(pre, plans.Precondition{Name: name, OK: ok, Detail: detail})
+	}
+
+	res, _ := env.Output(VerifyStepID, verifyOutResult)
+	add("verify passed", res == "passed", fmt.Sprintf("last verify: %q (pgshift apply runs verify before the cutover)", res))
+
+	sw := s.spec.Cutover.Switch
+	if s.spec.Cutover.Freeze == "pooler" && sw.PgBouncer == nil {
+		add("the freeze fits the switch", false, fmt.Sprintf("cutover.freeze: pooler holds writes through PgBouncer's PAUSE, but the switch is %s: set cutover.freeze: read-only", switchName(s.spec)))
+	} else {
+		add("the freeze fits the switch", true, "freeze "+s.spec.Cutover.Freeze+" with "+switchName(s.spec))
+	}
+
+	p, err := measureReplication(ctx, env, s.spec)
+	if err != nil {
+		return nil, err
+	}
+	threshold := catchupThreshold(s.spec)
+	add("every table ready", p.Subscription.Exists && len(p.Tables) > 0 && p.Ready == len(p.Tables),
+		fmt.Sprintf("%d/%d tables ready on green (subscription %s)", p.Ready, len(p.Tables), s.spec.SubscriptionName()))
+	add("replication lag under threshold", p.Slot.Exists && p.Slot.LagBytes >= 0 && p.Slot.LagBytes <= threshold,
+		fmt.Sprintf("lag %s, threshold %s; the freeze starts once it is under %s", replBytes(p.Slot.LagBytes), replBytes(threshold), replBytes(preFreezeLag(s.spec))))
+
+	drv, err := s.driver()
+	if err != nil {
+		add("switch configured", false, err.Error())
+	} else {
+		err := drv.Check(ctx)
+		detail := drv.Name() + " reachable"
+		if err != nil {
+			detail = err.Error()
+		}
+		add("switch reachable", err == nil, detail)
+		drv.Close()
+	}
+
+	if s.spec.Cutover.ReverseReplication {
+		green, err := env.Target.Pool(ctx)
+		if err != nil {
+			add("green reachable", false, err.Error())
+			return pre, nil
+		}
+		var walLevel string
+		var free int
+		if err := green.QueryRow(ctx, `SELECT current_setting('wal_level'),
+		       current_setting('max_replication_slots')::int - (SELECT count(*) FROM pg_replication_slots)`).Scan(&walLevel, &free); err != nil {
+			return nil, fmt.Errorf("green: read replication settings: %w", err)
+		}
+		add("green can publish (wal_level = logical)", walLevel == "logical",
+			fmt.Sprintf("wal_level is %s on green; reverse replication needs logical (ALTER SYSTEM SET wal_level = logical and restart green, or set cutover.reverse_replication: false)", walLevel))
+		st, err := readSlot(ctx, green, s.spec.ReverseName())
+		if err != nil {
+			return nil, err
+		}
+		add("a free replication slot on green", st.Exists || free > 0,
+			fmt.Sprintf("%d free (raise max_replication_slots on green)", free))
+	}
+	return pre, nil
+}
+
+// failedPreconditions turns the failing ones into an error.
+func failedPreconditions(pre []plans.Precondition) error {
+	var failed []string
+	for _, p := range pre {
+		if !p.OK {
+			failed = append(failed, p.Name+": "+p.Detail)
+		}
+	}
+	if len(failed) == 0 {
+		return nil
+	}
+	return fmt.Errorf("cutover not started, nothing was frozen: %s", strings.Join(failed, "; "))
+}

@@ -1,0 +1,56 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/steps/switcher"
+)
+
+// Report tells `pgshift status` where traffic goes and, above all, whether
+// a killed cutover or rollback left a side frozen, and how to undo it. It
+// only reads.
+func (s *cutoverStep) Report(ctx context.Context, env *engine.Env) ([]string, error) {
+	out := func(k string) string { v, _ := env.Output(CutoverStepID, k); return v }
+	var facts []string
+	phase, rb := out(coPhase), out(rbPhase)
+	r := &run{s: s, env: env, spec: s.spec, blueDB: dbNameOf(env.Source), greenDB: dbNameOf(env.Target)}
+	switch {
+	case rbFrozenPhase(rb):
+		facts = append(facts, fmt.Sprintf("GREEN IS FROZEN by a rollback of the cutover that stopped in phase %s (since %s): unless a pgshift run is in progress, run pgshift rollback again (it finishes or undoes it); by hand: %s",
+			rb, out(rbFrozenAt), r.howToUnfreeze(switcher.Green)))
+	case frozenPhase(phase):
+		facts = append(facts, fmt.Sprintf("BLUE IS FROZEN by a cutover that stopped in phase %s (since %s): unless a pgshift run is in progress, run pgshift apply --approve-cutover (it finishes or aborts the cutover) or pgshift rollback; by hand: %s",
+			phase, out(coFrozenAt), r.howToUnfreeze(switcher.Blue)))
+	case rb == rbDone || rb == rbSwitchedBck:
+		facts = append(facts, "cutover rolled back: traffic on blue, write pause "+out(rbPauseMS)+" ms")
+	case phase == phaseDone || phase == phaseLive:
+		facts = append(facts, "cutover done: write pause "+out(coPauseMS)+" ms")
+	case phase == phaseAborted:
+		facts = append(facts, "last cutover aborted, traffic on blue: "+out(coAborted))
+	}
+	if drv, err := s.driver(); err == nil {
+		defer drv.Close()
+		if side, err := drv.Current(ctx); err == nil {
+			facts = append(facts, fmt.Sprintf("%s sends traffic to %s", drv.Name(), side))
+		}
+	}
+	if phaseRank[phase] >= phaseRank[phaseLive] && rb == "" && s.spec.Cutover.ReverseReplication {
+		if green, err := env.Target.Pool(ctx); err == nil {
+			if st, err := readSlot(ctx, green, s.spec.ReverseName()); err == nil && st.Exists {
+				facts = append(facts, fmt.Sprintf("reverse replication lag %s (slot %s on green)", replBytes(st.LagBytes), s.spec.ReverseName()))
+			}
+		}
+	}
+	return facts, nil
+}
+
+// dbNameOf is the database a DSN names, for messages.
+func dbNameOf(db *engine.Database) string {
+	cfg, err := db.ConnConfig()
+	if err != nil {
+		return "?"
+	}
+	return cfg.Database
+}

@@ -1,0 +1,269 @@
+package steps
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/steps/switcher"
+)
+
+// Rolling back a cutover makes blue the primary again without losing what
+// green took meanwhile: freeze green, drain reverse replication into blue
+// (blue confirms green's last position through the reverse slot), copy the
+// sequences back, stop the reverse subscription, switch to blue, unfreeze.
+// Then, outside the pause: drop the reverse objects, and resume the forward
+// subscription exactly after green's writes (its slot on blue is advanced
+// past what reverse replication applied there, or green would receive its
+// own rows back), so that the pipeline is where it was before the cutover.
+//
+// A cutover that never switched (aborted, or killed inside its freeze) is
+// undone the same way as an abort.
+
+const (
+	rbFreezing    = "freezing"
+	rbFrozen      = "frozen"
+	rbDrained     = "drained"
+	rbSwitching   = "switching"
+	rbSwitchedBck = "switched-back"
+	rbDone        = "done"
+)
+
+func rbFrozenPhase(p string) bool {
+	return p == rbFreezing || p == rbFrozen || p == rbDrained || p == rbSwitching
+}
+
+func (s *cutoverStep) Rollback(ctx context.Context, env *engine.Env) error {
+	r, err := s.open(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	phase := r.out(coPhase)
+	switched := phaseRank[phase] >= phaseRank[phaseSwitched]
+	if phase == phaseSwitching {
+		side, err := r.drv.Current(ctx)
+		switched = err == nil && side == switcher.Green
+	}
+	if switched || r.out(rbPhase) != "" {
+		return r.switchBack(ctx)
+	}
+	if frozenPhase(phase) {
+		back, problems := r.backToBlue(ctx)
+		if !back || len(problems) > 0 {
+			return fmt.Errorf("undo the interrupted cutover: %s", joinLines(problems))
+		}
+		return nil
+	}
+	// Never frozen: remove what the preparation made.
+	var errs []error
+	if s.spec.Cutover.ReverseReplication {
+		if err := dropReverse(ctx, env, r.blue, r.green); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := r.restoreForward(ctx); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (r *run) setRB(p string) { r.record(rbPhase, p) }
+
+// switchBack is the rollback of a cutover that switched to green.
+func (r *run) switchBack(ctx context.Context) error {
+	if !r.spec.Cutover.ReverseReplication {
+		return errors.New("the cutover ran without reverse replication (cutover.reverse_replication: false): the writes made on green since are not on blue, and switching back would lose them; move them yourself, then switch the traffic and remove the cutover step's state by hand")
+	}
+	if err := r.needGreen(); err != nil {
+		return err
+	}
+	switch rb := r.out(rbPhase); {
+	case rb == rbDone:
+		return nil
+	case rb == rbSwitchedBck:
+		return r.finishBack(ctx, false)
+	case rb == rbSwitching:
+		if side, err := r.drv.Current(ctx); err == nil && side == switcher.Blue {
+			return r.finishBack(ctx, false)
+		}
+		fallthrough
+	case rbFrozenPhase(rb):
+		r.env.Log.Warn("an earlier rollback was interrupted during its freeze of green: unfreezing green first", "phase", rb)
+		if err := r.undoBackFreeze(ctx); err != nil {
+			return err
+		}
+	}
+	return r.switchBackFresh(ctx)
+}
+
+func (r *run) switchBackFresh(ctx context.Context) error {
+	rev := r.spec.ReverseName()
+	st, err := readSubscription(ctx, r.blue, rev)
+	if err != nil {
+		return err
+	}
+	if !st.Exists {
+		return fmt.Errorf("reverse subscription %q is missing on blue: green's writes may not all be on blue; nothing was changed. Recreate reverse replication or move the rows yourself", rev)
+	}
+	if !st.Enabled {
+		if err := enableSubscription(ctx, r.blue, rev); err != nil {
+			return err
+		}
+	}
+	if err := setSubscriptionSyncCommit(ctx, r.blue, rev, "on"); err != nil {
+		return err
+	}
+	if err := r.drv.Check(ctx); err != nil {
+		return fmt.Errorf("switch %s: %w", r.drv.Name(), err)
+	}
+	if _, err := r.readOnlyBefore(ctx, rbReadOnlyBefore, r.green, r.greenDB); err != nil {
+		return err
+	}
+	if err := waitLagUnder(ctx, r.env, r.green, rev, preFreezeLag(r.spec), lagWaitBudget); err != nil {
+		return fmt.Errorf("reverse replication: %w", err)
+	}
+
+	pause := time.Duration(r.spec.Cutover.PauseTimeout)
+	r.setRB(rbFreezing)
+	r.frozen = time.Now()
+	r.record(rbFrozenAt, r.frozen.UTC().Format(time.RFC3339Nano))
+	fctx, cancel := context.WithDeadline(ctx, r.frozen.Add(pause-abortReserve(pause)))
+	defer cancel()
+	fail := func(what string, err error) error {
+		if fctx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("%w (pause_timeout %s reached)", err, pause)
+		}
+		cause := fmt.Errorf("%s: %w", what, err)
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abortBudget)
+		defer cancel()
+		if uerr := r.undoBackFreeze(actx); uerr != nil {
+			return fmt.Errorf("rollback of the cutover failed inside its freeze (%w), and unfreezing green failed too: %v", cause, uerr)
+		}
+		took := time.Since(r.frozen)
+		r.recordPause(rbPauseMS, "rollback", took)
+		return fmt.Errorf("rollback of the cutover aborted: traffic stays on green, which takes writes again, and reverse replication goes on; nothing was lost: %w", cause)
+	}
+
+	if err := r.freeze(fctx, r.green, r.greenDB); err != nil {
+		return fail("freeze green", err)
+	}
+	r.setRB(rbFrozen)
+	r.lap("freeze green")
+
+	var wg sync.WaitGroup
+	var seqErr error
+	var seqReport SequenceReport
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		seqReport, seqErr = SyncSequences(fctx, r.green, r.blue, r.spec.Sequences.Margin)
+	}()
+	marker, err := emitMarker(fctx, r.green, "rollback drain")
+	if err == nil {
+		err = waitConfirmed(fctx, r.green, rev, marker)
+	}
+	wg.Wait()
+	if err != nil {
+		return fail("drain green into blue", err)
+	}
+	if seqErr != nil {
+		return fail("copy sequences back to blue", seqErr)
+	}
+	r.setRB(rbDrained)
+	r.lap("drain+sequences")
+	if err := stopSubscription(fctx, r.blue, rev); err != nil {
+		return fail("stop reverse replication", err)
+	}
+	var blueLSN string
+	if err := r.blue.QueryRow(fctx, "SELECT pg_current_wal_lsn()::text").Scan(&blueLSN); err != nil {
+		return fail("read blue's position", err)
+	}
+	r.record(rbBlueLSN, blueLSN)
+	r.setRB(rbSwitching)
+	if err := r.drv.Switch(fctx, switcher.Blue); err != nil {
+		return fail("switch to blue", err)
+	}
+	r.setRB(rbSwitchedBck)
+	r.lap("stop reverse+switch")
+	if err := r.unfreeze(fctx, r.green, r.greenDB, r.out(rbReadOnlyBefore) == "true"); err != nil {
+		return fmt.Errorf("switched back to blue, but unfreezing green failed: %w; by hand: %s", err, r.howToUnfreeze(switcher.Green))
+	}
+	took := time.Since(r.frozen)
+	r.lap("unfreeze")
+	r.recordPause(rbPauseMS, "rollback", took)
+	for _, p := range seqReport.Problems() {
+		r.env.Log.Warn("sequence", "problem", p)
+	}
+	r.env.Log.Info(fmt.Sprintf("cutover rolled back: traffic on blue, write pause %s", took.Round(time.Millisecond)), "pause_ms", took.Milliseconds(), "breakdown", strings.Join(r.laps, ", "))
+	return r.finishBack(ctx, true)
+}
+
+// undoBackFreeze ends a rollback freeze that did not switch: traffic on
+// green, green unfrozen, reverse replication running again.
+func (r *run) undoBackFreeze(ctx context.Context) error {
+	var errs []error
+	if r.out(rbPhase) == rbSwitching {
+		if err := r.drv.Switch(ctx, switcher.Green); err != nil {
+			errs = append(errs, fmt.Errorf("switch back to green: %w", err))
+		}
+	}
+	if err := r.unfreeze(ctx, r.green, r.greenDB, r.out(rbReadOnlyBefore) == "true"); err != nil {
+		errs = append(errs, fmt.Errorf("unfreeze green: %w (by hand: %s)", err, r.howToUnfreeze(switcher.Green)))
+	}
+	if err := enableSubscription(ctx, r.blue, r.spec.ReverseName()); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) == 0 {
+		r.setRB("")
+	}
+	return errors.Join(errs...)
+}
+
+// finishBack completes a rollback whose switch took effect.
+func (r *run) finishBack(ctx context.Context, fresh bool) error {
+	if !fresh {
+		if err := r.drv.Switch(ctx, switcher.Blue); err != nil {
+			return fmt.Errorf("finish the interrupted rollback: switch to blue: %w", err)
+		}
+		if err := r.unfreeze(ctx, r.green, r.greenDB, r.out(rbReadOnlyBefore) == "true"); err != nil {
+			return fmt.Errorf("finish the interrupted rollback: %w; by hand: %s", err, r.howToUnfreeze(switcher.Green))
+		}
+	}
+	if err := dropReverse(ctx, r.env, r.blue, r.green); err != nil {
+		return fmt.Errorf("traffic is on blue; removing reverse replication failed: %w", err)
+	}
+	if err := r.resumeForward(ctx); err != nil {
+		return fmt.Errorf("traffic is on blue; resuming the forward subscription failed: %w", err)
+	}
+	r.setRB(rbDone)
+	return nil
+}
+
+// resumeForward moves the forward slot past what reverse replication
+// applied on blue, then re-enables the forward subscription.
+func (r *run) resumeForward(ctx context.Context) error {
+	slot := r.spec.SlotName()
+	if lsn := r.out(rbBlueLSN); lsn != "" {
+		st, err := readSlot(ctx, r.blue, slot)
+		if err != nil {
+			return err
+		}
+		if st.Exists {
+			var behind bool
+			if err := r.blue.QueryRow(ctx, "SELECT coalesce(confirmed_flush_lsn < $2::pg_lsn, true) FROM pg_replication_slots WHERE slot_name = $1", slot, lsn).Scan(&behind); err != nil {
+				return fmt.Errorf("blue: read slot %q: %w", slot, err)
+			}
+			if behind {
+				if _, err := r.blue.Exec(ctx, "SELECT pg_replication_slot_advance($1, $2::pg_lsn)", slot, lsn); err != nil {
+					return fmt.Errorf("blue: advance slot %q to %s: %w", slot, lsn, err)
+				}
+			}
+		}
+	}
+	return r.restoreForward(ctx)
+}

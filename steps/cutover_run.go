@@ -1,0 +1,268 @@
+package steps
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pgshift/pgshift/steps/switcher"
+)
+
+// lagWaitBudget bounds the wait for a small lag before the freeze.
+const lagWaitBudget = 2 * time.Minute
+
+// abortReserve is the part of pause_timeout kept for switching back and
+// unfreezing when the cutover aborts, so that the whole freeze stays within
+// pause_timeout.
+func abortReserve(pause time.Duration) time.Duration {
+	r := pause / 4
+	if r > 3*time.Second {
+		r = 3 * time.Second
+	}
+	return r
+}
+
+// cutover runs a fresh cutover: prepare, freeze, drain, switch, unfreeze.
+func (r *run) cutover(ctx context.Context) error {
+	if err := r.needGreen(); err != nil {
+		return fmt.Errorf("cutover not started, nothing was frozen: %w", err)
+	}
+	pre, err := r.s.preconditions(ctx, r.env)
+	if err != nil {
+		return err
+	}
+	if err := failedPreconditions(pre); err != nil {
+		return err
+	}
+	if err := r.prepare(ctx); err != nil {
+		return fmt.Errorf("cutover not started, nothing was frozen: %w", err)
+	}
+	return r.freezeAndSwitch(ctx)
+}
+
+// prepare does before the freeze everything that can be done then.
+func (r *run) prepare(ctx context.Context) error {
+	fwd := r.spec.SubscriptionName()
+	// An aborted attempt may have left the forward subscription disabled.
+	st, err := readSubscription(ctx, r.green, fwd)
+	if err != nil {
+		return err
+	}
+	if !st.Exists {
+		return fmt.Errorf("subscription %q does not exist on green: apply %s first", fwd, SubscriptionStepID)
+	}
+	if !st.Enabled {
+		r.env.Log.Info("re-enabling the forward subscription left disabled by an earlier attempt", "subscription", fwd)
+		if err := enableSubscription(ctx, r.green, fwd); err != nil {
+			return err
+		}
+	}
+	if r.spec.Cutover.ReverseReplication {
+		// A reverse slot must not exist before the freeze (it would carry
+		// forward-applied rows back): one left by a killed attempt goes.
+		if err := dropSlot(ctx, r.env, r.green, r.spec.ReverseName()); err != nil {
+			return fmt.Errorf("green: drop the reverse slot left by an earlier attempt: %w", err)
+		}
+	}
+	if r.out(coSyncCommit) == "" {
+		v, err := subscriptionSyncCommit(ctx, r.green, fwd)
+		if err != nil {
+			return err
+		}
+		r.record(coSyncCommit, v)
+	}
+	if err := setSubscriptionSyncCommit(ctx, r.green, fwd, "on"); err != nil {
+		return err
+	}
+	if n, err := refreshMaterializedViews(ctx, r.env, r.blue, r.green); err != nil {
+		return err
+	} else if n > 0 {
+		r.env.Log.Info("materialized views refreshed on green before the freeze; they miss what blue writes until the switch", "views", n)
+	}
+	if r.spec.Cutover.ReverseReplication {
+		if err := ensureReversePublication(ctx, r.env, r.blue, r.green); err != nil {
+			return err
+		}
+		if err := ensureReverseSubscription(ctx, r.env, r.blue); err != nil {
+			return err
+		}
+	}
+	if err := r.drv.Check(ctx); err != nil {
+		return fmt.Errorf("switch %s: %w", r.drv.Name(), err)
+	}
+	if _, err := r.readOnlyBefore(ctx, coReadOnlyBefore, r.blue, r.blueDB); err != nil {
+		return err
+	}
+	if err := waitLagUnder(ctx, r.env, r.blue, r.spec.SlotName(), preFreezeLag(r.spec), lagWaitBudget); err != nil {
+		return err
+	}
+	r.record(coPhase, phasePrepared)
+	return nil
+}
+
+// setPhase records a phase; the state file is written before it returns.
+func (r *run) setPhase(p string) { r.record(coPhase, p) }
+
+// lap notes how long the part of the pause just ended took, for the log
+// line that breaks the pause down.
+func (r *run) lap(name string) {
+	now := time.Now()
+	if r.lastLap.IsZero() {
+		r.lastLap = r.frozen
+	}
+	r.laps = append(r.laps, fmt.Sprintf("%s %s", name, now.Sub(r.lastLap).Round(100*time.Microsecond)))
+	r.lastLap = now
+}
+
+// freezeAndSwitch is the pause. Any failure before the unfreeze aborts:
+// back to blue, unfrozen, reverse objects dropped, forward re-enabled.
+func (r *run) freezeAndSwitch(ctx context.Context) error {
+	pause := time.Duration(r.spec.Cutover.PauseTimeout)
+	r.record(coFreeze, r.spec.Cutover.Freeze)
+	r.setPhase(phaseFreezing)
+	r.frozen = time.Now()
+	r.record(coFrozenAt, r.frozen.UTC().Format(time.RFC3339Nano))
+	fctx, cancel := context.WithDeadline(ctx, r.frozen.Add(pause-abortReserve(pause)))
+	defer cancel()
+
+	fail := func(what string, err error) error {
+		if fctx.Err() != nil && ctx.Err() == nil {
+			err = fmt.Errorf("%w (pause_timeout %s reached)", err, pause)
+		}
+		return r.abort(ctx, fmt.Errorf("%s: %w", what, err))
+	}
+
+	if err := r.freeze(fctx, r.blue, r.blueDB); err != nil {
+		return fail("freeze", err)
+	}
+	r.setPhase(phaseFrozen)
+	r.lap("freeze")
+	if err := r.stage("frozen"); err != nil {
+		return fail("frozen", err)
+	}
+
+	// Drain and sequences at once: sequences are not replicated, and blue's
+	// values are final once it is frozen.
+	var wg sync.WaitGroup
+	var seqErr error
+	var seqReport SequenceReport
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		seqReport, seqErr = SyncSequences(fctx, r.blue, r.green, r.spec.Sequences.Margin)
+	}()
+	marker, err := emitMarker(fctx, r.blue, "cutover drain")
+	if err == nil {
+		err = waitConfirmed(fctx, r.blue, r.spec.SlotName(), marker)
+	}
+	wg.Wait()
+	if err != nil {
+		return fail("drain blue into green", err)
+	}
+	if seqErr != nil {
+		return fail("copy sequences to green", seqErr)
+	}
+	r.record(coDrainLSN, marker)
+	r.record(coSequences, strconv.Itoa(len(seqReport.Synced)))
+	r.setPhase(phaseDrained)
+	r.lap("drain+sequences")
+
+	if err := stopSubscription(fctx, r.green, r.spec.SubscriptionName()); err != nil {
+		return fail("stop the forward subscription", err)
+	}
+	if r.spec.Cutover.ReverseReplication {
+		lsn, err := createReverseSlot(fctx, r.green, r.spec.ReverseName())
+		if err != nil {
+			return fail("reverse replication", err)
+		}
+		r.record(coReverseLSN, lsn)
+	}
+	r.setPhase(phaseReverseReady)
+	r.lap("stop forward+reverse slot")
+	if err := r.stage("before-switch"); err != nil {
+		return fail("before the switch", err)
+	}
+
+	r.setPhase(phaseSwitching)
+	if err := r.drv.Switch(fctx, switcher.Green); err != nil {
+		return fail("switch to green", err)
+	}
+	if err := r.stage("after-switch"); err != nil {
+		return fail("after the switch", err)
+	}
+	if err := r.confirmGreen(fctx); err != nil {
+		return fail("confirm green after the switch", err)
+	}
+	r.setPhase(phaseSwitched)
+	r.lap("switch")
+
+	if err := r.unfreeze(fctx, r.blue, r.blueDB, r.out(coReadOnlyBefore) == "true"); err != nil {
+		// Traffic is on green and green is fine: do not go back, but say
+		// what is still held.
+		r.setPhase(phaseSwitched)
+		return fmt.Errorf("switched to green, but the unfreeze failed: %w; run pgshift apply --approve-cutover again, or by hand: %s", err, r.howToUnfreeze(switcher.Blue))
+	}
+	took := time.Since(r.frozen)
+	r.lap("unfreeze")
+	r.setPhase(phaseLive)
+	r.recordPause(coPauseMS, "cutover", took)
+	for _, p := range seqReport.Problems() {
+		r.env.Log.Warn("sequence", "problem", p)
+	}
+	r.env.Log.Info(fmt.Sprintf("cutover done: write pause %s", took.Round(time.Millisecond)),
+		"pause_ms", took.Milliseconds(), "sequences", len(seqReport.Synced), "drain_lsn", marker, "breakdown", strings.Join(r.laps, ", "))
+	return r.finish(ctx, true)
+}
+
+func (r *run) recordPause(key, operation string, took time.Duration) {
+	r.record(key, strconv.FormatInt(took.Milliseconds(), 10))
+	r.env.Metrics.ObserveCutoverPause(operation, took.Seconds())
+}
+
+// confirmGreen checks that green takes writes: reachable, a primary, and not
+// read-only by default.
+func (r *run) confirmGreen(ctx context.Context) error {
+	var recovery bool
+	var ro string
+	if err := r.green.QueryRow(ctx, "SELECT pg_is_in_recovery(), current_setting('default_transaction_read_only')").Scan(&recovery, &ro); err != nil {
+		return fmt.Errorf("green: %w", err)
+	}
+	if recovery {
+		return fmt.Errorf("green (%s) is a standby: it cannot take writes", r.env.Target.Redacted())
+	}
+	st, err := ReadOnlyFrozen(ctx, r.green, r.greenDB)
+	if err != nil {
+		return err
+	}
+	if st.ReadOnly {
+		return fmt.Errorf("green's database %s is read-only (ALTER DATABASE ... SET default_transaction_read_only = %s)", r.greenDB, st.Value)
+	}
+	return nil
+}
+
+// finish completes a cutover whose switch took effect: traffic on green,
+// unfrozen, reverse replication running. Run again, it changes nothing.
+func (r *run) finish(ctx context.Context, fresh bool) error {
+	if !fresh {
+		if err := r.drv.Switch(ctx, switcher.Green); err != nil {
+			return fmt.Errorf("finish the interrupted cutover: switch to green: %w; by hand: %s", err, r.howToUnfreeze(switcher.Blue))
+		}
+		if err := r.unfreeze(ctx, r.blue, r.blueDB, r.out(coReadOnlyBefore) == "true"); err != nil {
+			return fmt.Errorf("finish the interrupted cutover: %w; by hand: %s", err, r.howToUnfreeze(switcher.Blue))
+		}
+		r.setPhase(phaseLive)
+	}
+	if r.spec.Cutover.ReverseReplication {
+		if err := enableSubscription(ctx, r.blue, r.spec.ReverseName()); err != nil {
+			return fmt.Errorf("traffic is on green, but reverse replication did not start: %w; run pgshift apply --approve-cutover again", err)
+		}
+	}
+	r.setPhase(phaseDone)
+	return nil
+}
+
+// joinLines formats problems for an error.
+func joinLines(errs []string) string { return strings.Join(errs, "; ") }

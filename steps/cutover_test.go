@@ -1,0 +1,402 @@
+package steps
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pgtest"
+	"github.com/pgshift/pgshift/steps/switcher"
+)
+
+// The cutover's tests run the real pipeline (publication, slot,
+// subscription, catch-up, verify) from blue 13 to green 17, then cut over
+// and roll back under client load through a real PgBouncer or HAProxy.
+
+// cutoverSchema is created on both sides; blue also gets the rows. Every
+// client transaction inserts one ledger row and bumps one counter, so the
+// row count and the counters' sum tell exactly how many transactions
+// committed.
+const cutoverSchema = `
+CREATE TABLE ledger (id bigserial PRIMARY KEY, client int NOT NULL, note text, at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE counters (id int PRIMARY KEY, v bigint NOT NULL);
+CREATE MATERIALIZED VIEW ledger_totals AS SELECT client, count(*) AS n FROM ledger GROUP BY client;
+`
+
+const cutoverRows = `
+INSERT INTO counters SELECT g, 0 FROM generate_series(1, 100) g;
+INSERT INTO ledger (client, note) SELECT g % 7, 'seed' FROM generate_series(1, 1000) g;
+REFRESH MATERIALIZED VIEW ledger_totals;
+`
+
+const seedRows = 1000
+
+type cutoverRig struct {
+	blue, green *pgtest.Cluster
+	spec        *engine.Spec
+	env         *engine.Env
+	logs        *syncBuffer
+	step        *cutoverStep
+}
+
+// newCutoverRig starts blue 13 and green 17, lets configure set the
+// spec's cutover, and runs the pipeline up to verify.
+func newCutoverRig(t *testing.T, configure func(r *cutoverRig)) *cutoverRig {
+	t.Helper()
+	cs := pgtest.StartClusters(t, []int{13, 17})
+	r := &cutoverRig{blue: cs[0], green: cs[1]}
+	for _, c := range cs {
+		c.CreateDatabase(t, "app")
+		c.Exec(t, "app", cutoverSchema)
+	}
+	r.blue.Exec(t, "app", cutoverRows)
+	r.spec = &engine.Spec{
+		Name:   "shop",
+		Source: engine.Endpoint{DSN: r.blue.DSN("app")},
+		Target: engine.Endpoint{DSN: r.green.DSN("app")},
+		Cutover: engine.CutoverSpec{
+			PauseTimeout:       engine.Duration(10 * time.Second),
+			ReverseReplication: true,
+		},
+	}
+	configure(r)
+	r.spec.SetDefaults()
+	r.logs = &syncBuffer{}
+	r.env = engine.NewEnv(r.spec, hclog.New(&hclog.LoggerOptions{Output: r.logs, Level: hclog.Debug}))
+	t.Cleanup(r.env.Close)
+	ctx := testCtx(t)
+	for _, s := range []engine.Step{
+		&publicationStep{spec: r.spec}, &slotStep{spec: r.spec}, &subscriptionStep{spec: r.spec},
+		&catchupStep{spec: r.spec, poll: 100 * time.Millisecond, progress: time.Second},
+		&verifyStep{spec: r.spec},
+	} {
+		if err := s.Apply(ctx, r.env.ForStep(s.ID())); err != nil {
+			t.Fatalf("apply %s: %v\nlog:\n%s", s.ID(), err, r.logs)
+		}
+	}
+	r.step = &cutoverStep{spec: r.spec}
+	return r
+}
+
+func (r *cutoverRig) apply(ctx context.Context) error {
+	return r.step.Apply(ctx, r.env.ForStep(CutoverStepID))
+}
+
+func (r *cutoverRig) rollback(ctx context.Context) error {
+	return r.step.Rollback(ctx, r.env.ForStep(CutoverStepID))
+}
+
+func (r *cutoverRig) output(key string) string {
+	v, _ := r.env.Output(CutoverStepID, key)
+	return v
+}
+
+func count(t *testing.T, c *pgtest.Cluster, sql string) int {
+	t.Helper()
+	n, err := strconv.Atoi(c.Scalar(t, "app", sql))
+	if err != nil {
+		t.Fatalf("%s: %v", sql, err)
+	}
+	return n
+}
+
+// waitCount polls until sql returns want on c (replication is
+// asynchronous), failing after a minute with the last value.
+func waitCount(t *testing.T, c *pgtest.Cluster, sql string, want int, what string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		got := count(t, c, sql)
+		if got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s = %d on PostgreSQL %d, want %d", what, sql, got, c.Major, want)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// checkTotals asserts that c holds exactly the seed rows plus one ledger
+// row and one counter increment per committed client transaction.
+func checkTotals(t *testing.T, c *pgtest.Cluster, committed int, what string) {
+	t.Helper()
+	waitCount(t, c, "SELECT count(*) FROM ledger", seedRows+committed, what+": ledger rows")
+	if got := count(t, c, "SELECT coalesce(sum(v), 0) FROM counters"); got != committed {
+		t.Fatalf("%s: counters sum to %d on PostgreSQL %d, want %d (one per committed transaction)", what, got, c.Major, committed)
+	}
+	if got := count(t, c, "SELECT count(DISTINCT id) FROM ledger"); got != seedRows+committed {
+		t.Fatalf("%s: %d distinct ids on PostgreSQL %d, want %d", what, got, c.Major, seedRows+committed)
+	}
+}
+
+// pgbench runs Debian's pgbench with a write script at a fixed rate.
+type pgbench struct {
+	cmd    *exec.Cmd
+	out    strings.Builder
+	prefix string
+	done   chan error
+}
+
+type pgbenchResult struct {
+	processed, failed int
+	maxLatency        time.Duration
+	output            string
+	err               error
+}
+
+const pgbenchScript = `\set c random(1, 100)
+BEGIN;
+INSERT INTO ledger (client, note) VALUES (:client_id, 'pgbench');
+UPDATE counters SET v = v + 1 WHERE id = :c;
+END;
+`
+
+func startPgbench(t *testing.T, host string, port int, seconds int) *pgbench {
+	t.Helper()
+	bin := pgtest.RequireClientBin(t, "pgbench")
+	dir := t.TempDir()
+	script := filepath.Join(dir, "write.sql")
+	if err := os.WriteFile(script, []byte(pgbenchScript), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := &pgbench{prefix: filepath.Join(dir, "tx"), done: make(chan error, 1)}
+	p.cmd = exec.Command(bin, "-n", "-M", "simple", "-c", "4", "-j", "2", "-R", "200",
+		"-T", strconv.Itoa(seconds), "-P", "1", "-f", script, "-l", "--log-prefix", p.prefix,
+		"-h", host, "-p", strconv.Itoa(port), "-U", "postgres", "app")
+	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("start pgbench: %v", err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() {
+		if p.cmd.ProcessState == nil {
+			_ = p.cmd.Process.Kill()
+		}
+	})
+	return p
+}
+
+var (
+	processedRe = regexp.MustCompile(`number of transactions actually processed: (\d+)`)
+	failedRe    = regexp.MustCompile(`number of failed transactions: (\d+)`)
+)
+
+func (p *pgbench) wait(t *testing.T) pgbenchResult {
+	t.Helper()
+	var res pgbenchResult
+	select {
+	case res.err = <-p.done:
+	case <-time.After(2 * time.Minute):
+		_ = p.cmd.Process.Kill()
+		t.Fatalf("pgbench did not end:\n%s", p.out.String())
+	}
+	res.output = p.out.String()
+	if m := processedRe.FindStringSubmatch(res.output); m != nil {
+		res.processed, _ = strconv.Atoi(m[1])
+	} else {
+		t.Fatalf("pgbench printed no transaction count (exit %v):\n%s", res.err, res.output)
+	}
+	if m := failedRe.FindStringSubmatch(res.output); m != nil {
+		res.failed, _ = strconv.Atoi(m[1])
+	}
+	files, _ := filepath.Glob(p.prefix + ".*")
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(fh)
+		for sc.Scan() {
+			fields := strings.Fields(sc.Text())
+			if len(fields) < 3 {
+				continue
+			}
+			us, err := strconv.ParseInt(fields[2], 10, 64)
+			if err != nil {
+				res.failed++ // "failed" or "skipped" in place of a latency
+				continue
+			}
+			if d := time.Duration(us) * time.Microsecond; d > res.maxLatency {
+				res.maxLatency = d
+			}
+		}
+		fh.Close()
+	}
+	return res
+}
+
+// requireClean fails unless pgbench ended normally with no failed
+// transaction.
+func requireClean(t *testing.T, res pgbenchResult, what string) {
+	t.Helper()
+	if res.err != nil || res.failed != 0 {
+		t.Fatalf("%s: pgbench exit %v, %d failed transactions:\n%s", what, res.err, res.failed, res.output)
+	}
+	t.Logf("%s: pgbench committed %d transactions, 0 failed, longest latency %s", what, res.processed, res.maxLatency.Round(time.Millisecond))
+}
+
+func currentSide(t *testing.T, spec *engine.Spec) switcher.Side {
+	t.Helper()
+	drv, err := newSwitchDriver(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer drv.Close()
+	side, err := drv.Current(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return side
+}
+
+func requireUnfrozen(t *testing.T, c *pgtest.Cluster, what string) {
+	t.Helper()
+	if got := c.Scalar(t, "app", `SELECT count(*) FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
+	                                WHERE d.datname = 'app' AND array_to_string(s.setconfig, ',') LIKE '%default_transaction_read_only%'`); got != "0" {
+		t.Fatalf("%s: database app on PostgreSQL %d still has a default_transaction_read_only setting", what, c.Major)
+	}
+}
+
+// TestCutoverPgBouncer drives one blue/green pair through PgBouncer with
+// pgbench writing all along: a cutover that aborts because green goes
+// away at the switch, the same cutover again once green is back, then the
+// rollback to blue.
+func TestCutoverPgBouncer(t *testing.T) {
+	requireIntegration(t)
+	var bouncer *pgtest.PgBouncer
+	r := newCutoverRig(t, func(r *cutoverRig) {
+		bouncer = pgtest.StartPgBouncer(t, pgtest.PgBouncerOptions{Databases: map[string]string{
+			"app": fmt.Sprintf("host=127.0.0.1 port=%d dbname=app", r.blue.Port),
+		}})
+		r.spec.Cutover.Freeze = "pooler"
+		r.spec.Cutover.Switch.PgBouncer = &engine.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, Config: bouncer.ConfigPath, Database: "app"}
+	})
+	ctx := testCtx(t)
+	committed := 0
+
+	t.Run("gate", func(t *testing.T) {
+		if g := r.step.Gate(); !strings.Contains(g, "10s") || !strings.Contains(g, "PgBouncer") {
+			t.Fatalf("gate %q should say the pause bound and the switch", g)
+		}
+		auto := *r.spec
+		auto.Cutover.Approval = "auto"
+		if g := (&cutoverStep{spec: &auto}).Gate(); g != "" {
+			t.Fatalf("approval auto: gate %q, want none", g)
+		}
+	})
+
+	t.Run("abort when green goes away at the switch", func(t *testing.T) {
+		r.step.hook = func(stage string) error {
+			if stage == "after-switch" {
+				r.green.Stop(t)
+			}
+			return nil
+		}
+		defer func() { r.step.hook = nil }()
+		bench := startPgbench(t, bouncer.Host, bouncer.Port, 6)
+		time.Sleep(2 * time.Second)
+		err := r.apply(ctx)
+		res := bench.wait(t)
+		if err == nil || !strings.Contains(err.Error(), "cutover aborted") || !strings.Contains(err.Error(), "nothing was lost") {
+			t.Fatalf("apply with green gone: %v\nlog:\n%s", err, r.logs)
+		}
+		t.Logf("abort: %v", err)
+		t.Logf("abort: write pause %s ms", r.output(coPauseMS))
+		requireClean(t, res, "abort")
+		committed += res.processed
+		if side := currentSide(t, r.spec); side != switcher.Blue {
+			t.Fatalf("after the abort PgBouncer sends traffic to %s, want blue", side)
+		}
+		if r.output(coPhase) != phaseAborted {
+			t.Fatalf("phase %q after the abort", r.output(coPhase))
+		}
+		checkTotals(t, r.blue, committed, "blue after the abort")
+		requireUnfrozen(t, r.blue, "blue after the abort")
+		r.green.Start(t)
+	})
+
+	t.Run("cutover under load", func(t *testing.T) {
+		bench := startPgbench(t, bouncer.Host, bouncer.Port, 10)
+		time.Sleep(3 * time.Second)
+		if err := r.apply(ctx); err != nil {
+			t.Fatalf("cutover: %v\nlog:\n%s", err, r.logs)
+		}
+		res := bench.wait(t)
+		requireClean(t, res, "cutover")
+		committed += res.processed
+		t.Logf("cutover: write pause %s ms (pgshift's measure)", r.output(coPauseMS))
+		if side := currentSide(t, r.spec); side != switcher.Green {
+			t.Fatalf("after the cutover PgBouncer sends traffic to %s", side)
+		}
+		// Every row, from before, during and after the cutover, is on green,
+		// and green's writes flow back to blue.
+		checkTotals(t, r.green, committed, "green after the cutover")
+		checkTotals(t, r.blue, committed, "blue through reverse replication")
+		if n := count(t, r.green, "SELECT count(*) FROM ledger WHERE note = 'pgbench' AND id > (SELECT max(id) FROM ledger WHERE note = 'seed')"); n == 0 {
+			t.Fatal("no pgbench row on green")
+		}
+		if got := r.green.Scalar(t, "app", "SELECT subenabled FROM pg_subscription WHERE subname = 'pgshift_shop'"); got != "f" {
+			t.Fatalf("forward subscription enabled = %s after the cutover", got)
+		}
+		if got := r.blue.Scalar(t, "app", "SELECT subenabled FROM pg_subscription WHERE subname = 'pgshift_shop_reverse'"); got != "t" {
+			t.Fatalf("reverse subscription enabled = %s on blue", got)
+		}
+		// Green's sequence moved past blue's by the margin: no key collides.
+		if n := count(t, r.green, "SELECT count(*) FROM ledger l JOIN ledger m ON m.id = l.id AND m.ctid <> l.ctid"); n != 0 {
+			t.Fatalf("%d duplicate ids", n)
+		}
+		// A second apply changes nothing.
+		if err := r.apply(ctx); err != nil {
+			t.Fatalf("apply again after the cutover: %v", err)
+		}
+		facts, err := r.step.Report(ctx, r.env.ForStep(CutoverStepID))
+		if err != nil || !strings.Contains(strings.Join(facts, "\n"), "cutover done") {
+			t.Fatalf("status facts %q, %v", facts, err)
+		}
+	})
+
+	t.Run("rollback under load", func(t *testing.T) {
+		bench := startPgbench(t, bouncer.Host, bouncer.Port, 8)
+		time.Sleep(3 * time.Second)
+		if err := r.rollback(ctx); err != nil {
+			t.Fatalf("rollback: %v\nlog:\n%s", err, r.logs)
+		}
+		res := bench.wait(t)
+		requireClean(t, res, "rollback")
+		committed += res.processed
+		t.Logf("rollback: write pause %s ms (pgshift's measure)", r.output(rbPauseMS))
+		if side := currentSide(t, r.spec); side != switcher.Blue {
+			t.Fatalf("after the rollback PgBouncer sends traffic to %s", side)
+		}
+		// The rows written on green while it was live are on blue, and the
+		// forward subscription follows blue again without replaying them.
+		checkTotals(t, r.blue, committed, "blue after the rollback")
+		checkTotals(t, r.green, committed, "green following blue again")
+		for _, q := range []struct {
+			c   *pgtest.Cluster
+			sql string
+		}{
+			{r.blue, "SELECT count(*) FROM pg_subscription WHERE subname = 'pgshift_shop_reverse'"},
+			{r.green, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgshift_shop_reverse'"},
+			{r.green, "SELECT count(*) FROM pg_publication WHERE pubname = 'pgshift_shop_reverse'"},
+		} {
+			if n := count(t, q.c, q.sql); n != 0 {
+				t.Fatalf("reverse replication left behind on PostgreSQL %d: %s = %d", q.c.Major, q.sql, n)
+			}
+		}
+		if err := r.rollback(ctx); err != nil {
+			t.Fatalf("rollback again: %v", err)
+		}
+	})
+}
