@@ -213,6 +213,16 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 		if !hasLine(c.Warnings, "neither SUPERUSER nor CREATEROLE") {
 			t.Errorf("a plain role on green cannot copy roles: %q", c.Warnings)
 		}
+		c, err = rolesStep.Observe(prepCtx(t), env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Action != plans.ActionBlocker || !hasLine(c.Blockers, "neither SUPERUSER nor CREATEROLE") ||
+			!hasLine(c.Details, `CREATE ROLE "app_user"`, "no password: blue's pg_authid is not readable") ||
+			!hasLine(c.Warnings, "app_user", "without a password") {
+			t.Errorf("roles read by a role that may not see passwords, for a role that may not create them: %s %q %q %q",
+				c.Action, c.Details, c.Warnings, c.Blockers)
+		}
 		p.green.Exec(t, "postgres", `GRANT pg_create_subscription TO plain; GRANT CREATE ON DATABASE app TO plain`)
 		c, err = target.Observe(prepCtx(t), env)
 		if err != nil {
@@ -281,13 +291,33 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 		if !strings.Contains(c.Summary, "13 sequences synced at cutover") {
 			t.Errorf("summary %q lacks the 13 sequences of pagila", c.Summary)
 		}
+		// adminpack left PostgreSQL in 17.
+		p.blue.Exec(t, "app", `CREATE EXTENSION adminpack`)
+		c = p.observe(t, auditStep)
+		if c.Action != plans.ActionBlocker || !hasLine(c.Blockers, "green does not offer extension adminpack", "postgresql-17-adminpack") {
+			t.Errorf("an extension green lacks: want a blocker, got %s %q", c.Action, c.Blockers)
+		}
+		p.blue.Exec(t, "app", `DROP EXTENSION adminpack`)
+
+		excluding := *p.spec
+		excluding.Tables.Exclude = []string{"public.no_pk"}
+		env := engine.NewEnv(&excluding, nil)
+		defer env.Close()
+		c, err := auditStep.Observe(prepCtx(t), env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !hasLine(c.Warnings, "1 table excluded", "public.no_pk") {
+			t.Errorf("an excluded table: %q", c.Warnings)
+		}
+
 		p.blue.Exec(t, "app", `SELECT lo_from_bytea(0, 'x')`)
 		c = p.observe(t, auditStep)
 		if c.Action != plans.ActionBlocker || !hasLine(c.Blockers, "1 large object") {
 			t.Errorf("a large object: want a blocker, got %s %q", c.Action, c.Blockers)
 		}
 		p.blue.Exec(t, "app", `SELECT lo_unlink(oid) FROM pg_largeobject_metadata`)
-		env := p.env(t)
+		env = p.env(t)
 		if err := p.apply(t, env, auditStep); err != nil {
 			t.Fatalf("apply audit: %v", err)
 		}
