@@ -21,7 +21,11 @@ func init() {
 // then uses create_slot = false), so that the slot can be observed, rolled
 // back and measured for lag from the start, and green never needs to create
 // anything on blue.
-type slotStep struct{ spec *engine.Spec }
+type slotStep struct {
+	spec *engine.Spec
+	// inactiveWait overrides slotInactiveWait when set.
+	inactiveWait time.Duration
+}
 
 func (s *slotStep) ID() string      { return SlotStepID }
 func (s *slotStep) Needs() []string { return []string{PublicationStepID} }
@@ -167,14 +171,23 @@ func (s *slotStep) Rollback(ctx context.Context, env *engine.Env) error {
 	if err != nil {
 		return err
 	}
-	return dropSlot(ctx, env, db, s.spec.SlotName())
+	wait := s.inactiveWait
+	if wait == 0 {
+		wait = slotInactiveWait
+	}
+	return dropSlotWithin(ctx, env, db, s.spec.SlotName(), wait)
 }
 
 // dropSlot drops a slot once nothing holds it. A consumer that is going
-// away (the walsender of a subscription just dropped) gets slotInactiveWait;
+// away (the walsender of a subscription just dropped) gets wait;
 // one that stays is named in the error, and the slot is kept.
 func dropSlot(ctx context.Context, env *engine.Env, db replQuerier, name string) error {
-	deadline := time.Now().Add(slotInactiveWait)
+	return dropSlotWithin(ctx, env, db, name, slotInactiveWait)
+}
+
+// dropSlotWithin is dropSlot with its own wait for the consumer to go.
+func dropSlotWithin(ctx context.Context, env *engine.Env, db replQuerier, name string, wait time.Duration) error {
+	deadline := time.Now().Add(wait)
 	for {
 		st, err := readSlot(ctx, db, name)
 		if err != nil {

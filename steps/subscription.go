@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pgshift/pgshift/engine"
@@ -635,21 +634,6 @@ func parseConninfoKeywords(s string) (map[string]string, error) {
 		}
 		if libpqKeywords[key] {
 			kv[key] = val.String()
-		}
-	}
-}
-
-// waitFor polls cond every interval until it holds, ctx ends, or it fails.
-func waitFor(ctx context.Context, interval time.Duration, cond func() (bool, error)) error {
-	for {
-		ok, err := cond()
-		if err != nil || ok {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(interval):
 		}
 	}
 }

@@ -287,6 +287,17 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 		}
 	})
 
+	t.Run("slot rollback refuses while green streams from it, naming the holder", func(t *testing.T) {
+		slot := &slotStep{spec: p.spec, inactiveWait: time.Second}
+		err := slot.Rollback(testCtx(t), p.env.ForStep(SlotStepID))
+		if err == nil || !strings.Contains(err.Error(), "in use by walsender pid") || !strings.Contains(err.Error(), `"pgshift_orders_pg"`) {
+			t.Errorf("want a refusal naming the walsender and the subscription, got %v", err)
+		}
+		if n := p.blue.Scalar(t, "app", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgshift_orders_pg'"); n != "1" {
+			t.Errorf("the slot must be kept")
+		}
+	})
+
 	t.Run("a table added on blue joins the publication and the subscription", func(t *testing.T) {
 		ddl := "CREATE TABLE late (id int PRIMARY KEY, v text)"
 		p.blue.Exec(t, "app", ddl+"; INSERT INTO late SELECT g, 'v' || g FROM generate_series(1, 50) g")
