@@ -166,6 +166,7 @@ func (s *verifyStep) Apply(ctx context.Context, env *engine.Env) error {
 	if every <= 0 {
 		every = 10 * time.Second
 	}
+	gauges := newVerifyGauges(env.Metrics)
 	var mu sync.Mutex
 	lastLog := time.Now()
 	report, err := verify.Run(ctx, env.Source.Connect, env.Target.Connect, vt, verify.Options{
@@ -176,6 +177,7 @@ func (s *verifyStep) Apply(ctx context.Context, env *engine.Env) error {
 		Progress: func(p verify.Progress) {
 			mu.Lock()
 			defer mu.Unlock()
+			gauges.progress(p.Rows, p.Bytes, p.BytesTotal)
 			if time.Since(lastLog) < every && p.SegmentsDone < p.Segments {
 				return
 			}
@@ -187,6 +189,7 @@ func (s *verifyStep) Apply(ctx context.Context, env *engine.Env) error {
 	if err != nil {
 		return fmt.Errorf("verify: %w", err)
 	}
+	gauges.finished(len(report.Differences()))
 	passed := report.OK()
 	result := "passed"
 	if !passed {

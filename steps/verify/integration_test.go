@@ -267,6 +267,12 @@ func TestVerifyBlue13Green17(t *testing.T) {
 		if rows, _ := env.Output("verify", "rows"); rows == "" || rows == "0" {
 			t.Errorf("recorded rows %q", rows)
 		}
+		if got := metric(t, env, "pgshift_verify_rows_checked"); got < 200000 {
+			t.Errorf("pgshift_verify_rows_checked = %v after verifying every pgbench account", got)
+		}
+		if got, total := metric(t, env, "pgshift_verify_bytes_checked"), metric(t, env, "pgshift_verify_bytes_total"); total <= 0 || got < total*0.9 {
+			t.Errorf("pgshift_verify_bytes_checked = %v of %v after verify finished", got, total)
+		}
 		ch, err = step.Observe(ctx, env)
 		if err != nil {
 			t.Fatal(err)
@@ -332,6 +338,9 @@ func TestVerifyBlue13Green17(t *testing.T) {
 		if res, _ := env.Output("verify", "result"); res != "failed" {
 			t.Errorf("recorded result %q, want failed", res)
 		}
+		if got := metric(t, env, "pgshift_verify_differences"); got != 5 {
+			t.Errorf("pgshift_verify_differences = %v, want 5", got)
+		}
 	})
 }
 
@@ -367,4 +376,20 @@ func verifyStep(t *testing.T, p *pair) (*engine.Env, engine.Step) {
 	}
 	t.Fatal("no step with ID verify is registered")
 	return nil, nil
+}
+
+// metric reads a gauge from the run's registry.
+func metric(t *testing.T, env *engine.Env, name string) float64 {
+	t.Helper()
+	families, err := env.Metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name && len(f.GetMetric()) == 1 {
+			return f.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("metric %s not registered", name)
+	return 0
 }
