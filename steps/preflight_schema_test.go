@@ -326,6 +326,23 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 		}
 	})
 
+	t.Run("schema.copy false needs the schema on green", func(t *testing.T) {
+		noCopy := *p.spec
+		noCopy.Schema.Copy = false
+		env := engine.NewEnv(&noCopy, nil)
+		defer env.Close()
+		c, err := schema.Observe(prepCtx(t), env)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Action != plans.ActionBlocker || !hasLine(c.Blockers, "schema.copy is false but green lacks", "public.actor") {
+			t.Errorf("%s %q", c.Action, c.Blockers)
+		}
+		if err := schema.Apply(prepCtx(t), env.ForStep(schemaID)); err == nil {
+			t.Error("apply with schema.copy false and no schema on green succeeded")
+		}
+	})
+
 	t.Run("a failed restore leaves green untouched", func(t *testing.T) {
 		// Roles are not copied yet: the owner app_user is missing on green.
 		err := p.apply(t, p.env(t), schema)
@@ -383,7 +400,8 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 		p.green.Exec(t, "app", `DROP TABLE public.scratch`)
 
 		// A schema and a table of green's own must survive the rollback.
-		p.green.Exec(t, "app", `CREATE SCHEMA keep; CREATE TABLE keep.mine (id int PRIMARY KEY); CREATE TABLE public.green_own (id int)`)
+		p.green.Exec(t, "app", `CREATE SCHEMA keep; CREATE TABLE keep.mine (id int PRIMARY KEY); CREATE TABLE public.green_own (id int);
+			COMMENT ON DATABASE app IS 'green''s own note'`)
 		c := p.observe(t, schema)
 		if c.Action != plans.ActionCreate || !strings.Contains(c.Summary, "restore 27 tables, 13 sequences") ||
 			!strings.Contains(c.Summary, "2 extensions") {
@@ -517,7 +535,7 @@ SELECT string_agg(n.nspname || '.' || c.relname, ',' ORDER BY 1) FROM pg_class c
 		if n := p.green.Scalar(t, "app", `SELECT count(*) FROM pg_extension WHERE extname IN ('citext', 'hstore')`); n != "0" {
 			t.Errorf("%s extensions left after rollback", n)
 		}
-		if got := p.green.Scalar(t, "app", `SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = 'app'`); got != "" {
+		if got := p.green.Scalar(t, "app", `SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = 'app'`); got != "green's own note" {
 			t.Errorf("database comment after rollback: %q", got)
 		}
 
