@@ -29,7 +29,7 @@ func (s *subscriptionStep) ID() string { return SubscriptionStepID }
 func (s *subscriptionStep) Needs() []string {
 	if s.spec.Replication.InitialCopy.Method == "snapshot" {
 		// pgshift copies the rows itself; the subscription only streams.
-		return []string{"target.schema", SlotStepID, "target.copy"}
+		return []string{"target.schema", SlotStepID, CopyStepID}
 	}
 	return []string{"target.schema", SlotStepID}
 }
