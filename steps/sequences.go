@@ -24,7 +24,7 @@ type SequenceState struct {
 	Cycle        bool
 	Readable     bool  // the user may read its value
 	Called       bool  // nextval has run since creation or the last RESTART
-	Last         int64 // last value handed out when Called; the next one otherwise
+	Last         int64 // last value handed out when Called; the next one otherwise (read only on request)
 }
 
 func (s SequenceState) qualified() string { return s.Schema + "." + s.Name }
@@ -57,8 +57,12 @@ SELECT n.nspname, c.relname, s.seqincrement, s.seqmin, s.seqmax, s.seqcycle,
  ORDER BY 1, 2`
 
 // ListSequences reads every sequence of a database with its value: one
-// query, plus one more when some sequence was never called.
-func ListSequences(ctx context.Context, db querier) ([]SequenceState, error) {
+// query. With pending, the value a never-called sequence will hand out
+// first is read too, in a second query over those sequences only (it costs
+// a plan per sequence: SyncSequences asks it of the source alone, where few
+// sequences are uncalled; on the target an uncalled sequence has handed out
+// nothing, whatever its pending value).
+func ListSequences(ctx context.Context, db querier, pending bool) ([]SequenceState, error) {
 	rows, err := db.Query(ctx, listSequencesSQL)
 	if err != nil {
 		return nil, fmt.Errorf("list sequences: %w", err)
@@ -82,7 +86,7 @@ func ListSequences(ctx context.Context, db querier) ([]SequenceState, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list sequences: %w", err)
 	}
-	if len(uncalled) == 0 {
+	if len(uncalled) == 0 || !pending {
 		return out, nil
 	}
 	// The pending value of uncalled sequences (start, or a RESTART WITH
@@ -173,9 +177,9 @@ func SyncSequences(ctx context.Context, from, to querier, margin int64) (Sequenc
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		dst, dstErr = ListSequences(ctx, to)
+		dst, dstErr = ListSequences(ctx, to, false)
 	}()
-	src, srcErr = ListSequences(ctx, from)
+	src, srcErr = ListSequences(ctx, from, true)
 	wg.Wait()
 	if srcErr != nil {
 		return SequenceReport{}, fmt.Errorf("source: %w", srcErr)
@@ -246,9 +250,10 @@ func planSequenceSync(src, dst []SequenceState, margin int64) (SequenceReport, s
 		} else {
 			r.Value, r.Clamped = clamp(s.Last, d.Min, d.Max)
 		}
-		// Never move the target back: it may have handed out values.
+		// Never move the target back past values it handed out (an
+		// uncalled target has handed out none).
 		newNext := SequenceState{Increment: d.Increment, Min: d.Min, Max: d.Max, Called: r.IsCalled, Last: r.Value}.next()
-		if !d.Cycle && ahead(d.next(), newNext, d.Increment) {
+		if d.Called && !d.Cycle && ahead(d.next(), newNext, d.Increment) {
 			r.Kept = true
 			r.Value, r.IsCalled, r.Clamped = d.Last, d.Called, false
 			report.Synced = append(report.Synced, r)

@@ -166,3 +166,36 @@ func cutoverTestConn(t *testing.T, dsn string) *pgx.Conn {
 	t.Cleanup(func() { conn.Close(context.Background()) })
 	return conn
 }
+
+// BenchmarkSyncSequences copies 1000 sequences from PostgreSQL 13 to 17:
+// the time it adds to the write freeze.
+func BenchmarkSyncSequences(b *testing.B) {
+	clusters := pgtest.StartClusters(b, []int{13, 17})
+	const ddl = `DO $$ BEGIN FOR i IN 1..1000 LOOP EXECUTE format('CREATE SEQUENCE s%s', i); END LOOP; END $$`
+	for _, c := range clusters {
+		c.CreateDatabase(b, "app")
+		c.Exec(b, "app", ddl)
+	}
+	clusters[0].Exec(b, "app", `DO $$ BEGIN FOR i IN 1..1000 LOOP PERFORM setval(format('s%s', i), i * 10); END LOOP; END $$`)
+	ctx := context.Background()
+	from, err := pgx.Connect(ctx, clusters[0].DSN("app"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer from.Close(ctx)
+	to, err := pgx.Connect(ctx, clusters[1].DSN("app"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer to.Close(ctx)
+	b.ResetTimer()
+	for b.Loop() {
+		report, err := SyncSequences(ctx, from, to, 1000)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(report.Synced) != 1000 {
+			b.Fatalf("synced %d sequences", len(report.Synced))
+		}
+	}
+}
