@@ -44,8 +44,10 @@ func (e *Env) ForStep(id string) *Env {
 	return &c
 }
 
-// Record stores an output of the running step (never a secret); the engine
-// persists outputs in the state file at the step's next checkpoint.
+// Record stores an output of the running step (never a secret). During
+// apply and rollback each call is checkpointed to the state file before it
+// returns, so a step resumed after a crash finds it: record results (LSNs,
+// snapshot names, counts), not a stream of progress.
 func (e *Env) Record(key, value string) {
 	e.outputs.set(e.StepID, key, value)
 }

@@ -106,6 +106,13 @@ func runApply(cmd *cobra.Command, a *applyArgs, planFile string) error {
 	}
 	ctx, stop := signal.NotifyContext(cmdContext(cmd), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	go func() {
+		// First signal: steps stop and the state is checkpointed. A second
+		// one gets the default behaviour and ends the process at once (the
+		// state stays consistent: a step left running is applied again).
+		<-ctx.Done()
+		stop()
+	}()
 
 	env := engine.NewEnv(spec, log)
 	defer env.Close()
