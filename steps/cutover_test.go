@@ -8,12 +8,15 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/jackc/pgx/v5"
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/steps/switcher"
@@ -398,5 +401,228 @@ func TestCutoverPgBouncer(t *testing.T) {
 		if err := r.rollback(ctx); err != nil {
 			t.Fatalf("rollback again: %v", err)
 		}
+	})
+}
+
+// appWriters are application clients through HAProxy: one statement per
+// transaction, reconnecting after any error, as an application would.
+type appWriters struct {
+	mu      sync.Mutex
+	acked   []int64
+	errs    int
+	lastErr string
+	lastOK  time.Time
+	maxGap  time.Duration
+	errLog  []string
+	stop    chan struct{}
+	wg      sync.WaitGroup
+}
+
+func startWriters(t *testing.T, dsn string, n int) *appWriters {
+	w := &appWriters{stop: make(chan struct{}), lastOK: time.Now()}
+	for i := 1; i <= n; i++ {
+		w.wg.Add(1)
+		go func(client int) {
+			defer w.wg.Done()
+			var conn *pgx.Conn
+			defer func() {
+				if conn != nil {
+					conn.Close(context.Background())
+				}
+			}()
+			for {
+				select {
+				case <-w.stop:
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				var err error
+				if conn == nil {
+					conn, err = pgx.Connect(ctx, dsn)
+				}
+				var id int64
+				if err == nil {
+					err = conn.QueryRow(ctx, `WITH i AS (INSERT INTO ledger (client, note) VALUES ($1, 'go') RETURNING id),
+					                              u AS (UPDATE counters SET v = v + 1 WHERE id = $1)
+					                         SELECT id FROM i`, client).Scan(&id)
+				}
+				cancel()
+				w.mu.Lock()
+				if err != nil {
+					w.errs++
+					w.lastErr = err.Error()
+					if len(w.errLog) < 400 {
+						w.errLog = append(w.errLog, time.Now().Format("15:04:05.000")+" "+err.Error())
+					}
+					if conn != nil {
+						conn.Close(context.Background())
+						conn = nil
+					}
+				} else {
+					now := time.Now()
+					if gap := now.Sub(w.lastOK); gap > w.maxGap {
+						w.maxGap = gap
+					}
+					w.lastOK = now
+					w.acked = append(w.acked, id)
+				}
+				w.mu.Unlock()
+			}
+		}(i)
+	}
+	t.Cleanup(w.halt)
+	return w
+}
+
+func (w *appWriters) halt() {
+	select {
+	case <-w.stop:
+	default:
+		close(w.stop)
+	}
+	w.wg.Wait()
+}
+
+// requireAcked checks that every acknowledged row is on c and that c holds
+// no more client rows than were acknowledged plus those whose
+// acknowledgement an error may have swallowed.
+func (w *appWriters) requireAcked(t *testing.T, c *pgtest.Cluster, before int, what string) {
+	t.Helper()
+	w.mu.Lock()
+	ids := make([]string, len(w.acked))
+	for i, id := range w.acked {
+		ids[i] = strconv.FormatInt(id, 10)
+	}
+	errs := w.errs
+	w.mu.Unlock()
+	missing := count(t, c, "SELECT count(*) FROM unnest('{"+strings.Join(ids, ",")+"}'::bigint[]) a(id) WHERE NOT EXISTS (SELECT 1 FROM ledger l WHERE l.id = a.id)")
+	if missing != 0 {
+		t.Fatalf("%s: %d acknowledged rows missing on PostgreSQL %d; client errors:\n%s", what, missing, c.Major, w.errorLog())
+	}
+	extra := count(t, c, "SELECT count(*) FROM ledger WHERE note = 'go'") - before - len(ids)
+	if extra < 0 || extra > errs {
+		t.Fatalf("%s: %d client rows on PostgreSQL %d beyond the %d acknowledged (%d errors)", what, extra, c.Major, len(ids), errs)
+	}
+}
+
+// errorLog lists the client errors with their times, for a failure message.
+func (w *appWriters) errorLog() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return strings.Join(w.errLog, "\n")
+}
+
+func (w *appWriters) summary() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return fmt.Sprintf("%d rows acknowledged, %d client errors (last: %s), longest gap between acknowledged writes %s",
+		len(w.acked), w.errs, w.lastErr, w.maxGap.Round(time.Millisecond))
+}
+
+// TestCutoverHAProxy cuts over through HAProxy with the read-only freeze:
+// HAProxy cannot hold queries, so clients see errors during the pause and
+// reconnect; every acknowledged write must be on green. It also checks the
+// recovery of a run killed inside its freeze, which left blue read-only.
+func TestCutoverHAProxy(t *testing.T) {
+	requireIntegration(t)
+	var proxy *pgtest.HAProxy
+	r := newCutoverRig(t, func(r *cutoverRig) {
+		proxy = pgtest.StartHAProxy(t, pgtest.HAProxyOptions{Backend: "pg", Active: "blue", Servers: []pgtest.HAProxyServer{
+			{Name: "blue", Addr: fmt.Sprintf("127.0.0.1:%d", r.blue.Port)},
+			{Name: "green", Addr: fmt.Sprintf("127.0.0.1:%d", r.green.Port)},
+		}})
+		r.spec.Cutover.Freeze = "read-only"
+		r.spec.Cutover.Switch.HAProxy = &engine.HAProxySwitch{Socket: proxy.Socket, Backend: "pg", BlueServer: "blue", GreenServer: "green"}
+	})
+	ctx := testCtx(t)
+
+	t.Run("pooler freeze refused with HAProxy", func(t *testing.T) {
+		bad := *r.spec
+		bad.Cutover.Freeze = "pooler"
+		pre, err := (&cutoverStep{spec: &bad}).Check(ctx, r.env.ForStep(CutoverStepID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := failedPreconditions(pre); err == nil || !strings.Contains(err.Error(), "read-only") {
+			t.Fatalf("freeze pooler with HAProxy: %v", err)
+		}
+	})
+
+	t.Run("killed inside the freeze, then rolled back", func(t *testing.T) {
+		done := make(chan error, 1)
+		r.step.hook = func(stage string) error {
+			if stage == "frozen" {
+				runtime.Goexit() // the process dies here: no abort runs
+			}
+			return nil
+		}
+		go func() {
+			defer close(done)
+			done <- r.apply(ctx)
+		}()
+		if err, ok := <-done; ok {
+			t.Fatalf("apply returned %v; the hook should have ended it", err)
+		}
+		r.step.hook = nil
+		if !frozenPhase(r.output(coPhase)) {
+			t.Fatalf("phase %q recorded by the killed run", r.output(coPhase))
+		}
+		if got := r.blue.Scalar(t, "app", "SELECT count(*) FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = 'app'"); got != "1" {
+			t.Fatalf("the killed run should have left blue read-only (%s settings)", got)
+		}
+		facts, err := r.step.Report(ctx, r.env.ForStep(CutoverStepID))
+		text := strings.Join(facts, "\n")
+		if err != nil || !strings.Contains(text, "BLUE IS FROZEN") || !strings.Contains(text, `ALTER DATABASE "app" RESET default_transaction_read_only`) {
+			t.Fatalf("status should say blue is frozen and how to undo it: %q, %v", facts, err)
+		}
+		if pre, err := r.step.Check(ctx, r.env.ForStep(CutoverStepID)); err != nil || failedPreconditions(pre) != nil {
+			t.Fatalf("with a freeze in place the preconditions must let apply run: %v %v", pre, err)
+		}
+		if err := r.rollback(ctx); err != nil {
+			t.Fatalf("rollback of the interrupted cutover: %v\nlog:\n%s", err, r.logs)
+		}
+		requireUnfrozen(t, r.blue, "blue after the rollback of an interrupted cutover")
+		if side := currentSide(t, r.spec); side != switcher.Blue {
+			t.Fatalf("traffic on %s", side)
+		}
+		if got := r.green.Scalar(t, "app", "SELECT subenabled FROM pg_subscription WHERE subname = 'pgshift_shop'"); got != "t" {
+			t.Fatalf("forward subscription enabled = %s after undoing the interrupted cutover", got)
+		}
+	})
+
+	t.Run("cutover under load", func(t *testing.T) {
+		w := startWriters(t, proxy.DSN("app"), 3)
+		time.Sleep(2 * time.Second)
+		if err := r.apply(ctx); err != nil {
+			t.Fatalf("cutover: %v\nlog:\n%s", err, r.logs)
+		}
+		time.Sleep(2 * time.Second)
+		w.halt()
+		t.Logf("cutover: write pause %s ms (pgshift's measure); clients: %s", r.output(coPauseMS), w.summary())
+		if side := currentSide(t, r.spec); side != switcher.Green {
+			t.Fatalf("after the cutover HAProxy sends traffic to %s", side)
+		}
+		w.requireAcked(t, r.green, 0, "green after the cutover")
+		requireUnfrozen(t, r.blue, "blue after the cutover")
+		waitCount(t, r.blue, "SELECT count(*) FROM ledger", count(t, r.green, "SELECT count(*) FROM ledger"), "blue through reverse replication")
+	})
+
+	t.Run("rollback under load", func(t *testing.T) {
+		before := count(t, r.green, "SELECT count(*) FROM ledger WHERE note = 'go'")
+		w := startWriters(t, proxy.DSN("app"), 3)
+		time.Sleep(2 * time.Second)
+		if err := r.rollback(ctx); err != nil {
+			t.Fatalf("rollback: %v\nlog:\n%s", err, r.logs)
+		}
+		time.Sleep(2 * time.Second)
+		w.halt()
+		t.Logf("rollback: write pause %s ms (pgshift's measure); clients: %s", r.output(rbPauseMS), w.summary())
+		if side := currentSide(t, r.spec); side != switcher.Blue {
+			t.Fatalf("after the rollback HAProxy sends traffic to %s", side)
+		}
+		w.requireAcked(t, r.blue, before, "blue after the rollback")
+		requireUnfrozen(t, r.green, "green after the rollback")
+		waitCount(t, r.green, "SELECT count(*) FROM ledger", count(t, r.blue, "SELECT count(*) FROM ledger"), "green following blue again")
 	})
 }
