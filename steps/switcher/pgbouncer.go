@@ -317,7 +317,7 @@ func (p *pgBouncer) Freeze(ctx context.Context) error {
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), resumeTimeout)
 	defer cancel()
-	rerr := p.resume(rctx)
+	rerr := p.unfreeze(rctx)
 	if ctx.Err() != nil {
 		err = fmt.Errorf("%w: PAUSE %s still waited for running transactions when the pause timeout expired", ErrFreezeTimeout, p.database)
 	} else {
@@ -334,6 +334,10 @@ func (p *pgBouncer) Freeze(ctx context.Context) error {
 func (p *pgBouncer) Unfreeze(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	return p.unfreeze(ctx)
+}
+
+func (p *pgBouncer) unfreeze(ctx context.Context) error {
 	retry, err := p.configValue(ctx, "server_login_retry")
 	if err != nil || retry == "" || retry == "0" {
 		return p.resume(ctx)
