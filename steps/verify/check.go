@@ -23,18 +23,14 @@ type rowval struct {
 }
 
 // recheck settles a segment whose aggregates differed at the first read
-// (in buckets bad): row by row, then key by key, against green once it has
-// applied what blue had.
-func (w *worker) recheck(ctx context.Context, s segment, bad []int64) ([]Difference, error) {
+// (in buckets bad, with rows[b] the larger of the two counts of bucket b):
+// row by row, then key by key, against green once it has applied what blue
+// had.
+func (w *worker) recheck(ctx context.Context, s segment, bad []int64, rows map[int64]int64) ([]Difference, error) {
 	w.opts.Log.Debug("segment differs at first read; re-checking rows", "table", s.info.String(), "segment", s.String())
-	// Bucketed tables: a few buckets at a time, so that the rows held in
-	// memory stay bounded by a few chunks.
 	groups := [][]int64{nil}
 	if !s.info.Ordered && s.info.Buckets > 1 {
-		groups = nil
-		for start := 0; start < len(bad); start += bucketsPerNarrow {
-			groups = append(groups, bad[start:min(start+bucketsPerNarrow, len(bad))])
-		}
+		groups = groupBuckets(bad, rows, rowsPerNarrow)
 	}
 	var diffs []Difference
 	for _, g := range groups {
@@ -53,8 +49,30 @@ func (w *worker) recheck(ctx context.Context, s segment, bad []int64) ([]Differe
 	return diffs, nil
 }
 
-// bucketsPerNarrow is how many differing buckets are read row by row at once.
-const bucketsPerNarrow = 4
+// rowsPerNarrow bounds the rows of a bucketed table read into memory at once
+// (per side) to settle differing buckets; every group costs a scan per side,
+// so groups are as large as that allows.
+const rowsPerNarrow = 250000
+
+// groupBuckets splits buckets into groups of at most limit rows (a bucket
+// larger than limit is a group of its own).
+func groupBuckets(buckets []int64, rows map[int64]int64, limit int64) [][]int64 {
+	var groups [][]int64
+	var cur []int64
+	var n int64
+	for _, b := range buckets {
+		if len(cur) > 0 && n+rows[b] > limit {
+			groups = append(groups, cur)
+			cur, n = nil, 0
+		}
+		cur = append(cur, b)
+		n += rows[b]
+	}
+	if len(cur) > 0 {
+		groups = append(groups, cur)
+	}
+	return groups
+}
 
 // narrow reads a differing segment's rows from blue, then from green once it
 // has applied what blue had, and settles the rows that differ.

@@ -193,3 +193,12 @@ func TestReportErrorNamesTableRangeAndKeys(t *testing.T) {
 		t.Errorf("rows %d, MB/s %v; want 150 and 1.5", r.Rows(), r.MBPerSecond())
 	}
 }
+
+func TestGroupBucketsBoundsRows(t *testing.T) {
+	rows := map[int64]int64{1: 100, 2: 100, 3: 300, 4: 50, 5: 50}
+	got := groupBuckets([]int64{1, 2, 3, 4, 5}, rows, 250)
+	want := [][]int64{{1, 2}, {3}, {4, 5}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("groups %v, want %v (a bucket over the limit stands alone)", got, want)
+	}
+}

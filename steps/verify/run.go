@@ -225,7 +225,11 @@ func checkAll(ctx context.Context, workers []*worker, infos []*tableInfo, opts *
 		}
 		reports[s.info].Rows += rows
 		if bad := mismatchedBuckets(blue, green); len(bad) > 0 {
-			fp.rechecks = append(fp.rechecks, recheckTask{seg: s, bad: bad})
+			rows := map[int64]int64{}
+			for _, b := range bad {
+				rows[b] = max(blue[b].count, green[b].count)
+			}
+			fp.rechecks = append(fp.rechecks, recheckTask{seg: s, bad: bad, rows: rows})
 			reports[s.info].Rechecked++
 		}
 		prog.SegmentsDone++
@@ -262,7 +266,7 @@ func checkAll(ctx context.Context, workers []*worker, infos []*tableInfo, opts *
 		go func() {
 			defer wg.Done()
 			for task := range next {
-				diffs, err := w.recheck(ctx, task.seg, task.bad)
+				diffs, err := w.recheck(ctx, task.seg, task.bad, task.rows)
 				mu.Lock()
 				if err != nil && firstErr == nil {
 					firstErr = fmt.Errorf("verify %s (%s): %w", task.seg.info, task.seg, err)
@@ -301,8 +305,9 @@ feed:
 }
 
 type recheckTask struct {
-	seg segment
-	bad []int64
+	seg  segment
+	bad  []int64
+	rows map[int64]int64 // per differing bucket, the larger count of the two sides
 }
 
 // firstPass hands segments to each side's workers in the same order and
