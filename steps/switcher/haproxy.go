@@ -59,21 +59,25 @@ func (h *haProxy) server(s Side) string {
 // dial opens the runtime API: a path (or unix@path) is a Unix socket,
 // anything else host:port (an ipv4@ prefix is accepted as HAProxy writes it).
 func (h *haProxy) dial(ctx context.Context) (net.Conn, error) {
-	network, addr := "tcp", h.addr
-	switch {
-	case strings.HasPrefix(addr, "unix@"):
-		network, addr = "unix", strings.TrimPrefix(addr, "unix@")
-	case strings.HasPrefix(addr, "ipv4@"), strings.HasPrefix(addr, "ipv6@"):
-		addr = addr[5:]
-	case strings.Contains(addr, "/"):
-		network = "unix"
-	}
+	network, addr := runtimeAddr(h.addr)
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("haproxy runtime API %s: %w (check cutover.switch.haproxy.socket and the stats socket line of haproxy.cfg)", h.addr, err)
 	}
 	return conn, nil
+}
+
+func runtimeAddr(a string) (network, addr string) {
+	switch {
+	case strings.HasPrefix(a, "unix@"):
+		return "unix", strings.TrimPrefix(a, "unix@")
+	case strings.HasPrefix(a, "ipv4@"), strings.HasPrefix(a, "ipv6@"):
+		return "tcp", a[5:]
+	case strings.Contains(a, "/"):
+		return "unix", a
+	}
+	return "tcp", a
 }
 
 // command sends one command and returns HAProxy's answer. In the API's

@@ -45,3 +45,18 @@ func TestParseServersStateErrors(t *testing.T) {
 		t.Errorf("an empty answer parsed")
 	}
 }
+
+func TestRuntimeAddr(t *testing.T) {
+	for _, c := range []struct{ in, network, addr string }{
+		{"/run/haproxy/admin.sock", "unix", "/run/haproxy/admin.sock"},
+		{"unix@/run/haproxy/admin.sock", "unix", "/run/haproxy/admin.sock"},
+		{"127.0.0.1:9999", "tcp", "127.0.0.1:9999"},
+		{"ipv4@127.0.0.1:9999", "tcp", "127.0.0.1:9999"},
+		{"ipv6@[::1]:9999", "tcp", "[::1]:9999"},
+		{"haproxy.internal:9999", "tcp", "haproxy.internal:9999"},
+	} {
+		if n, a := runtimeAddr(c.in); n != c.network || a != c.addr {
+			t.Errorf("runtimeAddr(%q) = %s %s, want %s %s", c.in, n, a, c.network, c.addr)
+		}
+	}
+}
