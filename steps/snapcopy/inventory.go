@@ -77,6 +77,7 @@ SELECT n.nspname, c.relname, c.relkind::text,
        pg_relation_size(c.oid) / current_setting('block_size')::bigint
   FROM leaf JOIN pg_class c ON c.oid = leaf.oid
   JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind = 'r' -- foreign partitions hold no rows here, and replication skips them too
  ORDER BY 1, 2`
 
 // columnsSQL lists a table's live columns with what decides the COPY
