@@ -26,27 +26,29 @@ type rowval struct {
 // (in buckets bad, with rows[b] the larger of the two counts of bucket b):
 // row by row, then key by key, against green once it has applied what blue
 // had.
-func (w *worker) recheck(ctx context.Context, s segment, bad []int64, rows map[int64]int64) ([]Difference, error) {
+func (w *worker) recheck(ctx context.Context, s segment, bad []int64, rows map[int64]int64) ([]Difference, int, error) {
 	w.opts.Log.Debug("segment differs at first read; re-checking rows", "table", s.info.String(), "segment", s.String())
 	groups := [][]int64{nil}
 	if !s.info.Ordered && s.info.Buckets > 1 {
 		groups = groupBuckets(bad, rows, rowsPerNarrow)
 	}
 	var diffs []Difference
+	maxRounds := 0
 	for _, g := range groups {
 		narrowed := s
 		if g != nil {
 			narrowed.buckets = g
 		}
-		d, err := w.narrow(ctx, narrowed)
+		d, rounds, err := w.narrow(ctx, narrowed)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
+		maxRounds = max(maxRounds, rounds)
 		if d != nil {
 			diffs = append(diffs, *d)
 		}
 	}
-	return diffs, nil
+	return diffs, maxRounds, nil
 }
 
 // rowsPerNarrow bounds the rows of a bucketed table read into memory at once
@@ -76,21 +78,21 @@ func groupBuckets(buckets []int64, rows map[int64]int64, limit int64) [][]int64 
 
 // narrow reads a differing segment's rows from blue, then from green once it
 // has applied what blue had, and settles the rows that differ.
-func (w *worker) narrow(ctx context.Context, s segment) (*Difference, error) {
+func (w *worker) narrow(ctx context.Context, s segment) (*Difference, int, error) {
 	b, err := readRows(ctx, w.blue, s, w.opts.Mode)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if err := w.waitGreen(ctx); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	g, err := readRows(ctx, w.green, s, w.opts.Mode)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	ids := differingIDs(b, g)
 	if len(ids) == 0 {
-		return nil, nil
+		return nil, 0, nil
 	}
 	return w.settle(ctx, s, ids)
 }
@@ -140,7 +142,8 @@ const confirmations = 2
 
 // settle re-reads differing rows in rounds (blue, wait, green, blue) until
 // each is consistent or a confirmed difference, or rounds run out.
-func (w *worker) settle(ctx context.Context, s segment, ids []string) (*Difference, error) {
+// It also returns the rounds it took.
+func (w *worker) settle(ctx context.Context, s segment, ids []string) (*Difference, int, error) {
 	streak := map[string]int{}
 	type finding struct {
 		id     string
@@ -150,7 +153,8 @@ func (w *worker) settle(ctx context.Context, s segment, ids []string) (*Differen
 	}
 	var found []finding
 	pending := ids
-	for round := 0; round < w.opts.Rounds && len(pending) > 0; round++ {
+	round := 0
+	for ; round < w.opts.Rounds && len(pending) > 0; round++ {
 		if round > 0 {
 			pause := time.Duration(round) * 20 * time.Millisecond
 			if pause > 500*time.Millisecond {
@@ -158,24 +162,24 @@ func (w *worker) settle(ctx context.Context, s segment, ids []string) (*Differen
 			}
 			select {
 			case <-ctx.Done():
-				return nil, ctx.Err()
+				return nil, 0, ctx.Err()
 			case <-time.After(pause):
 			}
 		}
 		b1, err := lookupRows(ctx, w.blue, s, w.opts.Mode, pending)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		if err := w.waitGreen(ctx); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		g, err := lookupRows(ctx, w.green, s, w.opts.Mode, pending)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		b2, err := lookupRows(ctx, w.blue, s, w.opts.Mode, pending)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		var next []string
 		for _, id := range pending {
@@ -199,7 +203,7 @@ func (w *worker) settle(ctx context.Context, s segment, ids []string) (*Differen
 		found = append(found, finding{id: id, moving: true})
 	}
 	if len(found) == 0 {
-		return nil, nil
+		return nil, round, nil
 	}
 	sort.Slice(found, func(i, j int) bool { return lessID(found[i].id, found[j].id) })
 	t := s.info
@@ -240,7 +244,7 @@ func (w *worker) settle(ctx context.Context, s segment, ids []string) (*Differen
 	if len(t.KeyCols) > 0 && len(found) > 1 {
 		d.KeyRange = t.describeKey(found[0].id) + " .. " + t.describeKey(found[len(found)-1].id)
 	}
-	return d, nil
+	return d, round, nil
 }
 
 // aggregate runs a segment's aggregate on one side.

@@ -149,7 +149,7 @@ func (p *pair) verify(t *testing.T, mode verify.Mode) *verify.Report {
 	}
 	t.Logf("%s", r.Summary())
 	for _, tr := range r.Tables {
-		t.Logf("  %-26s %-18s %4d segments %8d rows, %d re-checked", tr.Table, tr.Method, tr.Segments, tr.Rows, tr.Rechecked)
+		t.Logf("  %-26s %-18s %4d segments %8d rows, %d re-checked, %d rounds", tr.Table, tr.Method, tr.Segments, tr.Rows, tr.Rechecked, tr.Rounds)
 	}
 	return r
 }

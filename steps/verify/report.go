@@ -23,7 +23,9 @@ type TableReport struct {
 	Bytes    int64  // heap and TOAST bytes on blue
 	// Rechecked counts segments that differed at the first read (green
 	// behind blue, usually) and were re-checked row by row.
-	Rechecked   int
+	Rechecked int
+	// Rounds is the most re-read rounds a row of the table needed to settle.
+	Rounds      int
 	Differences []Difference
 }
 

@@ -266,7 +266,7 @@ func checkAll(ctx context.Context, workers []*worker, infos []*tableInfo, opts *
 		go func() {
 			defer wg.Done()
 			for task := range next {
-				diffs, err := w.recheck(ctx, task.seg, task.bad, task.rows)
+				diffs, rounds, err := w.recheck(ctx, task.seg, task.bad, task.rows)
 				mu.Lock()
 				if err != nil && firstErr == nil {
 					firstErr = fmt.Errorf("verify %s (%s): %w", task.seg.info, task.seg, err)
@@ -274,6 +274,7 @@ func checkAll(ctx context.Context, workers []*worker, infos []*tableInfo, opts *
 				}
 				r := reports[task.seg.info]
 				r.Differences = append(r.Differences, diffs...)
+				r.Rounds = max(r.Rounds, rounds)
 				mu.Unlock()
 			}
 		}()
