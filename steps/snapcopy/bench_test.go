@@ -38,27 +38,36 @@ func BenchmarkCopy(b *testing.B) {
 		workers int
 		format  Format
 		split   int64
+		nocap   bool // plan as many parts as the split asks for, even on 13
 	}
 	var configs []config
 	for _, workers := range []int{1, 2, 4} {
 		for _, format := range []Format{FormatText, FormatBinary} {
-			configs = append(configs, config{workers, format, 64 << 20})
+			configs = append(configs, config{workers, format, 64 << 20, false})
 		}
 	}
 	// Splitting against not splitting, where it matters most: on 13 every
 	// part scans the whole heap.
-	configs = append(configs, config{2, FormatBinary, 0})
+	configs = append(configs, config{2, FormatBinary, 0, false})
+	if blueMajor < 14 {
+		configs = append(configs, config{2, FormatBinary, 64 << 20, true})
+	}
 	for _, c := range configs {
 		{
 			workers, format := c.workers, c.format
 			name := fmt.Sprintf("workers=%d/format=%s/split=%dMB", workers, format, c.split>>20)
+			planWorkers := workers
+			if c.nocap {
+				name += "/uncapped"
+				planWorkers = 0
+			}
 			b.Run(name, func(b *testing.B) {
 				b.StopTimer()
 				for i := 0; i < b.N; i++ {
 					if err := TruncateTargets(ctx, green, Targets(tables)); err != nil {
 						b.Fatal(err)
 					}
-					parts := PlanParts(tables, PlanOptions{SplitBytes: c.split, Workers: workers, SourceMajor: blueMajor})
+					parts := PlanParts(tables, PlanOptions{SplitBytes: c.split, Workers: planWorkers, SourceMajor: blueMajor})
 					b.StartTimer()
 					snap, err := ExportSnapshot(ctx, blueCfg, "bench")
 					if err != nil {
