@@ -232,11 +232,40 @@ func (p *pgBouncer) checkConffile(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("cutover.switch.pgbouncer.config: %w", err)
 		}
-		if !os.SameFile(theirs, ours) {
-			return fmt.Errorf("the running PgBouncer reads %s, but cutover.switch.pgbouncer.config is %s: name the file PgBouncer reads", r["value"], p.config)
+		if !os.SameFile(theirs, ours) && !includes(r["value"], ours, 0) {
+			return fmt.Errorf("the running PgBouncer reads %s, which neither is nor includes cutover.switch.pgbouncer.config %s: name the file PgBouncer reads", r["value"], p.config)
 		}
 	}
 	return nil
+}
+
+// includes says whether the file at path includes (%include, recursively)
+// the file target.
+func includes(path string, target os.FileInfo, depth int) bool {
+	if depth >= 10 {
+		return false
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return false
+	}
+	doc, err := parseINI(data)
+	if err != nil {
+		return false
+	}
+	for _, inc := range doc.includes {
+		child := inc.path
+		if !filepath.IsAbs(child) {
+			child = filepath.Join(filepath.Dir(path), child)
+		}
+		if fi, err := os.Stat(child); err == nil && os.SameFile(fi, target) {
+			return true
+		}
+		if includes(child, target, depth+1) {
+			return true
+		}
+	}
+	return false
 }
 
 // planEdit reads the file and computes the edit, refusing an entry that is

@@ -96,7 +96,7 @@ func testPgBouncer(t *testing.T, blueC, greenC *pgtest.Cluster, blue, green Endp
 		}{
 			{"unknown database", engine.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, Config: bouncer.ConfigPath, Database: "nope"}, `pgbouncer has no database "nope"`},
 			{"session pooling", engine.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, Config: bouncer.ConfigPath, Database: "app_session"}, "pool_mode is session"},
-			{"other file", engine.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, Config: copyFile(t, bouncer.ConfigPath), Database: "app"}, "the running PgBouncer reads"},
+			{"other file", engine.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, Config: copyFile(t, bouncer.ConfigPath), Database: "app"}, "neither is nor includes"},
 			{"password env unset", engine.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, AdminPasswordEnv: "PGSHIFT_TEST_UNSET_PASSWORD", Config: bouncer.ConfigPath, Database: "app"}, "PGSHIFT_TEST_UNSET_PASSWORD"},
 		} {
 			sw := c.sw
@@ -281,6 +281,48 @@ func testPgBouncer(t *testing.T, blueC, greenC *pgtest.Cluster, blue, green Endp
 		}
 		if side, _ := drv.Current(ctx); side != Blue {
 			t.Fatalf("Current = %s after Switch(blue)", side)
+		}
+	})
+	t.Run("entry in an included file", func(t *testing.T) {
+		// Move [databases] into a file the main one includes, as packaged
+		// setups often do.
+		data, err := os.ReadFile(bouncer.ConfigPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cut := strings.Index(string(data), "[pgbouncer]")
+		fragment := filepath.Join(filepath.Dir(bouncer.ConfigPath), "databases.ini")
+		write(t, fragment, string(data[:cut]))
+		main := string(data[cut:]) + "%include " + fragment + "\n"
+		if err := os.WriteFile(bouncer.ConfigPath, []byte(main), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		bouncer.Admin(t, "RELOAD")
+
+		err = drv.Check(ctx)
+		if err == nil || !strings.Contains(err.Error(), "in the included file "+fragment) {
+			t.Fatalf("Check with the entry in an included file = %v, want it to name %s", err, fragment)
+		}
+		sw := engine.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, Config: fragment, Database: "app"}
+		frag, err := New(&engine.Spec{Cutover: engine.CutoverSpec{Switch: engine.SwitchSpec{PgBouncer: &sw}}}, blue, green)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer frag.Close()
+		if err := frag.Check(ctx); err != nil {
+			t.Fatalf("Check given the included file: %v", err)
+		}
+		if err := frag.Switch(ctx, Green); err != nil {
+			t.Fatalf("Switch(green) in the included file: %v", err)
+		}
+		if side, err := frag.Current(ctx); err != nil || side != Green {
+			t.Fatalf("Current = %q, %v; want green", side, err)
+		}
+		if after, _ := os.ReadFile(bouncer.ConfigPath); string(after) != main {
+			t.Errorf("the main file changed")
+		}
+		if err := frag.Switch(ctx, Blue); err != nil {
+			t.Fatalf("Switch(blue): %v", err)
 		}
 	})
 }
