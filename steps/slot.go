@@ -136,6 +136,27 @@ func (s *slotStep) Apply(ctx context.Context, env *engine.Env) error {
 	if err != nil {
 		return err
 	}
+	// A slot held by an ordinary backend is still being created (a previous
+	// run died while pg_create_logical_replication_slot waited for blue's
+	// running transactions): wait until it is made for good, or gone.
+	for st.Exists && st.Active && !s.byCopy() {
+		var walsender bool
+		if err := db.QueryRow(ctx, "SELECT coalesce((SELECT backend_type = 'walsender' FROM pg_stat_activity WHERE pid = $1), false)", st.ActivePID).Scan(&walsender); err != nil {
+			return fmt.Errorf("read the holder of slot %q on blue: %w", name, err)
+		}
+		if walsender {
+			break
+		}
+		env.Log.Info("waiting for an earlier creation of the slot to finish", "slot", name, "pid", st.ActivePID)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("slot %q on blue is still being created by backend pid %d: %w", name, st.ActivePID, ctx.Err())
+		case <-time.After(500 * time.Millisecond):
+		}
+		if st, err = readSlot(ctx, db, name); err != nil {
+			return err
+		}
+	}
 	if st.Exists {
 		dbname, err := currentDatabase(ctx, db)
 		if err != nil {

@@ -60,11 +60,15 @@ SELECT s.oid, s.subenabled, coalesce(s.subslotname::text, ''), s.subpublications
 	return st, nil
 }
 
-// subscriptionSQL builds CREATE SUBSCRIPTION; conninfo is either the real
+// copyData: the subscription copies the rows itself unless target.copy did
+// (snapshot method).
+func (s *subscriptionStep) copyData() bool { return s.spec.Replication.InitialCopy.Method != "snapshot" }
+
+// createSQL builds CREATE SUBSCRIPTION; conninfo is either the real
 // one (to run) or the redacted one (to show).
 func (s *subscriptionStep) createSQL(conninfo string, options []string) string {
 	with := []string{
-		"copy_data = " + fmt.Sprint(s.spec.Replication.InitialCopy.Method != "snapshot"),
+		fmt.Sprintf("copy_data = %t", s.copyData()),
 		"create_slot = false",
 		"slot_name = " + QuoteLiteral(s.spec.SlotName()),
 	}
@@ -120,7 +124,7 @@ func (s *subscriptionStep) Observe(ctx context.Context, env *engine.Env) (plans.
 			return plans.Change{}, err
 		}
 		c := plans.Change{Action: plans.ActionCreate,
-			Summary: fmt.Sprintf("CREATE SUBSCRIPTION %s ... copy_data = true", replIdent(name)),
+			Summary: fmt.Sprintf("CREATE SUBSCRIPTION %s ... copy_data = %t", replIdent(name), s.copyData()),
 			Details: []string{s.createSQL(redacted, options)}}
 		if w := s.binaryCopyNote(ctx, env); w != "" {
 			c.Warnings = append(c.Warnings, w)
@@ -652,7 +656,7 @@ func (s *subscriptionStep) Describe() plans.Change {
 	}
 	sort.Strings(opts)
 	return plans.Change{Action: plans.ActionCreate,
-		Summary: fmt.Sprintf("CREATE SUBSCRIPTION %s ... copy_data = true", replIdent(s.spec.SubscriptionName())),
+		Summary: fmt.Sprintf("CREATE SUBSCRIPTION %s ... copy_data = %t", replIdent(s.spec.SubscriptionName()), s.copyData()),
 		Details: []string{s.createSQL(redacted, opts)}}
 }
 

@@ -416,6 +416,10 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 		p.rollback(t, p.steps()...)
 	})
 
+	t.Run("a slot creation left waiting by a killed run is awaited, not repeated", func(t *testing.T) {
+		testSlotCreationAwaited(t, p)
+	})
+
 	t.Run("apply after a partial state completes", func(t *testing.T) {
 		// As after a crash right after source.slot: publication and slot on
 		// blue, no subscription on green (whose tables were emptied).
