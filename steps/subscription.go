@@ -62,7 +62,9 @@ SELECT s.oid, s.subenabled, coalesce(s.subslotname::text, ''), s.subpublications
 
 // copyData: the subscription copies the rows itself unless target.copy did
 // (snapshot method).
-func (s *subscriptionStep) copyData() bool { return s.spec.Replication.InitialCopy.Method != "snapshot" }
+func (s *subscriptionStep) copyData() bool {
+	return s.spec.Replication.InitialCopy.Method != "snapshot"
+}
 
 // createSQL builds CREATE SUBSCRIPTION; conninfo is either the real
 // one (to run) or the redacted one (to show).
