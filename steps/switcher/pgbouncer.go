@@ -92,23 +92,35 @@ func (p *pgBouncer) adminAddr() string {
 }
 
 // command runs one admin command and returns its result rows as maps of
-// column name to text (NULL as "").
+// column name to text (NULL as ""). A kept connection that turns out to be
+// gone (PgBouncer restarted, a network blip) is replaced once: every
+// command the driver sends is safe to repeat.
 func (p *pgBouncer) command(ctx context.Context, sql string) ([]map[string]string, error) {
-	conn, err := p.adminConn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	results, err := conn.Exec(ctx, sql).ReadAll()
-	if err != nil {
-		var pgErr *pgconn.PgError
-		if !errors.As(err, &pgErr) {
-			// The connection is gone or broken (an expired ctx closes it):
-			// the next command opens another.
-			conn.Close(context.Background())
-			p.conn = nil
+	for attempt := 0; ; attempt++ {
+		reused := p.conn != nil && !p.conn.IsClosed()
+		conn, err := p.adminConn(ctx)
+		if err != nil {
+			return nil, err
 		}
-		return nil, err
+		results, err := conn.Exec(ctx, sql).ReadAll()
+		if err == nil {
+			return resultRows(results), nil
+		}
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) {
+			return nil, err
+		}
+		// The connection is broken (an expired ctx also closes it): the
+		// next command opens another.
+		conn.Close(context.Background())
+		p.conn = nil
+		if !reused || attempt > 0 || ctx.Err() != nil {
+			return nil, err
+		}
 	}
+}
+
+func resultRows(results []*pgconn.Result) []map[string]string {
 	var rows []map[string]string
 	for _, r := range results {
 		for _, raw := range r.Rows {
@@ -119,7 +131,7 @@ func (p *pgBouncer) command(ctx context.Context, sql string) ([]map[string]strin
 			rows = append(rows, row)
 		}
 	}
-	return rows, nil
+	return rows
 }
 
 // dbArg quotes the database name for an admin command ("" doubles a quote;

@@ -112,6 +112,17 @@ func testPgBouncer(t *testing.T, blueC, greenC *pgtest.Cluster, blue, green Endp
 		}
 	})
 
+	t.Run("a dropped admin connection is replaced", func(t *testing.T) {
+		pb := drv.(*pgBouncer)
+		if pb.conn == nil {
+			t.Fatal("no admin connection kept after Check")
+		}
+		pb.conn.Conn().Close() // as if PgBouncer or the network dropped it
+		if side, err := drv.Current(ctx); err != nil || side != Blue {
+			t.Fatalf("Current after the admin connection dropped = %q, %v", side, err)
+		}
+	})
+
 	t.Run("freeze waits for an open transaction", func(t *testing.T) {
 		client := connectSimple(t, bouncer.DSN("app"))
 		mustExec(t, client, "BEGIN")
