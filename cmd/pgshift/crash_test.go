@@ -51,7 +51,9 @@ cutover:
 // every kill: the state file parses, no step the state recorded as done
 // before the run started ran again, and no step that started is shown as
 // pending (a step is marked running before it starts). After each completed
-// run: every step done and its effect present exactly once.
+// apply: every step done and its effect present exactly once. Each round then
+// rolls back under the same kills: no step recorded rolled back is rolled
+// back again, and at the end every effect is gone.
 func TestCrashResume(t *testing.T) {
 	bin := buildTestBinary(t)
 	seed := uint64(time.Now().UnixNano())
@@ -59,12 +61,8 @@ func TestCrashResume(t *testing.T) {
 	rng := rand.New(rand.NewPCG(seed, 1))
 
 	const wantKills = 30
-	kills, rounds, runs := 0, 0, 0
-	deadline := time.Now().Add(45 * time.Second)
-	for kills < wantKills {
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d kills before the deadline (%d rounds, %d runs)", kills, rounds, runs)
-		}
+	applyKills, rollbackKills, rounds, runs := 0, 0, 0, 0
+	for applyKills < wantKills {
 		rounds++
 		dir := t.TempDir()
 		specPath := filepath.Join(dir, "spec.yaml")
@@ -72,80 +70,118 @@ func TestCrashResume(t *testing.T) {
 			t.Fatal(err)
 		}
 		statePath := filepath.Join(dir, "crash-test.pgshift-state.json")
-		for finished := false; !finished; {
-			runs++
-			if runs > 400 {
-				t.Fatal("too many runs: apply never completes")
-			}
-			doneBefore := map[string]bool{}
-			if st, err := engine.ReadState(statePath); err == nil {
-				for _, c := range st.Steps {
-					if c.Status == engine.StatusDone {
-						doneBefore[c.ID] = true
+		// A full apply takes about 0.5 s, a rollback about 0.3 s.
+		for _, phase := range []struct {
+			op     string
+			args   []string
+			window int
+			kills  *int
+			final  func(*engine.State)
+		}{
+			{"apply", []string{"apply", "-f", specPath}, 350, &applyKills, func(st *engine.State) { checkFinalCrashState(t, dir, st) }},
+			{"rollback", []string{"rollback", "-f", specPath, "--yes"}, 200, &rollbackKills, func(st *engine.State) { checkRolledBack(t, dir, st) }},
+		} {
+			finished := false
+			for !finished {
+				runs++
+				if runs > 600 { // every run ends within its kill window, or completes
+					t.Fatalf("too many runs (%d apply kills so far): %s never completes", applyKills, phase.op)
+				}
+				// Steps whose work the state says is over must not run again.
+				over := map[string]bool{}
+				if st, err := engine.ReadState(statePath); err == nil {
+					for _, c := range st.Steps {
+						if (phase.op == "apply" && c.Status == engine.StatusDone) || (phase.op == "rollback" && c.Status == engine.StatusRolledBack) {
+							over[c.ID] = true
+						}
+					}
+				} else if !errors.Is(err, os.ErrNotExist) {
+					t.Fatalf("run %d: state before %s: %v", runs, phase.op, err)
+				}
+				journalBefore := journalLines(t, dir)
+
+				killAfter := time.Duration(rng.IntN(phase.window)) * time.Millisecond
+				killed, out, err := runAndMaybeKill(t, bin, dir, killAfter, append(phase.args, "--log-level", "warn")...)
+				switch {
+				case killed:
+					*phase.kills++
+				case err != nil:
+					t.Fatalf("run %d: %s failed without being killed: %v\n%s", runs, phase.op, err, out)
+				default:
+					finished = true
+				}
+
+				st, err := engine.ReadState(statePath)
+				if errors.Is(err, os.ErrNotExist) && killed && phase.op == "apply" && len(journalBefore) == 0 {
+					continue // killed before the first checkpoint
+				}
+				if err != nil {
+					t.Fatalf("run %d (%s, killed=%v after %v): state file: %v", runs, phase.op, killed, killAfter, err)
+				}
+				for _, line := range journalLines(t, dir)[len(journalBefore):] {
+					f := strings.Fields(line)
+					if len(f) != 3 || f[0] != phase.op {
+						t.Fatalf("run %d: unexpected journal line %q during %s", runs, line, phase.op)
+					}
+					if over[f[1]] {
+						t.Fatalf("run %d: %s was recorded as finished (%s) before the run, yet ran again", runs, f[1], phase.op)
+					}
+					if c := st.Step(f[1]); c == nil || c.Status == engine.StatusPending || (phase.op == "rollback" && c.Status == engine.StatusDone) {
+						t.Fatalf("run %d: %s started %s but the state does not say so (%+v)", runs, f[1], phase.op, c)
 					}
 				}
-			} else if !errors.Is(err, os.ErrNotExist) {
-				t.Fatalf("run %d: state before run: %v", runs, err)
-			}
-			journalBefore := journalLines(t, dir)
-
-			cmd := exec.Command(bin, "apply", "-f", specPath, "--log-level", "warn")
-			cmd.Env = append(os.Environ(), teststeps.EnvDir+"="+dir, teststeps.EnvDelay+"=30ms")
-			var out bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			exited := make(chan error, 1)
-			go func() { exited <- cmd.Wait() }()
-			killAfter := time.Duration(rng.IntN(350)) * time.Millisecond // a full run takes ~0.5 s
-			var waitErr error
-			killed := false
-			select {
-			case waitErr = <-exited:
-			case <-time.After(killAfter):
-				_ = cmd.Process.Signal(syscall.SIGKILL)
-				waitErr = <-exited
-				var ee *exec.ExitError
-				if errors.As(waitErr, &ee) {
-					if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-						killed = true
-					}
+				if finished {
+					phase.final(st)
 				}
-			}
-			if killed {
-				kills++
-			} else if waitErr != nil {
-				t.Fatalf("run %d: apply failed without being killed: %v\n%s", runs, waitErr, out.String())
-			} else {
-				finished = true
-			}
-
-			st, err := engine.ReadState(statePath)
-			if errors.Is(err, os.ErrNotExist) && killed && len(doneBefore) == 0 {
-				continue // killed before the first checkpoint
-			}
-			if err != nil {
-				t.Fatalf("run %d (killed=%v after %v): state file: %v", runs, killed, killAfter, err)
-			}
-			for _, line := range journalLines(t, dir)[len(journalBefore):] {
-				f := strings.Fields(line)
-				if len(f) != 3 || f[0] != "apply" {
-					t.Fatalf("run %d: unexpected journal line %q", runs, line)
-				}
-				if doneBefore[f[1]] {
-					t.Fatalf("run %d: %s was recorded done before the run, yet applied again", runs, f[1])
-				}
-				if c := st.Step(f[1]); c == nil || c.Status == engine.StatusPending {
-					t.Fatalf("run %d: %s started but the state does not say so (%+v)", runs, f[1], c)
-				}
-			}
-			if finished {
-				checkFinalCrashState(t, dir, st)
 			}
 		}
 	}
-	t.Logf("%d kills over %d rounds, %d runs", kills, rounds, runs)
+	t.Logf("%d apply kills and %d rollback kills over %d rounds, %d runs", applyKills, rollbackKills, rounds, runs)
+}
+
+// runAndMaybeKill runs the test binary and SIGKILLs it after killAfter
+// unless it exits first.
+func runAndMaybeKill(t *testing.T, bin, dir string, killAfter time.Duration, args ...string) (killed bool, out string, err error) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), teststeps.EnvDir+"="+dir, teststeps.EnvDelay+"=30ms")
+	var buf bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &buf, &buf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	select {
+	case err = <-exited:
+		return false, buf.String(), err
+	case <-time.After(killAfter):
+		_ = cmd.Process.Signal(syscall.SIGKILL)
+		err = <-exited
+	}
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			return true, buf.String(), nil
+		}
+	}
+	return false, buf.String(), err // it exited on its own just before the kill
+}
+
+func checkRolledBack(t *testing.T, dir string, st *engine.State) {
+	t.Helper()
+	for _, c := range st.Steps {
+		if c.Status != engine.StatusRolledBack || len(c.Outputs) != 0 {
+			t.Fatalf("after rollback %s is %s with outputs %v", c.ID, c.Status, c.Outputs)
+		}
+	}
+	effects, err := teststeps.ReadEffects(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(effects) != 0 {
+		t.Fatalf("effects left after rollback: %v", effects)
+	}
 }
 
 func checkFinalCrashState(t *testing.T, dir string, st *engine.State) {
