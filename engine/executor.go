@@ -164,7 +164,12 @@ func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts Appl
 			res.Held = append(res.Held, id)
 		case errors.As(err, &up) && up.Held:
 			res.Waiting = append(res.Waiting, id)
-			if werr := store.UpdateStep(id, func(c *StepState) { c.Note = "waits for approval of " + up.Root }); werr != nil {
+			if werr := store.UpdateStep(id, func(c *StepState) {
+				if c.Status == StatusUpstreamFailed {
+					c.Status = StatusPending // its cause is gone; it only waits now
+				}
+				c.Note = "waits for approval of " + up.Root
+			}); werr != nil {
 				setFatal(werr)
 			}
 		case errors.As(err, &up):

@@ -69,10 +69,11 @@ func (s *State) Step(id string) *StepState {
 	return nil
 }
 
-// Touched says whether anything ran under this state (a step left pending).
+// Touched says whether the state holds live work: a step that ran and was
+// not rolled back since. A fully rolled-back state may take another spec.
 func (s *State) Touched() bool {
 	for _, st := range s.Steps {
-		if st.Status != StatusPending && st.Status != StatusUpstreamFailed {
+		if needsRollback(st.Status) {
 			return true
 		}
 	}
