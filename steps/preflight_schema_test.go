@@ -257,11 +257,28 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 		if !strings.Contains(c.Summary, "PostgreSQL 17") || !strings.Contains(c.Summary, "green holds none of blue's tables") {
 			t.Errorf("summary %q", c.Summary)
 		}
+		// Reverse replication needs green to publish: found now, not at the cutover.
+		p.green.Exec(t, "postgres", `ALTER SYSTEM SET wal_level = replica`)
+		p.green.Restart(t)
+		reverse := *p.spec
+		reverse.Cutover.ReverseReplication = true
+		renv := engine.NewEnv(&reverse, nil)
+		c, err := target.Observe(prepCtx(t), renv)
+		renv.Close()
+		p.green.Exec(t, "postgres", `ALTER SYSTEM RESET wal_level`)
+		p.green.Restart(t)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !hasLine(c.Blockers, "green has wal_level=replica", "cutover.reverse_replication", "ALTER SYSTEM SET wal_level = logical;") {
+			t.Errorf("reverse replication from a green without wal_level=logical: %q", c.Blockers)
+		}
+
 		swapped := *p.spec
 		swapped.Source, swapped.Target = p.spec.Target, p.spec.Source
 		env := engine.NewEnv(&swapped, nil)
 		defer env.Close()
-		c, err := target.Observe(prepCtx(t), env)
+		c, err = target.Observe(prepCtx(t), env)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -87,6 +87,14 @@ func (preflightTarget) inspect(ctx context.Context, env *engine.Env) (*findings,
 	if err := targetWorkers(ctx, f, pool, env); err != nil {
 		return nil, fmt.Errorf("green: %w", err)
 	}
+	if err := targetOrigins(ctx, f, pool, env, green); err != nil {
+		return nil, fmt.Errorf("green: %w", err)
+	}
+	if env.Spec.Cutover.ReverseReplication {
+		if err := targetReverse(ctx, f, pool); err != nil {
+			return nil, fmt.Errorf("green: %w", err)
+		}
+	}
 	if blueErr == nil {
 		if err := targetTables(ctx, f, pool, bluePool, env); err != nil {
 			return nil, err
@@ -275,4 +283,56 @@ func tableSet(tables []Table) map[string]bool {
 		m[t.QualifiedName()] = true
 	}
 	return m
+}
+
+// targetOrigins: a subscription tracks its progress in a replication origin,
+// and so does each table sync worker. Their number is bounded by
+// max_replication_slots before PostgreSQL 18 and by
+// max_active_replication_origins since.
+func targetOrigins(ctx context.Context, f *findings, pool *pgxpool.Pool, env *engine.Env, v ServerVersion) error {
+	name := "max_replication_slots"
+	if v.Major >= 18 {
+		name = "max_active_replication_origins"
+	}
+	var max, used int
+	var ours bool
+	err := pool.QueryRow(ctx, `
+SELECT current_setting($1)::int, (SELECT count(*) FROM pg_replication_origin)::int,
+       EXISTS (SELECT 1 FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid
+                WHERE d.datname = current_database() AND s.subname = $2)`,
+		name, env.Spec.SubscriptionName()).Scan(&max, &used, &ours)
+	if err != nil {
+		return fmt.Errorf("read replication origins: %w", err)
+	}
+	need := 1
+	if ours {
+		need = 0
+	}
+	f.check("green free replication origins", max-used >= need,
+		fmt.Sprintf("%d of %s=%d free, %d needed", max-used, name, max, need),
+		fmt.Sprintf("green has no free replication origin for the subscription (%s=%d, %d in use): ALTER SYSTEM SET %s = %d; and restart green",
+			name, max, used, name, used+1+extraSyncSlots))
+	return nil
+}
+
+// targetReverse: after the cutover green publishes back to blue, which
+// takes wal_level=logical, a slot and a WAL sender on green. wal_level only
+// changes with a restart, so it is better found now than at the cutover.
+func targetReverse(ctx context.Context, f *findings, pool *pgxpool.Pool) error {
+	var level string
+	var maxSlots, usedSlots, maxSenders int
+	err := pool.QueryRow(ctx, `
+SELECT current_setting('wal_level'), current_setting('max_replication_slots')::int,
+       (SELECT count(*) FROM pg_replication_slots)::int, current_setting('max_wal_senders')::int`).
+		Scan(&level, &maxSlots, &usedSlots, &maxSenders)
+	if err != nil {
+		return fmt.Errorf("read settings for reverse replication: %w", err)
+	}
+	f.check("green can publish back (reverse replication)", level == "logical", "wal_level="+level,
+		fmt.Sprintf("green has wal_level=%s, and cutover.reverse_replication needs logical to replicate back to blue after the switch: run ALTER SYSTEM SET wal_level = logical; on green and restart it now (before any data arrives), or set cutover.reverse_replication: false", level))
+	f.check("green slot and WAL sender for reverse replication", maxSlots > usedSlots && maxSenders > 0,
+		fmt.Sprintf("max_replication_slots=%d (%d in use), max_wal_senders=%d", maxSlots, usedSlots, maxSenders),
+		fmt.Sprintf("green needs a free replication slot and a WAL sender for reverse replication (max_replication_slots=%d with %d in use, max_wal_senders=%d): raise them with ALTER SYSTEM and restart green, or set cutover.reverse_replication: false",
+			maxSlots, usedSlots, maxSenders))
+	return nil
 }
