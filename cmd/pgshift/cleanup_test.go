@@ -67,8 +67,14 @@ func TestCleanupCommand(t *testing.T) {
 		return blue.Scalar(t, "shop", "SELECT (SELECT count(*) FROM pg_publication) || '/' || (SELECT count(*) FROM pg_replication_slots)") +
 			" " + green.Scalar(t, "shop", "SELECT count(*) FROM pg_subscription")
 	}
-	if got := objects(); got != "1/1 1" {
-		t.Fatalf("objects before cleanup: %s", got)
+	// Until the copy is done a table-sync slot sits beside ours on blue.
+	if err := byID[steps.CatchupStepID].Apply(ctx, env.ForStep(steps.CatchupStepID)); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); objects() != "1/1 1"; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("objects before cleanup: %s", objects())
+		}
 	}
 
 	t.Run("lists the drops and drops nothing without a yes", func(t *testing.T) {
@@ -113,6 +119,31 @@ func TestCleanupCommand(t *testing.T) {
 		}
 		if !strings.Contains(out, "No changes.") || strings.Contains(out, "  - ") {
 			t.Errorf("output:\n%s", out)
+		}
+	})
+
+	t.Run("with blue gone, green's subscription still goes and blue is named", func(t *testing.T) {
+		for _, id := range []string{steps.PublicationStepID, steps.SlotStepID} {
+			if err := byID[id].Apply(ctx, env.ForStep(id)); err != nil {
+				t.Fatalf("apply %s: %v", id, err)
+			}
+		}
+		green.Exec(t, "shop", "TRUNCATE items")
+		if err := byID[steps.SubscriptionStepID].Apply(ctx, env.ForStep(steps.SubscriptionStepID)); err != nil {
+			t.Fatal(err)
+		}
+		env.Close() // its pool to blue would outlive the server
+		blue.Stop(t)
+		out, stderr, err := runCleanupCmd(t, "", "-f", specPath, "--yes")
+		if err != nil {
+			t.Fatalf("cleanup: %v\n%s\n%s", err, out, stderr)
+		}
+		if !strings.Contains(out, "- green  subscription") || !strings.Contains(out, "blue not inspected") ||
+			strings.Contains(out, "- blue") {
+			t.Errorf("output:\n%s", out)
+		}
+		if n := green.Scalar(t, "shop", "SELECT count(*) FROM pg_subscription"); n != "0" {
+			t.Errorf("green's subscription survived: %s", n)
 		}
 	})
 }
