@@ -116,6 +116,7 @@ func BenchmarkVerify(b *testing.B) {
 		floor := best("floor: count(*) both sides at once", bothSides("SELECT count(*) FROM %s"))
 		hashPass := best("sum(hashtext(t::text)) both sides at once", bothSides("SELECT sum(hashtext(t::text)) FROM %s t"))
 		var last *verify.Report
+		resetPeakRSS()
 		for _, mode := range []verify.Mode{verify.ModeCount, verify.ModeChecksum} {
 			for _, w := range []int{2, 4} {
 				best(fmt.Sprintf("pgshift verify %s, %d workers", mode, w), func() error {
@@ -130,6 +131,7 @@ func BenchmarkVerify(b *testing.B) {
 			}
 		}
 		b.Logf("%s", last.Summary())
+		peak := peakRSS()
 
 		var out strings.Builder
 		fmt.Fprintf(&out, "\nverify on pgbench scale %d (%.1f MB of table data per side), blue 15 -> green 17, %d cores\n", scale, mb, runtime.NumCPU())
@@ -138,6 +140,9 @@ func BenchmarkVerify(b *testing.B) {
 		for _, r := range rows {
 			fmt.Fprintf(&out, "%-46s %9.2f %9.1f %13.0f%% %13.0f%%\n", r.name, r.d.Seconds(), mb/r.d.Seconds(),
 				100*floor.Seconds()/r.d.Seconds(), 100*hashPass.Seconds()/r.d.Seconds())
+		}
+		if peak > 0 {
+			fmt.Fprintf(&out, "peak RSS of the benchmark process while verifying: %.1f MB\n", float64(peak)/(1<<20))
 		}
 		hashes := hashAlternatives(b, blue)
 		fmt.Fprintf(&out, "\nrow hash alternatives, pgbench_accounts on blue, one backend, no parallel query:\n")
@@ -237,4 +242,25 @@ func hashAlternatives(b *testing.B, blue *pgtest.Cluster) []timing {
 		out = append(out, timing{e, d})
 	}
 	return out
+}
+
+// resetPeakRSS restarts the kernel's peak-RSS count of this process (Linux).
+func resetPeakRSS() { _ = os.WriteFile("/proc/self/clear_refs", []byte("5"), 0) }
+
+// peakRSS is this process's peak resident set since the last reset, in
+// bytes (0 when unknown).
+func peakRSS() int64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err == nil {
+				return kb << 10
+			}
+		}
+	}
+	return 0
 }
