@@ -96,7 +96,7 @@ func BenchmarkCopy(b *testing.B) {
 
 	b.Run("native-subscription", func(b *testing.B) {
 		b.StopTimer()
-		p.blue.Exec(b, "app", `CREATE PUBLICATION bench_pub FOR TABLE pgbench_accounts, pgbench_branches, pgbench_tellers,
+		p.blue.Exec(b, "app", `DROP PUBLICATION IF EXISTS bench_pub; CREATE PUBLICATION bench_pub FOR TABLE pgbench_accounts, pgbench_branches, pgbench_tellers,
 			pgbench_history, typed, typed_notes, events WITH (publish_via_partition_root = true)`)
 		for i := 0; i < b.N; i++ {
 			if err := TruncateTargets(ctx, green, Targets(tables)); err != nil {
