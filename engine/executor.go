@@ -110,7 +110,7 @@ func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts Appl
 	})
 	defer env.OnRecord(nil)
 
-	progress := func() {
+	progress := func() string {
 		s := store.Snapshot()
 		done := 0
 		for _, c := range s.Steps {
@@ -119,6 +119,7 @@ func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts Appl
 			}
 		}
 		env.Metrics.SetApplyProgress(done, g.Len())
+		return fmt.Sprintf("%d/%d", done, g.Len())
 	}
 	progress()
 
@@ -192,7 +193,7 @@ func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts Appl
 }
 
 // runStep applies one step with its checkpoints around it.
-func runStep(ctx context.Context, s Step, env *Env, store *StateStore, log hclog.Logger, setFatal func(error), progress func()) error {
+func runStep(ctx context.Context, s Step, env *Env, store *StateStore, log hclog.Logger, setFatal func(error), progress func() string) error {
 	id := s.ID()
 	started := time.Now().UTC()
 	if err := store.UpdateStep(id, func(c *StepState) {
@@ -236,12 +237,12 @@ func runStep(ctx context.Context, s Step, env *Env, store *StateStore, log hclog
 	}
 	env.Metrics.SetStepStatus(id, status)
 	env.Metrics.StepFinished(id, "apply", finished.Sub(started), err)
-	progress()
+	done := progress()
 	if err != nil {
 		log.Error("step failed", "step", id, "error", err)
 		return err
 	}
-	log.Info("done", "step", id, "duration", finished.Sub(started).Round(time.Millisecond).String())
+	log.Info("done", "step", id, "duration", finished.Sub(started).Round(time.Millisecond).String(), "progress", done)
 	return nil
 }
 
