@@ -83,7 +83,11 @@ func (audit) inspect(ctx context.Context, env *engine.Env) (*findings, auditRepo
 	if err != nil {
 		return nil, r, err
 	}
-	if err := auditExtensions(ctx, f, blue, green); err != nil {
+	gv, err := ServerVersionOf(ctx, green)
+	if err != nil {
+		return nil, r, fmt.Errorf("green: %w", err)
+	}
+	if err := auditExtensions(ctx, f, blue, green, gv.Major); err != nil {
 		return nil, r, err
 	}
 	if err := auditObjects(ctx, f, blue, env, &r); err != nil {
@@ -96,7 +100,7 @@ func (audit) inspect(ctx context.Context, env *engine.Env) (*findings, auditRepo
 // auditExtensions: every extension on blue must be available on green
 // (the schema restore runs CREATE EXTENSION, which installs green's default
 // version).
-func auditExtensions(ctx context.Context, f *findings, blue, green *pgxpool.Pool) error {
+func auditExtensions(ctx context.Context, f *findings, blue, green *pgxpool.Pool, greenMajor int) error {
 	type ext struct{ name, version string }
 	rows, err := blue.Query(ctx, `SELECT extname, extversion FROM pg_extension WHERE extname <> 'plpgsql' ORDER BY 1`)
 	if err != nil {
@@ -137,8 +141,8 @@ SELECT (SELECT default_version FROM pg_available_extensions WHERE name = $1),
 		}
 	}
 	f.check("extensions available on green", len(missing) == 0, fmt.Sprintf("%d of %d available", len(exts)-len(missing), len(exts)),
-		fmt.Sprintf("green does not offer %s %s used on blue: install the package that provides %s on green's host (Debian/Ubuntu: postgresql-<major>-<name>, e.g. postgresql-17-%s), or drop it on blue if unused",
-			pick(len(missing), "extension", "extensions"), listNames(missing), pick(len(missing), "it", "them"), firstOr(missing, "<name>")))
+		fmt.Sprintf("green does not offer %s %s used on blue: install the package that provides %s on green's host (Debian/Ubuntu: postgresql-%d-<name>, e.g. postgresql-%d-%s), or drop it on blue if unused",
+			pick(len(missing), "extension", "extensions"), listNames(missing), pick(len(missing), "it", "them"), greenMajor, greenMajor, firstOr(missing, "<name>")))
 	if len(exts) > 0 {
 		f.fact("%s", plural(len(exts), "extension", "extensions"))
 	}
