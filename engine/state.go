@@ -35,10 +35,13 @@ var allStatuses = []Status{StatusPending, StatusRunning, StatusDone, StatusFaile
 // State is the state file: which steps of which spec have run, when, with
 // what outputs. It never holds a secret.
 type State struct {
-	FormatVersion int          `json:"format_version"`
-	Spec          StateSpec    `json:"spec"`
-	Serial        int64        `json:"serial"` // incremented by every write
-	Steps         []*StepState `json:"steps"`
+	FormatVersion int       `json:"format_version"`
+	Spec          StateSpec `json:"spec"`
+	Serial        int64     `json:"serial"` // incremented by every write
+	// Next says how to go on when the last run stopped short (a failed step,
+	// a gate, an interrupt); empty when it completed.
+	Next  string       `json:"next,omitempty"`
+	Steps []*StepState `json:"steps"`
 }
 
 // StateSpec names the spec a state belongs to.

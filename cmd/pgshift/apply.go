@@ -171,6 +171,9 @@ func runApply(cmd *cobra.Command, a *applyArgs, planFile string) error {
 	if err != nil {
 		return &exitCodeError{code: exitError, err: fmt.Errorf("apply stopped: %w", err)}
 	}
+	if err := store.Update(func(st *engine.State) { st.Next = nextCommand(res, a, ctx.Err() != nil) }); err != nil {
+		return &exitCodeError{code: exitError, err: err}
+	}
 	if ctx.Err() != nil {
 		fmt.Fprintf(stdout, "\nApply interrupted by a signal (%d applied). State saved in %s; a step cut short is applied again on resume.\nResume with:\n  %s\n",
 			len(res.Applied), store.Path(), commandLine("apply", &a.spec, stateFlag(a.state)...))
@@ -233,6 +236,34 @@ func reportApply(w io.Writer, res *engine.ApplyResult, g *engine.Graph, a *apply
 	}
 	fmt.Fprintf(w, "\nApply complete: all %d steps done (%s). State saved in %s.\n", g.Len(), counts, statePath)
 	return nil
+}
+
+// nextCommand is what the state records as the way to go on.
+func nextCommand(res *engine.ApplyResult, a *applyArgs, interrupted bool) string {
+	again := commandLine("apply", &a.spec, stateFlag(a.state)...)
+	switch {
+	case interrupted || len(res.NotStarted) > 0:
+		return "interrupted: resume with " + again
+	case len(res.Failed) > 0:
+		var ids []string
+		for _, f := range res.Failed {
+			ids = append(ids, f.ID)
+		}
+		return strings.Join(ids, ", ") + " failed: fix the cause, then run " + again
+	case len(res.Held) > 0:
+		flags := stateFlag(a.state)
+		for _, id := range res.Held {
+			if id == "cutover" {
+				flags = append(flags, "--approve-cutover")
+			} else {
+				flags = append(flags, "--approve", id)
+			}
+		}
+		return strings.Join(res.Held, ", ") + " needs approval: run " + commandLine("apply", &a.spec, flags...)
+	case a.until != "":
+		return "stopped after " + a.until + " (--until): continue with " + again
+	}
+	return ""
 }
 
 func stateFlag(path string) []string {

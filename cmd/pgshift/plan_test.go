@@ -141,6 +141,10 @@ func TestApplyFailureStatusAndRollback(t *testing.T) {
 		!strings.Contains(out, "pgshift apply -f "+spec) {
 		t.Fatalf("failed apply: exit %d\n%s", code, out)
 	}
+	st, err := engine.ReadState(filepath.Join(dir, "crash-test.pgshift-state.json"))
+	if err != nil || st.Next != "source.slot failed: fix the cause, then run pgshift apply -f "+spec {
+		t.Fatalf("state's next step: %q %v", st.Next, err)
+	}
 	out, _, _ = runCLI(t, "", "status", "-f", spec, "--offline")
 	for _, want := range []string{"source.slot          failed", "not run: source.slot failed", "Fix the failed step, then continue with: pgshift apply -f " + spec} {
 		if !strings.Contains(out, want) {

@@ -117,6 +117,13 @@ func runRollback(cmd *cobra.Command, a *rollbackArgs) error {
 		return &exitCodeError{code: exitError, err: fmt.Errorf("rollback stopped: %w", err)}
 	}
 	again := commandLine("rollback", &a.spec, stateFlag(a.state)...)
+	next := ""
+	if !res.Complete() {
+		next = "rollback incomplete: fix the cause, then run " + again
+	}
+	if err := store.Update(func(st *engine.State) { st.Next = next }); err != nil {
+		return &exitCodeError{code: exitError, err: err}
+	}
 	if len(res.Failed) > 0 || len(res.NotStarted) > 0 {
 		fmt.Fprintf(stdout, "\nRollback incomplete: %d rolled back.\n\n", len(res.RolledBack))
 		for _, f := range res.Failed {
