@@ -513,6 +513,10 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 	t.Run("cleanup drops every object and a second cleanup is a no-op", func(t *testing.T) {
 		testCleanup(t, p)
 	})
+
+	t.Run("green authenticates to blue with the password it is given", func(t *testing.T) {
+		testPasswordAuth(t, p)
+	})
 }
 
 // checkOptionMatrix creates, inside a rolled-back transaction and without
