@@ -35,6 +35,7 @@ func TestLivePlanApplyStatusRollback(t *testing.T) {
 name: live-app
 source:
   dsn: %s
+  password_env: PGSHIFT_LIVE_BLUE_PASSWORD
 target:
   dsn: %s
 cutover:
@@ -44,7 +45,23 @@ cutover:
       back: ["true"]
 `, blue.DSN("app"), green.DSN("app"))), 0o600)
 
+	// The clusters trust loopback, so the password is sent and ignored: it
+	// must not show in any output, plan or state file.
+	const secret = "s3cret-blue-pw-7f1c"
+	t.Setenv("PGSHIFT_LIVE_BLUE_PASSWORD", secret)
+	var seen strings.Builder
+	defer func() {
+		for _, f := range []string{"plan.json", "live-app.pgshift-state.json"} {
+			data, _ := os.ReadFile(filepath.Join(dir, f))
+			seen.Write(data)
+		}
+		if strings.Contains(seen.String(), secret) {
+			t.Error("the password shows in an output, the saved plan or the state file")
+		}
+	}()
+
 	out, stderr, code := runCLI(t, "", "plan", "-f", spec, "--format", "json")
+	seen.WriteString(out + stderr)
 	if code != exitOK {
 		t.Fatalf("plan: exit %d\n%s\n%s", code, out, stderr)
 	}
@@ -60,7 +77,8 @@ cutover:
 			t.Fatalf("step %s: %s %s %v", s.ID, s.Action, s.Summary, s.Blockers)
 		}
 	}
-	text, _, _ := runCLI(t, "", "plan", "-f", spec, "--no-color")
+	text, stderr, _ := runCLI(t, "", "plan", "-f", spec, "--no-color")
+	seen.WriteString(text + stderr)
 	if !strings.Contains(text, "pgshift plan: live-app   blue PostgreSQL "+blue.Version+" -> green PostgreSQL "+green.Version) ||
 		!strings.Contains(text, "  + source.publication") {
 		t.Fatalf("text plan:\n%s", text)
@@ -72,7 +90,8 @@ cutover:
 	if _, stderr, code := runCLI(t, "", "plan", "-f", spec, "-out", planFile); code != exitOK {
 		t.Fatalf("plan -out: %s", stderr)
 	}
-	out, stderr, code = runCLI(t, "", "apply", planFile, "--log-level", "warn")
+	out, stderr, code = runCLI(t, "", "apply", planFile, "--log-level", "debug")
+	seen.WriteString(out + stderr)
 	if code != exitOK || !strings.Contains(out, "Apply stopped before cutover: approval needed") || !strings.Contains(out, "--approve-cutover") {
 		t.Fatalf("apply: exit %d\n%s\n%s", code, out, stderr)
 	}
@@ -93,7 +112,8 @@ cutover:
 		}
 	}
 
-	out, _, code = runCLI(t, "", "status", "-f", spec)
+	out, stderr, code = runCLI(t, "", "status", "-f", spec)
+	seen.WriteString(out + stderr)
 	if code != exitOK || !strings.Contains(out, "cutover              pending") || !strings.Contains(out, "Live facts:") {
 		t.Fatalf("status: exit %d\n%s", code, out)
 	}
@@ -105,7 +125,8 @@ cutover:
 		t.Fatalf("stale plan applied again: exit %d %s", code, stderr)
 	}
 
-	out, stderr, code = runCLI(t, "", "rollback", "-f", spec, "--yes", "--log-level", "warn")
+	out, stderr, code = runCLI(t, "", "rollback", "-f", spec, "--yes", "--log-level", "debug")
+	seen.WriteString(out + stderr)
 	if code != exitOK || !strings.Contains(out, "Rollback complete: 10 rolled back.") {
 		t.Fatalf("rollback: exit %d\n%s\n%s", code, out, stderr)
 	}
