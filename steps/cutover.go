@@ -93,23 +93,20 @@ const (
 )
 
 // Phases of a cutover, in order. A freeze is in place from freezing to
-// switched; live means clients write on green.
+// switched (inclusive); live means clients write on green.
 const (
-	phasePrepared     = "prepared"
-	phaseFreezing     = "freezing"
-	phaseFrozen       = "frozen"
-	phaseDrained      = "drained"
-	phaseReverseReady = "reverse-ready"
-	phaseSwitching    = "switching"
-	phaseSwitched     = "switched"
-	phaseLive         = "live"
-	phaseDone         = "done"
-	phaseAborted      = "aborted"
+	phasePrepared  = "prepared"
+	phaseFreezing  = "freezing"
+	phaseSwitching = "switching" // Switch(green) was called: traffic may have moved
+	phaseSwitched  = "switched"  // traffic on green, still frozen
+	phaseLive      = "live"
+	phaseDone      = "done"
+	phaseAborted   = "aborted"
 )
 
 var phaseRank = map[string]int{
-	"": 0, phaseAborted: 0, phasePrepared: 1, phaseFreezing: 2, phaseFrozen: 3, phaseDrained: 4,
-	phaseReverseReady: 5, phaseSwitching: 6, phaseSwitched: 7, phaseLive: 8, phaseDone: 9,
+	"": 0, phaseAborted: 0, phasePrepared: 1, phaseFreezing: 2,
+	phaseSwitching: 3, phaseSwitched: 4, phaseLive: 5, phaseDone: 6,
 }
 
 // frozenPhase says whether a recorded phase leaves a freeze in place.

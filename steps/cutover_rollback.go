@@ -26,15 +26,13 @@ import (
 
 const (
 	rbFreezing    = "freezing"
-	rbFrozen      = "frozen"
-	rbDrained     = "drained"
 	rbSwitching   = "switching"
 	rbSwitchedBck = "switched-back"
 	rbDone        = "done"
 )
 
 func rbFrozenPhase(p string) bool {
-	return p == rbFreezing || p == rbFrozen || p == rbDrained || p == rbSwitching
+	return p == rbFreezing || p == rbSwitching
 }
 
 func (s *cutoverStep) Rollback(ctx context.Context, env *engine.Env) error {
@@ -129,9 +127,9 @@ func (r *run) switchBackFresh(ctx context.Context) error {
 	}
 
 	pause := time.Duration(r.spec.Cutover.PauseTimeout)
+	r.record(rbFrozenAt, time.Now().UTC().Format(time.RFC3339Nano))
 	r.setRB(rbFreezing)
 	r.frozen = time.Now()
-	r.record(rbFrozenAt, r.frozen.UTC().Format(time.RFC3339Nano))
 	fctx, cancel := context.WithDeadline(ctx, r.frozen.Add(pause-abortReserve(pause)))
 	defer cancel()
 	fail := func(what string, err error) error {
@@ -152,7 +150,9 @@ func (r *run) switchBackFresh(ctx context.Context) error {
 	if err := r.freeze(fctx, r.green, r.greenDB); err != nil {
 		return fail("freeze green", err)
 	}
-	r.setRB(rbFrozen)
+	if err := r.stage("rollback-frozen"); err != nil {
+		return fail("frozen", err)
+	}
 	r.lap("freeze green")
 
 	var wg sync.WaitGroup
@@ -174,7 +174,6 @@ func (r *run) switchBackFresh(ctx context.Context) error {
 	if seqErr != nil {
 		return fail("copy sequences back to blue", seqErr)
 	}
-	r.setRB(rbDrained)
 	r.lap("drain+sequences")
 	if err := stopSubscription(fctx, r.blue, rev); err != nil {
 		return fail("stop reverse replication", err)

@@ -121,10 +121,14 @@ func (r *run) lap(name string) {
 // back to blue, unfrozen, reverse objects dropped, forward re-enabled.
 func (r *run) freezeAndSwitch(ctx context.Context) error {
 	pause := time.Duration(r.spec.Cutover.PauseTimeout)
+	// Recorded before the freeze, so that a killed run is known to have
+	// frozen. Inside the pause only the switch is recorded (each record is
+	// a durable state write): what a recovery must know is whether traffic
+	// may have moved.
 	r.record(coFreeze, r.spec.Cutover.Freeze)
+	r.record(coFrozenAt, time.Now().UTC().Format(time.RFC3339Nano))
 	r.setPhase(phaseFreezing)
 	r.frozen = time.Now()
-	r.record(coFrozenAt, r.frozen.UTC().Format(time.RFC3339Nano))
 	fctx, cancel := context.WithDeadline(ctx, r.frozen.Add(pause-abortReserve(pause)))
 	defer cancel()
 
@@ -138,7 +142,6 @@ func (r *run) freezeAndSwitch(ctx context.Context) error {
 	if err := r.freeze(fctx, r.blue, r.blueDB); err != nil {
 		return fail("freeze", err)
 	}
-	r.setPhase(phaseFrozen)
 	r.lap("freeze")
 	if err := r.stage("frozen"); err != nil {
 		return fail("frozen", err)
@@ -165,22 +168,17 @@ func (r *run) freezeAndSwitch(ctx context.Context) error {
 	if seqErr != nil {
 		return fail("copy sequences to green", seqErr)
 	}
-	r.record(coDrainLSN, marker)
-	r.record(coSequences, strconv.Itoa(len(seqReport.Synced)))
-	r.setPhase(phaseDrained)
 	r.lap("drain+sequences")
 
 	if err := stopSubscription(fctx, r.green, r.spec.SubscriptionName()); err != nil {
 		return fail("stop the forward subscription", err)
 	}
+	var reverseLSN string
 	if r.spec.Cutover.ReverseReplication {
-		lsn, err := createReverseSlot(fctx, r.green, r.spec.ReverseName())
-		if err != nil {
+		if reverseLSN, err = createReverseSlot(fctx, r.green, r.spec.ReverseName()); err != nil {
 			return fail("reverse replication", err)
 		}
-		r.record(coReverseLSN, lsn)
 	}
-	r.setPhase(phaseReverseReady)
 	r.lap("stop forward+reverse slot")
 	if err := r.stage("before-switch"); err != nil {
 		return fail("before the switch", err)
@@ -209,6 +207,11 @@ func (r *run) freezeAndSwitch(ctx context.Context) error {
 	r.lap("unfreeze")
 	r.setPhase(phaseLive)
 	r.recordPause(coPauseMS, "cutover", took)
+	r.record(coDrainLSN, marker)
+	r.record(coSequences, strconv.Itoa(len(seqReport.Synced)))
+	if reverseLSN != "" {
+		r.record(coReverseLSN, reverseLSN)
+	}
 	for _, p := range seqReport.Problems() {
 		r.env.Log.Warn("sequence", "problem", p)
 	}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -47,13 +48,25 @@ const seedRows = 1000
 type cutoverRig struct {
 	blue, green *pgtest.Cluster
 	spec        *engine.Spec
-	env         *engine.Env
 	logs        *syncBuffer
 	step        *cutoverStep
+	graph       *engine.Graph
+	statePath   string
+	env         *engine.Env // the last session's
 }
 
+// rigStep gives a pipeline step the dependencies the rig provides: the
+// preflight, audit and schema steps are done by hand here.
+type rigStep struct {
+	engine.Step
+	needs []string
+}
+
+func (s rigStep) Needs() []string { return s.needs }
+
 // newCutoverRig starts blue 13 and green 17, lets configure set the
-// spec's cutover, and runs the pipeline up to verify.
+// spec's cutover, and applies the pipeline through the engine with a state
+// file, as pgshift apply does: it must stop before the gated cutover.
 func newCutoverRig(t *testing.T, configure func(r *cutoverRig)) *cutoverRig {
 	t.Helper()
 	cs := pgtest.StartClusters(t, []int{13, 17})
@@ -75,33 +88,146 @@ func newCutoverRig(t *testing.T, configure func(r *cutoverRig)) *cutoverRig {
 	configure(r)
 	r.spec.SetDefaults()
 	r.logs = &syncBuffer{}
-	r.env = engine.NewEnv(r.spec, hclog.New(&hclog.LoggerOptions{Output: r.logs, Level: hclog.Debug}))
-	t.Cleanup(r.env.Close)
-	ctx := testCtx(t)
-	for _, s := range []engine.Step{
-		&publicationStep{spec: r.spec}, &slotStep{spec: r.spec}, &subscriptionStep{spec: r.spec},
+	r.step = &cutoverStep{spec: r.spec}
+	g, err := engine.Compile([]engine.Step{
+		rigStep{&publicationStep{spec: r.spec}, nil},
+		&slotStep{spec: r.spec},
+		rigStep{&subscriptionStep{spec: r.spec}, []string{SlotStepID}},
 		&catchupStep{spec: r.spec, poll: 100 * time.Millisecond, progress: time.Second},
 		&verifyStep{spec: r.spec},
-	} {
-		if err := s.Apply(ctx, r.env.ForStep(s.ID())); err != nil {
-			t.Fatalf("apply %s: %v\nlog:\n%s", s.ID(), err, r.logs)
-		}
+		r.step,
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	r.step = &cutoverStep{spec: r.spec}
+	r.graph = g
+	r.statePath = filepath.Join(t.TempDir(), "shop.pgshift-state.json")
+	res := r.engineApply(t, false)
+	if len(res.Failed) > 0 {
+		t.Fatalf("pipeline: %v\nlog:\n%s", res.Failed, r.logs)
+	}
+	if len(res.Held) != 1 || res.Held[0] != CutoverStepID || len(res.Applied) != 5 {
+		t.Fatalf("apply without approval: applied %v, held %v; want the 5 pipeline steps applied and the cutover held", res.Applied, res.Held)
+	}
 	return r
 }
 
-func (r *cutoverRig) apply(ctx context.Context) error {
-	return r.step.Apply(ctx, r.env.ForStep(CutoverStepID))
+// session opens the state and a fresh environment, as one pgshift command
+// does, and closes both when fn returns.
+func (r *cutoverRig) session(t *testing.T, op string, fn func(env *engine.Env, store *engine.StateStore)) {
+	t.Helper()
+	store, err := engine.OpenState(r.statePath, r.spec, r.graph, engine.StateOptions{Operation: op})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	env := engine.NewEnv(r.spec, hclog.New(&hclog.LoggerOptions{Output: r.logs, Level: hclog.Debug}))
+	defer env.Close()
+	for _, c := range store.Snapshot().Steps {
+		env.LoadOutputs(c.ID, c.Outputs)
+	}
+	r.env = env
+	fn(env, store)
 }
 
-func (r *cutoverRig) rollback(ctx context.Context) error {
-	return r.step.Rollback(ctx, r.env.ForStep(CutoverStepID))
+func (r *cutoverRig) engineApply(t *testing.T, approve bool) *engine.ApplyResult {
+	t.Helper()
+	var res *engine.ApplyResult
+	r.session(t, "apply", func(env *engine.Env, store *engine.StateStore) {
+		opts := engine.ApplyOptions{}
+		if approve {
+			opts.Approve = map[string]bool{CutoverStepID: true}
+		}
+		var err error
+		if res, err = engine.Apply(testCtx(t), r.graph, env, store, opts); err != nil {
+			t.Fatal(err)
+		}
+	})
+	return res
+}
+
+// cutoverError is the cutover's outcome in an apply: nil when it is done.
+func cutoverError(t *testing.T, res *engine.ApplyResult) error {
+	t.Helper()
+	for _, f := range res.Failed {
+		if f.ID == CutoverStepID {
+			return f.Err
+		}
+	}
+	if len(res.Failed) > 0 || !slices.Contains(append(res.Applied, res.Skipped...), CutoverStepID) {
+		t.Fatalf("apply: failed %v, applied %v, held %v", res.Failed, res.Applied, res.Held)
+	}
+	return nil
+}
+
+// direct runs fn on the cutover step with the state hooked as the engine
+// hooks it (every output written as recorded), outside the engine's walk:
+// for a run killed mid-way.
+func (r *cutoverRig) direct(t *testing.T, fn func(env *engine.Env)) {
+	t.Helper()
+	r.session(t, "apply", func(env *engine.Env, store *engine.StateStore) {
+		env.OnRecord(func(step, key, value string) {
+			_ = store.UpdateStep(step, func(c *engine.StepState) {
+				if c.Outputs == nil {
+					c.Outputs = map[string]string{}
+				}
+				c.Outputs[key] = value
+			})
+		})
+		defer env.OnRecord(nil)
+		fn(env.ForStep(CutoverStepID))
+	})
+}
+
+// killedRun runs the cutover's Apply or Rollback until stage, where it
+// ends as a killed process would: no abort, no unfreeze.
+func (r *cutoverRig) killedRun(t *testing.T, stage string, rollback bool) {
+	t.Helper()
+	r.step.hook = func(s string) error {
+		if s == stage {
+			runtime.Goexit()
+		}
+		return nil
+	}
+	defer func() { r.step.hook = nil }()
+	r.direct(t, func(env *engine.Env) {
+		done := make(chan error, 1)
+		go func() {
+			defer close(done)
+			if rollback {
+				done <- r.step.Rollback(testCtx(t), env)
+			} else {
+				done <- r.step.Apply(testCtx(t), env)
+			}
+		}()
+		if err, ok := <-done; ok {
+			t.Fatalf("the run returned %v before stage %s", err, stage)
+		}
+	})
+}
+
+// report is what pgshift status shows for the cutover.
+func (r *cutoverRig) report(t *testing.T) string {
+	t.Helper()
+	var facts []string
+	r.session(t, "status", func(env *engine.Env, _ *engine.StateStore) {
+		var err error
+		if facts, err = r.step.Report(testCtx(t), env.ForStep(CutoverStepID)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	return strings.Join(facts, "\n")
 }
 
 func (r *cutoverRig) output(key string) string {
-	v, _ := r.env.Output(CutoverStepID, key)
-	return v
+	st, err := engine.ReadState(r.statePath)
+	if err != nil {
+		return ""
+	}
+	if c := st.Step(CutoverStepID); c != nil {
+		return c.Outputs[key]
+	}
+	return ""
 }
 
 func count(t *testing.T, c *pgtest.Cluster, sql string) int {
@@ -272,9 +398,11 @@ func requireUnfrozen(t *testing.T, c *pgtest.Cluster, what string) {
 }
 
 // TestCutoverPgBouncer drives one blue/green pair through PgBouncer with
-// pgbench writing all along: a cutover that aborts because green goes
-// away at the switch, the same cutover again once green is back, then the
-// rollback to blue.
+// pgbench writing all along, through the engine and its state file as
+// pgshift apply does: a cutover that aborts because green goes away at the
+// switch; a run killed right after the switch, finished by the next apply;
+// the rollback of that cutover, which resumes the forward replication; a
+// clean cutover; and the full rollback.
 func TestCutoverPgBouncer(t *testing.T) {
 	requireIntegration(t)
 	var bouncer *pgtest.PgBouncer
@@ -285,7 +413,6 @@ func TestCutoverPgBouncer(t *testing.T) {
 		r.spec.Cutover.Freeze = "pooler"
 		r.spec.Cutover.Switch.PgBouncer = &engine.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, Config: bouncer.ConfigPath, Database: "app"}
 	})
-	ctx := testCtx(t)
 	committed := 0
 
 	t.Run("gate", func(t *testing.T) {
@@ -309,7 +436,7 @@ func TestCutoverPgBouncer(t *testing.T) {
 		defer func() { r.step.hook = nil }()
 		bench := startPgbench(t, bouncer.Host, bouncer.Port, 6)
 		time.Sleep(2 * time.Second)
-		err := r.apply(ctx)
+		err := cutoverError(t, r.engineApply(t, true))
 		res := bench.wait(t)
 		if err == nil || !strings.Contains(err.Error(), "cutover aborted") || !strings.Contains(err.Error(), "nothing was lost") {
 			t.Fatalf("apply with green gone: %v\nlog:\n%s", err, r.logs)
@@ -325,60 +452,42 @@ func TestCutoverPgBouncer(t *testing.T) {
 			t.Fatalf("phase %q after the abort", r.output(coPhase))
 		}
 		checkTotals(t, r.blue, committed, "blue after the abort")
-		requireUnfrozen(t, r.blue, "blue after the abort")
 		r.green.Start(t)
 	})
 
-	t.Run("cutover under load", func(t *testing.T) {
-		bench := startPgbench(t, bouncer.Host, bouncer.Port, 10)
-		time.Sleep(3 * time.Second)
-		if err := r.apply(ctx); err != nil {
-			t.Fatalf("cutover: %v\nlog:\n%s", err, r.logs)
+	t.Run("killed after the switch, finished by the next apply", func(t *testing.T) {
+		bench := startPgbench(t, bouncer.Host, bouncer.Port, 8)
+		time.Sleep(2 * time.Second)
+		r.killedRun(t, "after-switch", false)
+		// PgBouncer is paused and already points at green: clients wait.
+		if text := r.report(t); !strings.Contains(text, "BLUE IS FROZEN") || !strings.Contains(text, `RESUME "app"`) {
+			t.Fatalf("status after the kill should say blue is frozen and how to undo it:\n%s", text)
+		}
+		if err := cutoverError(t, r.engineApply(t, true)); err != nil {
+			t.Fatalf("apply after the kill: %v\nlog:\n%s", err, r.logs)
 		}
 		res := bench.wait(t)
-		requireClean(t, res, "cutover")
+		requireClean(t, res, "killed cutover finished")
 		committed += res.processed
-		t.Logf("cutover: write pause %s ms (pgshift's measure)", r.output(coPauseMS))
 		if side := currentSide(t, r.spec); side != switcher.Green {
-			t.Fatalf("after the cutover PgBouncer sends traffic to %s", side)
+			t.Fatalf("traffic on %s", side)
 		}
-		// Every row, from before, during and after the cutover, is on green,
-		// and green's writes flow back to blue.
-		checkTotals(t, r.green, committed, "green after the cutover")
+		checkTotals(t, r.green, committed, "green after the finished cutover")
 		checkTotals(t, r.blue, committed, "blue through reverse replication")
-		if n := count(t, r.green, "SELECT count(*) FROM ledger WHERE note = 'pgbench' AND id > (SELECT max(id) FROM ledger WHERE note = 'seed')"); n == 0 {
-			t.Fatal("no pgbench row on green")
-		}
-		if got := r.green.Scalar(t, "app", "SELECT subenabled FROM pg_subscription WHERE subname = 'pgshift_shop'"); got != "f" {
-			t.Fatalf("forward subscription enabled = %s after the cutover", got)
-		}
-		if got := r.blue.Scalar(t, "app", "SELECT subenabled FROM pg_subscription WHERE subname = 'pgshift_shop_reverse'"); got != "t" {
-			t.Fatalf("reverse subscription enabled = %s on blue", got)
-		}
-		// Green's sequence moved past blue's by the margin: no key collides.
-		if n := count(t, r.green, "SELECT count(*) FROM ledger l JOIN ledger m ON m.id = l.id AND m.ctid <> l.ctid"); n != 0 {
-			t.Fatalf("%d duplicate ids", n)
-		}
-		// A second apply changes nothing.
-		if err := r.apply(ctx); err != nil {
-			t.Fatalf("apply again after the cutover: %v", err)
-		}
-		facts, err := r.step.Report(ctx, r.env.ForStep(CutoverStepID))
-		if err != nil || !strings.Contains(strings.Join(facts, "\n"), "cutover done") {
-			t.Fatalf("status facts %q, %v", facts, err)
-		}
 	})
 
-	t.Run("rollback under load", func(t *testing.T) {
+	t.Run("rollback of the cutover resumes forward replication", func(t *testing.T) {
 		bench := startPgbench(t, bouncer.Host, bouncer.Port, 8)
-		time.Sleep(3 * time.Second)
-		if err := r.rollback(ctx); err != nil {
-			t.Fatalf("rollback: %v\nlog:\n%s", err, r.logs)
-		}
+		time.Sleep(2 * time.Second)
+		r.direct(t, func(env *engine.Env) {
+			if err := r.step.Rollback(testCtx(t), env); err != nil {
+				t.Fatalf("rollback: %v\nlog:\n%s", err, r.logs)
+			}
+		})
 		res := bench.wait(t)
 		requireClean(t, res, "rollback")
 		committed += res.processed
-		t.Logf("rollback: write pause %s ms (pgshift's measure)", r.output(rbPauseMS))
+		t.Logf("rollback: write pause %s ms (pgshift's measure): %s", r.output(rbPauseMS), r.lastBreakdown())
 		if side := currentSide(t, r.spec); side != switcher.Blue {
 			t.Fatalf("after the rollback PgBouncer sends traffic to %s", side)
 		}
@@ -386,22 +495,104 @@ func TestCutoverPgBouncer(t *testing.T) {
 		// forward subscription follows blue again without replaying them.
 		checkTotals(t, r.blue, committed, "blue after the rollback")
 		checkTotals(t, r.green, committed, "green following blue again")
-		for _, q := range []struct {
-			c   *pgtest.Cluster
-			sql string
-		}{
-			{r.blue, "SELECT count(*) FROM pg_subscription WHERE subname = 'pgshift_shop_reverse'"},
-			{r.green, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgshift_shop_reverse'"},
-			{r.green, "SELECT count(*) FROM pg_publication WHERE pubname = 'pgshift_shop_reverse'"},
-		} {
-			if n := count(t, q.c, q.sql); n != 0 {
-				t.Fatalf("reverse replication left behind on PostgreSQL %d: %s = %d", q.c.Major, q.sql, n)
+		requireNoReverse(t, r)
+		// As engine.Rollback records a rolled-back step.
+		r.session(t, "rollback", func(_ *engine.Env, store *engine.StateStore) {
+			if err := store.UpdateStep(CutoverStepID, func(c *engine.StepState) { c.Status, c.Outputs = engine.StatusRolledBack, nil }); err != nil {
+				t.Fatal(err)
 			}
+		})
+	})
+
+	t.Run("cutover under load", func(t *testing.T) {
+		bench := startPgbench(t, bouncer.Host, bouncer.Port, 10)
+		time.Sleep(3 * time.Second)
+		if err := cutoverError(t, r.engineApply(t, true)); err != nil {
+			t.Fatalf("cutover: %v\nlog:\n%s", err, r.logs)
 		}
-		if err := r.rollback(ctx); err != nil {
-			t.Fatalf("rollback again: %v", err)
+		res := bench.wait(t)
+		requireClean(t, res, "cutover")
+		committed += res.processed
+		t.Logf("cutover: write pause %s ms (pgshift's measure, state file written as in pgshift apply): %s", r.output(coPauseMS), r.lastBreakdown())
+		if side := currentSide(t, r.spec); side != switcher.Green {
+			t.Fatalf("after the cutover PgBouncer sends traffic to %s", side)
+		}
+		// Every row, from before, during and after the cutover, is on green,
+		// and green's writes flow back to blue.
+		checkTotals(t, r.green, committed, "green after the cutover")
+		checkTotals(t, r.blue, committed, "blue through reverse replication")
+		if got := r.green.Scalar(t, "app", "SELECT subenabled FROM pg_subscription WHERE subname = 'pgshift_shop'"); got != "f" {
+			t.Fatalf("forward subscription enabled = %s after the cutover", got)
+		}
+		if got := r.blue.Scalar(t, "app", "SELECT subenabled FROM pg_subscription WHERE subname = 'pgshift_shop_reverse'"); got != "t" {
+			t.Fatalf("reverse subscription enabled = %s on blue", got)
+		}
+		// A second apply changes nothing.
+		res2 := r.engineApply(t, true)
+		if !slices.Contains(res2.Skipped, CutoverStepID) || len(res2.Failed) > 0 {
+			t.Fatalf("apply again after the cutover: skipped %v, failed %v", res2.Skipped, res2.Failed)
+		}
+		if text := r.report(t); !strings.Contains(text, "cutover done") || !strings.Contains(text, "pgbouncer sends traffic to green") {
+			t.Fatalf("status facts:\n%s", text)
 		}
 	})
+
+	t.Run("full rollback under load", func(t *testing.T) {
+		bench := startPgbench(t, bouncer.Host, bouncer.Port, 8)
+		time.Sleep(3 * time.Second)
+		var rb *engine.RollbackResult
+		r.session(t, "rollback", func(env *engine.Env, store *engine.StateStore) {
+			var err error
+			if rb, err = engine.Rollback(testCtx(t), r.graph, env, store, engine.RollbackOptions{}); err != nil {
+				t.Fatal(err)
+			}
+		})
+		pause := ""
+		if m := regexp.MustCompile(`cutover rolled back: traffic on blue, write pause ([0-9.]+m?s)`).FindAllStringSubmatch(r.logs.String(), -1); m != nil {
+			pause = m[len(m)-1][1]
+		}
+		res := bench.wait(t)
+		if !rb.Complete() {
+			t.Fatalf("rollback: %+v\nlog:\n%s", rb, r.logs)
+		}
+		requireClean(t, res, "full rollback")
+		committed += res.processed
+		t.Logf("full rollback: write pause %s (pgshift's measure, through engine.Rollback): %s", pause, r.lastBreakdown())
+		if side := currentSide(t, r.spec); side != switcher.Blue {
+			t.Fatalf("after the rollback PgBouncer sends traffic to %s", side)
+		}
+		checkTotals(t, r.blue, committed, "blue after the full rollback")
+		requireNoReverse(t, r)
+		if n := count(t, r.blue, "SELECT count(*) FROM pg_replication_slots"); n != 0 {
+			t.Fatalf("%d slots left on blue", n)
+		}
+	})
+}
+
+// lastBreakdown is the last pause breakdown pgshift logged.
+func (r *cutoverRig) lastBreakdown() string {
+	m := regexp.MustCompile(`breakdown="([^"]*)"`).FindAllStringSubmatch(r.logs.String(), -1)
+	if len(m) == 0 {
+		return ""
+	}
+	return m[len(m)-1][1]
+}
+
+// requireNoReverse checks that no reverse replication object is left.
+func requireNoReverse(t *testing.T, r *cutoverRig) {
+	t.Helper()
+	for _, q := range []struct {
+		c   *pgtest.Cluster
+		sql string
+	}{
+		{r.blue, "SELECT count(*) FROM pg_subscription WHERE subname = 'pgshift_shop_reverse'"},
+		{r.green, "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgshift_shop_reverse'"},
+		{r.green, "SELECT count(*) FROM pg_publication WHERE pubname = 'pgshift_shop_reverse'"},
+	} {
+		if n := count(t, q.c, q.sql); n != 0 {
+			t.Fatalf("reverse replication left behind on PostgreSQL %d: %s = %d", q.c.Major, q.sql, n)
+		}
+	}
 }
 
 // appWriters are application clients through HAProxy: one statement per
@@ -540,48 +731,38 @@ func TestCutoverHAProxy(t *testing.T) {
 	t.Run("pooler freeze refused with HAProxy", func(t *testing.T) {
 		bad := *r.spec
 		bad.Cutover.Freeze = "pooler"
-		pre, err := (&cutoverStep{spec: &bad}).Check(ctx, r.env.ForStep(CutoverStepID))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := failedPreconditions(pre); err == nil || !strings.Contains(err.Error(), "read-only") {
-			t.Fatalf("freeze pooler with HAProxy: %v", err)
-		}
+		r.session(t, "status", func(env *engine.Env, _ *engine.StateStore) {
+			pre, err := (&cutoverStep{spec: &bad}).Check(ctx, env.ForStep(CutoverStepID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := failedPreconditions(pre); err == nil || !strings.Contains(err.Error(), "read-only") {
+				t.Fatalf("freeze pooler with HAProxy: %v", err)
+			}
+		})
 	})
 
 	t.Run("killed inside the freeze, then rolled back", func(t *testing.T) {
-		done := make(chan error, 1)
-		r.step.hook = func(stage string) error {
-			if stage == "frozen" {
-				runtime.Goexit() // the process dies here: no abort runs
-			}
-			return nil
-		}
-		go func() {
-			defer close(done)
-			done <- r.apply(ctx)
-		}()
-		if err, ok := <-done; ok {
-			t.Fatalf("apply returned %v; the hook should have ended it", err)
-		}
-		r.step.hook = nil
+		r.killedRun(t, "frozen", false)
 		if !frozenPhase(r.output(coPhase)) {
 			t.Fatalf("phase %q recorded by the killed run", r.output(coPhase))
 		}
 		if got := r.blue.Scalar(t, "app", "SELECT count(*) FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = 'app'"); got != "1" {
 			t.Fatalf("the killed run should have left blue read-only (%s settings)", got)
 		}
-		facts, err := r.step.Report(ctx, r.env.ForStep(CutoverStepID))
-		text := strings.Join(facts, "\n")
-		if err != nil || !strings.Contains(text, "BLUE IS FROZEN") || !strings.Contains(text, `ALTER DATABASE "app" RESET default_transaction_read_only`) {
-			t.Fatalf("status should say blue is frozen and how to undo it: %q, %v", facts, err)
+		if text := r.report(t); !strings.Contains(text, "BLUE IS FROZEN") || !strings.Contains(text, `ALTER DATABASE "app" RESET default_transaction_read_only`) {
+			t.Fatalf("status should say blue is frozen and how to undo it:\n%s", text)
 		}
-		if pre, err := r.step.Check(ctx, r.env.ForStep(CutoverStepID)); err != nil || failedPreconditions(pre) != nil {
-			t.Fatalf("with a freeze in place the preconditions must let apply run: %v %v", pre, err)
-		}
-		if err := r.rollback(ctx); err != nil {
-			t.Fatalf("rollback of the interrupted cutover: %v\nlog:\n%s", err, r.logs)
-		}
+		r.session(t, "status", func(env *engine.Env, _ *engine.StateStore) {
+			if pre, err := r.step.Check(ctx, env.ForStep(CutoverStepID)); err != nil || failedPreconditions(pre) != nil {
+				t.Fatalf("with a freeze in place the preconditions must let apply run: %v %v", pre, err)
+			}
+		})
+		r.direct(t, func(env *engine.Env) {
+			if err := r.step.Rollback(ctx, env); err != nil {
+				t.Fatalf("rollback of the interrupted cutover: %v\nlog:\n%s", err, r.logs)
+			}
+		})
 		requireUnfrozen(t, r.blue, "blue after the rollback of an interrupted cutover")
 		if side := currentSide(t, r.spec); side != switcher.Blue {
 			t.Fatalf("traffic on %s", side)
@@ -589,17 +770,18 @@ func TestCutoverHAProxy(t *testing.T) {
 		if got := r.green.Scalar(t, "app", "SELECT subenabled FROM pg_subscription WHERE subname = 'pgshift_shop'"); got != "t" {
 			t.Fatalf("forward subscription enabled = %s after undoing the interrupted cutover", got)
 		}
+		requireNoReverse(t, r)
 	})
 
 	t.Run("cutover under load", func(t *testing.T) {
 		w := startWriters(t, proxy.DSN("app"), 3)
 		time.Sleep(2 * time.Second)
-		if err := r.apply(ctx); err != nil {
+		if err := cutoverError(t, r.engineApply(t, true)); err != nil {
 			t.Fatalf("cutover: %v\nlog:\n%s", err, r.logs)
 		}
 		time.Sleep(2 * time.Second)
 		w.halt()
-		t.Logf("cutover: write pause %s ms (pgshift's measure); clients: %s", r.output(coPauseMS), w.summary())
+		t.Logf("cutover: write pause %s ms (pgshift's measure): %s; clients: %s", r.output(coPauseMS), r.lastBreakdown(), w.summary())
 		if side := currentSide(t, r.spec); side != switcher.Green {
 			t.Fatalf("after the cutover HAProxy sends traffic to %s", side)
 		}
@@ -608,21 +790,28 @@ func TestCutoverHAProxy(t *testing.T) {
 		waitCount(t, r.blue, "SELECT count(*) FROM ledger", count(t, r.green, "SELECT count(*) FROM ledger"), "blue through reverse replication")
 	})
 
-	t.Run("rollback under load", func(t *testing.T) {
+	t.Run("killed inside the rollback freeze, then rolled back again under load", func(t *testing.T) {
 		before := count(t, r.green, "SELECT count(*) FROM ledger WHERE note = 'go'")
 		w := startWriters(t, proxy.DSN("app"), 3)
 		time.Sleep(2 * time.Second)
-		if err := r.rollback(ctx); err != nil {
-			t.Fatalf("rollback: %v\nlog:\n%s", err, r.logs)
+		r.killedRun(t, "rollback-frozen", true)
+		if text := r.report(t); !strings.Contains(text, "GREEN IS FROZEN") {
+			t.Fatalf("status should say green is frozen:\n%s", text)
 		}
+		r.direct(t, func(env *engine.Env) {
+			if err := r.step.Rollback(ctx, env); err != nil {
+				t.Fatalf("rollback: %v\nlog:\n%s", err, r.logs)
+			}
+		})
 		time.Sleep(2 * time.Second)
 		w.halt()
-		t.Logf("rollback: write pause %s ms (pgshift's measure); clients: %s", r.output(rbPauseMS), w.summary())
+		t.Logf("rollback: write pause %s ms (pgshift's measure): %s; clients: %s", r.output(rbPauseMS), r.lastBreakdown(), w.summary())
 		if side := currentSide(t, r.spec); side != switcher.Blue {
 			t.Fatalf("after the rollback HAProxy sends traffic to %s", side)
 		}
 		w.requireAcked(t, r.blue, before, "blue after the rollback")
 		requireUnfrozen(t, r.green, "green after the rollback")
+		requireNoReverse(t, r)
 		waitCount(t, r.green, "SELECT count(*) FROM ledger", count(t, r.blue, "SELECT count(*) FROM ledger"), "green following blue again")
 	})
 }
