@@ -405,6 +405,26 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 				t.Errorf("status lacks %q:\n%s", want, text)
 			}
 		}
+		families, err := p.env.Metrics.Registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		exported := false
+		for _, f := range families {
+			if f.GetName() != "pgshift_replication_lag_bytes" {
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "subscription" && l.GetValue() == "pgshift_orders_pg" && m.GetGauge().GetValue() >= 0 {
+						exported = true
+					}
+				}
+			}
+		}
+		if !exported {
+			t.Errorf("pgshift_replication_lag_bytes{subscription=\"pgshift_orders_pg\"} not exported")
+		}
 	})
 
 	t.Run("rollback drops everything without hanging", func(t *testing.T) {
