@@ -93,6 +93,7 @@ type copyState struct {
 	tables     []Table
 	bytes      int64
 	slotExists bool
+	slotInUse  string   // why the slot must not be reset: a subscriber holds it or green has a subscription on it
 	done       bool     // a finished copy is recorded and its slot exists
 	nonEmpty   []string // green tables holding rows
 }
@@ -118,6 +119,18 @@ func (s *copyStep) inspect(ctx context.Context, env *engine.Env) (copyState, err
 		return st, err
 	}
 	st.slotExists = slot.Exists
+	if slot.Active {
+		st.slotInUse = fmt.Sprintf("slot %s on blue is in use by %s", s.spec.SlotName(), slotHolder(ctx, blue, slot.ActivePID))
+	}
+	var sub string
+	err = green.QueryRow(ctx, `SELECT subname FROM pg_subscription WHERE subslotname = $1
+		AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())`, s.spec.SlotName()).Scan(&sub)
+	switch {
+	case err == nil:
+		st.slotInUse = fmt.Sprintf("subscription %s on green uses slot %s", sub, s.spec.SlotName())
+	case !errors.Is(err, pgx.ErrNoRows):
+		return st, fmt.Errorf("green: read subscriptions: %w", err)
+	}
 	_, recorded := env.Output(CopyStepID, CopyConsistentLSN)
 	st.done = recorded && slot.Exists
 	for _, t := range st.tables {
@@ -151,6 +164,10 @@ func (s *copyStep) Observe(ctx context.Context, env *engine.Env) (plans.Change, 
 		lsn, _ := env.Output(CopyStepID, CopyConsistentLSN)
 		return plans.Change{Action: plans.ActionNone,
 			Summary: fmt.Sprintf("%s rows copied from the snapshot at %s", rows, lsn)}, nil
+	case st.slotExists && st.slotInUse != "":
+		return plans.Change{Action: plans.ActionBlocker,
+			Summary:  "the copy is not recorded as finished, but its slot is streaming",
+			Blockers: []string{inUseMessage(st.slotInUse)}}, nil
 	case st.slotExists:
 		c := s.describeCreate(len(st.tables), st.bytes)
 		c.Action = plans.ActionChange
@@ -163,6 +180,12 @@ func (s *copyStep) Observe(ctx context.Context, env *engine.Env) (plans.Change, 
 			Blockers: []string{nonEmptyMessage(st.nonEmpty)}}, nil
 	}
 	return s.describeCreate(len(st.tables), st.bytes), nil
+}
+
+// inUseMessage refuses to start the copy over under a live subscriber:
+// that would empty tables a subscription is filling.
+func inUseMessage(why string) string {
+	return why + ": the copy seems finished but the state does not record it; use the state file of the run that copied, or drop the subscription (and let apply copy again)"
 }
 
 func nonEmptyMessage(tables []string) string {
@@ -183,7 +206,11 @@ func (s *copyStep) Check(ctx context.Context, env *engine.Env) ([]plans.Precondi
 	if !st.slotExists && len(st.nonEmpty) > 0 {
 		empty.OK, empty.Detail = false, nonEmptyMessage(st.nonEmpty)
 	}
-	return []plans.Precondition{empty}, nil
+	free := plans.Precondition{Name: "no subscriber holds the slot of an unfinished copy", OK: true}
+	if st.slotExists && !st.done && st.slotInUse != "" {
+		free.OK, free.Detail = false, inUseMessage(st.slotInUse)
+	}
+	return []plans.Precondition{empty, free}, nil
 }
 
 func (s *copyStep) Apply(ctx context.Context, env *engine.Env) error {
@@ -208,6 +235,8 @@ func (s *copyStep) Apply(ctx context.Context, env *engine.Env) error {
 	}
 	slot := s.spec.SlotName()
 	switch {
+	case st.slotExists && st.slotInUse != "":
+		return errors.New(inUseMessage(st.slotInUse))
 	case st.slotExists:
 		env.Log.Warn("an earlier copy was interrupted and its snapshot is gone: emptying the copied tables on green, dropping the slot, copying again", "slot", slot)
 		if err := snapcopy.Reset(ctx, blue, green, slot, rels); err != nil {

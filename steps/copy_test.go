@@ -154,6 +154,21 @@ func TestCopyStepSnapshotMethod(t *testing.T) {
 			t.Fatalf("apply %s: %v\n%s", id, err, logs)
 		}
 	}
+	// A run that lost its state must not start the copy over under the
+	// subscription that now streams from the slot.
+	lost := engine.NewEnv(spec, hclog.NewNullLogger())
+	defer lost.Close()
+	if c, err := step(CopyStepID).Observe(ctx, lost.ForStep(CopyStepID)); err != nil || c.Action != plans.ActionBlocker {
+		t.Errorf("plan without the state, subscription streaming: %s %q (%v), want a blocker", c.Action, c.Summary, err)
+	}
+	before := green.Scalar(t, "app", "SELECT count(*) FROM pgbench_accounts")
+	if err := step(CopyStepID).Apply(ctx, lost.ForStep(CopyStepID)); err == nil || !strings.Contains(err.Error(), "subscription") {
+		t.Errorf("apply without the state, subscription streaming: %v, want a refusal naming the subscription", err)
+	}
+	if after := green.Scalar(t, "app", "SELECT count(*) FROM pgbench_accounts"); after != before {
+		t.Errorf("green's pgbench_accounts went from %s to %s rows", before, after)
+	}
+
 	close(stopWrites)
 	if err := <-writes; err != nil {
 		t.Fatalf("writer on blue: %v", err)
