@@ -230,6 +230,8 @@ func printStatus(w io.Writer, s *statusJSON, g *engine.Graph, a *statusArgs, int
 	fmt.Fprintf(w, "\n%s.\n", strings.Join(parts, ", "))
 	sf := stateFlag(a.state)
 	switch {
+	case len(interrupted) > 0 && counts[engine.StatusRollingBack] > 0:
+		fmt.Fprintf(w, "A rollback of %s was interrupted. Resume it with: %s\n", strings.Join(interrupted, ", "), commandLine("rollback", &a.spec, sf...))
 	case len(interrupted) > 0:
 		fmt.Fprintf(w, "%s was interrupted. Resume with: %s (or undo with: %s)\n", strings.Join(interrupted, ", "),
 			commandLine("apply", &a.spec, sf...), commandLine("rollback", &a.spec, sf...))
