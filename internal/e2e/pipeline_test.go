@@ -93,6 +93,9 @@ func runPagilaPipeline(t *testing.T, blueMajor, greenMajor int, extra string) {
 	} else if !strings.Contains(r.stdout, "Apply complete") {
 		t.Fatalf("apply did not complete:\n%s", r)
 	}
+	if strings.Contains(extra, "snapshot") && st.status("target.copy") != "done" {
+		t.Fatalf("snapshot method: target.copy is %q, want done", st.status("target.copy"))
+	}
 	for _, s := range st.Steps {
 		if s.ID != "cutover" && s.Status != "done" {
 			t.Fatalf("after apply %s is %s %s", s.ID, s.Status, s.Error)
