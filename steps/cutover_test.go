@@ -510,6 +510,7 @@ func TestCutoverPgBouncer(t *testing.T) {
 		if err := cutoverError(t, r.engineApply(t, true)); err != nil {
 			t.Fatalf("cutover: %v\nlog:\n%s", err, r.logs)
 		}
+		requirePauseMetric(t, r.env.Metrics, "cutover", r.output(coPauseMS))
 		res := bench.wait(t)
 		requireClean(t, res, "cutover")
 		committed += res.processed
@@ -576,6 +577,32 @@ func (r *cutoverRig) lastBreakdown() string {
 		return ""
 	}
 	return m[len(m)-1][1]
+}
+
+// requirePauseMetric checks the exported pause against the recorded one.
+func requirePauseMetric(t *testing.T, m *engine.Metrics, operation, pauseMS string) {
+	t.Helper()
+	families, err := m.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms, _ := strconv.ParseFloat(pauseMS, 64)
+	for _, f := range families {
+		if f.GetName() != "pgshift_cutover_pause_seconds" {
+			continue
+		}
+		for _, mt := range f.GetMetric() {
+			for _, l := range mt.GetLabel() {
+				if l.GetName() == "operation" && l.GetValue() == operation {
+					if v := mt.GetGauge().GetValue(); v <= 0 || v*1000 < ms || v*1000 >= ms+1 {
+						t.Fatalf("pgshift_cutover_pause_seconds{operation=%q} = %v, recorded pause %s ms", operation, v, pauseMS)
+					}
+					return
+				}
+			}
+		}
+	}
+	t.Fatalf("no pgshift_cutover_pause_seconds{operation=%q} exported", operation)
 }
 
 // requireNoReverse checks that no reverse replication object is left.
