@@ -353,6 +353,12 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 		if st.LagBytes < 0 || st.LagBytes > catchupThreshold(p.spec) {
 			t.Errorf("lag after catch-up = %d", st.LagBytes)
 		}
+		// The marker catch-up writes when the lag stalls is valid on blue's
+		// version.
+		if lsn := p.blue.Scalar(t, "app", "SELECT pg_logical_emit_message(false, 'pgshift', 'catchup')"); !strings.Contains(lsn, "/") {
+			t.Errorf("pg_logical_emit_message returned %q", lsn)
+		}
+		p.apply(t, p.catchup)
 	})
 
 	t.Run("catch-up waits until a lag above the threshold drains", func(t *testing.T) {
