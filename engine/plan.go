@@ -26,7 +26,8 @@ type PlanOptions struct {
 // order. Online, both servers must answer (a plan of an unreachable database
 // would mislead); a step whose observation fails shows as a blocker saying
 // why. A step's preconditions are checked only when every step it needs is
-// already in place, since otherwise apply would see another world.
+// already in place (or only warns), since otherwise apply would see another
+// world.
 func BuildPlan(ctx context.Context, g *Graph, env *Env, opts PlanOptions) (*plans.Plan, error) {
 	p := &plans.Plan{
 		FormatVersion: plans.FormatVersion,
@@ -78,7 +79,9 @@ func BuildPlan(ctx context.Context, g *Graph, env *Env, opts PlanOptions) (*plan
 		mu.Lock()
 		ready := true
 		for _, n := range ps.Needs {
-			if o := observed[n]; o.Action != plans.ActionNone || len(o.Blockers) > 0 {
+			// A step that only warns (audit always does) changes nothing
+			// that its dependents' checks could see.
+			if o := observed[n]; (o.Action != plans.ActionNone && o.Action != plans.ActionWarning) || len(o.Blockers) > 0 {
 				ready = false
 			}
 		}
