@@ -47,13 +47,13 @@ func startPair(t *testing.T, blueMajor, greenMajor int, scale int) *pair {
 	p.blue.LoadSQLFile(t, db, "testdata/data.sql")
 	p.run(t, p.blue, "-i", "-q", "-s", fmt.Sprint(scale))
 	p.run(t, p.green, "-i", "-q", "-I", "dtp", "-s", fmt.Sprint(scale)) // tables and keys, no rows
-	p.blue.Exec(t, db, `CREATE PUBLICATION verify_pub FOR TABLE kinds, composite, textkey, nokey, events,
+	p.blue.Exec(t, db, `CREATE PUBLICATION verify_pub FOR TABLE kinds, composite, textkey, nokey, events, sparse,
 		pgbench_accounts, pgbench_branches, pgbench_tellers, pgbench_history
 		WITH (publish_via_partition_root = true)`)
 	p.green.Exec(t, db, fmt.Sprintf(`CREATE SUBSCRIPTION %s CONNECTION 'host=%s port=%d user=postgres dbname=%s'
 		PUBLICATION verify_pub`, sub, p.blue.Host, p.blue.Port, db))
 	waitFor(t, 3*time.Minute, "every table synchronised", func() bool {
-		return p.green.Scalar(t, db, `SELECT count(*) FILTER (WHERE srsubstate <> 'r') = 0 AND count(*) = 9
+		return p.green.Scalar(t, db, `SELECT count(*) FILTER (WHERE srsubstate <> 'r') = 0 AND count(*) = 10
 			FROM pg_subscription_rel`) == "t"
 	})
 	p.caughtUp(t)
@@ -133,8 +133,8 @@ func (p *pair) tables(t *testing.T) []verify.Table {
 	for _, s := range sel {
 		out = append(out, verify.Table{Schema: s.Schema, Name: s.Name, Key: s.PrimaryKey})
 	}
-	if len(out) != 9 {
-		t.Fatalf("want the 9 test tables on blue, got %v", out)
+	if len(out) != 10 {
+		t.Fatalf("want the 10 test tables on blue, got %v", out)
 	}
 	return out
 }
@@ -228,8 +228,8 @@ func TestVerifyBlue13Green17(t *testing.T) {
 			if !r.OK() {
 				t.Errorf("%s mode found differences in equal data:\n%s", mode, r.Error())
 			}
-			if len(r.Tables) != 9 || r.Rows() < 200000 {
-				t.Errorf("%s mode compared %d tables, %d rows; want 9 tables and every pgbench account", mode, len(r.Tables), r.Rows())
+			if len(r.Tables) != 10 || r.Rows() < 200000 {
+				t.Errorf("%s mode compared %d tables, %d rows; want 10 tables and every pgbench account", mode, len(r.Tables), r.Rows())
 			}
 		}
 		wait()
@@ -246,7 +246,7 @@ func TestVerifyBlue13Green17(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if ch.Action != plans.ActionCreate || !strings.Contains(ch.Summary, "compare 9 tables") {
+		if ch.Action != plans.ActionCreate || !strings.Contains(ch.Summary, "compare 10 tables") {
 			t.Errorf("Observe before apply: %s %q", ch.Action, ch.Summary)
 		}
 		pre, err := step.Check(ctx, env)
@@ -290,11 +290,12 @@ func TestVerifyBlue13Green17(t *testing.T) {
 			DELETE FROM composite WHERE (tenant, day, seq) = (2, date '2024-01-02', 101);
 			INSERT INTO textkey VALUES ('zzz planted', 1);
 			UPDATE nokey SET b = 'planted' WHERE a = 5;
-			DELETE FROM events WHERE id = 123;`)
+			DELETE FROM events WHERE id = 123;
+			UPDATE sparse SET v = -1 WHERE id = 1500::bigint * 1000003;`)
 		wait := p.load(t, 10*time.Second)
 		time.Sleep(time.Second)
 		r := p.verify(t, verify.ModeChecksum)
-		want := []string{"public.composite", "public.events", "public.kinds", "public.nokey", "public.textkey"}
+		want := []string{"public.composite", "public.events", "public.kinds", "public.nokey", "public.sparse", "public.textkey"}
 		if got := differingTables(r); strings.Join(got, " ") != strings.Join(want, " ") {
 			t.Errorf("checksum mode: differences in %v, want exactly %v:\n%s", got, want, r.Error())
 		}
@@ -305,13 +306,15 @@ func TestVerifyBlue13Green17(t *testing.T) {
 			"1 only on green: code=zzz planted only on green",
 			"(id, at)=(123, 2023-05-04) missing on green",
 			"public.nokey: ", "1 missing on green, 1 only on green",
+			"1 changed: id=1500004500 differs",
 		} {
 			if !strings.Contains(msg, w) {
 				t.Errorf("report lacks %q:\n%s", w, msg)
 			}
 		}
 		// The kinds difference names its primary-key range, the composite one a row-comparison range.
-		for _, re := range []string{`public\.kinds: id (< \d+|>= \d+|in \[\d+, \d+\)): `, `public\.composite: \(tenant, day, seq\) (<|>=|in \[)`} {
+		for _, re := range []string{`public\.kinds: id (< \d+|>= \d+|in \[\d+, \d+\)): `, `public\.composite: \(tenant, day, seq\) (<|>=|in \[)`,
+			`public\.sparse: id in \[\d+, \d+\): `} {
 			if !regexp.MustCompile(re).MatchString(msg) {
 				t.Errorf("report does not name a primary-key range matching %s:\n%s", re, msg)
 			}
@@ -338,8 +341,8 @@ func TestVerifyBlue13Green17(t *testing.T) {
 		if res, _ := env.Output("verify", "result"); res != "failed" {
 			t.Errorf("recorded result %q, want failed", res)
 		}
-		if got := metric(t, env, "pgshift_verify_differences"); got != 5 {
-			t.Errorf("pgshift_verify_differences = %v, want 5", got)
+		if got := metric(t, env, "pgshift_verify_differences"); got != 6 {
+			t.Errorf("pgshift_verify_differences = %v, want 6", got)
 		}
 	})
 }

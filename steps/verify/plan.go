@@ -82,6 +82,11 @@ func integerBounds(ctx context.Context, blue *side, t *tableInfo, n int64) ([][]
 	if lo == nil || hi == nil {
 		return nil, nil // empty on blue: one segment
 	}
+	// Sparse keys (far more values in range than rows) would leave most
+	// even-width ranges empty and a few huge: split by sampled quantiles.
+	if t.EstRows > 0 && float64(*hi)-float64(*lo) > 4*t.EstRows {
+		return sampledBounds(ctx, blue, t, n)
+	}
 	return splitIntegerRange(*lo, *hi, n), nil
 }
 

@@ -39,4 +39,6 @@ INSERT INTO events
 SELECT i, date '2023-01-01' + (i % 700), jsonb_build_object('n', i)
   FROM generate_series(1, 3000) i;
 
+INSERT INTO sparse SELECT i::bigint * 1000003, i FROM generate_series(1, 3000) i;
+
 ANALYZE;

@@ -48,3 +48,6 @@ ALTER TABLE nokey REPLICA IDENTITY FULL;
 CREATE TABLE events (id bigint, at date, payload jsonb, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
 CREATE TABLE events_2023 PARTITION OF events FOR VALUES FROM ('2023-01-01') TO ('2024-01-01');
 CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+
+-- An integer key far sparser than its rows: ranges come from sampled quantiles.
+CREATE TABLE sparse (id bigint PRIMARY KEY, v int);
