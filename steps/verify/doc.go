@@ -34,9 +34,10 @@
 //
 //   - float4/float8 (also inside arrays, composites and geometric types):
 //     PostgreSQL 12 and later print the shortest exact form when
-//     extra_float_digits > 0; 11 and older print %.17g with
-//     extra_float_digits=3. Same values compare equal only between 12+ servers.
-//     Checksum mode needs blue 11 or later (hashtextextended).
+//     extra_float_digits > 0; 11 and older print 15+extra_float_digits
+//     significant digits (0.1 prints as 0.100000000000000006). Floats
+//     compare equal only between 12+ servers. Checksum mode needs blue 11
+//     or later (hashtextextended).
 //   - hashtextextended hashes bytes with word loads: blue and green must have
 //     the same byte order (every x86-64 and arm64 server does).
 //   - oid columns and reg* types print names resolved on each side; with
