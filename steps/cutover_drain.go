@@ -27,7 +27,8 @@ import (
 // flushed; with the subscription's default synchronous_commit = off that
 // waits for green's WAL writer and the apply worker's next wake-up, up to a
 // second. The cutover sets synchronous_commit = on on the subscription before
-// the freeze so that green confirms at once.
+// the freeze, and lets its worker take the change (it rereads its settings
+// at its next transaction or idle wake-up), so that green confirms at once.
 
 // drainPoll is how often the drain and the worker stop are polled.
 const drainPoll = 2 * time.Millisecond
@@ -77,6 +78,41 @@ func subscriptionSyncCommit(ctx context.Context, db *pgxpool.Pool, name string) 
 		return "", fmt.Errorf("read subscription %q: %w", name, err)
 	}
 	return v, nil
+}
+
+// applyWorkerNap is how long an idle apply worker sleeps between looks at
+// its subscription's settings (NAPTIME_PER_CYCLE, one second), plus a margin.
+const applyWorkerNap = 1200 * time.Millisecond
+
+// syncCommitOn sets the subscription's synchronous_commit to on and returns
+// the time from which its apply worker surely uses it: the worker reads a
+// changed setting when it next starts a transaction or wakes up idle.
+func syncCommitOn(ctx context.Context, db *pgxpool.Pool, name string) (time.Time, error) {
+	v, err := subscriptionSyncCommit(ctx, db, name)
+	if err != nil {
+		return time.Time{}, err
+	}
+	if v == "on" {
+		return time.Now(), nil
+	}
+	if err := setSubscriptionSyncCommit(ctx, db, name, "on"); err != nil {
+		return time.Time{}, err
+	}
+	return time.Now().Add(applyWorkerNap), nil
+}
+
+// settle waits until t.
+func settle(ctx context.Context, t time.Time) error {
+	d := time.Until(t)
+	if d <= 0 {
+		return nil
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
 }
 
 func setSubscriptionSyncCommit(ctx context.Context, db *pgxpool.Pool, name, value string) error {

@@ -113,13 +113,17 @@ func (r *run) switchBackFresh(ctx context.Context) error {
 			return err
 		}
 	}
-	if err := setSubscriptionSyncCommit(ctx, r.blue, rev, "on"); err != nil {
+	settled, err := syncCommitOn(ctx, r.blue, rev)
+	if err != nil {
 		return err
 	}
 	if err := r.drv.Check(ctx); err != nil {
 		return fmt.Errorf("switch %s: %w", r.drv.Name(), err)
 	}
 	if _, err := r.readOnlyBefore(ctx, rbReadOnlyBefore, r.green, r.greenDB); err != nil {
+		return err
+	}
+	if err := settle(ctx, settled); err != nil {
 		return err
 	}
 	if err := waitLagUnder(ctx, r.env, r.green, rev, preFreezeLag(r.spec), lagWaitBudget); err != nil {

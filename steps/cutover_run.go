@@ -74,7 +74,8 @@ func (r *run) prepare(ctx context.Context) error {
 		}
 		r.record(coSyncCommit, v)
 	}
-	if err := setSubscriptionSyncCommit(ctx, r.green, fwd, "on"); err != nil {
+	settled, err := syncCommitOn(ctx, r.green, fwd)
+	if err != nil {
 		return err
 	}
 	if n, err := refreshMaterializedViews(ctx, r.env, r.blue, r.green); err != nil {
@@ -94,6 +95,9 @@ func (r *run) prepare(ctx context.Context) error {
 		return fmt.Errorf("switch %s: %w", r.drv.Name(), err)
 	}
 	if _, err := r.readOnlyBefore(ctx, coReadOnlyBefore, r.blue, r.blueDB); err != nil {
+		return err
+	}
+	if err := settle(ctx, settled); err != nil {
 		return err
 	}
 	if err := waitLagUnder(ctx, r.env, r.blue, r.spec.SlotName(), preFreezeLag(r.spec), lagWaitBudget); err != nil {
