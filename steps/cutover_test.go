@@ -741,7 +741,9 @@ func (w *appWriters) summary() string {
 // TestCutoverHAProxy cuts over through HAProxy with the read-only freeze:
 // HAProxy cannot hold queries, so clients see errors during the pause and
 // reconnect; every acknowledged write must be on green. It also checks the
-// recovery of a run killed inside its freeze, which left blue read-only.
+// recovery of a run killed inside its freeze, which left blue read-only,
+// the abort past pause_timeout, the abort when an exec switch command
+// fails, and a rollback killed inside its own freeze.
 func TestCutoverHAProxy(t *testing.T) {
 	requireIntegration(t)
 	var proxy *pgtest.HAProxy
@@ -796,6 +798,50 @@ func TestCutoverHAProxy(t *testing.T) {
 		}
 		if got := r.green.Scalar(t, "app", "SELECT subenabled FROM pg_subscription WHERE subname = 'pgshift_shop'"); got != "t" {
 			t.Fatalf("forward subscription enabled = %s after undoing the interrupted cutover", got)
+		}
+		requireNoReverse(t, r)
+	})
+
+	t.Run("pause_timeout reached: aborted back to blue", func(t *testing.T) {
+		short := *r.spec
+		short.Cutover.PauseTimeout = engine.Duration(2 * time.Second)
+		slow := &cutoverStep{spec: &short, hook: func(stage string) error {
+			if stage == "frozen" {
+				time.Sleep(3 * time.Second) // something inside the freeze takes too long
+			}
+			return nil
+		}}
+		r.direct(t, func(env *engine.Env) {
+			err := slow.Apply(ctx, env)
+			if err == nil || !strings.Contains(err.Error(), "cutover aborted") || !strings.Contains(err.Error(), "pause_timeout 2s reached") {
+				t.Fatalf("apply past pause_timeout: %v\nlog:\n%s", err, r.logs)
+			}
+		})
+		requireUnfrozen(t, r.blue, "blue after the timeout")
+		if side := currentSide(t, r.spec); side != switcher.Blue {
+			t.Fatalf("traffic on %s after the timeout", side)
+		}
+		if got := r.green.Scalar(t, "app", "SELECT subenabled FROM pg_subscription WHERE subname = 'pgshift_shop'"); got != "t" {
+			t.Fatalf("forward subscription enabled = %s after the timeout", got)
+		}
+		requireNoReverse(t, r)
+	})
+
+	t.Run("exec switch command fails: aborted back to blue", func(t *testing.T) {
+		failing := *r.spec
+		failing.Cutover.Switch = engine.SwitchSpec{Exec: &engine.ExecSwitch{
+			Switch: []string{"sh", "-c", "echo green is not reachable from here >&2; exit 3"},
+			Back:   []string{"true"},
+		}}
+		r.direct(t, func(env *engine.Env) {
+			err := (&cutoverStep{spec: &failing}).Apply(ctx, env)
+			if err == nil || !strings.Contains(err.Error(), "cutover aborted") || !strings.Contains(err.Error(), "green is not reachable from here") {
+				t.Fatalf("apply with a failing switch command: %v\nlog:\n%s", err, r.logs)
+			}
+		})
+		requireUnfrozen(t, r.blue, "blue after the failed switch")
+		if got := r.green.Scalar(t, "app", "SELECT subenabled FROM pg_subscription WHERE subname = 'pgshift_shop'"); got != "t" {
+			t.Fatalf("forward subscription enabled = %s after the failed switch", got)
 		}
 		requireNoReverse(t, r)
 	})
