@@ -318,7 +318,7 @@ func startPgbench(t *testing.T, blue *pgtest.Cluster, db string) *pgbench {
 		t.Fatal(err)
 	}
 	p := &pgbench{exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, "-n", "-c", "2", "-j", "1", "-R", "30", "-T", "3600", "-f", script, blue.DSN(db))
+	p.cmd = exec.Command(bin, "-n", "-c", "2", "-j", "1", "-R", "50", "-T", "3600", "-f", script, blue.DSN(db))
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

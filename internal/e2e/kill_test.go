@@ -15,10 +15,11 @@ import (
 // TestKillResume kills `pgshift apply` with SIGKILL at many moments across
 // the pipeline (as each step starts running, after a small random delay,
 // plus a few kills at random instants) and resumes each time with the same
-// command, writing to blue between runs. No run may fail or trip over an
-// object that already exists; at the end there is exactly one publication,
-// one slot and one subscription, apply stops at the cutover gate with exit
-// status 0, and green holds what blue holds, row by row.
+// command, with pgbench writing to blue all along and a marked row written
+// between runs. No run may fail or trip over an object that already
+// exists; at the end there is exactly one publication, one slot and one
+// subscription, apply stops at the cutover gate with exit status 0, and
+// green holds what blue holds, row by row.
 func TestKillResume(t *testing.T) {
 	integration(t)
 	t.Parallel()
@@ -27,6 +28,7 @@ func TestKillResume(t *testing.T) {
 	blue.CreateDatabase(t, "pagila")
 	green.CreateDatabase(t, "pagila")
 	loadPagila(t, blue, "pagila")
+	initPgbench(t, blue, "pagila")
 	dir, spec := writeSpec(t, specOptions{name: "killed", blue: blue.DSN("pagila"), green: green.DSN("pagila")})
 	statePath := filepath.Join(dir, "killed.pgshift-state.json")
 	blueConn, greenConn := connect(t, blue.DSN("pagila")), connect(t, green.DSN("pagila"))
@@ -49,6 +51,8 @@ func TestKillResume(t *testing.T) {
 			randomKills++
 		}
 	}
+
+	bench := startPgbench(t, blue, "pagila")
 
 	// Steps take tens of milliseconds on pagila: one round rarely catches
 	// ten. Each round ends with an apply left alone, then a rollback; the
@@ -109,6 +113,7 @@ func TestKillResume(t *testing.T) {
 	if o.publications != 1 || o.slots != 1 || o.subscriptions != 1 || o.slotNames[0] != "pgshift_killed" {
 		t.Fatalf("after resuming: %d publications, %d subscriptions, slots %v; want exactly one of each", o.publications, o.subscriptions, o.slotNames)
 	}
+	bench.stop(t)
 	waitCaughtUp(t, blueConn, "pgshift_killed")
 	res := compareAll(t, blue.DSN("pagila"), green.DSN("pagila"))
 	for _, tbl := range pagilaTables {
