@@ -251,3 +251,21 @@ func mustAtoi(t *testing.T, s string) int64 {
 	}
 	return n
 }
+
+func TestCopyFingerprintIgnoresTableSizes(t *testing.T) {
+	spec := &engine.Spec{Name: "fp"}
+	spec.SetDefaults()
+	spec.Replication.InitialCopy.Method = "snapshot"
+	s := &copyStep{spec: spec}
+	a, b := s.describeCreate(3, 100<<20), s.describeCreate(3, 120<<20)
+	if a.Summary == b.Summary {
+		t.Fatalf("summaries should show the sizes: %q", a.Summary)
+	}
+	if s.Fingerprint(a) != s.Fingerprint(b) {
+		t.Errorf("a saved plan would go stale when blue's tables grow: %q vs %q", s.Fingerprint(a), s.Fingerprint(b))
+	}
+	blocked := plans.Change{Action: plans.ActionBlocker, Blockers: []string{nonEmptyMessage([]string{"public.t"})}}
+	if s.Fingerprint(blocked) == s.Fingerprint(a) {
+		t.Errorf("a blocker and a create share a fingerprint")
+	}
+}
