@@ -7,7 +7,7 @@ PKGS    := ./...
 # The whole suite, integration tests included, must stay well under CI's budget.
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all deps build test test-short lint bench demo clean
+.PHONY: all deps build test test-short lint bench bench-native bench-verify demo clean
 
 all: build
 
@@ -31,10 +31,24 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 
-# Speed numbers against real servers (a pgbench database of scale 20): each
-# benchmark runs once and prints its durations and table sizes.
+# Speed numbers against real servers, one run on one machine and the same
+# data (docs/benchmarks.md): native subscription, pgshift's snapshot copy,
+# pgcopydb, pg_dump | pg_restore and raw COPY, then verify against scan
+# floors, printed as one table. BENCH_SCALE is the pgbench scale (70:
+# pgbench_accounts over 1 GB); BENCH_ROWS picks rows (see internal/bench).
+BENCH_SCALE ?= 70
+BENCH_TIMEOUT ?= 180m
 bench: deps
-	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/bench/
+	BENCH_SCALE=$(BENCH_SCALE) $(GO) test -count=1 -run '^$$' -bench Compare -benchtime 1x -timeout $(BENCH_TIMEOUT) ./internal/bench/
+
+# The native initial copy alone (scale 20), with and without green's keys.
+bench-native: deps
+	$(GO) test -count=1 -run '^$$' -bench InitialCopy -benchtime 1x -timeout 30m ./internal/bench/
+
+# verify alone, in detail: count and checksum modes, 2 and 4 workers, row
+# hash alternatives.
+bench-verify: deps
+	PGSHIFT_BENCH_SCALE=$(BENCH_SCALE) $(GO) test -count=1 -run '^$$' -bench Verify -benchtime 1x -v -timeout $(BENCH_TIMEOUT) ./internal/bench/verify/
 
 clean:
 	rm -rf bin

@@ -1,0 +1,332 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/pgshift/pgshift/internal/pgtest"
+)
+
+// BenchmarkCompare is `make bench`: on one pgbench database, blue 15 ->
+// green 17, every way of filling green until it holds all rows with all
+// indexes, one after the other on the same machine and the same data, with
+// a fresh green database for each; then verify against two scan floors.
+// It prints one table with wall times and ratios against the native
+// subscription. A method that fails prints FAILED with the reason; the
+// others still run.
+//
+// BENCH_SCALE sets the pgbench scale (default 70: pgbench_accounts over
+// 1 GB with its key), BENCH_SPLIT_MB the split size of big tables for
+// pgshift and pgcopydb (default 128), BENCH_ROWS a comma list of the rows
+// to run (native,snapshot2,snapshot4,pgcopydb,dump,raw,verify; default all).
+func BenchmarkCompare(b *testing.B) {
+	scale := envInt(b, "BENCH_SCALE", 70)
+	splitMB := envInt(b, "BENCH_SPLIT_MB", 128)
+	want := map[string]bool{}
+	for _, r := range strings.Split(os.Getenv("BENCH_ROWS"), ",") {
+		if r = strings.TrimSpace(r); r != "" {
+			want[r] = true
+		}
+	}
+	run := func(key string) bool { return len(want) == 0 || want[key] }
+
+	r := &rig{
+		dir:       b.TempDir(),
+		psql:      pgtest.RequireClientBin(b, "psql"),
+		pgDump:    pgtest.RequireClientBin(b, "pg_dump"),
+		pgRestore: pgtest.RequireClientBin(b, "pg_restore"),
+		split:     fmt.Sprintf("%dMiB", splitMB),
+		splitMB:   splitMB,
+	}
+	if p, err := exec.LookPath("pgcopydb"); err == nil {
+		r.pgcopydb = p
+	}
+	pgbench := pgtest.RequireClientBin(b, "pgbench")
+	var err error
+	if r.pgshift, err = buildPgshift(r.dir); err != nil {
+		b.Fatal(err)
+	}
+	// The same settings on both sides for every method: room for the WAL of
+	// a bulk load without forced checkpoints, and buffers for index builds.
+	cs := pgtest.StartClusters(b, []int{15, 17}, pgtest.ClusterOptions{Settings: map[string]string{
+		"shared_buffers":       "256MB",
+		"max_wal_size":         "8GB",
+		"checkpoint_timeout":   "30min",
+		"maintenance_work_mem": "256MB",
+	}})
+	r.blue, r.green = cs[0], cs[1]
+	r.blue.CreateDatabase(b, benchDB)
+	t0 := time.Now()
+	if out, err := exec.Command(pgbench, "-i", "-q", "-s", strconv.Itoa(scale), "-h", r.blue.Host, "-p", strconv.Itoa(r.blue.Port), "-U", "postgres", benchDB).CombinedOutput(); err != nil {
+		b.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	r.blue.Exec(b, benchDB, "ALTER TABLE pgbench_history REPLICA IDENTITY FULL")
+	r.blue.Exec(b, benchDB, "VACUUM ANALYZE")
+	load := time.Since(t0)
+	heap := atoi(r.blue.Scalar(b, benchDB, "SELECT sum(pg_table_size(c.oid)) FROM pg_class c WHERE c.relname LIKE 'pgbench\\_%' AND c.relkind = 'r'"))
+	accounts := atoi(r.blue.Scalar(b, benchDB, "SELECT pg_total_relation_size('pgbench_accounts')"))
+	accountsHeap := atoi(r.blue.Scalar(b, benchDB, "SELECT pg_table_size('pgbench_accounts')"))
+	rows := r.blue.Scalar(b, benchDB, "SELECT count(*) FROM pgbench_accounts")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Hour)
+	defer cancel()
+	var copies []result
+	var verifies []verifyResult
+	// row runs one method on a fresh green and checks the outcome; a panic
+	// or an error fails that row only.
+	row := func(name string, f func(context.Context) result) {
+		res := func() (res result) {
+			defer func() {
+				if p := recover(); p != nil {
+					res = result{name: name, err: fmt.Errorf("panic: %v", p)}
+				}
+			}()
+			rctx, cancel := context.WithTimeout(ctx, 45*time.Minute)
+			defer cancel()
+			if err := r.freshGreen(rctx); err != nil {
+				return result{name: name, err: fmt.Errorf("fresh green: %w", err)}
+			}
+			res = f(rctx)
+			if res.err == nil {
+				if err := r.checkGreen(rctx); err != nil {
+					res.err = fmt.Errorf("green incomplete: %w", err)
+				}
+			}
+			return res
+		}()
+		if res.name == "" {
+			res.name = name
+		}
+		status := "ok"
+		if res.err != nil {
+			status = "FAILED: " + res.err.Error()
+		}
+		fmt.Fprintf(os.Stderr, "bench: %s: %s (%s)\n", res.name, res.wall.Round(time.Millisecond), firstLine(status))
+		copies = append(copies, res)
+	}
+
+	if run("native") {
+		row("native subscription (copy_data = true)", r.native)
+	}
+	var specForVerify string
+	for _, w := range []int{2, 4} {
+		if !run(fmt.Sprintf("snapshot%d", w)) {
+			continue
+		}
+		row(fmt.Sprintf("pgshift snapshot, %d workers", w), func(ctx context.Context) result {
+			res, spec := r.snapshot(ctx, w)
+			if res.err == nil {
+				specForVerify = spec
+			}
+			return res
+		})
+		// Verify runs on the green this copy filled, before the next method
+		// replaces it.
+		if run("verify") && specForVerify != "" && (w == 4 || !run("snapshot4")) {
+			verifies = r.verifyRows(ctx, specForVerify)
+		}
+	}
+	if run("pgcopydb") {
+		row("pgcopydb clone", func(ctx context.Context) result { return r.pgcopydbClone(ctx, 4) })
+	}
+	if run("dump") {
+		row("pg_dump -Fc | pg_restore", r.dumpRestore)
+	}
+	if run("raw") {
+		row("raw binary COPY", r.raw)
+	}
+
+	printReport(os.Stdout, report{
+		scale: scale, rows: rows, heap: heap, accounts: accounts, accountsHeap: accountsHeap, load: load,
+		blue: r.blue.Version, green: r.green.Version, splitMB: splitMB,
+		copies: copies, verifies: verifies,
+	})
+	for _, c := range copies {
+		if c.err != nil {
+			b.Errorf("%s: %v", c.name, c.err)
+		}
+	}
+	for _, v := range verifies {
+		if v.err != nil {
+			b.Errorf("%s: %v", v.name, v.err)
+		}
+	}
+}
+
+// verifyRows times pgshift's verify (real binary, on the state of the
+// snapshot run) and the two floors, each side of each at the same time.
+func (r *rig) verifyRows(ctx context.Context, spec string) []verifyResult {
+	var out []verifyResult
+	v := r.pgshiftVerify(ctx, spec)
+	out = append(out, v)
+	// The floors after verify: the caches are as warm for them as for it.
+	out = append(out, r.scanBoth(ctx, "floor: count(*) both sides at once", "", "SELECT count(*) FROM %s"))
+	out = append(out, r.scanBoth(ctx, "sum(hashtext(t::text)) both sides at once", pinned, "SELECT sum(hashtext(t::text)) FROM %s t"))
+	for _, x := range out {
+		fmt.Fprintf(os.Stderr, "bench: %s: %s %v\n", x.name, x.wall.Round(time.Millisecond), x.err)
+	}
+	return out
+}
+
+type report struct {
+	scale                        int
+	rows                         string
+	heap, accounts, accountsHeap int64
+	load                         time.Duration
+	blue, green                  string
+	splitMB                      int
+	copies                       []result
+	verifies                     []verifyResult
+}
+
+func printReport(out io.Writer, rep report) {
+	fmt.Fprintf(out, "\npgshift benchmark: pgbench scale %d (pgbench_accounts %s rows, %s with its key, %s heap; %s of table data), blue %s -> green %s\n",
+		rep.scale, rep.rows, mb(rep.accounts), mb(rep.accountsHeap), mb(rep.heap), rep.blue, rep.green)
+	fmt.Fprintf(out, "machine: %d cores (runtime.NumCPU), GOMAXPROCS %d; blue loaded in %s; split size %d MB\n\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), rep.load.Round(time.Second), rep.splitMB)
+
+	var native time.Duration
+	byName := map[string]time.Duration{}
+	for _, c := range rep.copies {
+		if c.err == nil {
+			byName[c.name] = c.wall
+			if strings.HasPrefix(c.name, "native") {
+				native = c.wall
+			}
+		}
+	}
+	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(w, "initial copy, until green holds all rows and all indexes\tseconds\t× native time\tfaster than native\tpeak RSS (pgshift)\tnote\n")
+	for _, c := range rep.copies {
+		if c.err != nil {
+			fmt.Fprintf(w, "%s\tFAILED\t\t\t\t%s\n", c.name, oneLine(c.err.Error(), 160))
+			continue
+		}
+		ratio, speed := "-", "-"
+		if native > 0 {
+			ratio = fmt.Sprintf("%.2f×", c.wall.Seconds()/native.Seconds())
+			speed = fmt.Sprintf("%.2f×", native.Seconds()/c.wall.Seconds())
+		}
+		rss := ""
+		if c.peakRSS > 0 {
+			rss = mb(c.peakRSS)
+		}
+		fmt.Fprintf(w, "%s\t%.1f\t%s\t%s\t%s\t%s\n", c.name, c.wall.Seconds(), ratio, speed, rss, c.note)
+	}
+	w.Flush()
+
+	if len(rep.verifies) > 0 {
+		var floor, hash time.Duration
+		for _, v := range rep.verifies {
+			if v.err == nil && strings.HasPrefix(v.name, "floor") {
+				floor = v.wall
+			}
+			if v.err == nil && strings.HasPrefix(v.name, "sum(hashtext") {
+				hash = v.wall
+			}
+		}
+		fmt.Fprintf(out, "\nverify, %s of table data per side (both sides read)\n", mb(rep.heap))
+		w = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
+		fmt.Fprintf(w, "\tseconds\tMB/s (one side's data)\tof count(*) floor\tof hash pass\tpeak RSS (pgshift)\tnote\n")
+		for _, v := range rep.verifies {
+			if v.err != nil {
+				fmt.Fprintf(w, "%s\tFAILED\t\t\t\t\t%s\n", v.name, oneLine(v.err.Error(), 160))
+				continue
+			}
+			pct := func(base time.Duration) string {
+				if base == 0 || v.wall == 0 {
+					return "-"
+				}
+				return fmt.Sprintf("%.0f%%", 100*base.Seconds()/v.wall.Seconds())
+			}
+			rss := ""
+			if v.peakRSS > 0 {
+				rss = mb(v.peakRSS)
+			}
+			fmt.Fprintf(w, "%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\n", v.name, v.wall.Seconds(),
+				float64(rep.heap)/(1<<20)/v.wall.Seconds(), pct(floor), pct(hash), rss, v.note)
+		}
+		w.Flush()
+	}
+
+	fmt.Fprintf(out, "\ntargets (same run):\n")
+	check := func(label string, ok bool, detail string) {
+		verdict := "MISSED"
+		if ok {
+			verdict = "met"
+		}
+		fmt.Fprintf(out, "  %-55s %-7s %s\n", label, verdict, detail)
+	}
+	raw, haveRaw := byName["raw binary COPY"]
+	if !haveRaw {
+		raw, haveRaw = byName["raw: 2 binary COPY streams by ctid, then keys"]
+	}
+	pgcopydb := time.Duration(0)
+	for n, d := range byName {
+		if strings.HasPrefix(n, "pgcopydb") {
+			pgcopydb = d
+		}
+	}
+	for _, wk := range []int{2, 4} {
+		snap, ok := byName[fmt.Sprintf("pgshift snapshot, %d workers", wk)]
+		if !ok {
+			continue
+		}
+		if haveRaw {
+			x := snap.Seconds() / raw.Seconds()
+			check(fmt.Sprintf("snapshot %dw within 1.2× of the raw pipeline", wk), x <= 1.2, fmt.Sprintf("%.2f×", x))
+		}
+		if native > 0 {
+			x := native.Seconds() / snap.Seconds()
+			check(fmt.Sprintf("snapshot %dw at least 2× faster than native", wk), x >= 2, fmt.Sprintf("%.2f×", x))
+		}
+		if pgcopydb > 0 {
+			x := pgcopydb.Seconds() / snap.Seconds()
+			check(fmt.Sprintf("snapshot %dw at least 1.5× faster than pgcopydb", wk), x >= 1.5, fmt.Sprintf("%.2f×", x))
+		}
+	}
+	if len(rep.verifies) == 3 && rep.verifies[0].err == nil && rep.verifies[1].err == nil {
+		x := rep.verifies[1].wall.Seconds() / rep.verifies[0].wall.Seconds()
+		check("verify at 80% or more of the count(*) floor", x >= 0.8, fmt.Sprintf("%.0f%%", 100*x))
+	}
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+func oneLine(s string, max int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > max {
+		s = s[:max] + "..."
+	}
+	return s
+}
+
+func envInt(b *testing.B, name string, def int) int {
+	v := os.Getenv(name)
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		b.Fatalf("%s=%q: want a positive integer", name, v)
+	}
+	return n
+}
+
+func atoi(s string) int64 { n, _ := strconv.ParseInt(s, 10, 64); return n }
+
+func mb(n int64) string { return fmt.Sprintf("%.0f MB", float64(n)/(1<<20)) }
