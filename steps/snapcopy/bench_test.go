@@ -4,9 +4,14 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pgshift/pgshift/internal/pgtest"
 )
 
 // BenchmarkCopy measures the snapshot copy of pgbench data from blue 15 to a
@@ -94,6 +99,62 @@ func BenchmarkCopy(b *testing.B) {
 		}
 	}
 
+	// pgshift's own cost: one table, one stream, against psql piped into
+	// psql running the very same COPY statements.
+	var accounts []Table
+	for _, t := range tables {
+		if t.Source.Name == "pgbench_accounts" {
+			accounts = append(accounts, t)
+		}
+	}
+	one := PlanParts(accounts, PlanOptions{})
+	b.Run("accounts/pgshift-binary", func(b *testing.B) {
+		b.StopTimer()
+		for i := 0; i < b.N; i++ {
+			if err := TruncateTargets(ctx, green, Targets(accounts)); err != nil {
+				b.Fatal(err)
+			}
+			snap, err := ExportSnapshot(ctx, blueCfg, "bench")
+			if err != nil {
+				b.Fatal(err)
+			}
+			cpu0 := cpuTime()
+			b.StartTimer()
+			res, err := (&Copier{Source: blueCfg, Target: greenCfg, Snapshot: snap.Name, Workers: 1}).Run(ctx, one)
+			b.StopTimer()
+			b.ReportMetric((cpuTime() - cpu0).Seconds(), "pgshift-cpu-s")
+			b.ReportMetric(float64(res.Bytes)/(1<<20), "MB")
+			snap.Close(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := DropSlot(ctx, blue, "bench", 10*time.Second); err != nil {
+				b.Fatal(err)
+			}
+			b.ReportMetric(res.Elapsed.Seconds(), "s/copy")
+		}
+	})
+	b.Run("accounts/psql-pipe-binary", func(b *testing.B) {
+		b.StopTimer()
+		psql := pgtest.RequireClientBin(b, "psql")
+		for i := 0; i < b.N; i++ {
+			if err := TruncateTargets(ctx, green, Targets(accounts)); err != nil {
+				b.Fatal(err)
+			}
+			script := fmt.Sprintf("%s -X -q -d %s -c %s | %s -X -q -d %s -c %s", psql, shellQuote(p.blue.DSN("app")),
+				shellQuote(one[0].copyOutSQL(true)), psql, shellQuote(p.green.DSN("app")), shellQuote(one[0].copyInSQL(true)))
+			b.StartTimer()
+			start := time.Now()
+			out, err := exec.Command("bash", "-o", "pipefail", "-c", script).CombinedOutput()
+			elapsed := time.Since(start)
+			b.StopTimer()
+			if err != nil {
+				b.Fatalf("%v\n%s", err, out)
+			}
+			b.ReportMetric(elapsed.Seconds(), "s/copy")
+		}
+	})
+
 	b.Run("native-subscription", func(b *testing.B) {
 		b.StopTimer()
 		p.blue.Exec(b, "app", `DROP PUBLICATION IF EXISTS bench_pub; CREATE PUBLICATION bench_pub FOR TABLE pgbench_accounts, pgbench_branches, pgbench_tellers,
@@ -119,6 +180,17 @@ func BenchmarkCopy(b *testing.B) {
 		}
 	})
 }
+
+// cpuTime is the CPU time (user and system) this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 func envInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {

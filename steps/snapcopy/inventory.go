@@ -142,9 +142,9 @@ func Inventory(ctx context.Context, blue, green querier, rels []Relation) ([]Tab
 		if len(gcols) == 0 {
 			return nil, fmt.Errorf("green: table %s not found: restore the schema (pre-data section) on green before copying", rel)
 		}
-		green := map[string]columnInfo{}
+		onGreen := map[string]columnInfo{}
 		for _, c := range gcols {
-			green[c.name] = c
+			onGreen[c.name] = c
 		}
 		var cols []Column
 		binary, reason := true, ""
@@ -152,7 +152,7 @@ func Inventory(ctx context.Context, blue, green querier, rels []Relation) ([]Tab
 			if c.generated {
 				continue // computed again on green
 			}
-			g, ok := green[c.name]
+			g, ok := onGreen[c.name]
 			if !ok {
 				return nil, fmt.Errorf("green: table %s has no column %q (%s on blue): make green's schema match blue's", rel, c.name, c.typ)
 			}
