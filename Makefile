@@ -52,3 +52,17 @@ bench-verify: deps
 
 clean:
 	rm -rf bin
+
+# Upgrades a generated database from PostgreSQL 13 to 17 with pgbench writing
+# through PgBouncer all along: validate, plan, apply, apply --approve-cutover,
+# status; prints the write pause, failed transactions (must be 0), the longest
+# client latency and the verify result. Stops every server it started.
+demo: deps build
+	$(GO) run ./internal/demo -pgshift $(BIN)
+
+# Cutover and rollback under pgbench -R 500 -c 8 through PgBouncer, 5 runs
+# each, beside the same load without a cutover: pause, longest client latency,
+# failed transactions, lost rows. Fails only on failed or lost > 0.
+.PHONY: bench-cutover
+bench-cutover: deps build
+	$(GO) run ./internal/bench/cutover -pgshift $(BIN)
