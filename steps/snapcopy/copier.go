@@ -151,6 +151,13 @@ func (c *Copier) openWorker(ctx context.Context, id int, log hclog.Logger) (*wor
 		return nil, fmt.Errorf("blue: copy worker %d: connect: %w", id, err)
 	}
 	lit, _ := quoteLiteral(c.Snapshot)
+	// A big part streams for a long time: a role's statement_timeout must
+	// not cut it, nor idle_in_transaction_session_timeout the snapshot
+	// transaction between parts.
+	if err := simpleExec(ctx, w.src, noTimeouts); err != nil {
+		w.close()
+		return nil, fmt.Errorf("blue: copy worker %d: %w", id, err)
+	}
 	if err := simpleExec(ctx, w.src, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"); err != nil {
 		w.close()
 		return nil, fmt.Errorf("blue: copy worker %d: begin: %w", id, err)
@@ -162,6 +169,10 @@ func (c *Copier) openWorker(ctx context.Context, id int, log hclog.Logger) (*wor
 	if w.dst, err = pgx.ConnectConfig(ctx, c.Target); err != nil {
 		w.close()
 		return nil, fmt.Errorf("green: copy worker %d: connect: %w", id, err)
+	}
+	if err := simpleExec(ctx, w.dst, noTimeouts); err != nil {
+		w.close()
+		return nil, fmt.Errorf("green: copy worker %d: %w", id, err)
 	}
 	// Triggers and foreign keys would fire row by row while loading (or fail
 	// on rows whose parents come in a later part); logical replication's own
@@ -178,6 +189,8 @@ func (c *Copier) openWorker(ctx context.Context, id int, log hclog.Logger) (*wor
 	}
 	return w, nil
 }
+
+const noTimeouts = "SET statement_timeout = 0; SET idle_in_transaction_session_timeout = 0"
 
 func simpleExec(ctx context.Context, c *pgx.Conn, sql string) error {
 	_, err := c.PgConn().Exec(ctx, sql).ReadAll()
