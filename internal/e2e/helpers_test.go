@@ -91,7 +91,8 @@ cutover:
 type stepState struct {
 	ID     string `json:"id"`
 	Status string `json:"status"`
-	Error  string `json:"error"`
+	Error   string            `json:"error"`
+	Outputs map[string]string `json:"outputs"`
 }
 
 type stateFile struct {
@@ -102,6 +103,15 @@ func (s *stateFile) status(id string) string {
 	for _, st := range s.Steps {
 		if st.ID == id {
 			return st.Status
+		}
+	}
+	return ""
+}
+
+func (s *stateFile) output(id, key string) string {
+	for _, st := range s.Steps {
+		if st.ID == id {
+			return st.Outputs[key]
 		}
 	}
 	return ""

@@ -13,7 +13,8 @@ import (
 // CLI: validate, plan (+ for every step), apply up to the cutover gate
 // with verify passed, plan again (✓ for what is done), status (per-table
 // state and lag). Once pgbench stops and green has caught up, every table
-// is compared row by row with rowcompare.
+// is compared row by row with rowcompare; cleanup then drops the
+// replication objects and green keeps its rows.
 func TestPagilaPipeline(t *testing.T) {
 	integration(t)
 	t.Parallel()
@@ -93,6 +94,9 @@ func runPagilaPipeline(t *testing.T, blueMajor, greenMajor int, extra string) {
 	} else if !strings.Contains(r.stdout, "Apply complete") {
 		t.Fatalf("apply did not complete:\n%s", r)
 	}
+	if res := st.output("verify", "result"); res != "passed" {
+		t.Fatalf("verify recorded %q, want passed", res)
+	}
 	if strings.Contains(extra, "snapshot") && st.status("target.copy") != "done" {
 		t.Fatalf("snapshot method: target.copy is %q, want done", st.status("target.copy"))
 	}
@@ -157,6 +161,28 @@ func runPagilaPipeline(t *testing.T, blueMajor, greenMajor int, extra string) {
 		}
 	}
 	t.Logf("%d tables equal on blue and green, e.g. %s; %s", len(res), res["public.payment"], res["public.pgbench_history"])
+
+	// Blue retired: cleanup shows what it drops, drops it, and green keeps
+	// its rows. A second cleanup has nothing left to drop.
+	greenConn := connect(t, green.DSN("pagila"))
+	r = pgshift(t, dir, "cleanup", "-f", spec, "--yes")
+	if r.code != 0 {
+		t.Fatalf("cleanup:\n%s", r)
+	}
+	for _, want := range []string{"- ", slot} {
+		if !strings.Contains(r.stdout, want) {
+			t.Fatalf("cleanup output lacks %q:\n%s", want, r)
+		}
+	}
+	if o := countObjects(t, blueConn, greenConn); o.publications != 0 || o.slots != 0 || o.subscriptions != 0 {
+		t.Fatalf("cleanup left objects: %d publications, %d subscriptions, slots %v", o.publications, o.subscriptions, o.slotNames)
+	}
+	if n := scalar[int64](t, greenConn, `SELECT count(*) FROM public.rental`); n != res["public.rental"].BlueRows {
+		t.Fatalf("green holds %d rentals after cleanup, want %d", n, res["public.rental"].BlueRows)
+	}
+	if r = pgshift(t, dir, "cleanup", "-f", spec, "--yes"); r.code != 0 {
+		t.Fatalf("second cleanup:\n%s", r)
+	}
 }
 
 // createdByApply are the steps that have something to create on a fresh
