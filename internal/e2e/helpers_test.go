@@ -89,8 +89,8 @@ cutover:
 
 // stepState is what the tests read of the state file.
 type stepState struct {
-	ID     string `json:"id"`
-	Status string `json:"status"`
+	ID      string            `json:"id"`
+	Status  string            `json:"status"`
 	Error   string            `json:"error"`
 	Outputs map[string]string `json:"outputs"`
 }
