@@ -3,9 +3,11 @@ package lab
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -22,9 +24,10 @@ type LoadOptions struct {
 	DB      string
 	Clients int
 	Threads int
-	Rate    int    // transactions per second, all clients together
-	Script  string // a pgbench script file; "" runs the built-in TPC-B-like one
-	Dir     string // where logs go
+	Rate    int               // transactions per second, all clients together
+	Script  string            // a pgbench script file; "" runs the built-in TPC-B-like one
+	Dir     string            // where logs go
+	Defines map[string]string // pgbench -D variables for the script (seg is set to the run's number)
 
 	// pgbench cannot be stopped gracefully (it ignores SIGINT and loses its
 	// buffered log on SIGTERM), so a load is a chain of pgbench runs of
@@ -86,6 +89,10 @@ func StartLoad(s *Session, o LoadOptions) (*Load, error) {
 	if o.Threads == 0 {
 		o.Threads = 1
 	}
+	// Each load its own folder: pgbench names its logs by run and pid only.
+	if o.Dir, err = os.MkdirTemp(o.Dir, "load-"); err != nil {
+		return nil, err
+	}
 	l := &Load{opts: o, bin: bin, stop: make(chan struct{}), done: make(chan struct{})}
 	first, err := l.startSegment(0)
 	if err != nil {
@@ -139,6 +146,9 @@ func (l *Load) startSegment(n int) (*segment, error) {
 		"-R", strconv.Itoa(o.Rate), "-T", strconv.Itoa(int(o.Segment.Round(time.Second).Seconds())),
 		"-P", "1", "-l", "--log-prefix", sg.prefix, "-D", "seg=" + strconv.Itoa(n),
 		"-h", o.Host, "-p", strconv.Itoa(o.Port), "-U", "postgres"}
+	for _, k := range slices.Sorted(maps.Keys(o.Defines)) {
+		args = append(args, "-D", k+"="+o.Defines[k])
+	}
 	if o.Script != "" {
 		args = append(args, "-f", o.Script)
 	}
@@ -183,7 +193,6 @@ func (l *Load) Stop() LoadResult {
 	}
 	segs := append([]*segment(nil), l.segs...)
 	l.mu.Unlock()
-	res.Tx.PerClient = map[int]int{}
 	for _, sg := range segs {
 		r := SegmentResult{Err: sg.err, Output: sg.out.String()}
 		sum, ok := ParseSummary(r.Output)
@@ -196,7 +205,6 @@ func (l *Load) Stop() LoadResult {
 		}
 		res.Problems = append(res.Problems, sum.Aborted...)
 		files, _ := filepath.Glob(sg.prefix + ".*")
-		r.Tx.PerClient = map[int]int{}
 		for _, f := range files {
 			b, err := os.ReadFile(f)
 			if err != nil {
@@ -208,9 +216,6 @@ func (l *Load) Stop() LoadResult {
 				res.Problems = append(res.Problems, fmt.Sprintf("%s: %v", f, err))
 			}
 			r.Tx.Add(st)
-			for c, v := range st.PerClient {
-				r.Tx.PerClient[c] += v
-			}
 		}
 		if ok && r.Tx.Committed != sum.Processed {
 			res.Problems = append(res.Problems, fmt.Sprintf("pgbench run %d: %d transactions in its log, %d in its totals", sg.n, r.Tx.Committed, sum.Processed))

@@ -27,6 +27,12 @@ type TxStats struct {
 
 // Add merges other into s.
 func (s *TxStats) Add(other TxStats) {
+	if s.PerClient == nil {
+		s.PerClient = map[int]int{}
+	}
+	for c, n := range other.PerClient {
+		s.PerClient[c] += n
+	}
 	s.Committed += other.Committed
 	s.Failed += other.Failed
 	if other.MaxLatency > s.MaxLatency {

@@ -60,3 +60,12 @@ pgbench: error: Run was aborted; the above results are incomplete.
 		t.Fatalf("processed %d from \"120/400\", want 120", s.Processed)
 	}
 }
+
+func TestTxStatsAdd(t *testing.T) {
+	var sum TxStats
+	sum.Add(TxStats{Committed: 2, Failed: 1, MaxLatency: time.Millisecond, PerClient: map[int]int{0: 2}})
+	sum.Add(TxStats{Committed: 3, MaxLatency: 5 * time.Millisecond, PerClient: map[int]int{0: 1, 1: 2}})
+	if sum.Committed != 5 || sum.Failed != 1 || sum.MaxLatency != 5*time.Millisecond || sum.PerClient[0] != 3 || sum.PerClient[1] != 2 {
+		t.Fatalf("sum %+v", sum)
+	}
+}
