@@ -27,10 +27,14 @@ import (
 // BENCH_SCALE sets the pgbench scale (default 70: pgbench_accounts over
 // 1 GB with its key), BENCH_SPLIT_MB the split size of big tables for
 // pgshift and pgcopydb (default 128), BENCH_ROWS a comma list of the rows
-// to run (native,snapshot2,snapshot4,pgcopydb,dump,raw,verify; default all).
+// to run (native,snapshot2,snapshot4,pgcopydb,dump,raw,verify; default all),
+// BENCH_ROUNDS how many times the rows run (the table shows the best time
+// and every round's), BENCH_DIR where specs, states and logs are kept
+// (default a new folder under the temp folder, kept and named at the end).
 func BenchmarkCompare(b *testing.B) {
 	scale := envInt(b, "BENCH_SCALE", 70)
 	splitMB := envInt(b, "BENCH_SPLIT_MB", 128)
+	rounds := envInt(b, "BENCH_ROUNDS", 1)
 	want := map[string]bool{}
 	for _, r := range strings.Split(os.Getenv("BENCH_ROWS"), ",") {
 		if r = strings.TrimSpace(r); r != "" {
@@ -40,7 +44,7 @@ func BenchmarkCompare(b *testing.B) {
 	run := func(key string) bool { return len(want) == 0 || want[key] }
 
 	r := &rig{
-		dir:       b.TempDir(),
+		dir:       benchDir(b),
 		psql:      pgtest.RequireClientBin(b, "psql"),
 		pgDump:    pgtest.RequireClientBin(b, "pg_dump"),
 		pgRestore: pgtest.RequireClientBin(b, "pg_restore"),
@@ -114,50 +118,67 @@ func BenchmarkCompare(b *testing.B) {
 		copies = append(copies, res)
 	}
 
-	if run("native") {
-		row("native subscription (copy_data = true)", r.native)
-	}
-	var specForVerify string
-	for _, w := range []int{2, 4} {
-		if !run(fmt.Sprintf("snapshot%d", w)) {
-			continue
-		}
-		row(fmt.Sprintf("pgshift snapshot, %d workers", w), func(ctx context.Context) result {
-			res, spec := r.snapshot(ctx, w)
-			if res.err == nil {
-				specForVerify = spec
-			}
-			return res
-		})
-		// Verify runs on the green this copy filled, before the next method
-		// replaces it.
-		if run("verify") && specForVerify != "" && (w == 4 || !run("snapshot4")) {
-			verifies = r.verifyRows(ctx, specForVerify)
-		}
-	}
-	if run("pgcopydb") {
-		row("pgcopydb clone", func(ctx context.Context) result { return r.pgcopydbClone(ctx, 4) })
-	}
-	if run("dump") {
-		row("pg_dump -Fc | pg_restore", r.dumpRestore)
-	}
-	if run("raw") {
-		row("raw binary COPY", r.raw)
-	}
-
-	printReport(os.Stdout, report{
+	rep := report{
 		scale: scale, rows: rows, heap: heap, accounts: accounts, accountsHeap: accountsHeap, load: load,
-		blue: r.blue.Version, green: r.green.Version, splitMB: splitMB,
-		copies: copies, verifies: verifies,
-	})
-	for _, c := range copies {
-		if c.err != nil {
-			b.Errorf("%s: %v", c.name, c.err)
+		blue: r.blue.Version, green: r.green.Version, splitMB: splitMB, dir: r.dir,
+	}
+	for round := 1; round <= rounds; round++ {
+		r.round = round
+		copies = nil
+		verifies = nil
+		if run("native") {
+			row("native subscription (copy_data = true)", r.native)
+		}
+		var specForVerify string
+		for _, w := range []int{2, 4} {
+			if !run(fmt.Sprintf("snapshot%d", w)) {
+				continue
+			}
+			row(fmt.Sprintf("pgshift snapshot, %d workers", w), func(ctx context.Context) result {
+				res, spec := r.snapshot(ctx, w)
+				if res.err == nil {
+					specForVerify = spec
+				}
+				return res
+			})
+			// Verify runs on the green this copy filled, before the next method
+			// replaces it.
+			if run("verify") && specForVerify != "" && (w == 4 || !run("snapshot4")) {
+				verifies = r.verifyRows(ctx, specForVerify)
+			}
+		}
+		if run("pgcopydb") {
+			row("pgcopydb clone", func(ctx context.Context) result { return r.pgcopydbClone(ctx, 4) })
+		}
+		if run("dump") {
+			row("pg_dump -Fc | pg_restore", r.dumpRestore)
+		}
+		if run("raw") {
+			row("raw binary COPY", r.raw)
+		}
+
+		rep.copies = append(rep.copies, copies)
+		if verifies != nil {
+			rep.verifies = append(rep.verifies, verifies)
+		}
+		if round < rounds {
+			// A table after every round: a later crash loses nothing.
+			printReport(os.Stderr, rep)
 		}
 	}
-	for _, v := range verifies {
-		if v.err != nil {
-			b.Errorf("%s: %v", v.name, v.err)
+	printReport(os.Stdout, rep)
+	for _, round := range rep.copies {
+		for _, c := range round {
+			if c.err != nil {
+				b.Errorf("%s: %v", c.name, c.err)
+			}
+		}
+	}
+	for _, round := range rep.verifies {
+		for _, v := range round {
+			if v.err != nil {
+				b.Errorf("%s: %v", v.name, v.err)
+			}
 		}
 	}
 }
@@ -184,33 +205,70 @@ type report struct {
 	load                         time.Duration
 	blue, green                  string
 	splitMB                      int
-	copies                       []result
-	verifies                     []verifyResult
+	dir                          string
+	copies                       [][]result       // by round
+	verifies                     [][]verifyResult // by round
+}
+
+// row is one method over every round: its best successful run and the
+// time (or failure) of each round.
+type row struct {
+	name   string
+	best   *result
+	rounds []string
+	err    error // the last failure, when no round succeeded
+}
+
+func collect(rounds [][]result) []*row {
+	var out []*row
+	by := map[string]*row{}
+	for _, round := range rounds {
+		for i := range round {
+			c := round[i]
+			x := by[c.name]
+			if x == nil {
+				x = &row{name: c.name}
+				by[c.name] = x
+				out = append(out, x)
+			}
+			if c.err != nil {
+				x.rounds = append(x.rounds, "FAILED")
+				x.err = c.err
+				continue
+			}
+			x.rounds = append(x.rounds, fmt.Sprintf("%.1f", c.wall.Seconds()))
+			if x.best == nil || c.wall < x.best.wall {
+				x.best = &c
+			}
+		}
+	}
+	return out
 }
 
 func printReport(out io.Writer, rep report) {
 	fmt.Fprintf(out, "\npgshift benchmark: pgbench scale %d (pgbench_accounts %s rows, %s with its key, %s heap; %s of table data), blue %s -> green %s\n",
 		rep.scale, rep.rows, mb(rep.accounts), mb(rep.accountsHeap), mb(rep.heap), rep.blue, rep.green)
-	fmt.Fprintf(out, "machine: %d cores (runtime.NumCPU), GOMAXPROCS %d; blue loaded in %s; split size %d MB\n\n",
-		runtime.NumCPU(), runtime.GOMAXPROCS(0), rep.load.Round(time.Second), rep.splitMB)
+	fmt.Fprintf(out, "machine: %d cores (runtime.NumCPU), GOMAXPROCS %d; blue loaded in %s; split size %d MB; %d round(s), best shown; logs in %s\n\n",
+		runtime.NumCPU(), runtime.GOMAXPROCS(0), rep.load.Round(time.Second), rep.splitMB, len(rep.copies), rep.dir)
 
-	var native time.Duration
-	byName := map[string]time.Duration{}
-	for _, c := range rep.copies {
-		if c.err == nil {
-			byName[c.name] = c.wall
-			if strings.HasPrefix(c.name, "native") {
-				native = c.wall
+	rows := collect(rep.copies)
+	best := func(prefix string) time.Duration {
+		for _, x := range rows {
+			if x.best != nil && strings.HasPrefix(x.name, prefix) {
+				return x.best.wall
 			}
 		}
+		return 0
 	}
+	native := best("native")
 	w := tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(w, "initial copy, until green holds all rows and all indexes\tseconds\t× native time\tfaster than native\tpeak RSS (pgshift)\tnote\n")
-	for _, c := range rep.copies {
-		if c.err != nil {
-			fmt.Fprintf(w, "%s\tFAILED\t\t\t\t%s\n", c.name, oneLine(c.err.Error(), 160))
+	fmt.Fprintf(w, "initial copy, until green holds all rows and all indexes\tseconds\t× native time\tfaster than native\tpeak RSS (pgshift)\trounds (s)\tnote\n")
+	for _, x := range rows {
+		if x.best == nil {
+			fmt.Fprintf(w, "%s\tFAILED\t\t\t\t%s\t%s\n", x.name, strings.Join(x.rounds, ", "), oneLine(x.err.Error(), 200))
 			continue
 		}
+		c := x.best
 		ratio, speed := "-", "-"
 		if native > 0 {
 			ratio = fmt.Sprintf("%.2f×", c.wall.Seconds()/native.Seconds())
@@ -220,28 +278,37 @@ func printReport(out io.Writer, rep report) {
 		if c.peakRSS > 0 {
 			rss = mb(c.peakRSS)
 		}
-		fmt.Fprintf(w, "%s\t%.1f\t%s\t%s\t%s\t%s\n", c.name, c.wall.Seconds(), ratio, speed, rss, c.note)
+		fmt.Fprintf(w, "%s\t%.1f\t%s\t%s\t%s\t%s\t%s\n", c.name, c.wall.Seconds(), ratio, speed, rss, strings.Join(x.rounds, ", "), c.note)
 	}
 	w.Flush()
 
+	var vrows []*row
 	if len(rep.verifies) > 0 {
-		var floor, hash time.Duration
-		for _, v := range rep.verifies {
-			if v.err == nil && strings.HasPrefix(v.name, "floor") {
-				floor = v.wall
-			}
-			if v.err == nil && strings.HasPrefix(v.name, "sum(hashtext") {
-				hash = v.wall
+		asResults := make([][]result, len(rep.verifies))
+		for i, round := range rep.verifies {
+			for _, v := range round {
+				asResults[i] = append(asResults[i], result{name: v.name, wall: v.wall, peakRSS: v.peakRSS, note: v.note, err: v.err})
 			}
 		}
+		vrows = collect(asResults)
+		vbest := func(prefix string) time.Duration {
+			for _, x := range vrows {
+				if x.best != nil && strings.HasPrefix(x.name, prefix) {
+					return x.best.wall
+				}
+			}
+			return 0
+		}
+		floor, hash := vbest("floor"), vbest("sum(hashtext")
 		fmt.Fprintf(out, "\nverify, %s of table data per side (both sides read)\n", mb(rep.heap))
 		w = tabwriter.NewWriter(out, 0, 0, 2, ' ', 0)
-		fmt.Fprintf(w, "\tseconds\tMB/s (one side's data)\tof count(*) floor\tof hash pass\tpeak RSS (pgshift)\tnote\n")
-		for _, v := range rep.verifies {
-			if v.err != nil {
-				fmt.Fprintf(w, "%s\tFAILED\t\t\t\t\t%s\n", v.name, oneLine(v.err.Error(), 160))
+		fmt.Fprintf(w, "\tseconds\tMB/s (one side's data)\tof count(*) floor\tof hash pass\tpeak RSS (pgshift)\trounds (s)\tnote\n")
+		for _, x := range vrows {
+			if x.best == nil {
+				fmt.Fprintf(w, "%s\tFAILED\t\t\t\t\t%s\t%s\n", x.name, strings.Join(x.rounds, ", "), oneLine(x.err.Error(), 200))
 				continue
 			}
+			v := x.best
 			pct := func(base time.Duration) string {
 				if base == 0 || v.wall == 0 {
 					return "-"
@@ -252,13 +319,13 @@ func printReport(out io.Writer, rep report) {
 			if v.peakRSS > 0 {
 				rss = mb(v.peakRSS)
 			}
-			fmt.Fprintf(w, "%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\n", v.name, v.wall.Seconds(),
-				float64(rep.heap)/(1<<20)/v.wall.Seconds(), pct(floor), pct(hash), rss, v.note)
+			fmt.Fprintf(w, "%s\t%.1f\t%.1f\t%s\t%s\t%s\t%s\t%s\n", v.name, v.wall.Seconds(),
+				float64(rep.heap)/(1<<20)/v.wall.Seconds(), pct(floor), pct(hash), rss, strings.Join(x.rounds, ", "), v.note)
 		}
 		w.Flush()
 	}
 
-	fmt.Fprintf(out, "\ntargets (same run):\n")
+	fmt.Fprintf(out, "\ntargets (best of the rounds, same run):\n")
 	check := func(label string, ok bool, detail string) {
 		verdict := "MISSED"
 		if ok {
@@ -266,24 +333,15 @@ func printReport(out io.Writer, rep report) {
 		}
 		fmt.Fprintf(out, "  %-55s %-7s %s\n", label, verdict, detail)
 	}
-	raw, haveRaw := byName["raw binary COPY"]
-	if !haveRaw {
-		raw, haveRaw = byName["raw: 2 binary COPY streams by ctid, then keys"]
-	}
-	pgcopydb := time.Duration(0)
-	for n, d := range byName {
-		if strings.HasPrefix(n, "pgcopydb") {
-			pgcopydb = d
-		}
-	}
+	raw, pgcopydb := best("raw"), best("pgcopydb")
 	for _, wk := range []int{2, 4} {
-		snap, ok := byName[fmt.Sprintf("pgshift snapshot, %d workers", wk)]
-		if !ok {
+		snap := best(fmt.Sprintf("pgshift snapshot, %d workers", wk))
+		if snap == 0 {
 			continue
 		}
-		if haveRaw {
+		if raw > 0 {
 			x := snap.Seconds() / raw.Seconds()
-			check(fmt.Sprintf("snapshot %dw within 1.2× of the raw pipeline", wk), x <= 1.2, fmt.Sprintf("%.2f×", x))
+			check(fmt.Sprintf("snapshot %dw within 1.2× of the raw pipeline", wk), x <= 1.2, fmt.Sprintf("%.2f× its time", x))
 		}
 		if native > 0 {
 			x := native.Seconds() / snap.Seconds()
@@ -294,9 +352,16 @@ func printReport(out io.Writer, rep report) {
 			check(fmt.Sprintf("snapshot %dw at least 1.5× faster than pgcopydb", wk), x >= 1.5, fmt.Sprintf("%.2f×", x))
 		}
 	}
-	if len(rep.verifies) == 3 && rep.verifies[0].err == nil && rep.verifies[1].err == nil {
-		x := rep.verifies[1].wall.Seconds() / rep.verifies[0].wall.Seconds()
-		check("verify at 80% or more of the count(*) floor", x >= 0.8, fmt.Sprintf("%.0f%%", 100*x))
+	if len(vrows) == 3 && vrows[0].best != nil {
+		v := vrows[0].best.wall.Seconds()
+		if vrows[1].best != nil {
+			x := vrows[1].best.wall.Seconds() / v
+			check("verify at 80% or more of the count(*) floor", x >= 0.8, fmt.Sprintf("%.0f%%", 100*x))
+		}
+		if vrows[2].best != nil {
+			x := vrows[2].best.wall.Seconds() / v
+			check("verify at 80% or more of the hashtext pass", x >= 0.8, fmt.Sprintf("%.0f%%", 100*x))
+		}
 	}
 }
 
@@ -330,3 +395,19 @@ func envInt(b *testing.B, name string, def int) int {
 func atoi(s string) int64 { n, _ := strconv.ParseInt(s, 10, 64); return n }
 
 func mb(n int64) string { return fmt.Sprintf("%.0f MB", float64(n)/(1<<20)) }
+
+// benchDir is where specs, states and logs stay after the run: BENCH_DIR, or
+// a new folder under the temp folder.
+func benchDir(b *testing.B) string {
+	if d := os.Getenv("BENCH_DIR"); d != "" {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			b.Fatal(err)
+		}
+		return d
+	}
+	d, err := os.MkdirTemp("", "pgshift-bench-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	return d
+}

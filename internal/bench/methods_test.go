@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -34,6 +35,7 @@ type rig struct {
 	pgcopydb    string // "" when not installed
 	split       string // split threshold in pgshift's notation, e.g. 128MiB
 	splitMB     int
+	round       int // names pgshift's spec, state and logs apart per round
 }
 
 // result is one row of the table.
@@ -271,7 +273,7 @@ cutover:
 // and the post-data section with its index builds).
 func (r *rig) snapshot(ctx context.Context, workers int) (result, string) {
 	res := result{name: fmt.Sprintf("pgshift snapshot, %d workers", workers)}
-	name := fmt.Sprintf("bench-snap-%d", workers)
+	name := fmt.Sprintf("bench-snap-%d-r%d", workers, r.round)
 	spec, err := r.pgshiftSpec(name, workers)
 	if err != nil {
 		res.err = err
@@ -286,9 +288,25 @@ func (r *rig) snapshot(ctx context.Context, workers int) (result, string) {
 	}
 	state := filepath.Join(filepath.Dir(spec), name+".pgshift-state.json")
 	if st, err := readStep(state, "target.copy"); err == nil {
-		res.note = fmt.Sprintf("whole apply; target.copy %.1f s (rows %.1f s)", st.duration().Seconds(), atof(st.Outputs["seconds"]))
+		res.note = fmt.Sprintf("whole apply; target.copy %.1f s: rows %.1f s, post-data %s; pgshift CPU %.1f s",
+			st.duration().Seconds(), atof(st.Outputs["seconds"]), logValue(run.output, "post-data restored", "elapsed"), run.cpu.Seconds())
 	}
 	return res, spec
+}
+
+// logValue finds key=value on the first log line holding msg.
+func logValue(log, msg, key string) string {
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, msg) {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, key+"="); ok {
+				return v
+			}
+		}
+	}
+	return "?"
 }
 
 func atof(s string) float64 { f, _ := strconv.ParseFloat(s, 64); return f }
@@ -301,7 +319,7 @@ func (r *rig) pgcopydbClone(ctx context.Context, jobs int) result {
 		res.err = errors.New("pgcopydb not installed (Debian package pgcopydb; run `make deps`)")
 		return res
 	}
-	work := filepath.Join(r.dir, "pgcopydb")
+	work := filepath.Join(r.dir, fmt.Sprintf("pgcopydb-r%d", r.round))
 	_ = os.RemoveAll(work)
 	env := []string{
 		"PGCOPYDB_SOURCE_PGURI=" + r.blue.DSN(benchDB),
@@ -312,7 +330,7 @@ func (r *rig) pgcopydbClone(ctx context.Context, jobs int) result {
 	run, err := runProcess(ctx, env, r.pgcopydb, "clone", "--dir", work,
 		"--table-jobs", strconv.Itoa(jobs), "--index-jobs", strconv.Itoa(jobs),
 		"--split-tables-larger-than", fmt.Sprintf("%dMB", r.splitMB), "--no-owner", "--skip-large-objects")
-	_ = os.WriteFile(filepath.Join(r.dir, "pgcopydb.log"), []byte(run.output), 0o644)
+	writeLog(filepath.Join(r.dir, fmt.Sprintf("pgcopydb-r%d.log", r.round)), run.output)
 	res.wall, res.err = run.wall, err
 	return res
 }
@@ -357,6 +375,7 @@ func (r *rig) raw(ctx context.Context) result {
 		{fmt.Sprintf("SELECT * FROM pgbench_accounts WHERE ctid >= '(%d,0)'::tid", half),
 			"pgbench_branches", "pgbench_tellers", "pgbench_history"},
 	}
+	tCopy := time.Now()
 	var wg sync.WaitGroup
 	errs := make([]error, len(streams))
 	for i, parts := range streams {
@@ -371,12 +390,14 @@ func (r *rig) raw(ctx context.Context) result {
 		res.err = err
 		return res
 	}
+	tKeys := time.Now()
 	if _, err := shell(ctx, nil, fmt.Sprintf("%s %s --section=post-data %s | %s -q -v ON_ERROR_STOP=1 %s -d %s",
 		r.pgDump, conn(r.blue), benchDB, r.psql, conn(r.green), benchDB)); err != nil {
 		res.err = err
 		return res
 	}
 	res.wall = time.Since(t0)
+	res.note = fmt.Sprintf("pre-data %.1f s, rows %.1f s, keys (psql) %.1f s", tCopy.Sub(t0).Seconds(), tKeys.Sub(tCopy).Seconds(), time.Since(tKeys).Seconds())
 	return res
 }
 
@@ -401,7 +422,13 @@ func (r *rig) rawStream(ctx context.Context, parts []string) error {
 		pr, pw := io.Pipe()
 		done := make(chan error, 1)
 		go func() {
-			_, err := b.PgConn().CopyTo(ctx, pw, "COPY "+src+" TO STDOUT (FORMAT binary)")
+			// One CopyData message per row: batch them, or each row is a
+			// pipe hand-off and a send of its own to green.
+			bw := bufio.NewWriterSize(pw, 64<<10)
+			_, err := b.PgConn().CopyTo(ctx, bw, "COPY "+src+" TO STDOUT (FORMAT binary)")
+			if err == nil {
+				err = bw.Flush()
+			}
 			pw.CloseWithError(err)
 			done <- err
 		}()

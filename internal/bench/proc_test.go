@@ -18,7 +18,8 @@ import (
 // child, the same figure as VmHWM in /proc/PID/status).
 type runResult struct {
 	wall    time.Duration
-	peakRSS int64 // bytes
+	peakRSS int64         // bytes
+	cpu     time.Duration // user + system CPU of the process
 	output  string
 }
 
@@ -35,6 +36,7 @@ func runProcess(ctx context.Context, env []string, name string, args ...string) 
 	if cmd.ProcessState != nil {
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 			r.peakRSS = ru.Maxrss << 10 // kB on Linux
+			r.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 		}
 	}
 	if err != nil {

@@ -41,7 +41,8 @@ func (r *rig) pgshiftVerify(ctx context.Context, spec string) verifyResult {
 		return res
 	}
 	res.wall = st.duration()
-	res.note = fmt.Sprintf("verify step; %s: %s rows, its own figure %s MB/s", st.Outputs["result"], st.Outputs["rows"], st.Outputs["mb_per_sec"])
+	res.note = fmt.Sprintf("verify step; %s: %s rows, its own figure %s MB/s; pgshift CPU %.1f s (whole apply)",
+		st.Outputs["result"], st.Outputs["rows"], st.Outputs["mb_per_sec"], run.cpu.Seconds())
 	if st.Outputs["result"] != "passed" {
 		res.err = fmt.Errorf("verify result %q, %s mismatches", st.Outputs["result"], st.Outputs["mismatches"])
 	}
