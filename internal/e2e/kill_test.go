@@ -28,7 +28,7 @@ func TestKillResume(t *testing.T) {
 	blue.CreateDatabase(t, "pagila")
 	green.CreateDatabase(t, "pagila")
 	loadPagila(t, blue, "pagila")
-	initPgbench(t, blue, "pagila")
+	initPgbench(t, blue, "pagila", false)
 	dir, spec := writeSpec(t, specOptions{name: "killed", blue: blue.DSN("pagila"), green: green.DSN("pagila")})
 	statePath := filepath.Join(dir, "killed.pgshift-state.json")
 	blueConn, greenConn := connect(t, blue.DSN("pagila")), connect(t, green.DSN("pagila"))
