@@ -45,7 +45,7 @@ func TestKeylessTableAndVerify(t *testing.T) {
 			t.Fatal("plan --format json: no step blocks on public.events")
 		}
 		r = pgshift(t, dir, "apply", "-f", spec)
-		if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "public.events") {
+		if r.code == 0 || !strings.Contains(r.stdout+r.stderr, "public.events") || !strings.Contains(r.stdout+r.stderr, "REPLICA IDENTITY FULL") {
 			t.Fatalf("apply with a keyless table: want a failure naming public.events\n%s", r)
 		}
 		if o := countObjects(t, blueConn, greenConn); o.publications != 0 || o.slots != 0 || o.subscriptions != 0 {

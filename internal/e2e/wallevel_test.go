@@ -8,7 +8,8 @@ import (
 )
 
 // TestWalLevelReplica: blue without wal_level=logical is a blocker whose
-// fix is spelled out, and apply refuses without changing blue or green.
+// fix is spelled out, and apply refuses without changing blue or green;
+// with the fix applied as worded, the same apply goes through.
 func TestWalLevelReplica(t *testing.T) {
 	integration(t)
 	t.Parallel()
@@ -52,5 +53,18 @@ func TestWalLevelReplica(t *testing.T) {
 	}
 	if v := scalar[string](t, blueConn, `SHOW wal_level`); v != "replica" {
 		t.Fatalf("blue's wal_level is %s", v)
+	}
+
+	// The fix as the blocker words it, then the same apply goes through.
+	blue.Exec(t, "app", `ALTER SYSTEM SET wal_level = logical`)
+	blue.Restart(t)
+	r = pgshift(t, dir, "apply", "-f", spec)
+	if r.code != 0 || !strings.Contains(r.stdout, "Apply stopped before cutover") {
+		t.Fatalf("apply after the fix:\n%s", r)
+	}
+	blueConn = connect(t, blue.DSN("app"))
+	waitCaughtUp(t, blueConn, "pgshift_app")
+	if res := compareAll(t, blue.DSN("app"), green.DSN("app")); res["public.orders"].GreenRows != 100 {
+		t.Fatalf("public.orders on green: %s", res["public.orders"])
 	}
 }
