@@ -22,6 +22,9 @@ const db = "app"
 
 var keep bool
 
+// segment is the length of each pgbench run of the load.
+const segment = 6 * time.Second
+
 // loadScript is pgbench's TPC-B-like transaction plus an order whose id
 // comes from a sequence: after the switch, green's sequence must already be
 // past blue's or the insert fails.
@@ -79,12 +82,14 @@ func demo(s *lab.Session, pgshiftBin string, scale, blueMajor, greenMajor, rate 
 
 	say("Starting PostgreSQL %d (blue) and %d (green) and PgBouncer on loopback ports...", blueMajor, greenMajor)
 	st := lab.StartStack(s, blueMajor, greenMajor, db)
+	s.Check()
 	say("  blue  PostgreSQL %s  127.0.0.1:%d  %s", st.Blue.Version, st.Blue.Port, st.Blue.DataDir)
 	say("  green PostgreSQL %s  127.0.0.1:%d  %s", st.Green.Version, st.Green.Port, st.Green.DataDir)
 	say("  PgBouncer (transaction pooling) 127.0.0.1:%d  %s", st.Bouncer.Port, st.Bouncer.ConfigPath)
 
 	say("Generating database %q on blue: pgbench -i -s %d, plus table orders with a sequence...", db, scale)
 	st.PgbenchInit(s, scale)
+	s.Check()
 	st.Blue.Exec(s, db, `CREATE TABLE orders (id bigserial PRIMARY KEY, account int NOT NULL, amount numeric(10,2) NOT NULL, placed_at timestamptz NOT NULL DEFAULT now());
 		INSERT INTO orders (account, amount) SELECT g, g % 97 FROM generate_series(1, 5000) g`)
 	say("  %s accounts, %s orders", st.Blue.Scalar(s, db, "SELECT count(*) FROM pgbench_accounts"), st.Blue.Scalar(s, db, "SELECT count(*) FROM orders"))
@@ -100,16 +105,17 @@ func demo(s *lab.Session, pgshiftBin string, scale, blueMajor, greenMajor, rate 
 	specText, _ := os.ReadFile(spec)
 	fmt.Printf("\n\033[1m$ cat demo.yaml\033[0m    (in %s)\n%s", work, specText)
 
-	fmt.Printf("\n\033[1m$ pgbench -n -M simple -c 4 -j 2 -R %d -P 1 -l -f load.sql -h 127.0.0.1 -p %d app &\033[0m\n", rate, st.Bouncer.Port)
-	say("  the application: pgbench writing through PgBouncer from now until the end")
+	fmt.Printf("\n\033[1m$ pgbench -n -M simple -c 4 -j 2 -R %d -l -f load.sql -h 127.0.0.1 -p %d -U postgres app &\033[0m\n", rate, st.Bouncer.Port)
+	say("  the application: pgbench writing through PgBouncer from now until the end, in back-to-back runs of %s", segment)
+	say("  (-T %d each: pgbench cannot be stopped early without losing its per-transaction log)", int(segment.Seconds()))
 	load, err := lab.StartLoad(s, lab.LoadOptions{
 		Host: st.Bouncer.Host, Port: st.Bouncer.Port, DB: db, Clients: 4, Threads: 2, Rate: rate,
-		Script: script, Dir: work, Segment: 6 * time.Second, Overlap: 500 * time.Millisecond, Repeat: true,
+		Script: script, Dir: work, Segment: segment, Overlap: 500 * time.Millisecond, Repeat: true,
 	})
 	if err != nil {
 		return err
 	}
-	time.Sleep(2 * time.Second)
+	s.Sleep(2 * time.Second)
 
 	p := &lab.Pgshift{Bin: bin, Dir: work, Show: os.Stdout, Echo: true}
 	var failures []string
@@ -134,8 +140,8 @@ func demo(s *lab.Session, pgshiftBin string, scale, blueMajor, greenMajor, rate 
 	}
 
 	// Writes go on for a moment on green, then the load ends.
-	time.Sleep(2 * time.Second)
-	say("\nStopping pgbench (it finishes its current %s run)...", "6 s")
+	s.Sleep(2 * time.Second)
+	say("\nStopping pgbench (it finishes its current %s run)...", segment)
 	res := load.Stop()
 
 	state, err := lab.ReadState(filepath.Join(work, "demo-pg17.pgshift-state.json"))
@@ -164,7 +170,11 @@ func demo(s *lab.Session, pgshiftBin string, scale, blueMajor, greenMajor, rate 
 		failures = append(failures, "the cutover did not run")
 	}
 	fmt.Printf("  pgbench: %d transactions committed through PgBouncer, %d failed\n", res.Tx.Committed, res.Failed)
-	fmt.Printf("  longest client latency: %s (at %s)\n", res.Tx.MaxLatency.Round(100*time.Microsecond), res.Tx.MaxLatencyAt.UTC().Format("15:04:05.000"))
+	fmt.Printf("  longest client latency: %s (a transaction ending at %s), from its scheduled start\n", res.Tx.MaxLatency.Round(time.Millisecond), res.Tx.MaxLatencyAt.UTC().Format("15:04:05.000"))
+	if from, to := state.Span("cutover"); !to.IsZero() {
+		fmt.Printf("    of the transactions in flight during the cutover step (%s to %s): %s\n", from.UTC().Format("15:04:05.000"), to.UTC().Format("15:04:05.000"),
+			res.Tx.MaxLatencyDuring(from, to).Round(time.Millisecond))
+	}
 	if lost >= 0 {
 		fmt.Printf("  rows: every committed transaction's rows are on green (%d lost)\n", max(lost, 0))
 	}

@@ -43,6 +43,7 @@ type sample struct {
 	txs       int
 	took      time.Duration // the pgshift command
 	perClient map[int]int   // committed transactions by client
+	inCmd     time.Duration // longest latency of the transactions in flight while the command ran
 }
 
 func main() {
@@ -90,8 +91,8 @@ func bench(s *lab.Session, pgshiftBin string, runs, rate, clients int, span time
 		return r, nil
 	}
 	fmt.Printf("blue PostgreSQL %s, green %s, PgBouncer (transaction pooling); pgbench -M simple -R %d -c %d for %s per run, the command after %s\n",
-		st.Blue.Version, st.Green.Version, rate, clients, span, span/3)
-	fmt.Printf("%-10s %3s %10s %12s %7s %6s %8s %9s\n", "what", "run", "pause", "max latency", "failed", "lost", "txs", "command")
+		st.Blue.Version, st.Green.Version, rate, clients, span, (span / 3).Round(100*time.Millisecond))
+	fmt.Printf("%-10s %3s %10s %12s %12s %7s %6s %8s %9s\n", "what", "run", "pause", "max latency", "during cmd", "failed", "lost", "txs", "command")
 
 	// measure runs the load, starts cmd (if any) after a third of it, and
 	// checks the rows on side.
@@ -107,8 +108,11 @@ func bench(s *lab.Session, pgshiftBin string, runs, rate, clients int, span time
 		time.Sleep(span / 3)
 		var out lab.CmdResult
 		var cmdErr error
+		var cmdStart, cmdEnd time.Time
 		if cmd != nil {
+			cmdStart = time.Now()
 			out, cmdErr = pgshift(cmd...)
+			cmdEnd = time.Now()
 			sm.took = out.Duration
 		}
 		res := load.Stop()
@@ -122,6 +126,7 @@ func bench(s *lab.Session, pgshiftBin string, runs, rate, clients int, span time
 			return sm, fmt.Errorf("%s run %d: the load ended before the command did (%s): raise -seconds", what, i, sm.took.Round(time.Millisecond))
 		}
 		sm.latency, sm.failed, sm.txs, sm.perClient = res.Tx.MaxLatency, res.Failed, res.Tx.Committed, res.Tx.PerClient
+		sm.inCmd = res.Tx.MaxLatencyDuring(cmdStart, cmdEnd)
 		for _, pr := range res.Problems {
 			fmt.Printf("  pgbench: %s\n", pr)
 		}
@@ -141,11 +146,11 @@ func bench(s *lab.Session, pgshiftBin string, runs, rate, clients int, span time
 		if cmd != nil {
 			pause = ms(sm.pause)
 		}
-		took := "-"
+		took, inCmd := "-", "-"
 		if cmd != nil {
-			took = ms(sm.took)
+			took, inCmd = ms(sm.took), ms(sm.inCmd)
 		}
-		fmt.Printf("%-10s %3d %10s %12s %7d %6d %8d %9s\n", what, i, pause, ms(sm.latency), sm.failed, sm.lost, sm.txs, took)
+		fmt.Printf("%-10s %3d %10s %12s %12s %7d %6d %8d %9s\n", what, i, pause, ms(sm.latency), inCmd, sm.failed, sm.lost, sm.txs, took)
 		return sm, nil
 	}
 
@@ -171,24 +176,26 @@ func bench(s *lab.Session, pgshiftBin string, runs, rate, clients int, span time
 	}
 
 	fmt.Printf("\n%d runs each, pgbench -M simple -R %d -c %d through PgBouncer, blue %s -> green %s\n", runs, rate, clients, st.Blue.Version, st.Green.Version)
-	fmt.Printf("%-10s | %-17s | %-21s | %-6s | %-4s\n", "", "pause (pgshift)", "longest client latency", "failed", "lost")
-	fmt.Printf("%-10s | %8s %8s | %10s %10s | %6s | %4s\n", "", "median", "max", "median", "max", "total", "total")
+	fmt.Printf("%-10s | %-17s | %-21s | %-21s | %-6s | %-5s\n", "", "pause (pgshift)", "longest client latency", "same, during command", "failed", "lost")
+	fmt.Printf("%-10s | %8s %8s | %10s %10s | %10s %10s | %6s | %5s\n", "", "median", "max", "median", "max", "median", "max", "total", "total")
 	var failures []string
 	for _, row := range []struct {
 		name string
 		s    []sample
 	}{{"baseline", base}, {"cutover", cut}, {"rollback", back}} {
 		pauses, lats := pick(row.s, func(x sample) time.Duration { return x.pause }), pick(row.s, func(x sample) time.Duration { return x.latency })
+		inCmd := pick(row.s, func(x sample) time.Duration { return x.inCmd })
 		failed, lost := 0, 0
 		for _, x := range row.s {
 			failed += x.failed
 			lost += x.lost
 		}
-		pm, px := "-", "-"
+		pm, px, cm, cx := "-", "-", "-", "-"
 		if row.name != "baseline" {
 			pm, px = ms(median(pauses)), ms(slices.Max(pauses))
+			cm, cx = ms(median(inCmd)), ms(slices.Max(inCmd))
 		}
-		fmt.Printf("%-10s | %8s %8s | %10s %10s | %6d | %4d\n", row.name, pm, px, ms(median(lats)), ms(slices.Max(lats)), failed, lost)
+		fmt.Printf("%-10s | %8s %8s | %10s %10s | %10s %10s | %6d | %5d\n", row.name, pm, px, ms(median(lats)), ms(slices.Max(lats)), cm, cx, failed, lost)
 		if failed > 0 || lost > 0 {
 			failures = append(failures, fmt.Sprintf("%s: %d failed transactions, %d lost rows", row.name, failed, lost))
 		}

@@ -53,10 +53,12 @@ func (p *Pgshift) Run(args ...string) CmdResult {
 type State struct {
 	Next  string `json:"next"`
 	Steps []struct {
-		ID      string            `json:"id"`
-		Status  string            `json:"status"`
-		Error   string            `json:"error"`
-		Outputs map[string]string `json:"outputs"`
+		ID         string            `json:"id"`
+		Status     string            `json:"status"`
+		Error      string            `json:"error"`
+		StartedAt  time.Time         `json:"started_at"`
+		FinishedAt time.Time         `json:"finished_at"`
+		Outputs    map[string]string `json:"outputs"`
 	} `json:"steps"`
 }
 
@@ -81,6 +83,16 @@ func (s *State) Output(step, key string) string {
 		}
 	}
 	return ""
+}
+
+// Span is when a step last started and finished (zero when absent).
+func (s *State) Span(step string) (time.Time, time.Time) {
+	for _, st := range s.Steps {
+		if st.ID == step {
+			return st.StartedAt, st.FinishedAt
+		}
+	}
+	return time.Time{}, time.Time{}
 }
 
 // Status is a step's status ("" when absent).

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // Session stands in for a *testing.T so that the rig (internal/pgtest) can
@@ -121,6 +122,22 @@ func (s *Session) Fatalf(format string, args ...any) {
 }
 
 func (s *Session) Fatal(args ...any) { s.Fatalf("%s", fmt.Sprint(args...)) }
+
+// Check ends the run through Run when a signal came.
+func (s *Session) Check() {
+	if s.Ctx.Err() != nil {
+		panic(fatal{ErrInterrupted.Error()})
+	}
+}
+
+// Sleep waits d, or ends the run through Run when a signal comes first.
+func (s *Session) Sleep(d time.Duration) {
+	select {
+	case <-time.After(d):
+	case <-s.Ctx.Done():
+	}
+	s.Check()
+}
 
 // TempDir is a private folder removed at the end of the session.
 func (s *Session) TempDir() string {

@@ -23,6 +23,25 @@ type TxStats struct {
 	MaxLatency   time.Duration
 	MaxLatencyAt time.Time   // when that transaction ended
 	PerClient    map[int]int // committed transactions by client_id
+	Samples      []Sample    // every committed transaction
+}
+
+// Sample is one committed transaction.
+type Sample struct {
+	End     time.Time
+	Latency time.Duration
+}
+
+// MaxLatencyDuring is the longest latency of the transactions that were
+// waiting or running at some instant between from and to.
+func (s *TxStats) MaxLatencyDuring(from, to time.Time) time.Duration {
+	var m time.Duration
+	for _, x := range s.Samples {
+		if x.End.After(from) && x.End.Add(-x.Latency).Before(to) && x.Latency > m {
+			m = x.Latency
+		}
+	}
+	return m
 }
 
 // Add merges other into s.
@@ -33,6 +52,7 @@ func (s *TxStats) Add(other TxStats) {
 	for c, n := range other.PerClient {
 		s.PerClient[c] += n
 	}
+	s.Samples = append(s.Samples, other.Samples...)
 	s.Committed += other.Committed
 	s.Failed += other.Failed
 	if other.MaxLatency > s.MaxLatency {
@@ -66,10 +86,12 @@ func ParseTxLog(r io.Reader) (TxStats, error) {
 		}
 		st.Committed++
 		st.PerClient[client]++
-		if d := time.Duration(us) * time.Microsecond; d > st.MaxLatency {
-			sec, _ := strconv.ParseInt(f[4], 10, 64)
-			usec, _ := strconv.ParseInt(f[5], 10, 64)
-			st.MaxLatency, st.MaxLatencyAt = d, time.Unix(sec, usec*1000)
+		sec, _ := strconv.ParseInt(f[4], 10, 64)
+		usec, _ := strconv.ParseInt(f[5], 10, 64)
+		end, d := time.Unix(sec, usec*1000), time.Duration(us)*time.Microsecond
+		st.Samples = append(st.Samples, Sample{End: end, Latency: d})
+		if d > st.MaxLatency {
+			st.MaxLatency, st.MaxLatencyAt = d, end
 		}
 	}
 	return st, sc.Err()

@@ -31,6 +31,18 @@ func TestParseTxLog(t *testing.T) {
 		t.Fatalf("per client %v, want map[0:1 1:2]", st.PerClient)
 	}
 
+	// 251 ms ending at 1764122401.25 ran from 1764122401.0 - 1 ms.
+	at := func(sec int64, ms int) time.Time { return time.Unix(sec, int64(ms)*int64(time.Millisecond)) }
+	if got := st.MaxLatencyDuring(at(1764122400, 900), at(1764122401, 0)); got != 251*time.Millisecond {
+		t.Fatalf("longest latency in flight before its end: %s, want 251ms", got)
+	}
+	if got := st.MaxLatencyDuring(at(1764122401, 300), at(1764122402, 0)); got != 0 {
+		t.Fatalf("longest latency in a window without transactions: %s, want 0", got)
+	}
+	if got := st.MaxLatencyDuring(at(1764122403, 0), at(1764122404, 0)); got != 2040*time.Microsecond {
+		t.Fatalf("longest latency in flight at 1764122403: %s, want 2.04ms", got)
+	}
+
 	if _, err := ParseTxLog(strings.NewReader("0 0 abc 0 1 2\n")); err == nil {
 		t.Fatal("a latency that is neither a number nor failed/skipped was accepted")
 	}
