@@ -83,6 +83,13 @@ func TestKillResume(t *testing.T) {
 			if p.kill() {
 				st, _ := readState(t, statePath)
 				kills = append(kills, fmt.Sprintf("round %d run %d killed %s [%s]", round, runs, where, stepSummary(st)))
+				if running := runningSteps(st); len(running) > 0 {
+					// What a user sees before resuming.
+					r := pgshift(t, dir, "status", "-f", spec, "--offline")
+					if r.code != 0 || !strings.Contains(r.stdout, strings.Join(running, ", ")+" was interrupted. Resume with: pgshift apply -f ") {
+						t.Fatalf("status after a kill inside %v:\n%s", running, r)
+					}
+				}
 				if step != "" {
 					killedIn[step] = true
 				}
@@ -205,4 +212,17 @@ func stepSummary(st *stateFile) string {
 		}
 	}
 	return fmt.Sprintf("%d done %s", done, strings.Join(parts, " "))
+}
+
+func runningSteps(st *stateFile) []string {
+	var ids []string
+	if st == nil {
+		return nil
+	}
+	for _, s := range st.Steps {
+		if s.Status == "running" {
+			ids = append(ids, s.ID)
+		}
+	}
+	return ids
 }
