@@ -103,9 +103,9 @@ func demo(s *lab.Session, pgshiftBin string, scale, blueMajor, greenMajor, rate 
 		return err
 	}
 	specText, _ := os.ReadFile(spec)
-	fmt.Printf("\n\033[1m$ cat demo.yaml\033[0m    (in %s)\n%s", work, specText)
+	fmt.Printf("\n%s    (in %s)\n%s", lab.Bold("$ cat demo.yaml"), work, specText)
 
-	fmt.Printf("\n\033[1m$ pgbench -n -M simple -c 4 -j 2 -R %d -l -f load.sql -h 127.0.0.1 -p %d -U postgres app &\033[0m\n", rate, st.Bouncer.Port)
+	fmt.Printf("\n%s\n", lab.Bold(fmt.Sprintf("$ pgbench -n -M simple -c 4 -j 2 -R %d -l -f load.sql -h 127.0.0.1 -p %d -U postgres app &", rate, st.Bouncer.Port)))
 	say("  the application: pgbench writing through PgBouncer from now until the end, in back-to-back runs of %s", segment)
 	say("  (-T %d each: pgbench cannot be stopped early without losing its per-transaction log)", int(segment.Seconds()))
 	load, err := lab.StartLoad(s, lab.LoadOptions{
@@ -144,11 +144,11 @@ func demo(s *lab.Session, pgshiftBin string, scale, blueMajor, greenMajor, rate 
 	say("\nStopping pgbench (it finishes its current %s run)...", segment)
 	res := load.Stop()
 
+	failures = append(failures, res.Problems...)
 	state, err := lab.ReadState(filepath.Join(work, "demo-pg17.pgshift-state.json"))
 	if err != nil {
-		return err
+		return errors.New(strings.Join(append(failures, err.Error()), "\n  "))
 	}
-	failures = append(failures, res.Problems...)
 
 	// Every committed transaction inserted one history row and one order:
 	// all of them must be on green, where the application now writes.
@@ -162,7 +162,7 @@ func demo(s *lab.Session, pgshiftBin string, scale, blueMajor, greenMajor, rate 
 		}
 	}
 
-	fmt.Printf("\n\033[1m==== Result ====\033[0m\n")
+	fmt.Printf("\n%s\n", lab.Bold("==== Result ===="))
 	if pause := state.Output("cutover", "pause_ms"); pause != "" {
 		fmt.Printf("  write pause (pgshift's measure, freeze to unfreeze): %s ms\n", pause)
 	} else {

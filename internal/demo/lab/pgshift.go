@@ -39,13 +39,21 @@ func (p *Pgshift) Run(args ...string) CmdResult {
 	var buf bytes.Buffer
 	var w io.Writer = &buf
 	if p.Echo {
-		fmt.Fprintf(p.Show, "\n\033[1m$ pgshift %s\033[0m\n", strings.Join(args, " "))
+		fmt.Fprintf(p.Show, "\n%s\n", Bold("$ pgshift "+strings.Join(args, " ")))
 		w = io.MultiWriter(&buf, p.Show)
 	}
 	cmd.Stdout, cmd.Stderr = w, w
 	start := time.Now()
 	err := cmd.Run()
 	return CmdResult{Args: args, Output: buf.String(), Err: err, Duration: time.Since(start)}
+}
+
+// Bold is s in bold on a terminal (unless NO_COLOR is set), as it is elsewhere.
+func Bold(s string) string {
+	if fi, err := os.Stdout.Stat(); err != nil || fi.Mode()&os.ModeCharDevice == 0 || os.Getenv("NO_COLOR") != "" {
+		return s
+	}
+	return "\033[1m" + s + "\033[0m"
 }
 
 // State is the part of pgshift's state file that the demo and the
