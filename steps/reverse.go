@@ -98,7 +98,7 @@ func ensureReverseSubscription(ctx context.Context, env *engine.Env, blue *pgxpo
 	}
 	env.Log.Info("creating reverse subscription on blue (disabled until the switch)", "sql", reverseSubscriptionSQL(env.Spec, redacted))
 	if _, err := blue.Exec(ctx, reverseSubscriptionSQL(env.Spec, full)); err != nil {
-		return fmt.Errorf("blue: create subscription %q: %s", name, redactConninfoErr(err.Error(), env.Target.Password()))
+		return fmt.Errorf("blue: create subscription %q: %s", name, redactConninfoErr(err.Error(), env.Target.DSN, env.Target.Password()))
 	}
 	return nil
 }

@@ -309,7 +309,7 @@ func (s *subscriptionStep) Apply(ctx context.Context, env *engine.Env) error {
 		// A single statement outside any transaction block (pgx sends
 		// argument-less Exec through the simple protocol).
 		if _, err := green.Exec(ctx, s.createSQL(full, options)); err != nil {
-			return fmt.Errorf("create subscription %q on green: %s", name, redactConninfoErr(err.Error(), env.Source.Password()))
+			return fmt.Errorf("create subscription %q on green: %s", name, redactConninfoErr(err.Error(), env.Source.DSN, env.Source.Password()))
 		}
 		st, err = readSubscription(ctx, green, name)
 		if err != nil {
@@ -452,12 +452,26 @@ func dropSyncSlots(ctx context.Context, env *engine.Env, db replQuerier, pattern
 	return nil
 }
 
-// redactConninfoErr hides the password should an error echo the statement.
-func redactConninfoErr(msg, password string) string {
-	if password == "" {
-		return msg
+// redactConninfoErr hides the password should an error echo the statement
+// or the conninfo: the password_env one and one written into the DSN
+// itself, each also in the escaped forms it takes inside the conninfo and
+// inside the SQL literal (replaced first, so no fragment survives).
+func redactConninfoErr(msg, dsn, password string) string {
+	secrets := []string{password}
+	if kv, err := parseConninfo(dsn); err == nil {
+		secrets = append(secrets, kv["password"])
 	}
-	return strings.ReplaceAll(msg, password, "********")
+	for _, p := range secrets {
+		if p == "" {
+			continue
+		}
+		inConninfo := strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(p)
+		inLiteral := strings.NewReplacer(`'`, `''`, `\`, `\\`).Replace(inConninfo)
+		for _, form := range []string{inLiteral, inConninfo, p} {
+			msg = strings.ReplaceAll(msg, form, "********")
+		}
+	}
+	return msg
 }
 
 // libpqKeywords are the connection parameters libpq knows; anything else in
@@ -603,6 +617,11 @@ func parseConninfoKeywords(s string) (map[string]string, error) {
 		key := s[start:i]
 		skip()
 		if i >= len(s) || s[i] != '=' {
+			if !libpqKeywords[key] {
+				// Likely the tail of an unquoted value (a password with a
+				// space): never echo it.
+				return nil, errors.New("source.dsn: a word without \"=value\" (quote values that hold spaces: password='a b')")
+			}
 			return nil, fmt.Errorf("source.dsn: keyword %q has no value", key)
 		}
 		i++

@@ -85,3 +85,42 @@ func TestSubscriptionConninfoNoPassword(t *testing.T) {
 		t.Errorf("passfile must pass through to green: %s", full)
 	}
 }
+
+// A password written into the DSN (no password_env) is as secret as one
+// from the environment: an error that echoes the conninfo or the statement
+// must not show it, raw or escaped.
+func TestRedactConninfoErrDSNPassword(t *testing.T) {
+	const secret = `it's\hidden`
+	dsn := "host=blue.internal dbname=orders user=repl password='it\\'s\\\\hidden'"
+	full, _, err := subscriptionConninfo(dsn, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	stmt := "CREATE SUBSCRIPTION s CONNECTION " + QuoteLiteral(full) + " PUBLICATION p"
+	for _, msg := range []string{
+		"invalid connection string: " + full,
+		"syntax error in: " + stmt,
+		"password " + secret + " rejected",
+	} {
+		got := redactConninfoErr(msg, dsn, "")
+		if strings.Contains(got, "hidden") {
+			t.Errorf("password left in %q", got)
+		}
+	}
+	got := redactConninfoErr("auth failed for env-secret", "postgres://repl@blue/db", "env-secret")
+	if strings.Contains(got, "env-secret") {
+		t.Errorf("password_env password left in %q", got)
+	}
+}
+
+// A password with a space left unquoted must not come back in the parse
+// error as a "keyword".
+func TestParseConninfoKeywordsNeverEchoesStrayWords(t *testing.T) {
+	_, err := parseConninfoKeywords("host=blue user=repl password=open sesame")
+	if err == nil {
+		t.Fatal("want an error for a stray word")
+	}
+	if strings.Contains(err.Error(), "sesame") {
+		t.Errorf("error echoes a fragment of the password: %v", err)
+	}
+}
