@@ -83,10 +83,17 @@ func (r result) String() string {
 // pgshift runs the binary with args in dir and waits for it.
 func pgshift(t *testing.T, dir string, args ...string) result {
 	t.Helper()
+	return pgshiftEnv(t, dir, nil, args...)
+}
+
+// pgshiftEnv is pgshift with variables added to the environment.
+func pgshiftEnv(t *testing.T, dir string, env []string, args ...string) result {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, pgshiftBin, args...)
 	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
