@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -208,9 +209,10 @@ func (c *Cluster) pgCtl(action string, args ...string) (string, error) {
 	return c.run("pg_ctl", append([]string{action, "-D", c.DataDir, "-w", "-t", "120"}, args...)...)
 }
 
-// DSN is a connection string for database db as superuser postgres.
+// DSN is a connection string for database db as superuser postgres. The
+// name is percent-encoded: CreateDatabase takes any name.
 func (c *Cluster) DSN(db string) string {
-	return fmt.Sprintf("postgres://postgres@%s:%d/%s?sslmode=disable", c.Host, c.Port, db)
+	return fmt.Sprintf("postgres://postgres@%s:%d/%s?sslmode=disable", c.Host, c.Port, url.PathEscape(db))
 }
 
 // Stop shuts the cluster down (fast mode: sessions are disconnected).
