@@ -23,7 +23,8 @@ const pagilaSchema = "/work/shared/datasets/pagila/pagila-schema.sql"
 // blueExtras are what pagila lacks and the checks are about: a table
 // without a key, an unlogged table, extensions (hstore differs in version
 // between 13 and 17), roles with a password and a membership, and a table
-// owned by one of them.
+// owned by one of them; and names that break SQL pasted together: a role
+// o'brien, a schema we"ird, a table and columns with capitals and spaces.
 const blueExtras = `
 CREATE TABLE public.no_pk (id int, note text);
 CREATE UNLOGGED TABLE public.scratch (id int PRIMARY KEY);
@@ -35,6 +36,11 @@ GRANT app_reader TO app_user;
 GRANT SELECT ON public.actor TO app_reader;
 CREATE TABLE public.owned_by_app (id int PRIMARY KEY, tags public.hstore);
 ALTER TABLE public.owned_by_app OWNER TO app_user;
+CREATE ROLE "o'brien" LOGIN PASSWORD 'o''brien-Pw2';
+GRANT app_reader TO "o'brien";
+CREATE SCHEMA "we""ird";
+CREATE TABLE "we""ird"."Order Items" ("Item Id" int PRIMARY KEY, "Qty" int, note text);
+ALTER TABLE "we""ird"."Order Items" OWNER TO "o'brien";
 `
 
 // stepsLog collects a run's log, to check what it never prints.
@@ -197,7 +203,8 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !hasLine(c.Blockers, "does not own", "public.actor", "owner or a superuser") ||
-			!hasLine(c.Blockers, "may not read", "GRANT SELECT ON") {
+			!hasLine(c.Blockers, "may not read", "GRANT SELECT ON") ||
+			!hasLine(c.Blockers, "may not read", `GRANT USAGE ON SCHEMA "we""ird" TO`) {
 			t.Errorf("a replication role owning and reading nothing: %q", c.Blockers)
 		}
 		if hasLine(c.Blockers, "may not replicate") {
@@ -391,6 +398,13 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 		if got := p.green.Scalar(t, "app", `SELECT pg_has_role('app_user', 'app_reader', 'MEMBER')`); got != "t" {
 			t.Errorf("app_user is not a member of app_reader on green")
 		}
+		odd := `SELECT rolpassword FROM pg_authid WHERE rolname = 'o''brien'`
+		if b, g := p.blue.Scalar(t, "app", odd), p.green.Scalar(t, "app", odd); g != b || g == "" {
+			t.Errorf("role o'brien on green: password hash %q, blue's %q", g, b)
+		}
+		if got := p.green.Scalar(t, "app", `SELECT pg_has_role('o''brien', 'app_reader', 'MEMBER')`); got != "t" {
+			t.Errorf("o'brien is not a member of app_reader on green")
+		}
 		if strings.Contains(p.log.String(), hash) || strings.Contains(p.log.String(), "blue-secret") {
 			t.Error("the log shows the password")
 		}
@@ -420,7 +434,7 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 		p.green.Exec(t, "app", `CREATE SCHEMA keep; CREATE TABLE keep.mine (id int PRIMARY KEY); CREATE TABLE public.green_own (id int);
 			COMMENT ON DATABASE app IS 'green''s own note'`)
 		c := p.observe(t, schema)
-		if c.Action != plans.ActionCreate || !strings.Contains(c.Summary, "restore 27 tables, 13 sequences") ||
+		if c.Action != plans.ActionCreate || !strings.Contains(c.Summary, "restore 28 tables, 13 sequences") ||
 			!strings.Contains(c.Summary, "2 extensions") {
 			t.Fatalf("plan: %s %q %q", c.Action, c.Summary, c.Blockers)
 		}
@@ -491,6 +505,9 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 		if got := p.green.Scalar(t, "app", `SELECT relowner::regrole FROM pg_class WHERE oid = 'public.owned_by_app'::regclass`); got != "app_user" {
 			t.Errorf("owner of public.owned_by_app on green: %s", got)
 		}
+		if got := p.green.Scalar(t, "app", `SELECT relowner::regrole FROM pg_class WHERE oid = '"we""ird"."Order Items"'::regclass`); got != `"o'brien"` {
+			t.Errorf(`owner of "we""ird"."Order Items" on green: %s`, got)
+		}
 
 		if c := p.observe(t, schema); c.Action != plans.ActionNone {
 			t.Errorf("after apply: %s %q", c.Action, c.Summary)
@@ -546,6 +563,9 @@ SELECT string_agg(n.nspname || '.' || c.relname, ',' ORDER BY 1) FROM pg_class c
 		if left != "keep.mine,public.green_own" {
 			t.Errorf("after rollback green holds %q, want only its own keep.mine,public.green_own", left)
 		}
+		if n := p.green.Scalar(t, "app", `SELECT count(*) FROM pg_namespace WHERE nspname = 'we"ird'`); n != "0" {
+			t.Errorf(`schema "we""ird" left after rollback`)
+		}
 		if n := p.green.Scalar(t, "app", `SELECT count(*) FROM pg_type WHERE typname = 'mpaa_rating'`); n != "0" {
 			t.Errorf("type mpaa_rating left after rollback")
 		}
@@ -561,7 +581,7 @@ SELECT string_agg(n.nspname || '.' || c.relname, ',' ORDER BY 1) FROM pg_class c
 				t.Fatalf("roles rollback %d: %v", i+1, err)
 			}
 		}
-		if n := p.green.Scalar(t, "app", `SELECT count(*) FROM pg_roles WHERE rolname IN ('app_user', 'app_reader')`); n != "0" {
+		if n := p.green.Scalar(t, "app", `SELECT count(*) FROM pg_roles WHERE rolname IN ('app_user', 'app_reader', 'o''brien')`); n != "0" {
 			t.Errorf("%s copied roles left after rollback", n)
 		}
 		if n := p.green.Scalar(t, "app", `SELECT count(*) FROM pg_roles WHERE rolname = 'postgres'`); n != "1" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgshift/pgshift/engine"
@@ -207,16 +208,16 @@ func sourceTables(ctx context.Context, f *findings, pool *pgxpool.Pool, env *eng
 		return nil
 	}
 	var missing []string
-	var idents, partitioned []string
-	display := map[string]string{}
+	var schemas, names []string
+	var partitioned []Table
 	for _, t := range tables {
-		idents = append(idents, t.Ident())
-		display[t.Ident()] = t.DisplayName()
+		schemas = append(schemas, t.Schema)
+		names = append(names, t.Name)
 		if !t.HasReplicaIdentity() {
 			missing = append(missing, t.DisplayName())
 		}
 		if t.Partitioned {
-			partitioned = append(partitioned, t.Ident())
+			partitioned = append(partitioned, t)
 		}
 	}
 	// A partition has its own replica identity: REPLICA IDENTITY FULL on the
@@ -237,56 +238,75 @@ func sourceTables(ctx context.Context, f *findings, pool *pgxpool.Pool, env *eng
 		f.fact("%s with replica identity", plural(len(tables), "table", "tables"))
 	}
 
-	var notOwned, notReadable []string
+	// Looked up by name in the catalogs, not by ::regclass: a cast needs
+	// USAGE on the schema, and a role without it must get the fix, not a
+	// permission error.
+	var notOwned, notReadable, noUsage []string
 	rows, err := pool.Query(ctx, `
-SELECT t.ident,
+SELECT t.nsp, t.rel,
        (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) OR pg_has_role(c.relowner, 'USAGE'),
-       has_table_privilege(c.oid, 'SELECT')
-  FROM unnest($1::text[]) AS t(ident)
-  JOIN pg_class c ON c.oid = t.ident::regclass
- ORDER BY 1`, idents)
+       has_table_privilege(c.oid, 'SELECT'),
+       has_schema_privilege(n.oid, 'USAGE')
+  FROM unnest($1::text[], $2::text[]) AS t(nsp, rel)
+  JOIN pg_namespace n ON n.nspname = t.nsp
+  JOIN pg_class c ON c.relnamespace = n.oid AND c.relname = t.rel
+ ORDER BY 1, 2`, schemas, names)
 	if err != nil {
 		return fmt.Errorf("read table privileges: %w", err)
 	}
 	for rows.Next() {
-		var ident string
-		var owns, reads bool
-		if err := rows.Scan(&ident, &owns, &reads); err != nil {
+		var nsp, rel string
+		var owns, reads, usage bool
+		if err := rows.Scan(&nsp, &rel, &owns, &reads, &usage); err != nil {
 			rows.Close()
 			return fmt.Errorf("read table privileges: %w", err)
 		}
 		if !owns {
-			notOwned = append(notOwned, display[ident])
+			notOwned = append(notOwned, displayName(nsp, rel))
 		}
-		if !reads {
-			notReadable = append(notReadable, display[ident])
+		if !reads || !usage {
+			notReadable = append(notReadable, displayName(nsp, rel))
+		}
+		if !usage && (len(noUsage) == 0 || noUsage[len(noUsage)-1] != showIdent(nsp)) {
+			noUsage = append(noUsage, showIdent(nsp))
 		}
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("read table privileges: %w", err)
 	}
+	grantUsage := ""
+	if len(noUsage) > 0 {
+		grantUsage = fmt.Sprintf(" GRANT USAGE ON SCHEMA %s TO <role>;", strings.Join(noUsage, ", "))
+	}
 	f.check("publish every table", len(notOwned) == 0, strconv.Itoa(len(notOwned))+" not owned",
 		fmt.Sprintf("the connecting role does not own %s, and only an owner or a superuser may add a table to a publication: connect as the owner or a superuser",
 			listNames(notOwned)))
 	f.check("read every table", len(notReadable) == 0, strconv.Itoa(len(notReadable))+" not readable",
-		fmt.Sprintf("the connecting role may not read %s for the initial copy: GRANT SELECT ON %s TO <role>;",
-			listNames(notReadable), firstOr(notReadable, "<table>")))
+		fmt.Sprintf("the connecting role may not read %s for the initial copy: GRANT SELECT ON %s TO <role>;%s",
+			listNames(notReadable), firstOr(notReadable, "<table>"), grantUsage))
 	return nil
 }
 
 // partitionsWithoutIdentity lists leaf partitions of the given roots that
 // have neither a primary key nor a replica identity.
-func partitionsWithoutIdentity(ctx context.Context, db querier, roots []string) ([]string, error) {
+func partitionsWithoutIdentity(ctx context.Context, db querier, roots []Table) ([]string, error) {
+	var schemas, names []string
+	for _, t := range roots {
+		schemas = append(schemas, t.Schema)
+		names = append(names, t.Name)
+	}
 	rows, err := db.Query(ctx, `
 SELECT n.nspname, c.relname
-  FROM unnest($1::text[]) AS r(ident)
- CROSS JOIN LATERAL pg_partition_tree(r.ident::regclass) p
+  FROM unnest($1::text[], $2::text[]) AS r(nsp, rel)
+  JOIN pg_namespace rn ON rn.nspname = r.nsp
+  JOIN pg_class rc ON rc.relnamespace = rn.oid AND rc.relname = r.rel
+ CROSS JOIN LATERAL pg_partition_tree(rc.oid) p
   JOIN pg_class c ON c.oid = p.relid
   JOIN pg_namespace n ON n.oid = c.relnamespace
  WHERE p.isleaf
    AND NOT (c.relreplident IN ('f', 'i')
             OR (c.relreplident = 'd' AND EXISTS (SELECT 1 FROM pg_index i WHERE i.indrelid = c.oid AND i.indisprimary)))
- ORDER BY 1`, roots)
+ ORDER BY 1, 2`, schemas, names)
 	if err != nil {
 		return nil, fmt.Errorf("read replica identity of partitions: %w", err)
 	}
