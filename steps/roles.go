@@ -348,7 +348,31 @@ func (s roles) Apply(ctx context.Context, env *engine.Env) error {
 	if err != nil {
 		return err
 	}
-	created := map[string]bool{}
+	// Grants between roles that already exist leave no mark on green, so
+	// they are recorded before the transaction: a run killed after its
+	// commit would otherwise find them held, record nothing, and rollback
+	// would never revoke them. A grant to or from a created role goes with
+	// the role.
+	willCreate := map[string]bool{}
+	for _, r := range p.create {
+		willCreate[r.Name] = true
+	}
+	prev, _ := env.Output(rolesID, RolesGranted)
+	var granted [][2]string
+	if prev != "" {
+		_ = json.Unmarshal([]byte(prev), &granted)
+	}
+	added := false
+	for _, m := range p.grant {
+		if !willCreate[m.Member] && !willCreate[m.Role] {
+			granted = append(granted, [2]string{m.Role, m.Member})
+			added = true
+		}
+	}
+	if added {
+		b, _ := json.Marshal(granted)
+		env.Record(RolesGranted, string(b))
+	}
 	err = pgx.BeginFunc(ctx, green, func(tx pgx.Tx) error {
 		for _, r := range p.create {
 			if _, err := tx.Exec(ctx, r.createSQL(p.greenSuper, true)); err != nil {
@@ -358,7 +382,6 @@ func (s roles) Apply(ctx context.Context, env *engine.Env) error {
 			if _, err := tx.Exec(ctx, "COMMENT ON ROLE "+quoteIdent(r.Name)+" IS "+QuoteLiteral(roleMarker(env.Spec))); err != nil {
 				return fmt.Errorf("mark role %s on green: %w", r.Name, err)
 			}
-			created[r.Name] = true
 			env.Log.Info("role created", "role", r.Name, "password_copied", r.password != nil)
 		}
 		for _, m := range p.grant {
@@ -369,22 +392,12 @@ func (s roles) Apply(ctx context.Context, env *engine.Env) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("%s: %w", rolesID, err)
-	}
-	// Grants to created roles go with them on rollback; the others are
-	// remembered to be revoked.
-	var granted [][2]string
-	if prev, ok := env.Output(rolesID, RolesGranted); ok && prev != "" {
-		_ = json.Unmarshal([]byte(prev), &granted)
-	}
-	for _, m := range p.grant {
-		if !created[m.Member] && !created[m.Role] {
-			granted = append(granted, [2]string{m.Role, m.Member})
+		if added {
+			// Nothing was granted: a rollback must not revoke what the
+			// owner may grant later.
+			env.Record(RolesGranted, prev)
 		}
-	}
-	if len(granted) > 0 {
-		b, _ := json.Marshal(granted)
-		env.Record(RolesGranted, string(b))
+		return fmt.Errorf("%s: %w", rolesID, err)
 	}
 	return nil
 }
