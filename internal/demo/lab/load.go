@@ -79,9 +79,9 @@ type LoadResult struct {
 	EndedEarly bool
 }
 
-// StartLoad starts pgbench; the session's cleanup kills it if Stop was not
-// called.
-func StartLoad(s *Session, o LoadOptions) (*Load, error) {
+// StartLoad starts pgbench; the cleanup (a Session's, or a test's) kills it
+// if Stop was not called.
+func StartLoad(s interface{ Cleanup(func()) }, o LoadOptions) (*Load, error) {
 	bin, err := pgtest.ClientBin("pgbench")
 	if err != nil {
 		return nil, err
