@@ -7,8 +7,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
 )
 
 // ApplyOptions tune an apply.
@@ -62,10 +60,6 @@ func (e *PreconditionError) Error() string {
 // The error is for the run itself (state not writable); step failures are in
 // the result.
 func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts ApplyOptions) (*ApplyResult, error) {
-	log := env.Log
-	if log == nil {
-		log = hclog.NewNullLogger()
-	}
 	var only map[string]bool
 	if opts.Until != "" {
 		if _, ok := g.Step(opts.Until); !ok {
@@ -79,36 +73,15 @@ func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts Appl
 		par = 4
 	}
 
-	snap := store.Snapshot()
-	for _, c := range snap.Steps {
-		if len(c.Outputs) > 0 {
-			env.LoadOutputs(c.ID, c.Outputs)
-		}
+	r, ctx := startRun(ctx, env, store)
+	log := r.log
+	for _, c := range store.Snapshot().Steps {
 		env.Metrics.SetStepStatus(c.ID, c.Status)
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var fatalMu sync.Mutex
-	var fatal error
-	setFatal := func(err error) {
-		fatalMu.Lock()
-		defer fatalMu.Unlock()
-		if fatal == nil {
-			fatal = err
-			cancel()
+		// Knock-on outcomes of an earlier run are stale: this walk decides them again.
+		if c.Status == StatusUpstreamFailed && (only == nil || only[c.ID]) {
+			r.update(c.ID, func(c *StepState) { c.Status, c.Note = StatusPending, "" })
 		}
 	}
-	env.OnRecord(func(step, key, value string) {
-		if err := store.UpdateStep(step, func(c *StepState) {
-			if c.Outputs == nil {
-				c.Outputs = map[string]string{}
-			}
-			c.Outputs[key] = value
-		}); err != nil {
-			setFatal(err)
-		}
-	})
-	defer env.OnRecord(nil)
 
 	progress := func() string {
 		s := store.Snapshot()
@@ -140,13 +113,23 @@ func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts Appl
 				res.Gates[id] = gate
 				resMu.Unlock()
 				log.Info("waiting for approval", "step", id)
-				if err := store.UpdateStep(id, func(c *StepState) { c.Note = "waiting for approval" }); err != nil {
-					setFatal(err)
-				}
+				r.update(id, func(c *StepState) { c.Status, c.Note = StatusPending, "waiting for approval" })
 				return ErrHeld
 			}
 		}
-		return runStep(ctx, s, env, store, log, setFatal, progress)
+		err := r.step(ctx, id, applying, func(c *StepState) { c.Attempts++ }, nil, func(senv *Env) error {
+			if err := checkPreconditions(ctx, s, senv); err != nil {
+				return err
+			}
+			return s.Apply(ctx, senv)
+		})
+		if err == nil {
+			c := store.Snapshot().Step(id)
+			log.Info("done", "step", id, "duration", c.FinishedAt.Sub(*c.StartedAt).Round(time.Millisecond).String(), "progress", progress())
+		} else {
+			progress()
+		}
+		return err
 	})
 
 	// Knock-on outcomes are checkpointed as such, never as failures.
@@ -165,23 +148,14 @@ func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts Appl
 			res.Held = append(res.Held, id)
 		case errors.As(err, &up) && up.Held:
 			res.Waiting = append(res.Waiting, id)
-			if werr := store.UpdateStep(id, func(c *StepState) {
-				if c.Status == StatusUpstreamFailed {
-					c.Status = StatusPending // its cause is gone; it only waits now
-				}
-				c.Note = "waits for approval of " + up.Root
-			}); werr != nil {
-				setFatal(werr)
-			}
+			r.update(id, func(c *StepState) { c.Note = "waits for approval of " + up.Root })
 		case errors.As(err, &up):
 			res.Upstream = append(res.Upstream, StepError{ID: id, Err: err})
-			if werr := store.UpdateStep(id, func(c *StepState) {
+			r.update(id, func(c *StepState) {
 				c.Status = StatusUpstreamFailed
 				c.Note = "not run: " + up.Root + " failed"
 				c.StartedAt, c.FinishedAt, c.Error = nil, nil, ""
-			}); werr != nil {
-				setFatal(werr)
-			}
+			})
 			env.Metrics.SetStepStatus(id, StatusUpstreamFailed)
 		case errors.As(err, new(*NotStartedError)):
 			res.NotStarted = append(res.NotStarted, id)
@@ -189,61 +163,7 @@ func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts Appl
 			res.Failed = append(res.Failed, StepError{ID: id, Err: err})
 		}
 	}
-	return res, fatal
-}
-
-// runStep applies one step with its checkpoints around it.
-func runStep(ctx context.Context, s Step, env *Env, store *StateStore, log hclog.Logger, setFatal func(error), progress func() string) error {
-	id := s.ID()
-	started := time.Now().UTC()
-	if err := store.UpdateStep(id, func(c *StepState) {
-		c.Status = StatusRunning
-		c.Attempts++
-		c.StartedAt = &started
-		c.FinishedAt = nil
-		c.Error = ""
-		c.Note = ""
-	}); err != nil {
-		setFatal(err)
-		return &NotStartedError{Err: err}
-	}
-	env.Metrics.SetStepStatus(id, StatusRunning)
-	log.Info("applying", "step", id)
-
-	senv := env.ForStep(id)
-	err := checkPreconditions(ctx, s, senv)
-	if err == nil {
-		err = s.Apply(ctx, senv)
-		if err != nil && ctx.Err() != nil {
-			err = fmt.Errorf("interrupted: %w", err)
-		}
-	}
-	finished := time.Now().UTC()
-	status := StatusDone
-	if err != nil {
-		status = StatusFailed
-	}
-	if werr := store.UpdateStep(id, func(c *StepState) {
-		c.Status = status
-		c.FinishedAt = &finished
-		if err != nil {
-			c.Error = err.Error()
-		}
-	}); werr != nil {
-		setFatal(werr)
-		if err == nil {
-			err = werr
-		}
-	}
-	env.Metrics.SetStepStatus(id, status)
-	env.Metrics.StepFinished(id, "apply", finished.Sub(started), err)
-	done := progress()
-	if err != nil {
-		log.Error("step failed", "step", id, "error", err)
-		return err
-	}
-	log.Info("done", "step", id, "duration", finished.Sub(started).Round(time.Millisecond).String(), "progress", done)
-	return nil
+	return res, r.end()
 }
 
 func checkPreconditions(ctx context.Context, s Step, env *Env) error {

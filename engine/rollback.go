@@ -4,10 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sync"
 	"time"
-
-	"github.com/hashicorp/go-hclog"
 )
 
 // RollbackOptions tune a rollback.
@@ -62,10 +59,6 @@ func RollbackTargets(g *Graph, st *State) (targets, orphans []string) {
 // steps it needs are kept as they are: undoing them under a live dependent
 // would break it.
 func Rollback(ctx context.Context, g *Graph, env *Env, store *StateStore, opts RollbackOptions) (*RollbackResult, error) {
-	log := env.Log
-	if log == nil {
-		log = hclog.NewNullLogger()
-	}
 	par := opts.Parallelism
 	if par <= 0 {
 		par = 4
@@ -76,84 +69,20 @@ func Rollback(ctx context.Context, g *Graph, env *Env, store *StateStore, opts R
 	for _, id := range targets {
 		only[id] = true
 	}
-	for _, c := range snap.Steps {
-		if len(c.Outputs) > 0 {
-			env.LoadOutputs(c.ID, c.Outputs)
-		}
-	}
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var fatalMu sync.Mutex
-	var fatal error
-	setFatal := func(err error) {
-		fatalMu.Lock()
-		defer fatalMu.Unlock()
-		if fatal == nil {
-			fatal = err
-			cancel()
-		}
-	}
-	env.OnRecord(func(step, key, value string) {
-		if err := store.UpdateStep(step, func(c *StepState) {
-			if c.Outputs == nil {
-				c.Outputs = map[string]string{}
-			}
-			c.Outputs[key] = value
-		}); err != nil {
-			setFatal(err)
-		}
-	})
-	defer env.OnRecord(nil)
+	r, ctx := startRun(ctx, env, store)
+	log := r.log
 
 	results := g.Walk(ctx, WalkOptions{Only: only, Reverse: true, Parallelism: par}, func(ctx context.Context, s Step) error {
 		id := s.ID()
-		started := time.Now().UTC()
-		if err := store.UpdateStep(id, func(c *StepState) {
-			c.Status = StatusRollingBack
-			c.StartedAt = &started
-			c.FinishedAt = nil
-			c.Error = ""
-			c.Note = ""
-		}); err != nil {
-			setFatal(err)
-			return &NotStartedError{Err: err}
-		}
-		env.Metrics.SetStepStatus(id, StatusRollingBack)
-		log.Info("rolling back", "step", id)
-		err := s.Rollback(ctx, env.ForStep(id))
-		if err != nil && ctx.Err() != nil {
-			err = fmt.Errorf("interrupted: %w", err)
-		}
-		finished := time.Now().UTC()
-		status := StatusRolledBack
+		err := r.step(ctx, id, rollingBack, nil, func(c *StepState) { c.Outputs = nil }, func(senv *Env) error {
+			return s.Rollback(ctx, senv)
+		})
 		if err != nil {
-			status = StatusRollbackFailed
-		}
-		if werr := store.UpdateStep(id, func(c *StepState) {
-			c.Status = status
-			c.FinishedAt = &finished
-			if err != nil {
-				c.Error = err.Error()
-			} else {
-				c.Outputs = nil
-			}
-		}); werr != nil {
-			setFatal(werr)
-			if err == nil {
-				err = werr
-			}
-		}
-		if err == nil {
-			env.outputs.clear(id)
-		}
-		env.Metrics.SetStepStatus(id, status)
-		env.Metrics.StepFinished(id, "rollback", finished.Sub(started), err)
-		if err != nil {
-			log.Error("rollback failed", "step", id, "error", err)
 			return err
 		}
-		log.Info("rolled back", "step", id, "duration", finished.Sub(started).Round(time.Millisecond).String())
+		env.outputs.clear(id) // after its rollback they describe nothing
+		c := store.Snapshot().Step(id)
+		log.Info("rolled back", "step", id, "duration", c.FinishedAt.Sub(*c.StartedAt).Round(time.Millisecond).String())
 		return nil
 	})
 
@@ -166,14 +95,12 @@ func Rollback(ctx context.Context, g *Graph, env *Env, store *StateStore, opts R
 			res.RolledBack = append(res.RolledBack, id)
 		case errors.As(err, &up):
 			res.Blocked = append(res.Blocked, StepError{ID: id, Err: fmt.Errorf("kept: the rollback of %s failed", up.Root)})
-			if werr := store.UpdateStep(id, func(c *StepState) { c.Note = "kept: the rollback of " + up.Root + " failed" }); werr != nil {
-				setFatal(werr)
-			}
+			r.update(id, func(c *StepState) { c.Note = "kept: the rollback of " + up.Root + " failed" })
 		case errors.As(err, new(*NotStartedError)):
 			res.NotStarted = append(res.NotStarted, id)
 		default:
 			res.Failed = append(res.Failed, StepError{ID: id, Err: err})
 		}
 	}
-	return res, fatal
+	return res, r.end()
 }
