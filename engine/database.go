@@ -2,11 +2,13 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -58,7 +60,7 @@ func (d *Database) Connect(ctx context.Context) (*pgx.Conn, error) {
 	}
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("%s: connect to %s: %w", d.Role, d.Redacted(), redactErr(err))
+		return nil, d.connectError(err)
 	}
 	return conn, nil
 }
@@ -79,11 +81,11 @@ func (d *Database) Pool(ctx context.Context) (*pgxpool.Pool, error) {
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
-		return nil, fmt.Errorf("%s: connect to %s: %w", d.Role, d.Redacted(), redactErr(err))
+		return nil, d.connectError(err)
 	}
 	if err := pool.Ping(ctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("%s: connect to %s: %w", d.Role, d.Redacted(), redactErr(err))
+		return nil, d.connectError(err)
 	}
 	d.pool = pool
 	return pool, nil
@@ -116,6 +118,27 @@ func (d *Database) SubprocessEnv() []string {
 		env = append(env, "PGPASSWORD="+p)
 	}
 	return env
+}
+
+// connectError names the side and its address, and for a refused login
+// says where the password comes from (never what it is).
+func (d *Database) connectError(err error) error {
+	err = fmt.Errorf("%s: connect to %s: %w", d.Role, d.Redacted(), redactErr(err))
+	var pgErr *pgconn.PgError
+	if !errors.As(err, &pgErr) || (pgErr.Code != "28P01" && pgErr.Code != "28000") {
+		return err
+	}
+	field := "source"
+	if d.Role == "green" {
+		field = "target"
+	}
+	switch {
+	case d.PasswordEnv == "":
+		return fmt.Errorf("%w (the spec sets no %s.password_env: name an environment variable holding the password there, or use a .pgpass file)", err, field)
+	case d.Password() == "":
+		return fmt.Errorf("%w (%s.password_env is %s, which is not set or empty in this environment: export it)", err, field, d.PasswordEnv)
+	}
+	return fmt.Errorf("%w (check the password in %s, named by %s.password_env, and pg_hba.conf on %s)", err, d.PasswordEnv, field, d.Role)
 }
 
 // redactErr drops the password from errors that quote a connection string.
