@@ -4,11 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/pgshift/pgshift/engine"
@@ -52,7 +49,12 @@ stops before them with exit status 0 and prints the command to go on
 
 Given a plan saved with "pgshift plan -out FILE", apply refuses it when the
 spec or what blue and green hold has changed since.`,
-		Args: cobra.MaximumNArgs(1),
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return &usageError{fmt.Errorf("unexpected arguments %q: apply takes at most one saved plan file", args[1:])}
+			}
+			return nil
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			planFile := ""
 			if len(args) == 1 {
@@ -104,15 +106,8 @@ func runApply(cmd *cobra.Command, a *applyArgs, planFile string) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(cmdContext(cmd), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptContext(cmd)
 	defer stop()
-	go func() {
-		// First signal: steps stop and the state is checkpointed. A second
-		// one gets the default behaviour and ends the process at once (the
-		// state stays consistent: a step left running is applied again).
-		<-ctx.Done()
-		stop()
-	}()
 
 	env := engine.NewEnv(spec, log)
 	defer env.Close()
@@ -122,10 +117,7 @@ func runApply(cmd *cobra.Command, a *applyArgs, planFile string) error {
 			return &exitCodeError{code: exitError, err: err}
 		}
 	}
-	statePath := a.state
-	if statePath == "" {
-		statePath = spec.StatePath()
-	}
+	statePath := statePathOf(a.state, spec)
 	store, err := engine.OpenState(statePath, spec, g, engine.StateOptions{
 		Operation: "apply", LockTimeout: a.lockTimeout, AcceptSpecChange: a.acceptSpecChange,
 	})

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 )
 
 // Exit codes shared by every command.
@@ -53,5 +54,10 @@ func run(args []string) int {
 		return exitUsage
 	}
 	fmt.Fprintln(os.Stderr, "Error:", err)
+	// cobra reports an unknown command with a plain error: it is a usage error all the same.
+	if strings.HasPrefix(err.Error(), "unknown command ") {
+		fmt.Fprintln(os.Stderr, "Run 'pgshift --help' for the commands.")
+		return exitUsage
+	}
 	return exitError
 }

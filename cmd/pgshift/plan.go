@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
 	"path/filepath"
 	"strings"
 
@@ -109,7 +107,7 @@ func runPlan(cmd *cobra.Command, a *planArgs) error {
 	if err != nil {
 		return err
 	}
-	ctx, stop := signal.NotifyContext(cmdContext(cmd), os.Interrupt)
+	ctx, stop := interruptContext(cmd)
 	defer stop()
 
 	stdout := cmd.OutOrStdout()
@@ -150,10 +148,7 @@ func planSpec(ctx context.Context, spec *engine.Spec, a *planArgs, log hclog.Log
 	}
 	env := engine.NewEnv(spec, log)
 	defer env.Close()
-	statePath := a.state
-	if statePath == "" {
-		statePath = spec.StatePath()
-	}
+	statePath := statePathOf(a.state, spec)
 	if st, err := engine.ReadState(statePath); err == nil {
 		engine.SeedOutputs(env, st) // what earlier runs recorded (LSNs, names)
 	}
@@ -186,13 +181,6 @@ func savePlan(p *plans.Plan, spec *engine.Spec, a *planArgs) error {
 		}
 	}
 	return c.Save(a.outFile)
-}
-
-func cmdContext(cmd *cobra.Command) context.Context {
-	if ctx := cmd.Context(); ctx != nil {
-		return ctx
-	}
-	return context.Background()
 }
 
 func pluralize(n int, word string) string {

@@ -1,14 +1,11 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/pgshift/pgshift/engine"
@@ -37,7 +34,7 @@ func newRollbackCommand() *cobra.Command {
 before the steps it needs, checkpointed like apply: a killed rollback resumes
 with the same command. It lists what it will undo and asks first, unless
 --yes is given. When a step's rollback fails, the steps it needs are kept.`,
-		Args: cobra.NoArgs,
+		Args: specNoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runRollback(cmd, &a) },
 	}
 	a.spec.register(cmd)
@@ -66,10 +63,7 @@ func runRollback(cmd *cobra.Command, a *rollbackArgs) error {
 	if err != nil {
 		return err
 	}
-	statePath := a.state
-	if statePath == "" {
-		statePath = spec.StatePath()
-	}
+	statePath := statePathOf(a.state, spec)
 	if _, err := os.Stat(statePath); errors.Is(err, os.ErrNotExist) {
 		fmt.Fprintf(stdout, "No changes. No state at %s: nothing was applied, so nothing to roll back.\n", statePath)
 		return nil
@@ -92,7 +86,7 @@ func runRollback(cmd *cobra.Command, a *rollbackArgs) error {
 	printRollbackPreview(stdout, g, snap, targets, orphans)
 	fmt.Fprintf(stdout, "\nRollback: %d to undo, in this order.\n", len(targets))
 	if !a.yes {
-		ok, err := confirmRollback(cmd.InOrStdin(), stdout, len(targets))
+		ok, err := confirm(cmd.InOrStdin(), stdout, fmt.Sprintf("Roll back these %s?", pluralize(len(targets), "step")))
 		if err != nil {
 			return err
 		}
@@ -101,15 +95,8 @@ func runRollback(cmd *cobra.Command, a *rollbackArgs) error {
 		}
 	}
 
-	ctx, stop := signal.NotifyContext(cmdContext(cmd), os.Interrupt, syscall.SIGTERM)
+	ctx, stop := interruptContext(cmd)
 	defer stop()
-	go func() {
-		// First signal: steps stop and the state is checkpointed. A second
-		// one gets the default behaviour and ends the process at once (the
-		// state stays consistent: a step left running is applied again).
-		<-ctx.Done()
-		stop()
-	}()
 	env := engine.NewEnv(spec, log)
 	defer env.Close()
 	res, err := engine.Rollback(ctx, g, env, store, engine.RollbackOptions{Parallelism: a.parallel})
@@ -162,15 +149,4 @@ func printRollbackPreview(w io.Writer, g *engine.Graph, st *engine.State, target
 	for _, id := range orphans {
 		fmt.Fprintf(w, "  ! %-*s  %s, but no longer in the spec: cannot be undone by pgshift\n", width, id, st.Step(id).Status)
 	}
-}
-
-// confirmRollback asks on out and reads the answer; only "yes" agrees.
-func confirmRollback(in io.Reader, out io.Writer, n int) (bool, error) {
-	fmt.Fprintf(out, "\nRoll back these %s? Only 'yes' will be accepted: ", pluralize(n, "step"))
-	line, err := bufio.NewReader(in).ReadString('\n')
-	if err != nil && err != io.EOF {
-		return false, err
-	}
-	fmt.Fprintln(out)
-	return strings.TrimSpace(line) == "yes", nil
 }

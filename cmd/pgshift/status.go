@@ -34,7 +34,7 @@ func newStatusCommand() *cobra.Command {
 		Long: `status reads the state file (without locking it: writes are atomic) and
 shows each step's status, duration and note, then the live facts the steps
 report (replication lag, tables still syncing) unless --offline.`,
-		Args: cobra.NoArgs,
+		Args: specNoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runStatus(cmd, &a) },
 	}
 	a.spec.register(cmd)
@@ -55,6 +55,7 @@ type statusJSON struct {
 	LockedBy      *engine.LockInfo    `json:"locked_by,omitempty"`
 	Steps         []statusStepJSON    `json:"steps"`
 	Facts         map[string][]string `json:"facts,omitempty"`
+	Next          string              `json:"next,omitempty"` // how to go on, as the last run recorded it
 }
 
 type statusStepJSON struct {
@@ -94,10 +95,7 @@ func statusOne(cmd *cobra.Command, a *statusArgs, spec *engine.Spec) error {
 	if err != nil {
 		return err
 	}
-	path := a.state
-	if path == "" {
-		path = spec.StatePath()
-	}
+	path := statePathOf(a.state, spec)
 	st, err := engine.ReadState(path)
 	exists := err == nil
 	switch {
@@ -110,7 +108,7 @@ func statusOne(cmd *cobra.Command, a *statusArgs, spec *engine.Spec) error {
 	}
 	holder, locked := engine.LockHolder(path)
 
-	out := statusJSON{FormatVersion: 1, Name: spec.Name, StateFile: path, StateExists: exists, LockedBy: holder}
+	out := statusJSON{FormatVersion: 1, Name: spec.Name, StateFile: path, StateExists: exists, LockedBy: holder, Next: st.Next}
 	ids := g.Order()
 	for _, c := range st.Steps {
 		if _, ok := g.Step(c.ID); !ok {
@@ -230,6 +228,8 @@ func printStatus(w io.Writer, s *statusJSON, g *engine.Graph, a *statusArgs, int
 	fmt.Fprintf(w, "\n%s.\n", strings.Join(parts, ", "))
 	sf := stateFlag(a.state)
 	switch {
+	case s.LockedBy != nil:
+		// The running command reports its own outcome; advice from the last run would be stale.
 	case len(interrupted) > 0 && counts[engine.StatusRollingBack] > 0:
 		fmt.Fprintf(w, "A rollback of %s was interrupted. Resume it with: %s\n", strings.Join(interrupted, ", "), commandLine("rollback", &a.spec, sf...))
 	case len(interrupted) > 0:
@@ -239,6 +239,8 @@ func printStatus(w io.Writer, s *statusJSON, g *engine.Graph, a *statusArgs, int
 		fmt.Fprintf(w, "Fix the failed step, then continue with: %s\n", commandLine("apply", &a.spec, sf...))
 	case counts[engine.StatusRollbackFailed] > 0:
 		fmt.Fprintf(w, "Fix the failed rollback, then run again: %s\n", commandLine("rollback", &a.spec, sf...))
+	case s.Next != "":
+		fmt.Fprintf(w, "Next: %s\n", s.Next)
 	}
 }
 
