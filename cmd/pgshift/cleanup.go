@@ -1,13 +1,8 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/pgshift/pgshift/engine"
@@ -19,8 +14,10 @@ func init() { subcommands = append(subcommands, newCleanupCommand) }
 
 // cleanupArgs are the parsed flags of `pgshift cleanup`.
 type cleanupArgs struct {
-	spec specFlags
-	yes  bool
+	spec  specFlags
+	log   logFlags
+	state string
+	yes   bool
 }
 
 func newCleanupCommand() *cobra.Command {
@@ -36,14 +33,21 @@ dropping anything, unless --yes is given. A publication pgshift did not
 create is kept. Running it again when everything is gone changes nothing.
 
 A replication slot left behind keeps WAL on its server forever: run cleanup
-when the upgrade is over.`,
-		Args: cobra.NoArgs,
+when the upgrade is over.
+
+It takes the state's lock, so it never runs beside an apply or a rollback
+of the same spec.
+
+Exit status: 0 done (or nothing to drop), 1 error or cancelled, 2 usage error.`,
+		Args: specNoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runCleanup(cmd, &a)
 		},
 	}
 	a.spec.register(cmd)
+	a.log.register(cmd)
 	fl := cmd.Flags()
+	fl.StringVar(&a.state, "state", "", "state file whose lock cleanup takes (default <name>.pgshift-state.json beside the spec)")
 	fl.BoolVar(&a.yes, "yes", false, "drop without asking")
 	fl.BoolVar(&a.yes, "auto-approve", false, "same as --yes")
 	return cmd
@@ -55,17 +59,19 @@ func runCleanup(cmd *cobra.Command, a *cleanupArgs) error {
 		return err
 	}
 	out, errOut := cmd.OutOrStdout(), cmd.ErrOrStderr()
-	ctx := cmd.Context()
-	if ctx == nil {
-		ctx = context.Background()
-	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+	ctx, stop := interruptContext(cmd)
 	defer stop()
 
-	log, err := engine.NewLogger(engine.LogOptions{Output: errOut})
+	log, err := a.log.logger(errOut)
 	if err != nil {
 		return err
 	}
+	// Dropping the slot or the subscription under a running apply would break it.
+	lock, err := engine.AcquireLock(statePathOf(a.state, spec), "cleanup", 0)
+	if err != nil {
+		return &exitCodeError{code: exitError, err: err}
+	}
+	defer lock.Release()
 	env := engine.NewEnv(spec, log)
 	defer env.Close()
 	env = env.ForStep("cleanup")
@@ -82,7 +88,7 @@ func runCleanup(cmd *cobra.Command, a *cleanupArgs) error {
 	}
 	fmt.Fprintf(out, "Cleanup: %d to destroy.\n", len(plan.Actions))
 	if !a.yes {
-		ok, err := confirm(cmd.InOrStdin(), out, len(plan.Actions))
+		ok, err := confirm(cmd.InOrStdin(), out, fmt.Sprintf("Drop these %s?", pluralize(len(plan.Actions), "object")))
 		if err != nil {
 			return err
 		}
@@ -115,15 +121,4 @@ func printCleanupPlan(w io.Writer, plan steps.CleanupPlan) {
 		fmt.Fprintf(w, "  ! %s\n", n)
 	}
 	fmt.Fprintln(w)
-}
-
-// confirm asks on out and reads the answer from in; only "yes" agrees.
-func confirm(in io.Reader, out io.Writer, n int) (bool, error) {
-	fmt.Fprintf(out, "\nDrop these %d objects? Only 'yes' will be accepted: ", n)
-	line, err := bufio.NewReader(in).ReadString('\n')
-	if err != nil && err != io.EOF {
-		return false, err
-	}
-	fmt.Fprintln(out)
-	return strings.TrimSpace(line) == "yes", nil
 }
