@@ -321,16 +321,20 @@ func sectionFlags(sections []string) string {
 	return b.String()
 }
 
-// runPgDump dumps blue's schema into out. The DSN holds no password; the
-// password travels in the environment.
+// runPgDump dumps blue's schema into out. The password travels in the
+// environment, never in argv.
 func runPgDump(ctx context.Context, env *engine.Env, tool ClientTool, out string, sections []string) error {
 	args := []string{"--schema-only", "--no-publications", "--no-subscriptions", "--no-password", "--file", out}
 	for _, s := range sections {
 		args = append(args, "--section="+s)
 	}
-	args = append(args, "--dbname", env.Source.DSN)
+	conninfo, environ, err := libpqTarget(env.Source)
+	if err != nil {
+		return err
+	}
+	args = append(args, "--dbname", conninfo)
 	cmd := exec.CommandContext(ctx, tool.Path, args...)
-	cmd.Env = env.Source.SubprocessEnv()
+	cmd.Env = environ
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := runChild(cmd); err != nil {
@@ -346,9 +350,13 @@ func runPsql(ctx context.Context, env *engine.Env, psql string, files ...string)
 	for _, f := range files {
 		args = append(args, "-f", f)
 	}
-	args = append(args, "--dbname", env.Target.DSN)
+	conninfo, environ, err := libpqTarget(env.Target)
+	if err != nil {
+		return err
+	}
+	args = append(args, "--dbname", conninfo)
 	cmd := exec.CommandContext(ctx, psql, args...)
-	cmd.Env = env.Target.SubprocessEnv()
+	cmd.Env = environ
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := runChild(cmd); err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"sort"
 	"strings"
 
@@ -82,7 +83,11 @@ func (s *subscriptionStep) createSQL(conninfo string, options []string) string {
 // conninfos returns blue's connection string as green will use it: the
 // real one and the one fit for plans and logs.
 func (s *subscriptionStep) conninfos(env *engine.Env) (full, redacted string, err error) {
-	return subscriptionConninfo(env.Source.DSN, env.Source.Password())
+	full, redacted, err = subscriptionConninfo(env.Source.DSN, env.Source.Password())
+	if err != nil {
+		return "", "", fmt.Errorf("source.dsn: %w", err)
+	}
+	return full, redacted, nil
 }
 
 // missingTables lists the published tables green lacks (CREATE SUBSCRIPTION
@@ -504,6 +509,20 @@ func subscriptionConninfo(dsn, password string) (full, redacted string, err erro
 	if password != "" {
 		kv["password"] = password
 	}
+	p, hasPassword := kv["password"]
+	delete(kv, "password")
+	full = formatConninfo(kv)
+	redacted = full
+	if hasPassword {
+		full += " password=" + conninfoQuote(p)
+		redacted += " password=********"
+	}
+	return full, redacted, nil
+}
+
+// formatConninfo writes keyword/value pairs, the ones a reader looks for
+// first, the rest sorted.
+func formatConninfo(kv map[string]string) string {
 	var keys []string
 	seen := map[string]bool{}
 	for _, k := range conninfoOrder {
@@ -514,23 +533,42 @@ func subscriptionConninfo(dsn, password string) (full, redacted string, err erro
 	}
 	var rest []string
 	for k := range kv {
-		if !seen[k] && k != "password" {
+		if !seen[k] {
 			rest = append(rest, k)
 		}
 	}
 	sort.Strings(rest)
 	keys = append(keys, rest...)
-	var f, r []string
-	for _, k := range keys {
-		pair := k + "=" + conninfoQuote(kv[k])
-		f = append(f, pair)
-		r = append(r, pair)
+	pairs := make([]string, len(keys))
+	for i, k := range keys {
+		pairs[i] = k + "=" + conninfoQuote(kv[k])
 	}
-	if p, ok := kv["password"]; ok {
-		f = append(f, "password="+conninfoQuote(p))
-		r = append(r, "password=********")
+	return strings.Join(pairs, " ")
+}
+
+// libpqTarget is how pg_dump and psql reach a side: a conninfo with libpq's
+// keywords only (pgx's pool settings would make them refuse the DSN) and
+// no password, which travels in PGPASSWORD instead, out of argv where any
+// user on the host could read it with ps.
+func libpqTarget(db *engine.Database) (conninfo string, environ []string, err error) {
+	kv, err := parseConninfo(db.DSN)
+	if err != nil {
+		field := "source.dsn"
+		if db.Role == "green" {
+			field = "target.dsn"
+		}
+		return "", nil, fmt.Errorf("%s: %w", field, err)
 	}
-	return strings.Join(f, " "), strings.Join(r, " "), nil
+	password := db.Password()
+	if password == "" {
+		password = kv["password"]
+	}
+	delete(kv, "password")
+	environ = os.Environ()
+	if password != "" {
+		environ = append(environ, "PGPASSWORD="+password)
+	}
+	return formatConninfo(kv), environ, nil
 }
 
 // conninfoQuote writes a libpq keyword value: bare when it holds nothing
@@ -544,7 +582,8 @@ func conninfoQuote(v string) string {
 }
 
 // parseConninfo reads a DSN in either libpq form into keyword/value pairs,
-// keeping only libpq keywords. Errors never echo the DSN.
+// keeping only libpq keywords. Errors never echo the DSN; callers name the
+// spec field.
 func parseConninfo(dsn string) (map[string]string, error) {
 	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		return parseConninfoURL(dsn)
@@ -555,7 +594,7 @@ func parseConninfo(dsn string) (map[string]string, error) {
 func parseConninfoURL(dsn string) (map[string]string, error) {
 	u, err := url.Parse(dsn)
 	if err != nil {
-		return nil, errors.New("source.dsn: not a valid postgres:// URL")
+		return nil, errors.New("not a valid postgres:// URL")
 	}
 	kv := map[string]string{}
 	if u.User != nil {
@@ -620,9 +659,9 @@ func parseConninfoKeywords(s string) (map[string]string, error) {
 			if !libpqKeywords[key] {
 				// Likely the tail of an unquoted value (a password with a
 				// space): never echo it.
-				return nil, errors.New("source.dsn: a word without \"=value\" (quote values that hold spaces: password='a b')")
+				return nil, errors.New("a word without \"=value\" (quote values that hold spaces: password='a b')")
 			}
-			return nil, fmt.Errorf("source.dsn: keyword %q has no value", key)
+			return nil, fmt.Errorf("keyword %q has no value", key)
 		}
 		i++
 		skip()
@@ -646,7 +685,7 @@ func parseConninfoKeywords(s string) (map[string]string, error) {
 				i++
 			}
 			if !closed {
-				return nil, fmt.Errorf("source.dsn: unterminated quoted value for %q", key)
+				return nil, fmt.Errorf("unterminated quoted value for %q", key)
 			}
 		} else {
 			for i < len(s) && s[i] != ' ' && s[i] != '\t' {
