@@ -94,7 +94,8 @@ func demo(s *lab.Session, pgshiftBin string, scale, blueMajor, greenMajor, rate 
 		INSERT INTO orders (account, amount) SELECT g, g % 97 FROM generate_series(1, 5000) g`)
 	say("  %s accounts, %s orders", st.Blue.Scalar(s, db, "SELECT count(*) FROM pgbench_accounts"), st.Blue.Scalar(s, db, "SELECT count(*) FROM orders"))
 
-	spec, err := st.WriteSpec(work, "demo.yaml", lab.SpecOptions{Name: "demo-pg17"})
+	name := fmt.Sprintf("demo-pg%d", greenMajor)
+	spec, err := st.WriteSpec(work, "demo.yaml", lab.SpecOptions{Name: name})
 	if err != nil {
 		return err
 	}
@@ -145,7 +146,7 @@ func demo(s *lab.Session, pgshiftBin string, scale, blueMajor, greenMajor, rate 
 	res := load.Stop()
 
 	failures = append(failures, res.Problems...)
-	state, err := lab.ReadState(filepath.Join(work, "demo-pg17.pgshift-state.json"))
+	state, err := lab.ReadState(filepath.Join(work, name+".pgshift-state.json"))
 	if err != nil {
 		return errors.New(strings.Join(append(failures, err.Error()), "\n  "))
 	}
