@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"syscall"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -124,14 +125,14 @@ func (d *Database) SubprocessEnv() []string {
 // says where the password comes from (never what it is).
 func (d *Database) connectError(err error) error {
 	err = fmt.Errorf("%s: connect to %s: %w", d.Role, d.Redacted(), redactErr(err))
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("%w (is %s running and accepting TCP connections there? start it, or fix the host and port in %s)", err, d.Role, d.specField()+".dsn")
+	}
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || (pgErr.Code != "28P01" && pgErr.Code != "28000") {
 		return err
 	}
-	field := "source"
-	if d.Role == "green" {
-		field = "target"
-	}
+	field := d.specField()
 	switch {
 	case d.PasswordEnv == "":
 		return fmt.Errorf("%w (the spec sets no %s.password_env: name an environment variable holding the password there, or use a .pgpass file)", err, field)
@@ -139,6 +140,14 @@ func (d *Database) connectError(err error) error {
 		return fmt.Errorf("%w (%s.password_env is %s, which is not set or empty in this environment: export it)", err, field, d.PasswordEnv)
 	}
 	return fmt.Errorf("%w (check the password in %s, named by %s.password_env, and pg_hba.conf on %s)", err, d.PasswordEnv, field, d.Role)
+}
+
+// specField is the spec's key for this side.
+func (d *Database) specField() string {
+	if d.Role == "green" {
+		return "target"
+	}
+	return "source"
 }
 
 // redactErr drops the password from errors that quote a connection string.

@@ -168,7 +168,7 @@ func runApply(cmd *cobra.Command, a *applyArgs, planFile string) error {
 	}
 	if ctx.Err() != nil {
 		fmt.Fprintf(stdout, "\nApply interrupted by a signal (%d applied). State saved in %s; a step cut short is applied again on resume.\nResume with:\n  %s\n",
-			len(res.Applied), store.Path(), commandLine("apply", &a.spec, stateFlag(a.state)...))
+			len(res.Applied), store.Path(), commandLine("apply", &a.spec, a.resumeFlags()...))
 		return &exitCodeError{code: exitError, err: errors.New("apply interrupted")}
 	}
 	return reportApply(stdout, res, g, a, store.Path())
@@ -177,7 +177,7 @@ func runApply(cmd *cobra.Command, a *applyArgs, planFile string) error {
 // reportApply prints the outcome: root causes first, knock-on steps as
 // such, and the command to go on.
 func reportApply(w io.Writer, res *engine.ApplyResult, g *engine.Graph, a *applyArgs, statePath string) error {
-	again := commandLine("apply", &a.spec, stateFlag(a.state)...)
+	again := commandLine("apply", &a.spec, a.resumeFlags()...)
 	status := commandLine("status", &a.spec, stateFlag(a.state)...)
 	rollback := commandLine("rollback", &a.spec, stateFlag(a.state)...)
 	counts := fmt.Sprintf("%d applied, %d already done", len(res.Applied), len(res.Skipped))
@@ -232,7 +232,7 @@ func reportApply(w io.Writer, res *engine.ApplyResult, g *engine.Graph, a *apply
 
 // nextCommand is what the state records as the way to go on.
 func nextCommand(res *engine.ApplyResult, a *applyArgs, interrupted bool) string {
-	again := commandLine("apply", &a.spec, stateFlag(a.state)...)
+	again := commandLine("apply", &a.spec, a.resumeFlags()...)
 	switch {
 	case interrupted || len(res.NotStarted) > 0:
 		return "interrupted: resume with " + again
@@ -256,6 +256,19 @@ func nextCommand(res *engine.ApplyResult, a *applyArgs, interrupted bool) string
 		return "stopped after " + a.until + " (--until): continue with " + again
 	}
 	return ""
+}
+
+// resumeFlags are --state and the approvals given to this run: a failed or
+// interrupted approved step needs its approval again to go on.
+func (a *applyArgs) resumeFlags() []string {
+	flags := stateFlag(a.state)
+	for _, id := range a.approve {
+		flags = append(flags, "--approve", shellQuote(id))
+	}
+	if a.approveCutover {
+		flags = append(flags, "--approve-cutover")
+	}
+	return flags
 }
 
 func stateFlag(path string) []string {

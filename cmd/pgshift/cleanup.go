@@ -67,7 +67,8 @@ func runCleanup(cmd *cobra.Command, a *cleanupArgs) error {
 		return err
 	}
 	// Dropping the slot or the subscription under a running apply would break it.
-	lock, err := engine.AcquireLock(statePathOf(a.state, spec), "cleanup", 0)
+	statePath := statePathOf(a.state, spec)
+	lock, err := engine.AcquireLock(statePath, "cleanup", 0)
 	if err != nil {
 		return &exitCodeError{code: exitError, err: err}
 	}
@@ -79,6 +80,9 @@ func runCleanup(cmd *cobra.Command, a *cleanupArgs) error {
 	plan, err := steps.PlanCleanup(ctx, env)
 	if err != nil {
 		return &exitCodeError{code: exitError, err: fmt.Errorf("cleanup: %w", err)}
+	}
+	if note := unfinishedUpgradeNote(statePath, &a.spec, a.state); note != "" && len(plan.Actions) > 0 {
+		plan.Notes = append(plan.Notes, note)
 	}
 	fmt.Fprintf(out, "pgshift cleanup: %s\n\n", spec.Name)
 	printCleanupPlan(out, plan)
@@ -107,6 +111,26 @@ func runCleanup(cmd *cobra.Command, a *cleanupArgs) error {
 	return nil
 }
 
+// unfinishedUpgradeNote warns when the state shows an upgrade under way
+// (steps done, no cutover yet): the state would still call the dropped
+// objects done, so apply could not resume; rollback is the way to abandon.
+func unfinishedUpgradeNote(statePath string, sf *specFlags, stateFlagValue string) string {
+	st, err := engine.ReadState(statePath)
+	if err != nil {
+		return ""
+	}
+	if c := st.Step("cutover"); c != nil && c.Status == engine.StatusDone {
+		return ""
+	}
+	for _, c := range st.Steps {
+		if c.Status == engine.StatusDone {
+			return fmt.Sprintf("the upgrade is not finished (%s records steps done, no cutover): after cleanup, apply cannot resume it; to abandon the upgrade run %s instead",
+				statePath, commandLine("rollback", sf, stateFlag(stateFlagValue)...))
+		}
+	}
+	return ""
+}
+
 // printCleanupPlan lists the objects as "-" lines (side, kind, name, SQL)
 // and the notes under them.
 func printCleanupPlan(w io.Writer, plan steps.CleanupPlan) {
@@ -120,5 +144,7 @@ func printCleanupPlan(w io.Writer, plan steps.CleanupPlan) {
 	for _, n := range plan.Notes {
 		fmt.Fprintf(w, "  ! %s\n", n)
 	}
-	fmt.Fprintln(w)
+	if len(plan.Actions)+len(plan.Notes) > 0 {
+		fmt.Fprintln(w)
+	}
 }
