@@ -377,3 +377,13 @@ func without(list, drop []string) []string {
 	}
 	return out
 }
+
+// done says whether pgbench has exited.
+func (p *pgbench) done() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}
