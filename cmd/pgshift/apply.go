@@ -48,7 +48,11 @@ stops before them with exit status 0 and prints the command to go on
 (--approve-cutover).
 
 Given a plan saved with "pgshift plan -out FILE", apply refuses it when the
-spec or what blue and green hold has changed since.`,
+spec or what blue and green hold has changed since.
+
+Exit status: 0 when every step is done, or apply stopped as asked (before a
+step awaiting approval, or after --until); 1 when a step failed, the run was
+interrupted or could not start (locked state, stale plan); 2 usage error.`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return &usageError{fmt.Errorf("unexpected arguments %q: apply takes at most one saved plan file", args[1:])}
@@ -63,7 +67,7 @@ spec or what blue and green hold has changed since.`,
 			return runApply(cmd, &a, planFile)
 		},
 	}
-	a.spec.register(cmd)
+	a.spec.registerOne(cmd)
 	a.log.register(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&a.metricsListen, flagMetricsListen, "", "serve Prometheus metrics at http://ADDR/metrics during the run (default: the spec's metrics.listen)")

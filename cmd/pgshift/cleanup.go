@@ -44,7 +44,7 @@ Exit status: 0 done (or nothing to drop), 1 error or cancelled, 2 usage error.`,
 			return runCleanup(cmd, &a)
 		},
 	}
-	a.spec.register(cmd)
+	a.spec.registerOne(cmd)
 	a.log.register(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&a.state, "state", "", "state file whose lock cleanup takes (default <name>.pgshift-state.json beside the spec)")

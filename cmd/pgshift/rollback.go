@@ -33,11 +33,15 @@ func newRollbackCommand() *cobra.Command {
 		Long: `rollback undoes every step that ran (done, failed or interrupted), each one
 before the steps it needs, checkpointed like apply: a killed rollback resumes
 with the same command. It lists what it will undo and asks first, unless
---yes is given. When a step's rollback fails, the steps it needs are kept.`,
+--yes is given. When a step's rollback fails, the steps it needs are kept.
+
+Exit status: 0 rolled back (or nothing to undo), 1 a rollback failed, was
+interrupted or cancelled, or steps that ran are no longer in the spec;
+2 usage error.`,
 		Args: specNoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runRollback(cmd, &a) },
 	}
-	a.spec.register(cmd)
+	a.spec.registerOne(cmd)
 	a.log.register(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&a.state, "state", "", "state file (default <name>.pgshift-state.json beside the spec)")

@@ -32,6 +32,14 @@ func (f *specFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.inventory, "inventory", "", "YAML list of variable maps: render one spec per entry")
 }
 
+// registerOne adds the spec flags to a command that acts on one database:
+// --inventory stays parsed (loadOne refuses it with the way out) but is left
+// out of the help, which lists only what the command accepts.
+func (f *specFlags) registerOne(cmd *cobra.Command) {
+	f.register(cmd)
+	_ = cmd.Flags().MarkHidden("inventory")
+}
+
 // options turns the flags into load options; a malformed flag is a usage error.
 func (f *specFlags) options() (engine.LoadOptions, error) {
 	if f.file == "" {

@@ -33,7 +33,12 @@ func newStatusCommand() *cobra.Command {
 		Short: "Show each step's status from the state file, and live facts",
 		Long: `status reads the state file (without locking it: writes are atomic) and
 shows each step's status, duration and note, then the live facts the steps
-report (replication lag, tables still syncing) unless --offline.`,
+report (replication lag, tables still syncing) unless --offline, and how to
+go on. With --inventory it shows one spec after the other.
+
+Exit status: 0 when the state could be read, whatever the steps' statuses
+(a side that cannot be reached is shown as "facts unavailable"); 1 when the
+spec or the state cannot be read; 2 usage error.`,
 		Args: specNoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runStatus(cmd, &a) },
 	}
