@@ -20,8 +20,9 @@ type run struct {
 	log    hclog.Logger
 	cancel context.CancelFunc
 
-	mu    sync.Mutex
-	fatal error
+	mu          sync.Mutex
+	fatal       error
+	interrupted map[string]bool // steps cut short by the end of the run
 }
 
 // startRun seeds env with the outputs the state holds and checkpoints every
@@ -76,6 +77,21 @@ func (r *run) update(id string, fn func(*StepState)) error {
 	return err
 }
 
+// wasInterrupted says whether step id was cut short by the end of the run:
+// neither it nor the steps waiting on it failed.
+func (r *run) wasInterrupted(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.interrupted[id]
+}
+
+// stoppedShort says whether step id did not finish because the run ended
+// (cut short, or never started): the steps waiting on it did not run, but
+// nothing failed.
+func (r *run) stoppedShort(id string, results map[string]error) bool {
+	return r.wasInterrupted(id) || errors.As(results[id], new(*NotStartedError))
+}
+
 // transition names the statuses a step goes through in one operation.
 type transition struct {
 	operation string // "apply" or "rollback": metrics label and log wording
@@ -118,6 +134,12 @@ func (r *run) step(ctx context.Context, id string, tr transition, begin, done fu
 	finished := time.Now().UTC()
 	if err != nil && ctx.Err() != nil {
 		err = fmt.Errorf("interrupted: %w", err)
+		r.mu.Lock()
+		if r.interrupted == nil {
+			r.interrupted = map[string]bool{}
+		}
+		r.interrupted[id] = true
+		r.mu.Unlock()
 		r.log.Warn("interrupted: the step is taken up again by the next run", "step", id, "operation", tr.operation, "cause", errors.Unwrap(err))
 		if werr := r.update(id, func(c *StepState) { c.Note = "interrupted by a signal" }); werr != nil {
 			return werr

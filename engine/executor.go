@@ -27,19 +27,20 @@ type StepError struct {
 
 // ApplyResult says what an apply did, each list in graph order.
 type ApplyResult struct {
-	Applied    []string    // done in this run
-	Skipped    []string    // already done by an earlier run
-	Failed     []StepError // root causes
-	Upstream   []StepError // not run: a step they need failed (knock-on, not causes)
-	Held       []string    // gated steps that wait for approval
-	Waiting    []string    // not run: they need a held step
-	NotStarted []string    // interrupted before they started
-	Gates      map[string]string
+	Applied     []string    // done in this run
+	Skipped     []string    // already done by an earlier run
+	Failed      []StepError // root causes
+	Upstream    []StepError // not run: a step they need failed (knock-on, not causes)
+	Held        []string    // gated steps that wait for approval
+	Waiting     []string    // not run: they need a held step
+	NotStarted  []string    // interrupted before they started, or waiting on an interrupted step
+	Interrupted []string    // cut short by the end of the run: applied again by the next one
+	Gates       map[string]string
 }
 
 // Complete says every step of the walk is done.
 func (r *ApplyResult) Complete() bool {
-	return len(r.Failed)+len(r.Upstream)+len(r.Held)+len(r.Waiting)+len(r.NotStarted) == 0
+	return len(r.Failed)+len(r.Upstream)+len(r.Held)+len(r.Waiting)+len(r.NotStarted)+len(r.Interrupted) == 0
 }
 
 // PreconditionError lists the preconditions that do not hold.
@@ -149,6 +150,10 @@ func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts Appl
 		case errors.As(err, &up) && up.Held:
 			res.Waiting = append(res.Waiting, id)
 			r.update(id, func(c *StepState) { c.Note = "waits for approval of " + up.Root })
+		case r.wasInterrupted(id):
+			res.Interrupted = append(res.Interrupted, id)
+		case errors.As(err, &up) && r.stoppedShort(up.Root, results):
+			res.NotStarted = append(res.NotStarted, id)
 		case errors.As(err, &up):
 			res.Upstream = append(res.Upstream, StepError{ID: id, Err: err})
 			r.update(id, func(c *StepState) {

@@ -398,3 +398,115 @@ func TestStateRefusesChangedSpec(t *testing.T) {
 		t.Fatal("accepted spec change must keep progress and record the new hash")
 	}
 }
+
+// A step cut short by a signal stays running (resumed by the next run, like
+// after a kill) and the steps after it stay pending: nothing failed.
+func TestApplyInterruptedLeavesStepRunningAndDependentsPending(t *testing.T) {
+	r := &recorder{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	long := &fakeStep{id: "b", needs: []string{"a"}, apply: func(ctx context.Context, _ *Env) error {
+		cancel() // the signal arrives while b works
+		<-ctx.Done()
+		return ctx.Err()
+	}}
+	g := mustCompile(t, r.step("a"), long, r.step("c", "b"))
+	path := filepath.Join(t.TempDir(), "s.json")
+	spec := testSpec()
+	store := openStore(t, path, spec, g)
+	res, err := Apply(ctx, g, NewEnv(spec, nil), store, ApplyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Failed) > 0 || len(res.Upstream) > 0 {
+		t.Fatalf("an interrupted run reports failures: failed %v upstream %v", res.Failed, res.Upstream)
+	}
+	if !reflect.DeepEqual(res.Interrupted, []string{"b"}) || !reflect.DeepEqual(res.NotStarted, []string{"c"}) {
+		t.Fatalf("interrupted %v not started %v, want [b] [c]", res.Interrupted, res.NotStarted)
+	}
+	store.Close()
+	want := map[string]Status{"a": StatusDone, "b": StatusRunning, "c": StatusPending}
+	for id, st := range want {
+		if got := statuses(t, path)[id]; got != st && !(st == StatusPending && got == "") {
+			t.Errorf("%s: status %q, want %q", id, got, st)
+		}
+	}
+
+	// The next run takes b up again and finishes.
+	long.apply = nil
+	store = openStore(t, path, spec, g)
+	res, err = Apply(context.Background(), g, NewEnv(spec, nil), store, ApplyOptions{})
+	if err != nil || !res.Complete() || !reflect.DeepEqual(res.Applied, []string{"b", "c"}) {
+		t.Fatalf("resume: %+v, %v; want b and c applied", res, err)
+	}
+}
+
+// Knock-on outcomes of an earlier run are not shown as current while the
+// next run works: a step marked upstream-failed goes back to pending.
+func TestApplyResetsStaleUpstreamFailed(t *testing.T) {
+	r := &recorder{failApply: map[string]bool{"a": true}}
+	g := mustCompile(t, r.step("a"), r.step("b", "a"))
+	path := filepath.Join(t.TempDir(), "s.json")
+	spec := testSpec()
+	store := openStore(t, path, spec, g)
+	if _, err := Apply(context.Background(), g, NewEnv(spec, nil), store, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	store.Close()
+	if got := statuses(t, path)["b"]; got != StatusUpstreamFailed {
+		t.Fatalf("b after a failed: %q, want upstream-failed", got)
+	}
+
+	var during Status
+	a := &fakeStep{id: "a", apply: func(context.Context, *Env) error {
+		during = statuses(t, path)["b"]
+		return nil
+	}}
+	g = mustCompile(t, a, r.step("b", "a"))
+	store = openStore(t, path, spec, g)
+	defer store.Close()
+	if _, err := Apply(context.Background(), g, NewEnv(spec, nil), store, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if during != StatusPending {
+		t.Fatalf("b while a ran again: %q, want pending", during)
+	}
+}
+
+// An interrupted rollback blames nothing: the step cut short stays
+// rolling-back, and the steps it needs are left for the next run, not
+// "kept because a rollback failed".
+func TestRollbackInterruptedBlamesNothing(t *testing.T) {
+	r := &recorder{}
+	g := mustCompile(t, r.step("a"), r.step("b", "a"))
+	path := filepath.Join(t.TempDir(), "s.json")
+	spec := testSpec()
+	store := openStore(t, path, spec, g)
+	defer store.Close()
+	if _, err := Apply(context.Background(), g, NewEnv(spec, nil), store, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	b, _ := g.Step("b")
+	b.(*fakeStep).rollback = func(ctx context.Context, _ *Env) error {
+		cancel()
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	res, err := Rollback(ctx, g, NewEnv(spec, nil), store, RollbackOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Failed)+len(res.Blocked) > 0 || !reflect.DeepEqual(res.Interrupted, []string{"b"}) || !reflect.DeepEqual(res.NotStarted, []string{"a"}) {
+		t.Fatalf("failed %v blocked %v interrupted %v not started %v; want only b interrupted and a not started", res.Failed, res.Blocked, res.Interrupted, res.NotStarted)
+	}
+	st := statuses(t, path)
+	if st["b"] != StatusRollingBack || st["a"] != StatusDone {
+		t.Fatalf("statuses %v, want b rolling-back and a done", st)
+	}
+	s, _ := ReadState(path)
+	if n := s.Step("a").Note; n != "" {
+		t.Fatalf("a's note %q, want none", n)
+	}
+}

@@ -14,16 +14,17 @@ type RollbackOptions struct {
 
 // RollbackResult says what a rollback did, each list in rollback order.
 type RollbackResult struct {
-	RolledBack []string
-	Failed     []StepError // root causes
-	Blocked    []StepError // kept: a step that needs them could not be rolled back
-	NotStarted []string
-	Orphans    []string // started under the state but no longer in the spec: cannot be undone
+	RolledBack  []string
+	Failed      []StepError // root causes
+	Blocked     []StepError // kept: a step that needs them could not be rolled back
+	NotStarted  []string    // interrupted before they started, or waiting on an interrupted step
+	Interrupted []string    // cut short by the end of the run: rolled back by the next one
+	Orphans     []string    // started under the state but no longer in the spec: cannot be undone
 }
 
 // Complete says every target was rolled back.
 func (r *RollbackResult) Complete() bool {
-	return len(r.Failed)+len(r.Blocked)+len(r.NotStarted)+len(r.Orphans) == 0
+	return len(r.Failed)+len(r.Blocked)+len(r.NotStarted)+len(r.Interrupted)+len(r.Orphans) == 0
 }
 
 // needsRollback says whether Apply may have changed something: it started
@@ -93,6 +94,10 @@ func Rollback(ctx context.Context, g *Graph, env *Env, store *StateStore, opts R
 		switch {
 		case err == nil:
 			res.RolledBack = append(res.RolledBack, id)
+		case r.wasInterrupted(id):
+			res.Interrupted = append(res.Interrupted, id)
+		case errors.As(err, &up) && r.stoppedShort(up.Root, results):
+			res.NotStarted = append(res.NotStarted, id)
 		case errors.As(err, &up):
 			res.Blocked = append(res.Blocked, StepError{ID: id, Err: fmt.Errorf("kept: the rollback of %s failed", up.Root)})
 			r.update(id, func(c *StepState) { c.Note = "kept: the rollback of " + up.Root + " failed" })

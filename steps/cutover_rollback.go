@@ -44,8 +44,16 @@ func (s *cutoverStep) Rollback(ctx context.Context, env *engine.Env) error {
 	phase := r.out(coPhase)
 	switched := phaseRank[phase] >= phaseRank[phaseSwitched]
 	if phase == phaseSwitching {
-		side, err := r.drv.Current(ctx)
-		switched = err == nil && side == switcher.Green
+		switched = r.switchedTo(ctx, switcher.Green)
+	}
+	if switched && frozenPhase(phase) {
+		// Killed after its switch, blue still frozen: finish the cutover
+		// (blue unfrozen, reverse replication running), so that the switch
+		// back drains green's writes into a blue that takes writes again.
+		env.Log.Warn("the cutover was interrupted after its switch: finishing it before rolling it back", "phase", phase)
+		if err := r.finish(ctx, false); err != nil {
+			return fmt.Errorf("roll back the cutover interrupted after its switch: %w", err)
+		}
 	}
 	if switched || r.out(rbPhase) != "" {
 		return r.switchBack(ctx)
@@ -86,7 +94,7 @@ func (r *run) switchBack(ctx context.Context) error {
 	case rb == rbSwitchedBck:
 		return r.finishBack(ctx, false)
 	case rb == rbSwitching:
-		if side, err := r.drv.Current(ctx); err == nil && side == switcher.Blue {
+		if r.switchedTo(ctx, switcher.Blue) {
 			return r.finishBack(ctx, false)
 		}
 		fallthrough

@@ -115,7 +115,12 @@ func runRollback(cmd *cobra.Command, a *rollbackArgs) error {
 	if err := store.Update(func(st *engine.State) { st.Next = next }); err != nil {
 		return &exitCodeError{code: exitError, err: err}
 	}
-	if len(res.Failed) > 0 || len(res.NotStarted) > 0 {
+	if ctx.Err() != nil {
+		fmt.Fprintf(stdout, "\nRollback interrupted by a signal (%d rolled back). State saved in %s; a step cut short is rolled back again on resume.\nResume with:\n  %s\n",
+			len(res.RolledBack), statePath, again)
+		return &exitCodeError{code: exitError, err: errors.New("rollback interrupted")}
+	}
+	if len(res.Failed) > 0 || len(res.NotStarted) > 0 || len(res.Interrupted) > 0 {
 		fmt.Fprintf(stdout, "\nRollback incomplete: %d rolled back.\n\n", len(res.RolledBack))
 		for _, f := range res.Failed {
 			fmt.Fprintf(stdout, "  ✗ %s: rollback failed: %s\n", f.ID, f.Err)

@@ -129,8 +129,8 @@ func statusOne(cmd *cobra.Command, a *statusArgs, spec *engine.Spec) error {
 				d := c.FinishedAt.Sub(*c.StartedAt).Seconds()
 				row.DurationSeconds = &d
 			}
-			if c.StartedAt != nil && c.FinishedAt == nil && (c.Status == engine.StatusRunning || c.Status == engine.StatusRollingBack) {
-				row.Running = c.StartedAt
+			if locked && c.StartedAt != nil && c.FinishedAt == nil && (c.Status == engine.StatusRunning || c.Status == engine.StatusRollingBack) {
+				row.Running = c.StartedAt // a step left running by a dead run has no duration to show
 			}
 			if (c.Status == engine.StatusRunning || c.Status == engine.StatusRollingBack) && !locked {
 				interrupted = append(interrupted, id)
