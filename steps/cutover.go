@@ -257,7 +257,7 @@ func (s *cutoverStep) Apply(ctx context.Context, env *engine.Env) error {
 		env.Log.Warn("an earlier cutover was interrupted after the switch: finishing it", "phase", phase)
 		return r.finish(ctx, false)
 	case phase == phaseSwitching:
-		if side, err := r.drv.Current(ctx); err == nil && side == switcher.Green {
+		if r.switchedTo(ctx, switcher.Green) {
 			env.Log.Warn("an earlier cutover was interrupted during the switch, which took effect: finishing it")
 			return r.finish(ctx, false)
 		}
@@ -269,6 +269,20 @@ func (s *cutoverStep) Apply(ctx context.Context, env *engine.Env) error {
 		}
 	}
 	return r.cutover(ctx)
+}
+
+// switchedTo says whether a switch that a killed run began towards side took
+// effect. A switch that cannot report its side (exec) counts as done: the
+// side left behind was drained into the other before the switch began, so
+// finishing forward loses nothing, while going back would lose the writes
+// the new side took since.
+func (r *run) switchedTo(ctx context.Context, side switcher.Side) bool {
+	got, err := r.drv.Current(ctx)
+	if errors.Is(err, switcher.ErrUnknownSide) {
+		r.env.Log.Warn("the switch cannot report where traffic goes: finishing the interrupted switch (its command runs again)", "to", side)
+		return true
+	}
+	return err == nil && got == side
 }
 
 // confirmDone checks, on a re-run after success, that traffic is on green.

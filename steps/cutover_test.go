@@ -742,7 +742,8 @@ func (w *appWriters) summary() string {
 // HAProxy cannot hold queries, so clients see errors during the pause and
 // reconnect; every acknowledged write must be on green. It also checks the
 // recovery of a run killed inside its freeze, which left blue read-only,
-// the abort past pause_timeout, the abort when an exec switch command
+// a run killed right after its switch and rolled back, the abort past
+// pause_timeout, the abort when an exec switch command
 // fails, and a rollback killed inside its own freeze.
 func TestCutoverHAProxy(t *testing.T) {
 	requireIntegration(t)
@@ -800,6 +801,33 @@ func TestCutoverHAProxy(t *testing.T) {
 			t.Fatalf("forward subscription enabled = %s after undoing the interrupted cutover", got)
 		}
 		requireNoReverse(t, r)
+	})
+
+	t.Run("killed after the switch, then rolled back: blue takes writes again", func(t *testing.T) {
+		r.killedRun(t, "after-switch", false)
+		if side := currentSide(t, r.spec); side != switcher.Green {
+			t.Fatalf("the killed run should have switched to green, traffic on %s", side)
+		}
+		r.direct(t, func(env *engine.Env) {
+			if err := r.step.Rollback(ctx, env); err != nil {
+				t.Fatalf("rollback of the cutover killed after its switch: %v\nlog:\n%s", err, r.logs)
+			}
+		})
+		if side := currentSide(t, r.spec); side != switcher.Blue {
+			t.Fatalf("traffic on %s after the rollback", side)
+		}
+		requireUnfrozen(t, r.blue, "blue after the rollback of a cutover killed after its switch")
+		requireUnfrozen(t, r.green, "green after the rollback of a cutover killed after its switch")
+		if got := r.green.Scalar(t, "app", "SELECT subenabled FROM pg_subscription WHERE subname = 'pgshift_shop'"); got != "t" {
+			t.Fatalf("forward subscription enabled = %s after the rollback", got)
+		}
+		requireNoReverse(t, r)
+		// As engine.Rollback records a rolled-back step.
+		r.session(t, "rollback", func(_ *engine.Env, store *engine.StateStore) {
+			if err := store.UpdateStep(CutoverStepID, func(c *engine.StepState) { c.Status, c.Outputs = engine.StatusRolledBack, nil }); err != nil {
+				t.Fatal(err)
+			}
+		})
 	})
 
 	t.Run("pause_timeout reached: aborted back to blue", func(t *testing.T) {
