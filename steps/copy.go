@@ -96,6 +96,7 @@ type copyState struct {
 	slotExists bool
 	slotInUse  string   // why the slot must not be reset: a subscriber holds it or green has a subscription on it
 	done       bool     // a finished copy is recorded and its slot exists
+	slotLost   bool     // a finished copy is recorded but its slot is gone
 	nonEmpty   []string // green tables holding rows
 }
 
@@ -134,6 +135,7 @@ func (s *copyStep) inspect(ctx context.Context, env *engine.Env) (copyState, err
 	}
 	_, recorded := env.Output(CopyStepID, CopyConsistentLSN)
 	st.done = recorded && slot.Exists
+	st.slotLost = recorded && !slot.Exists
 	for _, t := range st.tables {
 		var has bool
 		// to_regclass: before target.schema has run the table may be missing.
@@ -165,6 +167,10 @@ func (s *copyStep) Observe(ctx context.Context, env *engine.Env) (plans.Change, 
 		lsn, _ := env.Output(CopyStepID, CopyConsistentLSN)
 		return plans.Change{Action: plans.ActionNone,
 			Summary: fmt.Sprintf("%s rows copied from the snapshot at %s", rows, lsn)}, nil
+	case st.slotLost:
+		return plans.Change{Action: plans.ActionBlocker,
+			Summary:  "the copy finished, but its slot is gone from blue",
+			Blockers: []string{s.slotLostMessage(env)}}, nil
 	case st.slotExists && st.slotInUse != "":
 		return plans.Change{Action: plans.ActionBlocker,
 			Summary:  "the copy is not recorded as finished, but its slot is streaming",
@@ -181,6 +187,14 @@ func (s *copyStep) Observe(ctx context.Context, env *engine.Env) (plans.Change, 
 			Blockers: []string{nonEmptyMessage(st.nonEmpty)}}, nil
 	}
 	return s.describeCreate(len(st.tables), st.bytes), nil
+}
+
+// slotLostMessage: without the slot, blue's changes since the snapshot
+// cannot reach green; the copy must start over.
+func (s *copyStep) slotLostMessage(env *engine.Env) string {
+	lsn, _ := env.Output(CopyStepID, CopyConsistentLSN)
+	return fmt.Sprintf("the copy finished at %s, but slot %s is gone from blue (dropped by hand, or by max_slot_wal_keep_size), so blue's changes since cannot reach green: run pgshift rollback to empty the copied tables, then apply again to copy anew",
+		lsn, s.spec.SlotName())
 }
 
 // inUseMessage refuses to start the copy over under a live subscriber:
@@ -236,6 +250,8 @@ func (s *copyStep) Apply(ctx context.Context, env *engine.Env) error {
 	}
 	slot := s.spec.SlotName()
 	switch {
+	case st.slotLost:
+		return fmt.Errorf("%s: %s", CopyStepID, s.slotLostMessage(env))
 	case st.slotExists && st.slotInUse != "":
 		return errors.New(inUseMessage(st.slotInUse))
 	case st.slotExists:

@@ -189,6 +189,20 @@ func TestCopyStepSnapshotMethod(t *testing.T) {
 	if strings.Contains(logs.String(), "password") {
 		t.Errorf("the log mentions a password")
 	}
+
+	// The slot lost after a finished copy (dropped by hand, or invalidated
+	// by max_slot_wal_keep_size): blue's changes can no longer reach green,
+	// and the plan must say so rather than call the copy done.
+	sub := quoteIdent(spec.SubscriptionName())
+	green.Exec(t, "app", "ALTER SUBSCRIPTION "+sub+" DISABLE; ALTER SUBSCRIPTION "+sub+" SET (slot_name = NONE)")
+	blue.Exec(t, "app", "SELECT pg_drop_replication_slot("+QuoteLiteral(spec.SlotName())+")")
+	if c, err := step(CopyStepID).Observe(ctx, env.ForStep(CopyStepID)); err != nil || c.Action != plans.ActionBlocker ||
+		!hasLine(c.Blockers, "slot "+spec.SlotName()+" is gone from blue", "pgshift rollback") {
+		t.Errorf("plan after the slot was dropped: %s %q %q (%v), want a blocker naming the lost slot", c.Action, c.Summary, c.Blockers, err)
+	}
+	if err := step(CopyStepID).Apply(ctx, env.ForStep(CopyStepID)); err == nil || !strings.Contains(err.Error(), "is gone from blue") {
+		t.Errorf("apply after the slot was dropped: %v, want a refusal naming the lost slot", err)
+	}
 }
 
 // copyTestWriter changes rows on blue as an application would until stop closes.
