@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,7 +20,8 @@ import (
 // between runs. No run may fail or trip over an object that already
 // exists; at the end there is exactly one publication, one slot and one
 // subscription, apply stops at the cutover gate with exit status 0, and
-// green holds what blue holds, row by row.
+// green holds what blue holds, row by row. Then Ctrl-C inside the long
+// steps: apply stops saying how to resume, and the same command goes on.
 func TestKillResume(t *testing.T) {
 	integration(t)
 	t.Parallel()
@@ -116,6 +118,36 @@ func TestKillResume(t *testing.T) {
 		t.Fatalf("%d runs were killed, %d of them inside a running step (%v); want at least 10, inside 8 different steps", len(kills), len(killedIn), killedIn)
 	}
 	t.Logf("%d kills over %d runs, inside %d different steps", len(kills), runs, len(killedIn))
+
+	// Ctrl-C (SIGINT) inside the long steps: apply stops, says how to
+	// resume, and the same command goes on.
+	if r := pgshift(t, dir, "rollback", "-f", spec, "--yes"); r.code != 0 {
+		t.Fatalf("rollback before the interrupts:\n%s", r)
+	}
+	for _, step := range []string{"target.schema", "replication.catchup", "verify"} {
+		p := startPgshift(t, dir, "apply", "-f", spec)
+		if where, seen := waitForMoment(t, p, statePath, step, rng); seen == "" {
+			t.Logf("no interrupt inside %s: %s", step, where)
+			continue
+		}
+		_ = p.cmd.Process.Signal(syscall.SIGINT)
+		code := p.exitCode()
+		out := p.out.String()
+		if code == 0 && strings.Contains(out, "Apply stopped before cutover") {
+			continue // it finished first
+		}
+		if code != 1 || !strings.Contains(out, "Resume with:") {
+			t.Fatalf("apply interrupted inside %s: exit %d\n%s", step, code, out)
+		}
+		checkRun(t, runs, out, statePath, blueConn, greenConn)
+		st, _ := readState(t, statePath)
+		t.Logf("interrupted inside %s [%s]", step, stepSummary(st))
+		writes++
+		blue.Exec(t, "pagila", `INSERT INTO public.actor (first_name, last_name) VALUES ('KILLED', 'INTERRUPT')`)
+	}
+	if r := pgshift(t, dir, "apply", "-f", spec); r.code != 0 || !strings.Contains(r.stdout, "Apply stopped before cutover") {
+		t.Fatalf("apply after the interrupts:\n%s", r)
+	}
 	o := countObjects(t, blueConn, greenConn)
 	if o.publications != 1 || o.slots != 1 || o.subscriptions != 1 || o.slotNames[0] != "pgshift_killed" {
 		t.Fatalf("after resuming: %d publications, %d subscriptions, slots %v; want exactly one of each", o.publications, o.subscriptions, o.slotNames)
