@@ -139,18 +139,11 @@ func runApply(cmd *cobra.Command, a *applyArgs, planFile string) error {
 		}
 	}
 
-	listen := a.metricsListen
-	if listen == "" {
-		listen = spec.Metrics.Listen
+	stopMetrics, err := serveMetrics(ctx, env, a.metricsListen, spec, log)
+	if err != nil {
+		return err
 	}
-	if listen != "" {
-		stopMetrics, err := env.Metrics.Serve(ctx, listen)
-		if err != nil {
-			return &exitCodeError{code: exitError, err: err}
-		}
-		defer stopMetrics()
-		log.Info("serving metrics", "url", "http://"+listen+"/metrics")
-	}
+	defer stopMetrics()
 
 	approve := map[string]bool{}
 	for _, id := range a.approve {

@@ -18,6 +18,7 @@ func init() { subcommands = append(subcommands, newRollbackCommand) }
 type rollbackArgs struct {
 	spec             specFlags
 	log              logFlags
+	metricsListen    string
 	state            string
 	yes              bool
 	parallel         int
@@ -44,6 +45,7 @@ interrupted or cancelled, or steps that ran are no longer in the spec;
 	a.spec.registerOne(cmd)
 	a.log.register(cmd)
 	fl := cmd.Flags()
+	fl.StringVar(&a.metricsListen, flagMetricsListen, "", "serve Prometheus metrics at http://ADDR/metrics during the run (default: the spec's metrics.listen)")
 	fl.StringVar(&a.state, "state", "", "state file (default <name>.pgshift-state.json beside the spec)")
 	fl.BoolVar(&a.yes, "yes", false, "roll back without asking")
 	fl.BoolVar(&a.yes, "auto-approve", false, "same as --yes")
@@ -103,6 +105,11 @@ func runRollback(cmd *cobra.Command, a *rollbackArgs) error {
 	defer stop()
 	env := engine.NewEnv(spec, log)
 	defer env.Close()
+	stopMetrics, err := serveMetrics(ctx, env, a.metricsListen, spec, log)
+	if err != nil {
+		return err
+	}
+	defer stopMetrics()
 	res, err := engine.Rollback(ctx, g, env, store, engine.RollbackOptions{Parallelism: a.parallel})
 	if err != nil {
 		return &exitCodeError{code: exitError, err: fmt.Errorf("rollback stopped: %w", err)}

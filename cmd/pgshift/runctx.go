@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/pgshift/pgshift/engine"
 	"github.com/spf13/cobra"
 )
@@ -40,6 +41,24 @@ func statePathOf(flag string, spec *engine.Spec) string {
 		return flag
 	}
 	return spec.StatePath()
+}
+
+// serveMetrics serves env's metrics at the --metrics-listen address, or
+// the spec's metrics.listen, during the run; neither set: nothing.
+func serveMetrics(ctx context.Context, env *engine.Env, flag string, spec *engine.Spec, log hclog.Logger) (stop func(), err error) {
+	listen := flag
+	if listen == "" {
+		listen = spec.Metrics.Listen
+	}
+	if listen == "" {
+		return func() {}, nil
+	}
+	stop, err = env.Metrics.Serve(ctx, listen)
+	if err != nil {
+		return nil, &exitCodeError{code: exitError, err: err}
+	}
+	log.Info("serving metrics", "url", "http://"+listen+"/metrics")
+	return stop, nil
 }
 
 // confirm prints question on out and reads the answer from in; only "yes"
