@@ -123,39 +123,43 @@ func BenchmarkCompare(b *testing.B) {
 		scale: scale, rows: rows, heap: heap, accounts: accounts, accountsHeap: accountsHeap, load: load,
 		blue: r.blue.Version, green: r.green.Version, splitMB: splitMB, dir: r.dir,
 	}
+	type method struct {
+		name string
+		run  func(context.Context) result
+	}
+	var methods []method
+	add := func(key, name string, f func(context.Context) result) {
+		if run(key) {
+			methods = append(methods, method{name, f})
+		}
+	}
+	add("native", "native subscription (copy_data = true)", r.native)
+	for _, w := range []int{2, 4} {
+		verifyHere := run("verify") && (w == 4 || !run("snapshot4"))
+		add(fmt.Sprintf("snapshot%d", w), fmt.Sprintf("pgshift snapshot, %d workers", w), func(ctx context.Context) result {
+			res, spec := r.snapshot(ctx, w)
+			// Verify runs on the green this copy filled, before the next
+			// method replaces it; its rows have their own table.
+			if res.err == nil && verifyHere {
+				verifies = r.verifyRows(ctx, spec)
+			}
+			return res
+		})
+	}
+	add("pgcopydb", "pgcopydb clone", func(ctx context.Context) result { return r.pgcopydbClone(ctx, 4) })
+	add("dump", "pg_dump -Fc | pg_restore", r.dumpRestore)
+	add("raw", "raw binary COPY", r.raw)
+
 	for round := 1; round <= rounds; round++ {
 		r.round = round
 		copies = nil
 		verifies = nil
-		if run("native") {
-			row("native subscription (copy_data = true)", r.native)
-		}
-		var specForVerify string
-		for _, w := range []int{2, 4} {
-			if !run(fmt.Sprintf("snapshot%d", w)) {
-				continue
-			}
-			row(fmt.Sprintf("pgshift snapshot, %d workers", w), func(ctx context.Context) result {
-				res, spec := r.snapshot(ctx, w)
-				if res.err == nil {
-					specForVerify = spec
-				}
-				return res
-			})
-			// Verify runs on the green this copy filled, before the next method
-			// replaces it.
-			if run("verify") && specForVerify != "" && (w == 4 || !run("snapshot4")) {
-				verifies = r.verifyRows(ctx, specForVerify)
-			}
-		}
-		if run("pgcopydb") {
-			row("pgcopydb clone", func(ctx context.Context) result { return r.pgcopydbClone(ctx, 4) })
-		}
-		if run("dump") {
-			row("pg_dump -Fc | pg_restore", r.dumpRestore)
-		}
-		if run("raw") {
-			row("raw binary COPY", r.raw)
+		// The order turns by one method per round, so that no method always
+		// follows the same neighbour (a checkpoint, an autovacuum, another
+		// tenant's burst of load).
+		for i := range methods {
+			m := methods[(i+round-1)%len(methods)]
+			row(m.name, m.run)
 		}
 
 		rep.copies = append(rep.copies, copies)
