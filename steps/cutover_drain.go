@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -67,6 +68,27 @@ func waitConfirmed(ctx context.Context, db *pgxpool.Pool, slot, lsn string) erro
 		case <-time.After(drainPoll):
 		}
 	}
+}
+
+// drainAndCopySequences is the heart of both pauses (the cutover's and its
+// rollback's): with the side that took writes (from) frozen, it copies every
+// sequence to the other side while proving, by a marker the slot's
+// subscriber confirms, that the other side has applied all of from's rows.
+// Both run at once: sequences are not replicated, and from's values are
+// final once it is frozen. what is the marker's content.
+func drainAndCopySequences(ctx context.Context, from, to *pgxpool.Pool, slot string, margin int64, what string) (marker string, seq SequenceReport, drainErr, seqErr error) {
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		seq, seqErr = SyncSequences(ctx, from, to, margin)
+	}()
+	marker, drainErr = emitMarker(ctx, from, what)
+	if drainErr == nil {
+		drainErr = waitConfirmed(ctx, from, slot, marker)
+	}
+	wg.Wait()
+	return marker, seq, drainErr, seqErr
 }
 
 // subscriptionSyncCommit reads a subscription's synchronous_commit.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pgshift/pgshift/engine"
@@ -167,21 +166,9 @@ func (r *run) switchBackFresh(ctx context.Context) error {
 	}
 	r.lap("freeze green")
 
-	var wg sync.WaitGroup
-	var seqErr error
-	var seqReport SequenceReport
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		seqReport, seqErr = SyncSequences(fctx, r.green, r.blue, r.spec.Sequences.Margin)
-	}()
-	marker, err := emitMarker(fctx, r.green, "rollback drain")
-	if err == nil {
-		err = waitConfirmed(fctx, r.green, rev, marker)
-	}
-	wg.Wait()
-	if err != nil {
-		return fail("drain green into blue", err)
+	_, seqReport, drainErr, seqErr := drainAndCopySequences(fctx, r.green, r.blue, rev, r.spec.Sequences.Margin, "rollback drain")
+	if drainErr != nil {
+		return fail("drain green into blue", drainErr)
 	}
 	if seqErr != nil {
 		return fail("copy sequences back to blue", seqErr)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/pgshift/pgshift/steps/switcher"
@@ -151,23 +150,9 @@ func (r *run) freezeAndSwitch(ctx context.Context) error {
 		return fail("frozen", err)
 	}
 
-	// Drain and sequences at once: sequences are not replicated, and blue's
-	// values are final once it is frozen.
-	var wg sync.WaitGroup
-	var seqErr error
-	var seqReport SequenceReport
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		seqReport, seqErr = SyncSequences(fctx, r.blue, r.green, r.spec.Sequences.Margin)
-	}()
-	marker, err := emitMarker(fctx, r.blue, "cutover drain")
-	if err == nil {
-		err = waitConfirmed(fctx, r.blue, r.spec.SlotName(), marker)
-	}
-	wg.Wait()
-	if err != nil {
-		return fail("drain blue into green", err)
+	marker, seqReport, drainErr, seqErr := drainAndCopySequences(fctx, r.blue, r.green, r.spec.SlotName(), r.spec.Sequences.Margin, "cutover drain")
+	if drainErr != nil {
+		return fail("drain blue into green", drainErr)
 	}
 	if seqErr != nil {
 		return fail("copy sequences to green", seqErr)
@@ -179,6 +164,7 @@ func (r *run) freezeAndSwitch(ctx context.Context) error {
 	}
 	var reverseLSN string
 	if r.spec.Cutover.ReverseReplication {
+		var err error
 		if reverseLSN, err = createReverseSlot(fctx, r.green, r.spec.ReverseName()); err != nil {
 			return fail("reverse replication", err)
 		}
