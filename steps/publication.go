@@ -134,6 +134,14 @@ func (p publicationPlan) withClause() string {
 	return "WITH (" + w + ")"
 }
 
+// createMarkedSQL creates the publication with pgshift's owner mark; run
+// in one transaction, so that a crash never leaves a publication that
+// rollback would not recognise as pgshift's (and a rerun would refuse).
+func (p publicationPlan) createMarkedSQL(spec *engine.Spec) []string {
+	return []string{p.createSQL(),
+		fmt.Sprintf("COMMENT ON PUBLICATION %s IS %s", replIdent(p.Name), QuoteLiteral(ownerComment(spec)))}
+}
+
 func (p publicationPlan) createSQL() string {
 	return fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s %s", replIdent(p.Name), p.tableList(), p.withClause())
 }
@@ -319,10 +327,7 @@ func (s *publicationStep) Apply(ctx context.Context, env *engine.Env) error {
 	var stmts []string
 	switch {
 	case !st.Exists:
-		// The owner mark commits with the publication, so a crash never
-		// leaves a publication rollback would not recognise.
-		stmts = []string{want.createSQL(),
-			fmt.Sprintf("COMMENT ON PUBLICATION %s IS %s", replIdent(want.Name), QuoteLiteral(ownerComment(s.spec)))}
+		stmts = want.createMarkedSQL(s.spec)
 	case st.AllTables:
 		return publicationAllTablesError(want.Name)
 	case len(want.mismatch(st)) == 0:

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgshift/pgshift/engine"
 )
@@ -48,11 +49,16 @@ func ensureReversePublication(ctx context.Context, env *engine.Env, blue, green 
 	}
 	switch {
 	case !st.Exists:
-		if _, err := green.Exec(ctx, p.createSQL()); err != nil {
+		err := pgx.BeginFunc(ctx, green, func(tx pgx.Tx) error {
+			for _, q := range p.createMarkedSQL(spec) {
+				if _, err := tx.Exec(ctx, q); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
 			return fmt.Errorf("green: create publication %q: %w", p.Name, err)
-		}
-		if _, err := green.Exec(ctx, fmt.Sprintf("COMMENT ON PUBLICATION %s IS %s", replIdent(p.Name), QuoteLiteral(ownerComment(spec)))); err != nil {
-			return fmt.Errorf("green: mark publication %q: %w", p.Name, err)
 		}
 		env.Log.Info("reverse publication created on green", "publication", p.Name, "tables", len(tables))
 	case !st.Ours:
