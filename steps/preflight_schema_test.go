@@ -36,7 +36,7 @@ GRANT app_reader TO app_user;
 GRANT SELECT ON public.actor TO app_reader;
 CREATE TABLE public.owned_by_app (id int PRIMARY KEY, tags public.hstore);
 ALTER TABLE public.owned_by_app OWNER TO app_user;
-CREATE ROLE "o'brien" LOGIN PASSWORD 'o''brien-Pw2';
+CREATE ROLE "o'brien" LOGIN PASSWORD 'o''brien-Pw2' VALID UNTIL '2031-02-01 00:00:00+00';
 GRANT app_reader TO "o'brien";
 CREATE SCHEMA "we""ird";
 CREATE TABLE "we""ird"."Order Items" ("Item Id" int PRIMARY KEY, "Qty" int, note text);
@@ -388,9 +388,18 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 		if strings.Contains(strings.Join(c.Details, "\n"), hash) {
 			t.Fatal("the plan shows the password hash")
 		}
+		// Blue's sessions print dates day first: VALID UNTIL must still
+		// reach green as the same instant.
+		p.blue.Exec(t, "app", `ALTER DATABASE app SET DateStyle = 'SQL, DMY'`)
 		env := p.env(t)
-		if err := p.apply(t, env, rolesStep); err != nil {
+		err := p.apply(t, env, rolesStep)
+		p.blue.Exec(t, "app", `ALTER DATABASE app RESET DateStyle`)
+		if err != nil {
 			t.Fatal(err)
+		}
+		until := `SELECT extract(epoch FROM rolvaliduntil)::bigint FROM pg_roles WHERE rolname = 'o''brien'`
+		if b, g := p.blue.Scalar(t, "app", until), p.green.Scalar(t, "app", until); g != b {
+			t.Errorf("o'brien's VALID UNTIL: green %s, blue %s (epoch)", g, b)
 		}
 		if got := p.green.Scalar(t, "app", `SELECT rolpassword FROM pg_authid WHERE rolname = 'app_user'`); got != hash {
 			t.Errorf("green's password hash differs from blue's")

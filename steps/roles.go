@@ -158,10 +158,16 @@ func (roles) plan(ctx context.Context, env *engine.Env) (*rolesPlan, error) {
 	return p, nil
 }
 
+// validUntilSQL writes VALID UNTIL in ISO 8601 UTC: plain ::text follows
+// blue's DateStyle, which green may read with day and month swapped.
+const validUntilSQL = `CASE WHEN isfinite(rolvaliduntil)
+            THEN to_char(rolvaliduntil AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+            ELSE rolvaliduntil::text END`
+
 func readRoles(ctx context.Context, db *pgxpool.Pool) ([]role, error) {
 	rows, err := db.Query(ctx, `
 SELECT rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, rolreplication,
-       rolbypassrls, rolconnlimit, rolvaliduntil::text
+       rolbypassrls, rolconnlimit, `+validUntilSQL+`
   FROM pg_roles ORDER BY rolname`)
 	if err != nil {
 		return nil, fmt.Errorf("list roles: %w", err)
