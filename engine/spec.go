@@ -29,6 +29,9 @@ type Spec struct {
 	// File is the path the spec was read from ("" when built in code); the
 	// default state file lives beside it.
 	File string `yaml:"-" json:"-"`
+	// VarValues are the values the templates were rendered with, by
+	// variable, so that a command can name one inventory entry with --var.
+	VarValues map[string]string `yaml:"-" json:"-"`
 }
 
 // VarDecl declares a template variable.

@@ -101,6 +101,20 @@ func (f *specFlags) loadOne() (*engine.Spec, error) {
 	return specs[0], nil
 }
 
+// forEntry is the flags that name spec alone: with --inventory, the file
+// and the entry's variables as --var (the commands that change a database
+// refuse an inventory); otherwise the flags as given.
+func (f *specFlags) forEntry(spec *engine.Spec) specFlags {
+	if f.inventory == "" {
+		return *f
+	}
+	one := specFlags{file: f.file, cmd: f.cmd}
+	for _, k := range sortedKeys(spec.VarValues) {
+		one.vars = append(one.vars, k+"="+spec.VarValues[k])
+	}
+	return one
+}
+
 // specNoArgs refuses positional arguments as a usage error (exit 2): the
 // spec is given with -f.
 func specNoArgs(_ *cobra.Command, args []string) error {

@@ -178,7 +178,9 @@ func statusOne(cmd *cobra.Command, a *statusArgs, spec *engine.Spec) error {
 		enc.SetEscapeHTML(false)
 		return enc.Encode(out)
 	}
-	printStatus(w, &out, g, a, interrupted)
+	one := *a
+	one.spec = a.spec.forEntry(spec)
+	printStatus(w, &out, g, &one, interrupted)
 	return nil
 }
 
