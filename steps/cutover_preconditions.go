@@ -58,6 +58,12 @@ func (s *cutoverStep) preconditions(ctx context.Context, env *engine.Env) ([]pla
 	add("replication lag under threshold", p.Slot.Exists && p.Slot.LagBytes >= 0 && p.Slot.LagBytes <= threshold,
 		fmt.Sprintf("lag %s, threshold %s; the freeze starts once it is under %s", replBytes(p.Slot.LagBytes), replBytes(threshold), replBytes(preFreezeLag(s.spec))))
 
+	seqOK, seqDetail, err := sequencesCopyable(ctx, env, s.spec.Sequences.Margin)
+	if err != nil {
+		return nil, err
+	}
+	add("every sequence can be copied", seqOK, seqDetail)
+
 	drv, err := s.driver()
 	if err != nil {
 		add("switch configured", false, err.Error())
@@ -107,4 +113,51 @@ func failedPreconditions(pre []plans.Precondition) error {
 		return nil
 	}
 	return fmt.Errorf("cutover not started, nothing was frozen: %s", strings.Join(failed, "; "))
+}
+
+// sequencesCopyable finds, before anything is frozen, the sequences the
+// freeze could not copy to green: green would hand out values blue already
+// used, and inserts there would fail on duplicate keys after the switch.
+func sequencesCopyable(ctx context.Context, env *engine.Env, margin int64) (bool, string, error) {
+	blue, err := env.Source.Pool(ctx)
+	if err != nil {
+		return false, "", err
+	}
+	green, err := env.Target.Pool(ctx)
+	if err != nil {
+		return false, "", err
+	}
+	src, err := ListSequences(ctx, blue, false)
+	if err != nil {
+		return false, "", fmt.Errorf("blue: %w", err)
+	}
+	dst, err := ListSequences(ctx, green, false)
+	if err != nil {
+		return false, "", fmt.Errorf("green: %w", err)
+	}
+	report, _ := planSequenceSync(src, dst, margin)
+	var problems []string
+	if n := len(report.OnlyOnSource); n > 0 {
+		problems = append(problems, fmt.Sprintf("%s missing on green (%s): create %s there",
+			plural(n, "sequence", "sequences"), listNames(report.OnlyOnSource), pick(n, "it", "them")))
+	}
+	if n := len(report.Unreadable); n > 0 {
+		first := report.Unreadable[0]
+		for _, q := range src {
+			if q.qualified() == first {
+				first = displayName(q.Schema, q.Name)
+				break
+			}
+		}
+		problems = append(problems, fmt.Sprintf("%s not readable by the connecting roles (%s): GRANT SELECT, UPDATE ON SEQUENCE %s TO them on both sides",
+			plural(n, "sequence", "sequences"), listNames(report.Unreadable), first))
+	}
+	if n := len(report.Mismatched); n > 0 {
+		problems = append(problems, fmt.Sprintf("%s counting up on one side and down on the other (%s): make green's match blue's (ALTER SEQUENCE ... INCREMENT BY)",
+			plural(n, "sequence", "sequences"), listNames(report.Mismatched)))
+	}
+	if len(problems) > 0 {
+		return false, strings.Join(problems, "; "), nil
+	}
+	return true, fmt.Sprintf("%s on both sides", plural(len(report.Synced), "sequence", "sequences")), nil
 }

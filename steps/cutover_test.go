@@ -772,6 +772,21 @@ func TestCutoverHAProxy(t *testing.T) {
 		})
 	})
 
+	t.Run("a sequence green lacks stops the cutover before the freeze", func(t *testing.T) {
+		r.blue.Exec(t, "app", `CREATE SEQUENCE "Odd Seq"; SELECT nextval('"Odd Seq"')`)
+		defer r.blue.Exec(t, "app", `DROP SEQUENCE "Odd Seq"`)
+		r.session(t, "status", func(env *engine.Env, _ *engine.StateStore) {
+			pre, err := r.step.Check(ctx, env.ForStep(CutoverStepID))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = failedPreconditions(pre)
+			if err == nil || !strings.Contains(err.Error(), "public.Odd Seq") || !strings.Contains(err.Error(), "missing on green") {
+				t.Fatalf("a sequence only on blue: %v", err)
+			}
+		})
+	})
+
 	t.Run("killed inside the freeze, then rolled back", func(t *testing.T) {
 		r.killedRun(t, "frozen", false)
 		if !frozenPhase(r.output(coPhase)) {
