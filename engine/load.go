@@ -170,7 +170,9 @@ func loadRendered(doc *document, vals map[string]string, decls map[string]varDec
 		return nil, errList{{File: doc.file, Line: 1, Col: 1, Entry: -1, Msg: err.Error()}}
 	}
 	spec.File = doc.file
-	spec.VarValues = vals
+	if len(vals) > 0 {
+		spec.VarValues = vals
+	}
 	return spec, nil
 }
 
