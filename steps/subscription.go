@@ -464,7 +464,9 @@ func dropSyncSlots(ctx context.Context, env *engine.Env, db replQuerier, pattern
 func redactConninfoErr(msg, dsn, password string) string {
 	secrets := []string{password}
 	if kv, err := parseConninfo(dsn); err == nil {
-		secrets = append(secrets, kv["password"])
+		for _, k := range secretKeywords {
+			secrets = append(secrets, kv[k])
+		}
 	}
 	for _, p := range secrets {
 		if p == "" {
@@ -509,16 +511,28 @@ func subscriptionConninfo(dsn, password string) (full, redacted string, err erro
 	if password != "" {
 		kv["password"] = password
 	}
-	p, hasPassword := kv["password"]
-	delete(kv, "password")
+	// The secrets go last, in this order, and only the full form has them.
+	secrets := map[string]string{}
+	for _, k := range secretKeywords {
+		if v, ok := kv[k]; ok {
+			secrets[k] = v
+			delete(kv, k)
+		}
+	}
 	full = formatConninfo(kv)
 	redacted = full
-	if hasPassword {
-		full += " password=" + conninfoQuote(p)
-		redacted += " password=********"
+	for _, k := range secretKeywords {
+		if v, ok := secrets[k]; ok {
+			full += " " + k + "=" + conninfoQuote(v)
+			redacted += " " + k + "=********"
+		}
 	}
 	return full, redacted, nil
 }
+
+// secretKeywords are the conninfo values never shown: the password, and
+// the passphrase of the client key.
+var secretKeywords = []string{"password", "sslpassword"}
 
 // formatConninfo writes keyword/value pairs, the ones a reader looks for
 // first, the rest sorted.
@@ -707,7 +721,7 @@ func (s *subscriptionStep) Describe() plans.Change {
 	if err != nil {
 		return plans.Change{Action: plans.ActionBlocker, Summary: "source.dsn cannot be turned into a conninfo", Blockers: []string{err.Error()}}
 	}
-	if s.spec.Source.PasswordEnv != "" {
+	if s.spec.Source.PasswordEnv != "" && !strings.Contains(redacted, " password=") {
 		redacted += " password=********"
 	}
 	var opts []string

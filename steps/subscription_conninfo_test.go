@@ -146,3 +146,21 @@ func TestLibpqTargetKeepsThePasswordOutOfArgv(t *testing.T) {
 		t.Errorf("a bad target DSN: %v", err)
 	}
 }
+
+// The client key's passphrase is a secret as much as the password.
+func TestSubscriptionConninfoHidesSSLPassword(t *testing.T) {
+	dsn := "host=blue dbname=orders user=repl sslcert=/c.crt sslkey=/c.key sslpassword=keyPass1"
+	full, redacted, err := subscriptionConninfo(dsn, "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(full, "sslpassword=keyPass1") || !strings.Contains(full, "password=pw") {
+		t.Errorf("full conninfo lacks a secret: %s", full)
+	}
+	if strings.Contains(redacted, "keyPass1") || !strings.Contains(redacted, "sslpassword=********") {
+		t.Errorf("redacted conninfo: %s", redacted)
+	}
+	if got := redactConninfoErr("bad key passphrase keyPass1", dsn, ""); strings.Contains(got, "keyPass1") {
+		t.Errorf("error keeps the passphrase: %s", got)
+	}
+}
