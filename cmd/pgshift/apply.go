@@ -97,19 +97,11 @@ func runApply(cmd *cobra.Command, a *applyArgs, planFile string) error {
 			}
 		}
 	}
-	spec, err := a.spec.loadOne()
+	spec, g, log, err := loadRun(cmd, &a.spec, &a.log)
 	if err != nil {
 		return err
 	}
-	g, err := compileSpec(spec)
-	if err != nil {
-		return err
-	}
-	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
-	log, err := a.log.logger(stderr)
-	if err != nil {
-		return err
-	}
+	stdout := cmd.OutOrStdout()
 	ctx, stop := interruptContext(cmd)
 	defer stop()
 
@@ -122,11 +114,11 @@ func runApply(cmd *cobra.Command, a *applyArgs, planFile string) error {
 		}
 	}
 	statePath := statePathOf(a.state, spec)
-	store, err := engine.OpenState(statePath, spec, g, engine.StateOptions{
+	store, err := openState(statePath, spec, g, engine.StateOptions{
 		Operation: "apply", LockTimeout: a.lockTimeout, AcceptSpecChange: a.acceptSpecChange,
 	})
 	if err != nil {
-		return &exitCodeError{code: exitError, err: err}
+		return err
 	}
 	defer store.Close()
 

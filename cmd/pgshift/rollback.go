@@ -56,29 +56,21 @@ interrupted or cancelled, or steps that ran are no longer in the spec;
 }
 
 func runRollback(cmd *cobra.Command, a *rollbackArgs) error {
-	spec, err := a.spec.loadOne()
+	spec, g, log, err := loadRun(cmd, &a.spec, &a.log)
 	if err != nil {
 		return err
 	}
-	g, err := compileSpec(spec)
-	if err != nil {
-		return err
-	}
-	stdout, stderr := cmd.OutOrStdout(), cmd.ErrOrStderr()
-	log, err := a.log.logger(stderr)
-	if err != nil {
-		return err
-	}
+	stdout := cmd.OutOrStdout()
 	statePath := statePathOf(a.state, spec)
 	if _, err := os.Stat(statePath); errors.Is(err, os.ErrNotExist) {
 		fmt.Fprintf(stdout, "No changes. No state at %s: nothing was applied, so nothing to roll back.\n", statePath)
 		return nil
 	}
-	store, err := engine.OpenState(statePath, spec, g, engine.StateOptions{
+	store, err := openState(statePath, spec, g, engine.StateOptions{
 		Operation: "rollback", LockTimeout: a.lockTimeout, AcceptSpecChange: a.acceptSpecChange,
 	})
 	if err != nil {
-		return &exitCodeError{code: exitError, err: err}
+		return err
 	}
 	defer store.Close()
 

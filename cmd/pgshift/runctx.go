@@ -35,6 +35,34 @@ func cmdContext(cmd *cobra.Command) context.Context {
 	return context.Background()
 }
 
+// loadRun is how apply and rollback start: the one spec, its step graph
+// and the logger the log flags ask for (on the command's stderr).
+func loadRun(cmd *cobra.Command, sf *specFlags, lf *logFlags) (*engine.Spec, *engine.Graph, hclog.Logger, error) {
+	spec, err := sf.loadOne()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	g, err := compileSpec(spec)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	log, err := lf.logger(cmd.ErrOrStderr())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return spec, g, log, nil
+}
+
+// openState locks and opens the state for a run; its refusals (locked,
+// another spec, a changed spec) exit 1.
+func openState(path string, spec *engine.Spec, g *engine.Graph, opts engine.StateOptions) (*engine.StateStore, error) {
+	store, err := engine.OpenState(path, spec, g, opts)
+	if err != nil {
+		return nil, &exitCodeError{code: exitError, err: err}
+	}
+	return store, nil
+}
+
 // statePathOf is the --state flag, or the default beside the spec.
 func statePathOf(flag string, spec *engine.Spec) string {
 	if flag != "" {
