@@ -2,9 +2,12 @@ package snapcopy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // TruncateTargets empties the given tables on green (a partitioned table
@@ -24,6 +27,13 @@ func TruncateTargets(ctx context.Context, green querier, targets []Relation) err
 		}
 	}
 	if _, err := green.Exec(ctx, "TRUNCATE "+strings.Join(idents, ", ")); err != nil {
+		// The referencing table is named in the detail, which PgError's
+		// message leaves out.
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && strings.Contains(pgErr.Message, "foreign key") && pgErr.Detail != "" {
+			return fmt.Errorf("green: empty %d copied tables before copying again: %w: %s (a table outside the copy references one of them: empty it too, or drop its foreign key, then run again)",
+				len(idents), err, pgErr.Detail)
+		}
 		return fmt.Errorf("green: empty %d copied tables before copying again: %w", len(idents), err)
 	}
 	return nil

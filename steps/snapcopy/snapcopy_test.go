@@ -207,6 +207,14 @@ func testSnapshotCopy(t *testing.T, blueMajor, greenMajor int) {
 		}
 	}
 	p.green.Exec(t, "app", "DROP SUBSCRIPTION sub")
+
+	// Starting over empties the copied tables; one outside the copy that
+	// references them stops that, and the error must name it.
+	p.green.Exec(t, "app", `CREATE TABLE "Outside Ref" (bid int REFERENCES pgbench_branches (bid))`)
+	err = TruncateTargets(ctx, green, Targets(tables))
+	if err == nil || !strings.Contains(err.Error(), `Outside Ref`) || !strings.Contains(err.Error(), "empty it too") {
+		t.Errorf("emptying tables a table outside the copy references: %v, want an error naming it and the fix", err)
+	}
 }
 
 func sqlLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
