@@ -125,13 +125,19 @@ func ReadState(path string) (*State, error) {
 // spec whose hash differs from the one given now.
 type SpecChangedError struct {
 	Path, Name, Was, Now string
+	Operation            string // "apply" or "rollback": the way out differs
 }
 
 func (e *SpecChangedError) Error() string {
-	return fmt.Sprintf("state file %s holds progress of spec %q with hash %s, but the spec now hashes to %s: "+
-		"the spec changed after steps ran under it (comments and formatting do not count; values do). "+
-		"Revert the change, or pass --accept-spec-change to keep the steps already done and go on with the new spec, "+
-		"or run `pgshift rollback` with the old spec and start again", e.Path, e.Name, shortHash(e.Was), shortHash(e.Now))
+	msg := fmt.Sprintf("state file %s holds progress of spec %q with hash %s, but the spec now hashes to %s: "+
+		"the spec changed after steps ran under it (comments and formatting do not count; values do, "+
+		"variables given with --var included). ", e.Path, e.Name, shortHash(e.Was), shortHash(e.Now))
+	if e.Operation == "rollback" {
+		return msg + "Roll back with the spec (and variables) the steps ran under, or pass --accept-spec-change " +
+			"to undo them with this spec's values"
+	}
+	return msg + "Revert the change, or pass --accept-spec-change to keep the steps already done and go on with the new spec, " +
+		"or run `pgshift rollback` with the old spec and start again"
 }
 
 func shortHash(h string) string {
@@ -185,7 +191,7 @@ func OpenState(path string, spec *Spec, g *Graph, opts StateOptions) (*StateStor
 		return nil, fmt.Errorf("state file %s belongs to spec %q, not %q: pass --state with another path for this spec", path, st.Spec.Name, spec.Name)
 	case st.Spec.Hash != hash:
 		if st.Touched() && !opts.AcceptSpecChange {
-			return nil, &SpecChangedError{Path: path, Name: spec.Name, Was: st.Spec.Hash, Now: hash}
+			return nil, &SpecChangedError{Path: path, Name: spec.Name, Was: st.Spec.Hash, Now: hash, Operation: opts.Operation}
 		}
 		st.Spec.Hash = hash
 	}

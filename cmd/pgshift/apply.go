@@ -102,6 +102,20 @@ func runApply(cmd *cobra.Command, a *applyArgs, planFile string) error {
 		return err
 	}
 	stdout := cmd.OutOrStdout()
+	// Step IDs in flags are checked before anything is locked or connected.
+	approve := map[string]bool{}
+	for _, id := range a.approve {
+		if _, ok := g.Step(id); !ok {
+			return &usageError{fmt.Errorf("--approve %s: no such step; steps are %s", id, strings.Join(g.Order(), ", "))}
+		}
+		approve[id] = true
+	}
+	if a.approveCutover {
+		approve["cutover"] = true
+	}
+	if _, ok := g.Step(a.until); a.until != "" && !ok {
+		return &usageError{fmt.Errorf("--until %s: no such step; steps are %s", a.until, strings.Join(g.Order(), ", "))}
+	}
 	ctx, stop := interruptContext(cmd)
 	defer stop()
 
@@ -136,17 +150,6 @@ func runApply(cmd *cobra.Command, a *applyArgs, planFile string) error {
 		return err
 	}
 	defer stopMetrics()
-
-	approve := map[string]bool{}
-	for _, id := range a.approve {
-		if _, ok := g.Step(id); !ok {
-			return &usageError{fmt.Errorf("--approve %s: no such step; steps are %s", id, strings.Join(g.Order(), ", "))}
-		}
-		approve[id] = true
-	}
-	if a.approveCutover {
-		approve["cutover"] = true
-	}
 
 	res, err := engine.Apply(ctx, g, env, store, engine.ApplyOptions{Parallelism: a.parallel, Until: a.until, Approve: approve})
 	if err != nil {
