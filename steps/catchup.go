@@ -160,6 +160,9 @@ func (s *catchupStep) Apply(ctx context.Context, env *engine.Env) error {
 		if baseSync < 0 {
 			baseSync, baseApply = p.SyncErrors, p.ApplyErrors
 		}
+		if p.Slot.Lost {
+			return slotLostError(s.spec.SlotName())
+		}
 		if newSync, newApply := p.SyncErrors-baseSync, p.ApplyErrors-baseApply; newSync+newApply >= maxErrors {
 			return fmt.Errorf("subscription %q on green keeps failing (%d table-copy and %d apply errors while waiting, %d/%d tables ready): green's server log names the cause; the usual ones are rows already on green (duplicate key: empty green's tables, then roll back and apply again), a table or column missing on green, or blue refusing the connection",
 				sub, newSync, newApply, p.Ready, len(p.Tables))

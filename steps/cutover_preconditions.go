@@ -55,6 +55,9 @@ func (s *cutoverStep) preconditions(ctx context.Context, env *engine.Env) ([]pla
 	threshold := catchupThreshold(s.spec)
 	add("every table ready", p.Subscription.Exists && len(p.Tables) > 0 && p.Ready == len(p.Tables),
 		fmt.Sprintf("%d/%d tables ready on green (subscription %s)", p.Ready, len(p.Tables), s.spec.SubscriptionName()))
+	if p.Slot.Lost {
+		add("replication slot usable", false, slotLostError(s.spec.SlotName()).Error())
+	}
 	add("replication lag under threshold", p.Slot.Exists && p.Slot.LagBytes >= 0 && p.Slot.LagBytes <= threshold,
 		fmt.Sprintf("lag %s, threshold %s; the freeze starts once it is under %s", replBytes(p.Slot.LagBytes), replBytes(threshold), replBytes(preFreezeLag(s.spec))))
 

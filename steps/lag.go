@@ -32,20 +32,22 @@ type slotStatus struct {
 	ActivePID      int32
 	ConfirmedFlush string // "" until a consumer confirmed something
 	LagBytes       int64  // -1 when ConfirmedFlush is unknown
+	Lost           bool   // invalidated: blue removed WAL the slot still needed (wal_status lost, 13+)
 }
 
 const slotStatusSQL = `
 SELECT coalesce(plugin::text, ''), slot_type, coalesce(database::text, ''), temporary,
        active, coalesce(active_pid, 0),
        coalesce(confirmed_flush_lsn::text, ''),
-       coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint, -1)
-  FROM pg_replication_slots
+       coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn)::bigint, -1),
+       coalesce(to_jsonb(s) ->> 'wal_status' = 'lost', false) -- the column exists from 13 on
+  FROM pg_replication_slots s
  WHERE slot_name = $1`
 
 func readSlot(ctx context.Context, db replQuerier, slot string) (slotStatus, error) {
 	var s slotStatus
 	err := db.QueryRow(ctx, slotStatusSQL, slot).Scan(&s.Plugin, &s.SlotType, &s.Database, &s.Temporary,
-		&s.Active, &s.ActivePID, &s.ConfirmedFlush, &s.LagBytes)
+		&s.Active, &s.ActivePID, &s.ConfirmedFlush, &s.LagBytes, &s.Lost)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return slotStatus{LagBytes: -1}, nil
 	}
@@ -54,6 +56,11 @@ func readSlot(ctx context.Context, db replQuerier, slot string) (slotStatus, err
 	}
 	s.Exists = true
 	return s, nil
+}
+
+// slotLostError says that a slot can no longer serve its subscriber.
+func slotLostError(slot string) error {
+	return fmt.Errorf("replication slot %q on blue was invalidated: blue removed WAL it still needed (max_slot_wal_keep_size), so green cannot follow blue any more; roll back and apply again (the initial copy starts over), after raising max_slot_wal_keep_size on blue or keeping green's catch-up shorter", slot)
 }
 
 // slotHolder describes the process that holds an active slot, for messages

@@ -433,6 +433,32 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 		}
 	})
 
+	t.Run("catch-up names a slot blue invalidated", func(t *testing.T) {
+		// Green stops reading; blue keeps at most 1 MB of WAL for the slot
+		// and writes past it.
+		p.green.Exec(t, "app", "ALTER SUBSCRIPTION "+replIdent(p.spec.SubscriptionName())+" DISABLE")
+		p.blue.Exec(t, "app", "ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'")
+		p.blue.Exec(t, "app", "SELECT pg_reload_conf()")
+		defer func() {
+			p.blue.Exec(t, "app", "ALTER SYSTEM RESET max_slot_wal_keep_size")
+			p.blue.Exec(t, "app", "SELECT pg_reload_conf()")
+		}()
+		lost := `SELECT coalesce(wal_status = 'lost', false) FROM pg_replication_slots WHERE slot_name = ` + QuoteLiteral(p.spec.SlotName())
+		for i := 0; p.blue.Scalar(t, "app", lost) != "t"; i++ {
+			if i == 20 {
+				t.Fatal("setup: blue did not invalidate the slot")
+			}
+			p.blue.Exec(t, "app", "UPDATE accounts SET balance = balance + 1")
+			p.blue.Exec(t, "app", "SELECT pg_switch_wal()")
+			p.blue.Exec(t, "app", "CHECKPOINT")
+		}
+		catchup := &catchupStep{spec: p.spec, poll: 100 * time.Millisecond}
+		err := catchup.Apply(testCtx(t), p.env.ForStep(CatchupStepID))
+		if err == nil || !strings.Contains(err.Error(), "invalidated") || !strings.Contains(err.Error(), "max_slot_wal_keep_size") {
+			t.Errorf("catch-up on an invalidated slot: %v, want an error naming the invalidation and the setting", err)
+		}
+	})
+
 	t.Run("rollback drops everything without hanging", func(t *testing.T) {
 		p.rollback(t, p.steps()...)
 		if got := p.objects(t); got != "publications=0 slots=0 subscriptions=0" {
