@@ -92,6 +92,13 @@ func (d *Database) Pool(ctx context.Context) (*pgxpool.Pool, error) {
 	return pool, nil
 }
 
+// Opened says whether the shared pool is open: the side was reached.
+func (d *Database) Opened() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.pool != nil
+}
+
 // Close releases the pool if one was opened.
 func (d *Database) Close() {
 	d.mu.Lock()

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/pgshift/pgshift/engine"
@@ -38,7 +39,8 @@ when the upgrade is over.
 It takes the state's lock, so it never runs beside an apply or a rollback
 of the same spec.
 
-Exit status: 0 done (or nothing to drop), 1 error or cancelled, 2 usage error.`,
+Exit status: 0 done (or nothing to drop), 1 error, cancelled, or a side that
+could not be inspected (run cleanup again once it is back), 2 usage error.`,
 		Args: specNoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runCleanup(cmd, &a)
@@ -86,7 +88,20 @@ func runCleanup(cmd *cobra.Command, a *cleanupArgs) error {
 	}
 	fmt.Fprintf(out, "pgshift cleanup: %s\n\n", spec.Name)
 	printCleanupPlan(out, plan)
+	// PlanCleanup opened both sides it could reach; a side left closed was
+	// not inspected, and its objects (if any) are still there.
+	var unreached []string
+	for _, db := range []*engine.Database{env.Source, env.Target} {
+		if !db.Opened() {
+			unreached = append(unreached, db.Role)
+		}
+	}
+	again := commandLine("cleanup", &a.spec, stateFlag(a.state)...)
 	if len(plan.Actions) == 0 {
+		if len(unreached) > 0 {
+			return &exitCodeError{code: exitError, err: fmt.Errorf("cleanup incomplete: %s could not be inspected (see above), so its objects may remain; run %s again once it is reachable",
+				strings.Join(unreached, " and "), again)}
+		}
 		fmt.Fprintln(out, "No changes. No pgshift replication objects exist on blue or green.")
 		return nil
 	}
@@ -106,6 +121,10 @@ func runCleanup(cmd *cobra.Command, a *cleanupArgs) error {
 				act.Kind, act.Name, act.Side, err, i, len(plan.Actions))}
 		}
 		fmt.Fprintf(out, "  - dropped %s %s on %s\n", act.Kind, act.Name, act.Side)
+	}
+	if len(unreached) > 0 {
+		fmt.Fprintf(out, "\nCleanup incomplete: %d destroyed; %s not inspected.\n", len(plan.Actions), strings.Join(unreached, " and "))
+		return &exitCodeError{code: exitError, err: fmt.Errorf("cleanup incomplete: run %s again once %s is reachable", again, strings.Join(unreached, " and "))}
 	}
 	fmt.Fprintf(out, "\nCleanup complete: %d destroyed.\n", len(plan.Actions))
 	return nil
