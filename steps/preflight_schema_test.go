@@ -561,6 +561,19 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 		}
 		p.green.Exec(t, "app", `DELETE FROM public.language`)
 
+		// A view and a foreign key green made on restored tables would go
+		// with them (CASCADE): the rollback refuses, naming them.
+		p.green.Exec(t, "app", `CREATE VIEW keep.actor_names AS SELECT first_name FROM public.actor;
+			CREATE TABLE keep."Refs" (actor_id int REFERENCES public.actor)`)
+		err = schema.Rollback(prepCtx(t), env.ForStep(schemaID))
+		if err == nil || !strings.Contains(err.Error(), "view keep.actor_names") || !strings.Contains(err.Error(), `on keep."Refs"`) {
+			t.Errorf("rollback with green's own objects on restored tables: %v, want a refusal naming both", err)
+		}
+		if n := p.green.Scalar(t, "app", `SELECT count(*) FROM pg_tables WHERE schemaname = 'public'`); n == "1" {
+			t.Fatal("the refused rollback dropped the restored tables")
+		}
+		p.green.Exec(t, "app", `DROP VIEW keep.actor_names; DROP TABLE keep."Refs"`)
+
 		for i := 0; i < 2; i++ { // rollback is idempotent
 			if err := schema.Rollback(prepCtx(t), env.ForStep(schemaID)); err != nil {
 				t.Fatalf("rollback %d: %v", i+1, err)

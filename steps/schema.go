@@ -248,6 +248,9 @@ func (s schemaStep) Rollback(ctx context.Context, env *engine.Env) error {
 		if _, err := tx.Exec(ctx, "SELECT pg_catalog.set_config('search_path', '', true)"); err != nil {
 			return err
 		}
+		if err := refuseForeignDependents(ctx, tx, m); err != nil {
+			return err
+		}
 		for _, class := range dropOrder {
 			for _, o := range m.Objects {
 				if o[0] != class {
@@ -280,6 +283,51 @@ func (s schemaStep) Rollback(ctx context.Context, env *engine.Env) error {
 		return fmt.Errorf("%s: drop the restored schema on green: %w", schemaID, err)
 	}
 	env.Log.Info("dropped the schema pgshift restored", "objects", len(m.Objects))
+	return nil
+}
+
+// foreignDependentsSQL lists green's own views and foreign keys that hang on
+// restored relations: DROP ... CASCADE would take them along unasked.
+const foreignDependentsSQL = `
+WITH restored AS (SELECT unnest($1::oid[]) AS oid)
+SELECT DISTINCT 'view ' || r.ev_class::pg_catalog.regclass::text
+  FROM pg_catalog.pg_depend d
+  JOIN pg_catalog.pg_rewrite r ON r.oid = d.objid
+ WHERE d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+   AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+   AND d.refobjid IN (SELECT oid FROM restored)
+   AND r.ev_class NOT IN (SELECT oid FROM restored)
+UNION
+SELECT 'foreign key ' || pg_catalog.quote_ident(c.conname) || ' on ' || c.conrelid::pg_catalog.regclass::text
+  FROM pg_catalog.pg_constraint c
+ WHERE c.contype = 'f'
+   AND c.confrelid IN (SELECT oid FROM restored)
+   AND c.conrelid NOT IN (SELECT oid FROM restored)
+ ORDER BY 1`
+
+// refuseForeignDependents stops the rollback before it drops objects green
+// made itself after the restore.
+func refuseForeignDependents(ctx context.Context, tx pgx.Tx, m *schemaMarker) error {
+	var rels []uint32
+	for _, o := range m.Objects {
+		if o[0] == classPgClass {
+			rels = append(rels, uint32(o[1]))
+		}
+	}
+	if len(rels) == 0 {
+		return nil
+	}
+	rows, err := tx.Query(ctx, foreignDependentsSQL, rels)
+	if err != nil {
+		return fmt.Errorf("look for objects of green's own that depend on the restored tables: %w", err)
+	}
+	deps, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("look for objects of green's own that depend on the restored tables: %w", err)
+	}
+	if len(deps) > 0 {
+		return fmt.Errorf("green holds objects of its own that depend on the restored tables and would be dropped with them: %s; drop them (or move them off these tables) first, then roll back again", listNames(deps))
+	}
 	return nil
 }
 
