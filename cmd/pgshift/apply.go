@@ -90,10 +90,21 @@ func runApply(cmd *cobra.Command, a *applyArgs, planFile string) error {
 		}
 		saved = p
 		if a.spec.file == "" {
+			// The plan names the spec it was made from; variables given
+			// here win over the plan's (the spec hash check catches a change).
 			a.spec.file = p.SpecFile
-			a.spec.varsFile = p.SpecVarsFile
+			if a.spec.varsFile == "" {
+				a.spec.varsFile = p.SpecVarsFile
+			}
+			given := map[string]bool{}
+			for _, kv := range a.spec.vars {
+				k, _, _ := strings.Cut(kv, "=")
+				given[k] = true
+			}
 			for _, k := range sortedKeys(p.SpecVars) {
-				a.spec.vars = append(a.spec.vars, k+"="+p.SpecVars[k])
+				if !given[k] {
+					a.spec.vars = append(a.spec.vars, k+"="+p.SpecVars[k])
+				}
 			}
 		}
 	}
