@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -142,7 +143,7 @@ func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts Appl
 		var up *UpstreamError
 		switch {
 		case err == nil:
-			if !containsID(res.Skipped, id) {
+			if !slices.Contains(res.Skipped, id) {
 				res.Applied = append(res.Applied, id)
 			}
 		case errors.Is(err, ErrHeld):
@@ -190,13 +191,4 @@ func checkPreconditions(ctx context.Context, s Step, env *Env) error {
 		return &PreconditionError{Step: s.ID(), Failed: failed}
 	}
 	return nil
-}
-
-func containsID(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
