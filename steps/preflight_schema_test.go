@@ -41,6 +41,9 @@ GRANT app_reader TO "o'brien";
 CREATE SCHEMA "we""ird";
 CREATE TABLE "we""ird"."Order Items" ("Item Id" int PRIMARY KEY, "Qty" int, note text);
 ALTER TABLE "we""ird"."Order Items" OWNER TO "o'brien";
+CREATE ROLE auditors NOLOGIN;
+CREATE ROLE audit_bot NOLOGIN;
+GRANT auditors TO audit_bot;
 `
 
 // stepsLog collects a run's log, to check what it never prints.
@@ -133,6 +136,9 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 	p.green.CreateDatabase(t, "app")
 	p.blue.LoadSQLFile(t, "app", pagilaSchema)
 	p.blue.Exec(t, "app", blueExtras)
+	// Both roles exist on green already, without the membership: granting
+	// it leaves no mark on green, so rollback must remember it.
+	p.green.Exec(t, "postgres", "CREATE ROLE auditors NOLOGIN; CREATE ROLE audit_bot NOLOGIN")
 	p.spec = &engine.Spec{
 		Name:   "pagila-pg17",
 		Source: engine.Endpoint{DSN: p.blue.DSN("app")},
@@ -145,6 +151,7 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 	auditStep := stepOf(t, p.spec, auditID)
 	rolesStep := stepOf(t, p.spec, rolesID)
 	schema := stepOf(t, p.spec, schemaID)
+	var rolesOut map[string]string // target.roles' outputs, as the state file keeps them
 
 	t.Run("a table without a key blocks until it has a replica identity", func(t *testing.T) {
 		c := p.observe(t, source)
@@ -414,6 +421,13 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 		if got := p.green.Scalar(t, "app", `SELECT pg_has_role('o''brien', 'app_reader', 'MEMBER')`); got != "t" {
 			t.Errorf("o'brien is not a member of app_reader on green")
 		}
+		if got := p.green.Scalar(t, "app", `SELECT pg_has_role('audit_bot', 'auditors', 'MEMBER')`); got != "t" {
+			t.Errorf("audit_bot is not a member of auditors on green")
+		}
+		if got, _ := env.Output(rolesID, RolesGranted); got != `[["auditors","audit_bot"]]` {
+			t.Errorf("recorded grants between existing roles: %q", got)
+		}
+		rolesOut = env.Outputs(rolesID)
 		if strings.Contains(p.log.String(), hash) || strings.Contains(p.log.String(), "blue-secret") {
 			t.Error("the log shows the password")
 		}
@@ -598,6 +612,7 @@ SELECT string_agg(n.nspname || '.' || c.relname, ',' ORDER BY 1) FROM pg_class c
 			t.Errorf("database comment after rollback: %q", got)
 		}
 
+		env.LoadOutputs(rolesID, rolesOut)
 		for i := 0; i < 2; i++ {
 			if err := rolesStep.Rollback(prepCtx(t), env.ForStep(rolesID)); err != nil {
 				t.Fatalf("roles rollback %d: %v", i+1, err)
@@ -608,6 +623,9 @@ SELECT string_agg(n.nspname || '.' || c.relname, ',' ORDER BY 1) FROM pg_class c
 		}
 		if n := p.green.Scalar(t, "app", `SELECT count(*) FROM pg_roles WHERE rolname = 'postgres'`); n != "1" {
 			t.Error("rollback dropped green's own superuser")
+		}
+		if got := p.green.Scalar(t, "app", `SELECT count(*) || ' ' || pg_has_role('audit_bot', 'auditors', 'MEMBER') FROM pg_roles WHERE rolname IN ('auditors', 'audit_bot')`); got != "2 false" {
+			t.Errorf("green's own roles auditors and audit_bot after rollback: %s, want both kept and the membership revoked", got)
 		}
 	})
 }
