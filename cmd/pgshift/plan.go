@@ -68,7 +68,7 @@ Exit status: 0 on success, 1 on error or when the plan has blockers; with
 	a.log.register(cmd)
 	fl := cmd.Flags()
 	fl.BoolVar(&a.offline, "offline", false, "plan without connecting: every step shows what it would do, not what it will change")
-	fl.BoolVar(&a.detailedExitcode, "detailed-exitcode", false, "exit 0 when there is nothing to do, 2 when there are changes, 1 on error")
+	fl.BoolVar(&a.detailedExitcode, "detailed-exitcode", false, "exit 0 when there is nothing to do, 2 when there are changes, 1 on error or blockers")
 	fl.StringVar(&a.outFile, "out", "", "save the plan to this file, for \"pgshift apply FILE\" (-out works too)")
 	fl.IntVar(&a.parallel, "parallel", 4, "how many steps to inspect at once")
 	fl.StringVar(&a.state, "state", "", "state file whose recorded outputs the steps may read (default <name>.pgshift-state.json beside the spec)")
@@ -127,7 +127,11 @@ func runPlan(cmd *cobra.Command, a *planArgs) error {
 			if err := savePlan(p, spec, a); err != nil {
 				return &exitCodeError{code: exitError, err: err}
 			}
-			fmt.Fprintf(cmd.ErrOrStderr(), "\nSaved the plan to %s. Apply it with: pgshift apply %s\n", a.outFile, shellQuote(a.outFile))
+			if p.Summary.Blockers > 0 {
+				fmt.Fprintf(cmd.ErrOrStderr(), "\nSaved the plan to %s, but it has blockers: apply would refuse it. Fix them and plan again.\n", a.outFile)
+			} else {
+				fmt.Fprintf(cmd.ErrOrStderr(), "\nSaved the plan to %s. Apply it with: pgshift apply %s\n", a.outFile, shellQuote(a.outFile))
+			}
 		}
 		changes = changes || p.Summary.HasChanges()
 		blockers += p.Summary.Blockers
