@@ -38,7 +38,8 @@ func newApplyCommand() *cobra.Command {
 parallel, and checkpoints every transition to the state file (default
 <name>.pgshift-state.json beside the spec; --state to choose). Killed at any
 instant, it resumes with the same command: steps already done are skipped,
-a step left running is applied again (every step is idempotent).
+a step left running is applied again (every step is idempotent). Ctrl-C
+(or SIGTERM) stops it the same way, cleanly: nothing is marked failed.
 
 A failed step stops the steps that need it; independent steps finish. The
 state then says what failed, and the same command continues from there.
