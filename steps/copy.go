@@ -64,7 +64,7 @@ func (s *copyStep) describeCreate(tables int, bytes int64) plans.Change {
 	ic := s.spec.Replication.InitialCopy
 	what := "the selected tables"
 	if tables >= 0 {
-		what = fmt.Sprintf("%d tables (%s)", tables, copySize(bytes))
+		what = fmt.Sprintf("%s (%s)", countOf(tables, "table"), copySize(bytes))
 	}
 	split := "no table split"
 	if ic.SplitTablesLargerThan > 0 {

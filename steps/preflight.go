@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -88,7 +89,7 @@ func (f *findings) err(stepID string) error {
 	if len(f.blockers) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%s: %d blocker(s):\n  - %s", stepID, len(f.blockers), strings.Join(f.blockers, "\n  - "))
+	return fmt.Errorf("%s: %s:\n  - %s", stepID, countOf(len(f.blockers), "blocker"), strings.Join(f.blockers, "\n  - "))
 }
 
 // connectCheck opens a side's pool and records the connection verdict. A
@@ -110,7 +111,17 @@ func connectCheck(ctx context.Context, f *findings, db *engine.Database, dsnFiel
 			}
 			fix = fmt.Sprintf("create it on %s: CREATE DATABASE %s", db.Role, quoteIdent(name))
 		}
-		f.check("connect to "+db.Role, false, err.Error(), fmt.Sprintf("%s: %v: %s", db.Role, err, fix))
+		// The engine's connection errors already name the side, and for a
+		// refused connection or login say what to fix: add ours only where
+		// it says more.
+		var authErr *pgconn.PgError
+		hinted := errors.Is(err, syscall.ECONNREFUSED) ||
+			(errors.As(err, &authErr) && (authErr.Code == "28P01" || authErr.Code == "28000"))
+		msg := err.Error()
+		if !hinted {
+			msg += ": " + fix
+		}
+		f.check("connect to "+db.Role, false, err.Error(), msg)
 		return nil, false
 	}
 	f.check("connect to "+db.Role, true, db.Redacted(), "")

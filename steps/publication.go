@@ -233,7 +233,7 @@ func (s *publicationStep) Observe(ctx context.Context, env *engine.Env) (plans.C
 	if !st.Exists {
 		return plans.Change{
 			Action:  plans.ActionCreate,
-			Summary: fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE ... (%d tables)", replIdent(want.Name), len(want.Tables)),
+			Summary: fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE ... (%s)", replIdent(want.Name), countOf(len(want.Tables), "table")),
 			Details: []string{want.createSQL()},
 		}, nil
 	}
@@ -277,7 +277,7 @@ func (s *publicationStep) Check(ctx context.Context, env *engine.Env) ([]plans.P
 		return nil, err
 	}
 	pre := []plans.Precondition{{Name: "tables selected", OK: len(want.Tables) > 0,
-		Detail: fmt.Sprintf("%d tables on blue match tables.include/exclude", len(want.Tables))}}
+		Detail: fmt.Sprintf("%s on blue match tables.include/exclude", countOf(len(want.Tables), "table"))}}
 	var missing []string
 	for _, t := range want.Tables {
 		if !t.HasReplicaIdentity() {

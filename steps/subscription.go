@@ -255,7 +255,7 @@ func (s *subscriptionStep) Check(ctx context.Context, env *engine.Env) ([]plans.
 		return nil, err
 	}
 	tp := plans.Precondition{Name: "published tables exist on green", OK: len(missing) == 0,
-		Detail: fmt.Sprintf("%d tables", len(tables))}
+		Detail: countOf(len(tables), "table")}
 	if len(missing) > 0 {
 		tp.Detail = "missing on green: " + strings.Join(missing, ", ") + " (target.schema creates them; with schema.copy false create them yourself)"
 	}

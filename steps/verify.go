@@ -64,8 +64,8 @@ func (s *verifyStep) Observe(ctx context.Context, env *engine.Env) (plans.Change
 	if err != nil {
 		return plans.Change{}, err
 	}
-	plan := fmt.Sprintf("compare %d tables (%s on blue) in %s mode with %d workers",
-		len(tables), verifySize(bytes), s.mode(), s.workers())
+	plan := fmt.Sprintf("compare %s (%s on blue) in %s mode with %s",
+		countOf(len(tables), "table"), verifySize(bytes), s.mode(), countOf(s.workers(), "worker"))
 	if res, ok := env.Output(VerifyStepID, verifyOutResult); ok {
 		last := s.lastRun(env)
 		if res == "passed" {
@@ -94,7 +94,7 @@ func (s *verifyStep) Fingerprint(observed plans.Change) string {
 
 func (s *verifyStep) Describe() plans.Change {
 	return plans.Change{Action: plans.ActionCreate,
-		Summary: fmt.Sprintf("compare every replicated table on blue and green in %s mode with %d workers", s.mode(), s.workers())}
+		Summary: fmt.Sprintf("compare every replicated table on blue and green in %s mode with %s", s.mode(), countOf(s.workers(), "worker"))}
 }
 
 func (s *verifyStep) DescribeRollback() string { return "nothing: verify only reads" }
