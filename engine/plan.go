@@ -67,6 +67,7 @@ func BuildPlan(ctx context.Context, g *Graph, env *Env, opts PlanOptions) (*plan
 	}
 	var mu sync.Mutex
 	observed := map[string]plans.Step{}
+	inPlace := map[string]bool{}
 	g.Walk(ctx, WalkOptions{Parallelism: par}, func(ctx context.Context, s Step) error {
 		id := s.ID()
 		senv := env.ForStep(id)
@@ -79,9 +80,9 @@ func BuildPlan(ctx context.Context, g *Graph, env *Env, opts PlanOptions) (*plan
 		mu.Lock()
 		ready := true
 		for _, n := range ps.Needs {
-			// A step that only warns (audit always does) changes nothing
-			// that its dependents' checks could see.
-			if o := observed[n]; (o.Action != plans.ActionNone && o.Action != plans.ActionWarning) || len(o.Blockers) > 0 {
+			// Readiness is transitive: a blocker upstream is reported once,
+			// where it is, not again by every step below it.
+			if !inPlace[n] {
 				ready = false
 			}
 		}
@@ -95,6 +96,10 @@ func BuildPlan(ctx context.Context, g *Graph, env *Env, opts PlanOptions) (*plan
 		}
 		mu.Lock()
 		observed[id] = ps
+		// A step that only warns (audit always does) changes nothing that
+		// its dependents' checks could see.
+		inPlace[id] = ready && err == nil && (c.Action == plans.ActionNone || c.Action == plans.ActionWarning) &&
+			len(c.Blockers) == 0 && !failedPrecondition(ps.Preconditions)
 		mu.Unlock()
 		return nil
 	})
@@ -200,4 +205,14 @@ func firstLineOf(s string) string {
 		return s[:i]
 	}
 	return s
+}
+
+// failedPrecondition reports whether any precondition does not hold.
+func failedPrecondition(pcs []plans.Precondition) bool {
+	for _, pc := range pcs {
+		if !pc.OK {
+			return true
+		}
+	}
+	return false
 }
