@@ -16,10 +16,6 @@ import (
 	"github.com/pgshift/pgshift/plans"
 )
 
-// pagilaSchema is read where the datasets live; it is never copied into the
-// repository.
-const pagilaSchema = "/work/shared/datasets/pagila/pagila-schema.sql"
-
 // blueExtras are what pagila lacks and the checks are about: a table
 // without a key, an unlogged table, extensions (hstore differs in version
 // between 13 and 17), roles with a password and a membership, and a table
@@ -134,7 +130,7 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 	p := &prepPair{blue: cs[0], green: cs[1], log: &stepsLog{}}
 	p.blue.CreateDatabase(t, "app")
 	p.green.CreateDatabase(t, "app")
-	p.blue.LoadSQLFile(t, "app", pagilaSchema)
+	p.blue.LoadSQLFile(t, "app", pgtest.PagilaFile(t, "pagila-schema.sql"))
 	p.blue.Exec(t, "app", blueExtras)
 	// Both roles exist on green already, without the membership: granting
 	// it leaves no mark on green, so rollback must remember it.

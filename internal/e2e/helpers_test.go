@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -24,29 +23,11 @@ import (
 // machine running the tests may be loaded; never a timed assertion.
 const waitDeadline = 4 * time.Minute
 
-// pagilaDir is where the pagila dataset lives: $PGSHIFT_PAGILA_DIR, else
-// ../shared/datasets/pagila beside the repository. It is read from there,
-// never copied into the repository.
-func pagilaDir(t *testing.T) string {
-	t.Helper()
-	if d := os.Getenv("PGSHIFT_PAGILA_DIR"); d != "" {
-		return d
-	}
-	_, file, _, _ := runtime.Caller(0)
-	root := filepath.Join(filepath.Dir(file), "..", "..")
-	return filepath.Clean(filepath.Join(root, "..", "shared", "datasets", "pagila"))
-}
-
 // loadPagila loads pagila's schema and data into db on c.
 func loadPagila(t *testing.T, c *pgtest.Cluster, db string) {
 	t.Helper()
-	dir := pagilaDir(t)
 	for _, f := range []string{"pagila-schema.sql", "pagila-data.sql"} {
-		p := filepath.Join(dir, f)
-		if _, err := os.Stat(p); err != nil {
-			t.Fatalf("pagila dataset: %v (set PGSHIFT_PAGILA_DIR to the folder holding pagila-schema.sql and pagila-data.sql)", err)
-		}
-		c.LoadSQLFile(t, db, p)
+		c.LoadSQLFile(t, db, pgtest.PagilaFile(t, f))
 	}
 }
 
