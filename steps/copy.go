@@ -28,6 +28,9 @@ const (
 	CopyBytes         = "bytes"
 	CopyParts         = "parts"
 	CopySeconds       = "seconds"
+	// CopyRestarts counts copies started over after an interruption, so
+	// the state says that the data on green came from a later snapshot.
+	CopyRestarts = "restarts"
 )
 
 func init() {
@@ -259,6 +262,8 @@ func (s *copyStep) Apply(ctx context.Context, env *engine.Env) error {
 		if err := snapcopy.Reset(ctx, blue, green, slot, rels); err != nil {
 			return fmt.Errorf("%s: start over after an interrupted copy: %w", CopyStepID, err)
 		}
+		restarts, _ := strconv.Atoi(outputOr(env, CopyStepID, CopyRestarts, "0"))
+		env.Record(CopyRestarts, strconv.Itoa(restarts+1))
 	case len(st.nonEmpty) > 0:
 		return errors.New(nonEmptyMessage(st.nonEmpty))
 	}
@@ -498,4 +503,12 @@ func copyRate(bytes int64, d time.Duration) string {
 // writes on blue change them between plan and apply.
 func (s *copyStep) Fingerprint(c plans.Change) string {
 	return string(c.Action) + "\n" + strings.Join(c.Blockers, "\n") + "\n" + strings.Join(c.Warnings, "\n")
+}
+
+// outputOr is a recorded output of a step, or def when none was recorded.
+func outputOr(env *engine.Env, step, key, def string) string {
+	if v, ok := env.Output(step, key); ok {
+		return v
+	}
+	return def
 }

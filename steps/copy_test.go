@@ -136,6 +136,9 @@ func TestCopyStepSnapshotMethod(t *testing.T) {
 	if !strings.Contains(logs.String(), "an earlier copy was interrupted") {
 		t.Errorf("the second apply did not say it started over")
 	}
+	if n, _ := env.Output(CopyStepID, CopyRestarts); n != "1" {
+		t.Errorf("recorded restarts = %q, want 1: the state must say the copy started over", n)
+	}
 	if c := observe(CopyStepID); c.Action != plans.ActionNone {
 		t.Errorf("plan after the copy: %s %q, want nothing to do", c.Action, c.Summary)
 	}
