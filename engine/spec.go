@@ -89,6 +89,17 @@ type CutoverSpec struct {
 	Freeze             string     `yaml:"freeze" json:"freeze"` // pooler | read-only | both
 	ReverseReplication bool       `yaml:"reverse_replication" json:"reverse_replication"`
 	Switch             SwitchSpec `yaml:"switch" json:"switch"`
+	// Confirm, when set, is the application's path through the switch:
+	// after the unfreeze pgshift writes through it and checks the write
+	// landed on green.
+	Confirm *ConfirmSpec `yaml:"confirm,omitempty" json:"confirm,omitempty"`
+}
+
+// ConfirmSpec is a client connection through the switch (PgBouncer,
+// HAProxy or whatever the exec hook moves). DSN never holds a password.
+type ConfirmSpec struct {
+	DSN         string `yaml:"dsn" json:"dsn"`
+	PasswordEnv string `yaml:"password_env,omitempty" json:"password_env,omitempty"`
 }
 
 // SwitchSpec holds exactly one driver.

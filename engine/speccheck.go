@@ -37,6 +37,7 @@ func semanticChecks(doc *document) errList {
 		_, n := nodeAt(doc.root, "cutover", "switch", "pgbouncer", "admin_dsn")
 		c.add(n, "cutover.switch.pgbouncer.admin_dsn", fmt.Sprintf("names database %q, not PgBouncer's admin console", admin.Database), "connect to the database pgbouncer, such as postgres://pgbouncer@127.0.0.1:6432/pgbouncer")
 	}
+	c.dsn("cutover", "confirm", "dsn")
 	c.listen()
 	c.freezeFitsSwitch()
 	c.haproxyServers()
