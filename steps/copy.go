@@ -325,6 +325,13 @@ func (s *copyStep) Apply(ctx context.Context, env *engine.Env) error {
 	if err := s.applyPostData(ctx, env, greenCfg); err != nil {
 		return err
 	}
+	// Rows arrived by COPY, so green has no planner statistics yet; without
+	// them the first queries after the cutover could plan badly.
+	// A failure here loses nothing (autovacuum analyzes later), so it
+	// warns rather than throwing the finished copy away.
+	if err := analyzeTables(ctx, env, st.tables); err != nil {
+		env.Log.Warn("the copy is complete, but gathering statistics on green failed: run ANALYZE on green before the cutover", "error", err)
+	}
 	env.Record(CopyRows, strconv.FormatInt(res.Rows, 10))
 	env.Record(CopyBytes, strconv.FormatInt(res.Bytes, 10))
 	env.Record(CopyParts, strconv.Itoa(res.Parts))
@@ -511,4 +518,26 @@ func outputOr(env *engine.Env, step, key, def string) string {
 		return v
 	}
 	return def
+}
+
+// analyzeTables runs ANALYZE on green for the copied tables, in one
+// statement (a partitioned root covers its partitions).
+func analyzeTables(ctx context.Context, env *engine.Env, tables []Table) error {
+	if len(tables) == 0 {
+		return nil
+	}
+	green, err := env.Target.Pool(ctx)
+	if err != nil {
+		return err
+	}
+	idents := make([]string, len(tables))
+	for i, t := range tables {
+		idents[i] = t.Ident()
+	}
+	start := time.Now()
+	if _, err := green.Exec(ctx, "ANALYZE "+strings.Join(idents, ", ")); err != nil {
+		return fmt.Errorf("ANALYZE the copied tables on green: %w", err)
+	}
+	env.Log.Info("statistics gathered on green", "tables", len(tables), "elapsed", time.Since(start).Round(time.Millisecond))
+	return nil
 }

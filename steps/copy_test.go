@@ -136,6 +136,9 @@ func TestCopyStepSnapshotMethod(t *testing.T) {
 	if !strings.Contains(logs.String(), "an earlier copy was interrupted") {
 		t.Errorf("the second apply did not say it started over")
 	}
+	if got := green.Scalar(t, "app", "SELECT count(*) FROM pg_stat_user_tables WHERE relname = 'pgbench_accounts' AND last_analyze IS NOT NULL"); got != "1" {
+		t.Errorf("pgbench_accounts on green has no statistics after the copy (last_analyze unset)")
+	}
 	if n, _ := env.Output(CopyStepID, CopyRestarts); n != "1" {
 		t.Errorf("recorded restarts = %q, want 1: the state must say the copy started over", n)
 	}
