@@ -255,11 +255,11 @@ func (s *cutoverStep) Apply(ctx context.Context, env *engine.Env) error {
 		return r.confirmDone(ctx)
 	case phase == phaseSwitched || phase == phaseLive:
 		env.Log.Warn("an earlier cutover was interrupted after the switch: finishing it", "phase", phase)
-		return r.finish(ctx, false)
+		return r.finishAndConfirm(ctx)
 	case phase == phaseSwitching:
 		if r.switchedTo(ctx, switcher.Green) {
 			env.Log.Warn("an earlier cutover was interrupted during the switch, which took effect: finishing it")
-			return r.finish(ctx, false)
+			return r.finishAndConfirm(ctx)
 		}
 		fallthrough
 	case frozenPhase(phase):
@@ -297,6 +297,11 @@ func (r *run) confirmDone(ctx context.Context) error {
 		return fmt.Errorf("the cutover is recorded as done, but %s sends traffic to %s: someone moved it back; run `pgshift rollback` to make blue the primary cleanly, or switch it to green again by hand", r.drv.Name(), side)
 	}
 	r.env.Log.Info("cutover already done: traffic goes to green", "pause_ms", r.out(coPauseMS))
+	if r.out(coConfirmed) == "false" || (r.out(coConfirmed) == "" && r.spec.Cutover.Confirm != nil) {
+		// The last run could not confirm a write through the switch (or
+		// had no confirm.dsn): try again rather than pass silently.
+		return r.confirmThroughSwitch(ctx)
+	}
 	return nil
 }
 
@@ -304,7 +309,11 @@ func (s *cutoverStep) Observe(ctx context.Context, env *engine.Env) (plans.Chang
 	phase, _ := env.Output(CutoverStepID, coPhase)
 	if phase == phaseDone {
 		pause, _ := env.Output(CutoverStepID, coPauseMS)
-		return plans.Change{Action: plans.ActionNone, Summary: "traffic on green since the cutover (write pause " + pause + " ms)"}, nil
+		c := plans.Change{Action: plans.ActionNone, Summary: "traffic on green since the cutover (write pause " + pause + " ms)"}
+		if v, _ := env.Output(CutoverStepID, coConfirmed); v == "false" {
+			c.Warnings = append(c.Warnings, "a write through cutover.confirm.dsn was not confirmed on green after the cutover: traffic may be split between blue and green; check the switch (pgshift status), or go back with pgshift rollback")
+		}
+		return c, nil
 	}
 	c := s.Describe()
 	if frozenPhase(phase) {
@@ -340,6 +349,11 @@ func (s *cutoverStep) Describe() plans.Change {
 		details = append(details, fmt.Sprintf("pg_create_logical_replication_slot(%s, 'pgoutput') on green", QuoteLiteral(rev)))
 	}
 	details = append(details, fmt.Sprintf("switch to green, unfreeze (aborts back to blue past %s)", time.Duration(s.spec.Cutover.PauseTimeout)))
+	if c := s.spec.Cutover.Confirm; c != nil && c.DSN != "" {
+		details = append(details, "after the unfreeze: a write through "+engine.NewDatabase("cutover.confirm", engine.Endpoint{DSN: c.DSN}).Redacted()+" (temporary table, dropped at commit) must land on green")
+	} else {
+		details = append(details, "write through the switch not confirmed (set cutover.confirm.dsn)")
+	}
 	if s.spec.Cutover.ReverseReplication {
 		details = append(details, fmt.Sprintf("ALTER SUBSCRIPTION %s ENABLE on blue", replIdent(rev)))
 	}

@@ -30,6 +30,15 @@ func (s *cutoverStep) Report(ctx context.Context, env *engine.Env) ([]string, er
 	case phase == phaseAborted:
 		facts = append(facts, "last cutover aborted, traffic on blue: "+out(coAborted))
 	}
+	switch confirmed := out(coConfirmed); {
+	case rb != "":
+		// Rolled back (or rolling back): the write through the switch
+		// no longer says where traffic goes.
+	case confirmed == "true":
+		facts = append(facts, "a write through cutover.confirm.dsn landed on green after the switch")
+	case confirmed == "false":
+		facts = append(facts, "A WRITE THROUGH cutover.confirm.dsn WAS NOT CONFIRMED ON GREEN after the switch: traffic may be split; run pgshift rollback to go back to blue")
+	}
 	if drv, err := s.driver(); err == nil {
 		defer drv.Close()
 		if side, err := drv.Current(ctx); err == nil {

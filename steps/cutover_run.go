@@ -2,6 +2,7 @@ package steps
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -207,7 +208,11 @@ func (r *run) freezeAndSwitch(ctx context.Context) error {
 	}
 	r.env.Log.Info(fmt.Sprintf("cutover done: write pause %s", took.Round(time.Millisecond)),
 		"pause_ms", took.Milliseconds(), "sequences", len(seqReport.Synced), "drain_lsn", marker, "breakdown", strings.Join(r.laps, ", "))
-	return r.finish(ctx, true)
+	confirmErr := r.confirmThroughSwitch(ctx)
+	if err := r.finish(ctx, true); err != nil {
+		return errors.Join(err, confirmErr)
+	}
+	return confirmErr
 }
 
 func (r *run) recordPause(key, operation string, took time.Duration) {

@@ -412,6 +412,9 @@ func TestCutoverPgBouncer(t *testing.T) {
 		}})
 		r.spec.Cutover.Freeze = "pooler"
 		r.spec.Cutover.Switch.PgBouncer = &engine.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, Config: bouncer.ConfigPath, Database: "app"}
+		// The application's own path: after the unfreeze pgshift writes
+		// through it and checks the write landed on green.
+		r.spec.Cutover.Confirm = &engine.ConfirmSpec{DSN: bouncer.DSN("app")}
 	})
 	committed := 0
 
@@ -474,6 +477,7 @@ func TestCutoverPgBouncer(t *testing.T) {
 		}
 		checkTotals(t, r.green, committed, "green after the finished cutover")
 		checkTotals(t, r.blue, committed, "blue through reverse replication")
+		requireConfirmedThroughSwitch(t, r)
 	})
 
 	t.Run("rollback of the cutover resumes forward replication", func(t *testing.T) {
@@ -522,6 +526,7 @@ func TestCutoverPgBouncer(t *testing.T) {
 		// and green's writes flow back to blue.
 		checkTotals(t, r.green, committed, "green after the cutover")
 		checkTotals(t, r.blue, committed, "blue through reverse replication")
+		requireConfirmedThroughSwitch(t, r)
 		if got := r.green.Scalar(t, "app", "SELECT subenabled FROM pg_subscription WHERE subname = 'pgshift_shop'"); got != "f" {
 			t.Fatalf("forward subscription enabled = %s after the cutover", got)
 		}
@@ -535,6 +540,38 @@ func TestCutoverPgBouncer(t *testing.T) {
 		}
 		if text := r.report(t); !strings.Contains(text, "cutover done") || !strings.Contains(text, "pgbouncer sends traffic to green") {
 			t.Fatalf("status facts:\n%s", text)
+		}
+	})
+
+	t.Run("a write that reaches blue is not confirmed", func(t *testing.T) {
+		// As if the switch had left the application on blue: the path named
+		// by confirm.dsn reaches blue directly.
+		spec := *r.spec
+		spec.Cutover.Confirm = &engine.ConfirmSpec{DSN: r.blue.DSN("app")}
+		step := &cutoverStep{spec: &spec}
+		r.session(t, "status", func(env *engine.Env, _ *engine.StateStore) {
+			env = env.ForStep(CutoverStepID)
+			run, err := step.open(testCtx(t), env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer run.close()
+			err = run.confirmThroughSwitch(testCtx(t))
+			if err == nil || !strings.Contains(err.Error(), "landed on BLUE") || !strings.Contains(err.Error(), "pgshift rollback") {
+				t.Fatalf("confirmation through blue: %v, want an error saying it landed on blue and how to roll back", err)
+			}
+			if got, _ := env.Output(CutoverStepID, coConfirmed); got != "false" {
+				t.Fatalf("%s = %q, want false", coConfirmed, got)
+			}
+		})
+		if n := r.blue.Scalar(t, "app", "SELECT count(*) FROM pg_class WHERE relname = 'pgshift_confirm'"); n != "0" {
+			t.Fatalf("%s pgshift_confirm tables left on blue", n)
+		}
+		// The identity is readable by any application role, on both versions.
+		for _, side := range []*pgtest.Cluster{r.blue, r.green} {
+			if ok := side.Scalar(t, "app", "SELECT has_function_privilege('public', 'pg_control_system()', 'EXECUTE')"); ok != "t" {
+				t.Fatalf("pg_control_system() is not executable by PUBLIC on port %d", side.Port)
+			}
 		}
 	})
 
@@ -930,4 +967,22 @@ func TestCutoverHAProxy(t *testing.T) {
 		requireNoReverse(t, r)
 		waitCount(t, r.green, "SELECT count(*) FROM ledger", count(t, r.blue, "SELECT count(*) FROM ledger"), "green following blue again")
 	})
+}
+
+// requireConfirmedThroughSwitch checks that the cutover recorded a write
+// through cutover.confirm.dsn as landed on green, and that the write left
+// nothing behind on either side.
+func requireConfirmedThroughSwitch(t *testing.T, r *cutoverRig) {
+	t.Helper()
+	if got := r.output(coConfirmed); got != "true" {
+		t.Fatalf("%s = %q after the cutover, want true\nlog:\n%s", coConfirmed, got, r.logs)
+	}
+	if !strings.Contains(r.logs.String(), "write through the switch landed on green") {
+		t.Fatalf("the log does not say the write through the switch landed on green:\n%s", r.logs)
+	}
+	for _, side := range []*pgtest.Cluster{r.green, r.blue} {
+		if n := side.Scalar(t, "app", "SELECT count(*) FROM pg_class WHERE relname = 'pgshift_confirm'"); n != "0" {
+			t.Fatalf("%s pgshift_confirm tables left on port %d after the confirmation", n, side.Port)
+		}
+	}
 }
