@@ -16,7 +16,10 @@ type Env struct {
 	Target  *Database // green
 	Log     hclog.Logger
 	Metrics *Metrics
-	StepID  string
+	// Progress draws live progress of long work on a terminal; NoProgress
+	// elsewhere.
+	Progress Progress
+	StepID   string
 
 	outputs *outputStore
 }
@@ -27,12 +30,13 @@ func NewEnv(spec *Spec, log hclog.Logger) *Env {
 		log = hclog.NewNullLogger()
 	}
 	return &Env{
-		Spec:    spec,
-		Source:  NewDatabase("blue", spec.Source),
-		Target:  NewDatabase("green", spec.Target),
-		Log:     log,
-		Metrics: NewMetrics(),
-		outputs: &outputStore{values: map[string]map[string]string{}},
+		Spec:     spec,
+		Source:   NewDatabase("blue", spec.Source),
+		Target:   NewDatabase("green", spec.Target),
+		Log:      log,
+		Metrics:  NewMetrics(),
+		Progress: NoProgress{},
+		outputs:  &outputStore{values: map[string]map[string]string{}},
 	}
 }
 

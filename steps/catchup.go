@@ -152,10 +152,22 @@ func (s *catchupStep) Apply(ctx context.Context, env *engine.Env) error {
 	if maxErrors == 0 {
 		maxErrors = maxWorkerErrors
 	}
+	var bar engine.ProgressBar // tables ready, with the lag beside it, on a terminal
+	defer func() {
+		if bar != nil {
+			bar.Finish()
+		}
+	}()
 	for {
 		p, err := measureReplication(ctx, env, s.spec)
 		if err != nil {
 			return err
+		}
+		if bar == nil && len(p.Tables) > 0 {
+			bar = env.StartProgress("catch-up: tables ready", int64(len(p.Tables)), false)
+		}
+		if bar != nil {
+			bar.Set(int64(p.Ready), "lag "+replBytes(p.Slot.LagBytes))
 		}
 		if baseSync < 0 {
 			baseSync, baseApply = p.SyncErrors, p.ApplyErrors

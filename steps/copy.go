@@ -417,24 +417,37 @@ func newCopyProgress(env *engine.Env, parts []snapcopy.Part) *copyProgress {
 	return p
 }
 
+// start logs progress every interval and, on a terminal, keeps a live bar
+// (bytes, rate, ETA, parts and rows) up to date every second.
 func (p *copyProgress) start(every time.Duration) (stop func()) {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(1)
+	bar := p.env.StartProgress("copy", p.total, true)
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(every)
-		defer t.Stop()
+		logTick := time.NewTicker(every)
+		defer logTick.Stop()
+		barTick := time.NewTicker(time.Second)
+		defer barTick.Stop()
 		for {
 			select {
 			case <-done:
+				p.draw(bar)
+				bar.Finish()
 				return
-			case <-t.C:
+			case <-logTick.C:
 				p.log()
+			case <-barTick.C:
+				p.draw(bar)
 			}
 		}
 	}()
 	return func() { close(done); wg.Wait() }
+}
+
+func (p *copyProgress) draw(bar engine.ProgressBar) {
+	bar.Set(p.counters.TotalBytes(), fmt.Sprintf("%d/%d parts, %d rows", p.counters.PartsDone(), p.parts, p.counters.TotalRows()))
 }
 
 func (p *copyProgress) log() {

@@ -133,6 +133,7 @@ func runApply(cmd *cobra.Command, a *applyArgs, planFile string) error {
 
 	env := engine.NewEnv(spec, log)
 	defer env.Close()
+	env.Progress = a.log.progress(cmd.ErrOrStderr())
 
 	if saved != nil {
 		if err := engine.CheckSavedPlanSpec(saved, planFile, spec); err != nil {

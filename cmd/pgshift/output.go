@@ -91,6 +91,16 @@ func (l *logFlags) logger(w io.Writer) (hclog.Logger, error) {
 	return log, nil
 }
 
+// progress is the live progress display for long steps: bars on stderr
+// when it is a terminal and logs are for people; nothing otherwise (the log
+// carries the same facts).
+func (l *logFlags) progress(w io.Writer) engine.Progress {
+	if l.format == "human" && isTerminal(w) {
+		return engine.TerminalProgress{W: w}
+	}
+	return engine.NoProgress{}
+}
+
 // shellQuote quotes an argument for a command line users can paste.
 func shellQuote(s string) string {
 	if s != "" && strings.IndexFunc(s, func(r rune) bool {
