@@ -170,6 +170,11 @@ func demo(s *lab.Session, pgshiftBin string, scale, blueMajor, greenMajor, rate 
 		fmt.Printf("  write pause: no cutover recorded (%s)\n", state.Next)
 		failures = append(failures, "the cutover did not run")
 	}
+	confirmed := state.Output("cutover", "confirmed_through_switch")
+	fmt.Printf("  a write through PgBouncer after the switch landed on green: %s\n", orNone(confirmed))
+	if confirmed != "true" {
+		failures = append(failures, "the write through PgBouncer was not confirmed on green")
+	}
 	fmt.Printf("  pgbench: %d transactions committed through PgBouncer, %d failed\n", res.Tx.Committed, res.Failed)
 	fmt.Printf("  longest client latency: %s (a transaction ending at %s), from its scheduled start\n", res.Tx.MaxLatency.Round(time.Millisecond), res.Tx.MaxLatencyAt.UTC().Format("15:04:05.000"))
 	if from, to := state.Span("cutover"); !to.IsZero() {

@@ -65,6 +65,9 @@ func (st *Stack) WriteSpec(dir, file string, o SpecOptions) (string, error) {
 	if o.PauseTimeout != "" {
 		fmt.Fprintf(&b, "  pause_timeout: %s\n", o.PauseTimeout)
 	}
+	// The application's own path: pgshift writes through it after the
+	// switch to confirm the write lands on green.
+	fmt.Fprintf(&b, "  confirm:\n    dsn: %q\n", st.Bouncer.DSN(st.DB))
 	b.WriteString("  switch:\n    pgbouncer:\n")
 	fmt.Fprintf(&b, "      admin_dsn: %q\n", st.Bouncer.AdminDSN)
 	fmt.Fprintf(&b, "      config: %s\n", st.Bouncer.ConfigPath)
