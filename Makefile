@@ -35,7 +35,8 @@ lint:
 # data (docs/benchmarks.md): native subscription, pgshift's snapshot copy,
 # pgcopydb, pg_dump | pg_restore and raw COPY, then verify against scan
 # floors, printed as one table. BENCH_SCALE is the pgbench scale (70:
-# pgbench_accounts over 1 GB); BENCH_ROWS picks rows (see internal/bench).
+# pgbench_accounts over 1 GB); BENCH_ROWS picks rows (see internal/bench); clusters run durable
+# (fsync, full_page_writes on) unless BENCH_DURABLE=0.
 BENCH_SCALE ?= 70
 BENCH_TIMEOUT ?= 180m
 bench: deps

@@ -62,12 +62,21 @@ func BenchmarkCompare(b *testing.B) {
 	}
 	// The same settings on both sides for every method: room for the WAL of
 	// a bulk load without forced checkpoints, and buffers for index builds.
-	cs := pgtest.StartClusters(b, []int{15, 17}, pgtest.ClusterOptions{Settings: map[string]string{
+	// Durable as in production (the test rig turns fsync and full-page
+	// writes off): WAL-heavy methods pay their real price.
+	settings := map[string]string{
 		"shared_buffers":       "256MB",
 		"max_wal_size":         "8GB",
 		"checkpoint_timeout":   "30min",
 		"maintenance_work_mem": "256MB",
-	}})
+		"fsync":                "on",
+		"full_page_writes":     "on",
+	}
+	if os.Getenv("BENCH_DURABLE") == "0" {
+		delete(settings, "fsync")
+		delete(settings, "full_page_writes")
+	}
+	cs := pgtest.StartClusters(b, []int{15, 17}, pgtest.ClusterOptions{Settings: settings})
 	r.blue, r.green = cs[0], cs[1]
 	r.blue.CreateDatabase(b, benchDB)
 	t0 := time.Now()
