@@ -5,7 +5,6 @@ import (
 	"context"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -42,28 +41,10 @@ CREATE ROLE audit_bot NOLOGIN;
 GRANT auditors TO audit_bot;
 `
 
-// stepsLog collects a run's log, to check what it never prints.
-type stepsLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *stepsLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *stepsLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type prepPair struct {
 	blue, green *pgtest.Cluster
 	spec        *engine.Spec
-	log         *stepsLog
+	log         *syncBuffer
 }
 
 // env is a fresh environment (fresh pools: a subtest may restart blue).
@@ -127,7 +108,7 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 	}
 	pgtest.RequireClientBin(t, "pg_dump")
 	cs := pgtest.StartClusters(t, []int{13, 17})
-	p := &prepPair{blue: cs[0], green: cs[1], log: &stepsLog{}}
+	p := &prepPair{blue: cs[0], green: cs[1], log: &syncBuffer{}}
 	p.blue.CreateDatabase(t, "app")
 	p.green.CreateDatabase(t, "app")
 	p.blue.LoadSQLFile(t, "app", pgtest.PagilaFile(t, "pagila-schema.sql"))

@@ -1,13 +1,11 @@
 package steps
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -69,24 +67,6 @@ func requireIntegration(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration: starts servers")
 	}
-}
-
-// syncBuffer collects the log of a run, to check what it never prints.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func newReplPair(t *testing.T, blueMajor, greenMajor int) *replPair {
