@@ -17,13 +17,7 @@ import (
 func TestServerCrashes(t *testing.T) {
 	integration(t)
 	t.Parallel()
-	cs := pgtest.StartClusters(t, []int{13, 17})
-	blue, green := cs[0], cs[1]
-	blue.CreateDatabase(t, "pagila")
-	green.CreateDatabase(t, "pagila")
-	loadPagila(t, blue, "pagila")
-	initPgbench(t, blue, "pagila", false)
-	dir, spec := writeSpec(t, specOptions{name: "crashes", blue: blue.DSN("pagila"), green: green.DSN("pagila")})
+	blue, green, dir, spec := pagilaPair(t, "crashes")
 	statePath := filepath.Join(dir, "crashes.pgshift-state.json")
 	bench := startPgbench(t, blue, "pagila")
 

@@ -23,6 +23,20 @@ import (
 // machine running the tests may be loaded; never a timed assertion.
 const waitDeadline = 4 * time.Minute
 
+// pagilaPair starts blue 13 and green 17, loads pagila and pgbench's tables
+// into blue's database "pagila", and writes a spec named name for the pair.
+func pagilaPair(t *testing.T, name string) (blue, green *pgtest.Cluster, dir, spec string) {
+	t.Helper()
+	cs := pgtest.StartClusters(t, []int{13, 17})
+	blue, green = cs[0], cs[1]
+	blue.CreateDatabase(t, "pagila")
+	green.CreateDatabase(t, "pagila")
+	loadPagila(t, blue, "pagila")
+	initPgbench(t, blue, "pagila", false)
+	dir, spec = writeSpec(t, specOptions{name: name, blue: blue.DSN("pagila"), green: green.DSN("pagila")})
+	return blue, green, dir, spec
+}
+
 // loadPagila loads pagila's schema and data into db on c.
 func loadPagila(t *testing.T, c *pgtest.Cluster, db string) {
 	t.Helper()

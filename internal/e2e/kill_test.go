@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/pgshift/pgshift/internal/pgtest"
 )
 
 // TestKillResume kills `pgshift apply` with SIGKILL at many moments across
@@ -25,13 +24,7 @@ import (
 func TestKillResume(t *testing.T) {
 	integration(t)
 	t.Parallel()
-	cs := pgtest.StartClusters(t, []int{13, 17})
-	blue, green := cs[0], cs[1]
-	blue.CreateDatabase(t, "pagila")
-	green.CreateDatabase(t, "pagila")
-	loadPagila(t, blue, "pagila")
-	initPgbench(t, blue, "pagila", false)
-	dir, spec := writeSpec(t, specOptions{name: "killed", blue: blue.DSN("pagila"), green: green.DSN("pagila")})
+	blue, green, dir, spec := pagilaPair(t, "killed")
 	statePath := filepath.Join(dir, "killed.pgshift-state.json")
 	blueConn, greenConn := connect(t, blue.DSN("pagila")), connect(t, green.DSN("pagila"))
 

@@ -3,8 +3,6 @@ package e2e
 import (
 	"strings"
 	"testing"
-
-	"github.com/pgshift/pgshift/internal/pgtest"
 )
 
 // TestVerifyPagilaDifferences plants differences on green in pagila's
@@ -14,13 +12,7 @@ import (
 func TestVerifyPagilaDifferences(t *testing.T) {
 	integration(t)
 	t.Parallel()
-	cs := pgtest.StartClusters(t, []int{13, 17})
-	blue, green := cs[0], cs[1]
-	blue.CreateDatabase(t, "pagila")
-	green.CreateDatabase(t, "pagila")
-	loadPagila(t, blue, "pagila")
-	initPgbench(t, blue, "pagila", false)
-	dir, spec := writeSpec(t, specOptions{name: "planted", blue: blue.DSN("pagila"), green: green.DSN("pagila")})
+	blue, green, dir, spec := pagilaPair(t, "planted")
 	bench := startPgbench(t, blue, "pagila")
 
 	if r := pgshift(t, dir, "apply", "-f", spec, "--until", "replication.catchup"); r.code != 0 {
