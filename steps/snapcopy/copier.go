@@ -68,6 +68,7 @@ func (c *Copier) Run(ctx context.Context, parts []Part) (Result, error) {
 		obs = append(obs, c.Observer)
 	}
 
+	parent := ctx
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	queue := make(chan *Part)
@@ -126,6 +127,11 @@ feed:
 		Elapsed:     time.Since(start),
 		Tables:      counters.Tables(),
 		ReplicaRole: replicaRole,
+	}
+	// An interrupted run reports the interruption, not whichever network
+	// error a worker saw when pgx closed its connection on cancel.
+	if err := context.Cause(parent); err != nil {
+		return res, fmt.Errorf("copy interrupted after %d of %d parts: %w", res.Parts, len(parts), err)
 	}
 	if firstErr != nil {
 		return res, firstErr
