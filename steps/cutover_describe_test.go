@@ -97,17 +97,17 @@ func TestReverseSubscriptionSQL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sql := reverseSubscriptionSQL(spec, redacted)
+	sql := reverseSubscriptionSQL(spec, redacted, []string{"binary = 'true'"})
 	if strings.Contains(sql, "pa'ss") || !strings.Contains(sql, "password=********") {
 		t.Errorf("redacted SQL shows the password: %s", sql)
 	}
-	for _, want := range []string{"enabled = false", "create_slot = false", "copy_data = false", "slot_name = 'pgshift_orders_pg17_reverse'", "host=green.internal port=5433"} {
+	for _, want := range []string{"enabled = false", "create_slot = false", "copy_data = false", "binary = 'true'", "slot_name = 'pgshift_orders_pg17_reverse'", "host=green.internal port=5433"} {
 		if !strings.Contains(sql, want) {
 			t.Errorf("reverse subscription SQL lacks %q: %s", want, sql)
 		}
 	}
 	// The real conninfo is one literal: quotes doubled, nothing escapes it.
-	if got := reverseSubscriptionSQL(spec, full); !strings.Contains(got, `CONNECTION E'host=green.internal port=5433 dbname=orders user=postgres password=''pa\\''ss w\\\\rd'''`) {
+	if got := reverseSubscriptionSQL(spec, full, nil); !strings.Contains(got, `CONNECTION E'host=green.internal port=5433 dbname=orders user=postgres password=''pa\\''ss w\\\\rd'''`) {
 		t.Errorf("conninfo not quoted as a literal: %s", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -74,11 +75,13 @@ func ensureReversePublication(ctx context.Context, env *engine.Env, blue, green 
 }
 
 // reverseSubscriptionSQL is CREATE SUBSCRIPTION on blue, disabled, on the
-// slot the freeze creates. Only options every version since 10 knows.
-func reverseSubscriptionSQL(spec *engine.Spec, conninfo string) string {
+// slot the freeze creates, with the replication.options blue's major
+// accepts (see reverseSubscriptionOptions).
+func reverseSubscriptionSQL(spec *engine.Spec, conninfo string, options []string) string {
 	name := spec.ReverseName()
-	return fmt.Sprintf("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (enabled = false, create_slot = false, slot_name = %s, copy_data = false)",
-		replIdent(name), QuoteLiteral(conninfo), replIdent(name), QuoteLiteral(name))
+	with := append([]string{"enabled = false", "create_slot = false", "slot_name = " + QuoteLiteral(name), "copy_data = false"}, options...)
+	return fmt.Sprintf("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (%s)",
+		replIdent(name), QuoteLiteral(conninfo), replIdent(name), strings.Join(with, ", "))
 }
 
 // ensureReverseSubscription creates the disabled subscription on blue. It
@@ -102,8 +105,19 @@ func ensureReverseSubscription(ctx context.Context, env *engine.Env, blue *pgxpo
 	if err != nil {
 		return fmt.Errorf("target.dsn: %w", err)
 	}
-	env.Log.Info("creating reverse subscription on blue (disabled until the switch)", "sql", reverseSubscriptionSQL(env.Spec, redacted))
-	if _, err := blue.Exec(ctx, reverseSubscriptionSQL(env.Spec, full)); err != nil {
+	version, err := ServerVersionOf(ctx, blue)
+	if err != nil {
+		return fmt.Errorf("blue: %w", err)
+	}
+	options, skipped, err := reverseSubscriptionOptions(env.Spec.Replication.Options, version.Major)
+	if err != nil {
+		return err
+	}
+	for _, note := range skipped {
+		env.Log.Info("replication.options."+note, "subscription", name)
+	}
+	env.Log.Info("creating reverse subscription on blue (disabled until the switch)", "sql", reverseSubscriptionSQL(env.Spec, redacted, options))
+	if _, err := blue.Exec(ctx, reverseSubscriptionSQL(env.Spec, full, options)); err != nil {
 		return fmt.Errorf("blue: create subscription %q: %s", name, redactConninfoErr(err.Error(), env.Target.DSN, env.Target.Password()))
 	}
 	return nil

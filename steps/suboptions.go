@@ -1,6 +1,7 @@
 package steps
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -90,6 +91,46 @@ func subscriptionWithOptions(opts map[string]string, greenMajor int) ([]string, 
 		out = append(out, name+" = "+QuoteLiteral(v))
 	}
 	return out, nil
+}
+
+// notReversed are options about blue's side of the forward replication
+// that mean something else on the reverse subscription: failover keeps
+// blue's slot across a failover of blue, and the reverse slot is green's.
+var notReversed = map[string]string{
+	"failover": "it concerns blue's slot; the reverse slot lives on green",
+}
+
+// reverseSubscriptionOptions returns the spec's options that blue's major
+// accepts, as clauses for the reverse subscription (which lives on blue),
+// and a note for each option left out. The spec's options were written
+// for green, so an option blue's version lacks is skipped, not an error.
+func reverseSubscriptionOptions(opts map[string]string, blueMajor int) (clauses, skipped []string, err error) {
+	names := make([]string, 0, len(opts))
+	for k := range opts {
+		names = append(names, k)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if why, ok := notReversed[name]; ok {
+			skipped = append(skipped, name+": not used on the reverse subscription, "+why)
+			continue
+		}
+		c, err := subscriptionWithOptions(map[string]string{name: opts[name]}, blueMajor)
+		var unsupported *UnsupportedOptionError
+		switch {
+		case errors.As(err, &unsupported):
+			what := name
+			if unsupported.Value != "" {
+				what = fmt.Sprintf("%s = %s", name, unsupported.Value)
+			}
+			skipped = append(skipped, fmt.Sprintf("%s: not used on the reverse subscription, blue's PostgreSQL %d lacks it (needs %d)", what, blueMajor, unsupported.Since))
+		case err != nil:
+			return nil, nil, err
+		default:
+			clauses = append(clauses, c...)
+		}
+	}
+	return clauses, skipped, nil
 }
 
 func knownSubscriptionOptions() []string {

@@ -65,3 +65,33 @@ func TestSubscriptionOptionsRefused(t *testing.T) {
 		}
 	}
 }
+
+// The reverse subscription lives on blue: options blue's major lacks are
+// left off with a note, not refused (the spec wrote them for green).
+func TestReverseSubscriptionOptionsByBlueMajor(t *testing.T) {
+	opts := map[string]string{"binary": "true", "streaming": "parallel", "disable_on_error": "true", "failover": "true", "synchronous_commit": "off"}
+	cases := []struct {
+		blue    int
+		want    string
+		skipped []string
+	}{
+		{13, "synchronous_commit = 'off'", []string{"binary", "disable_on_error", "failover", "streaming"}},
+		{15, "binary = 'true', disable_on_error = 'true', synchronous_commit = 'off'", []string{"failover", "streaming = parallel"}},
+		{16, "binary = 'true', disable_on_error = 'true', streaming = 'parallel', synchronous_commit = 'off'", []string{"failover"}},
+	}
+	for _, c := range cases {
+		got, skipped, err := reverseSubscriptionOptions(opts, c.blue)
+		if err != nil || strings.Join(got, ", ") != c.want {
+			t.Errorf("blue %d: got %q, %v; want %q", c.blue, got, err, c.want)
+		}
+		if len(skipped) != len(c.skipped) {
+			t.Errorf("blue %d: skipped %q, want notes for %q", c.blue, skipped, c.skipped)
+			continue
+		}
+		for i, name := range c.skipped {
+			if !strings.HasPrefix(skipped[i], name+": not used on the reverse subscription") {
+				t.Errorf("blue %d: note %q, want one about %s", c.blue, skipped[i], name)
+			}
+		}
+	}
+}

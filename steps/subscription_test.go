@@ -267,6 +267,56 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 		}
 	})
 
+	t.Run("reverse subscription takes the options blue's version accepts", func(t *testing.T) {
+		ctx := testCtx(t)
+		spec := *p.spec
+		spec.Replication.Options = map[string]string{"binary": "true", "streaming": "on", "disable_on_error": "true", "origin": "none", "failover": "true"}
+		env := engine.NewEnv(&spec, p.env.Log)
+		defer env.Close()
+		blue, err := env.Source.Pool(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		green, err := env.Target.Pool(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := ensureReversePublication(ctx, env, blue, green); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := dropReverse(ctx, env, blue, green); err != nil {
+				t.Errorf("drop reverse objects: %v", err)
+			}
+		}()
+		if err := ensureReverseSubscription(ctx, env, blue); err != nil {
+			t.Fatal(err)
+		}
+		// binary and streaming since 14, disable_on_error since 15, origin
+		// since 16; failover never (it is about blue's own slot).
+		skipped := []string{"binary", "streaming", "disable_on_error", "origin", "failover"}
+		if blueMajor >= 15 {
+			skipped = []string{"origin", "failover"}
+			// substream is a boolean before 16 and a char ('f', 't', 'p') since.
+			got := p.blue.Scalar(t, "app", "SELECT subbinary::text || '/' || (substream::text IN ('t', 'true'))::text FROM pg_subscription WHERE subname = 'pgshift_orders_pg_reverse'")
+			if got != "true/true" {
+				t.Errorf("reverse subscription on PostgreSQL %d: binary/streaming = %s, want true/true", blueMajor, got)
+			}
+		} else if n := p.blue.Scalar(t, "app", "SELECT count(*) FROM pg_subscription WHERE subname = 'pgshift_orders_pg_reverse'"); n != "1" {
+			t.Errorf("no reverse subscription on PostgreSQL %d", blueMajor)
+		}
+		if blueMajor >= 15 {
+			if v := p.blue.Scalar(t, "app", "SELECT subdisableonerr FROM pg_subscription WHERE subname = 'pgshift_orders_pg_reverse'"); v != "t" {
+				t.Errorf("disable_on_error = %s on the reverse subscription, want t", v)
+			}
+		}
+		for _, name := range skipped {
+			if !strings.Contains(p.logs.String(), "replication.options."+name+": not used on the reverse subscription") {
+				t.Errorf("the log does not say that %s was left off the reverse subscription:\n%s", name, p.logs)
+			}
+		}
+	})
+
 	t.Run("slot rollback refuses while green streams from it, naming the holder", func(t *testing.T) {
 		slot := &slotStep{spec: p.spec, inactiveWait: time.Second}
 		err := slot.Rollback(testCtx(t), p.env.ForStep(SlotStepID))
