@@ -258,6 +258,9 @@ func (c *Cluster) Kill(t testing.TB) {
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatalf("pgtest: kill -9 postmaster %d of PostgreSQL %d: %v", pid, c.Major, err)
 	}
+	// A process being killed drops its working folder before it turns zombie, so processesIn stops
+	// seeing the postmaster while it still holds its pid: wait for that first.
+	waitDeadOrZombie(pid, 10*time.Second)
 	// The children exit when they notice the postmaster is gone; until they have, the old shared
 	// memory is in use and a new postmaster would refuse to start.
 	if !waitProcessesGone(c.DataDir, 30*time.Second) {

@@ -178,6 +178,14 @@ func processAlive(pid int) bool {
 	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
+// waitDeadOrZombie waits until pid has exited (reaped or not).
+func waitDeadOrZombie(pid int, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for processAlive(pid) && !isZombie(pid) && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // isZombie reports whether pid has exited but was not reaped yet.
 func isZombie(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
