@@ -2,11 +2,13 @@ package steps
 
 import (
 	"context"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/pgshift/pgshift/internal/pgtest"
 )
 
 // testSlotCreationAwaited runs on the pipeline's pair with no slot on blue:
@@ -32,18 +34,19 @@ func testSlotCreationAwaited(t *testing.T, p *replPair) {
 		t.Fatal(err)
 	}
 
-	// The "killed" run: its creation starts, then its socket closes.
-	dead, err := pgx.Connect(ctx, p.blue.DSN("app"))
-	if err != nil {
+	// The "killed" run: a client process starts the creation and is killed
+	// with SIGKILL, so its socket closes with no cancel request, as when
+	// pgshift itself is killed.
+	psql := pgtest.RequireClientBin(t, "psql")
+	dead := exec.Command(psql, "-X", "-d", p.blue.DSN("app"), "-c", "SELECT pg_create_logical_replication_slot('pgshift_orders_pg', 'pgoutput')")
+	if err := dead.Start(); err != nil {
 		t.Fatal(err)
 	}
-	go func() {
-		_, _ = dead.Exec(context.Background(), "SELECT pg_create_logical_replication_slot('pgshift_orders_pg', 'pgoutput')")
-	}()
 	waitUntil(t, "the first creation to hold the slot", func() bool {
 		return p.blue.Scalar(t, "app", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgshift_orders_pg' AND active") == "1"
 	})
-	_ = dead.PgConn().Conn().Close()
+	_ = dead.Process.Kill()
+	_ = dead.Wait()
 
 	done := make(chan error, 1)
 	go func() { done <- p.slot.Apply(ctx, p.env.ForStep(SlotStepID)) }()
