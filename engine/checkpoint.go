@@ -150,6 +150,7 @@ func (r *run) step(ctx context.Context, id string, tr transition, begin, done fu
 	status := tr.ok
 	if err != nil {
 		status = tr.fail
+		err = withServerDetail(err)
 	}
 	if werr := r.update(id, func(c *StepState) {
 		c.Status = status
