@@ -42,6 +42,10 @@ type State struct {
 	// a gate, an interrupt); empty when it completed.
 	Next  string       `json:"next,omitempty"`
 	Steps []*StepState `json:"steps"`
+	// CleanedUp is set by `pgshift cleanup` once it has dropped the
+	// replication objects: the steps' records no longer describe live
+	// objects, so apply and rollback refuse this state.
+	CleanedUp *CleanupRecord `json:"cleaned_up,omitempty"`
 }
 
 // StateSpec names the spec a state belongs to.
@@ -189,6 +193,8 @@ func OpenState(path string, spec *Spec, g *Graph, opts StateOptions) (*StateStor
 		return nil, err
 	case st.Spec.Name != spec.Name:
 		return nil, fmt.Errorf("state file %s belongs to spec %q, not %q: pass --state with another path for this spec", path, st.Spec.Name, spec.Name)
+	case st.CleanedUp != nil && st.CleanedUp.Refuses(opts.Operation):
+		return nil, &CleanedUpError{Path: path, Record: *st.CleanedUp, Operation: opts.Operation}
 	case st.Spec.Hash != hash:
 		if st.Touched() && !opts.AcceptSpecChange {
 			return nil, &SpecChangedError{Path: path, Name: spec.Name, Was: st.Spec.Hash, Now: hash, Operation: opts.Operation}

@@ -5,6 +5,7 @@ import (
 	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/steps"
@@ -115,19 +116,37 @@ func runCleanup(cmd *cobra.Command, a *cleanupArgs) error {
 			return &exitCodeError{code: exitError, err: fmt.Errorf("cleanup cancelled: nothing was dropped (answer yes, or pass --yes to skip the question)")}
 		}
 	}
+	var dropped []string
 	for i, act := range plan.Actions {
 		if err := act.Drop(ctx, env); err != nil {
 			return &exitCodeError{code: exitError, err: fmt.Errorf("drop %s %s on %s: %w (dropped %d of %d; run cleanup again to finish)",
 				act.Kind, act.Name, act.Side, err, i, len(plan.Actions))}
 		}
 		fmt.Fprintf(out, "  - dropped %s %s on %s\n", act.Kind, act.Name, act.Side)
+		dropped = append(dropped, fmt.Sprintf("%s %s on %s", act.Kind, act.Name, act.Side))
 	}
 	if len(unreached) > 0 {
 		fmt.Fprintf(out, "\nCleanup incomplete: %d destroyed; %s not inspected.\n", len(plan.Actions), strings.Join(unreached, " and "))
 		return &exitCodeError{code: exitError, err: fmt.Errorf("cleanup incomplete: run %s again once %s is reachable", again, strings.Join(unreached, " and "))}
 	}
 	fmt.Fprintf(out, "\nCleanup complete: %d destroyed.\n", len(plan.Actions))
+	// The state's done steps no longer describe live objects: say so in it,
+	// so that apply does not take them for done and status tells the story.
+	rec := engine.CleanupRecord{At: time.Now().UTC().Truncate(time.Second), Dropped: dropped, AfterCutover: cutoverDone(statePath)}
+	if err := engine.RecordCleanup(statePath, rec); err != nil {
+		return &exitCodeError{code: exitError, err: fmt.Errorf("the objects are dropped, but %w: apply would take the state's steps for done", err)}
+	}
 	return nil
+}
+
+// cutoverDone says whether the state records a finished cutover.
+func cutoverDone(statePath string) bool {
+	st, err := engine.ReadState(statePath)
+	if err != nil {
+		return false
+	}
+	c := st.Step(steps.CutoverStepID)
+	return c != nil && c.Status == engine.StatusDone
 }
 
 // unfinishedUpgradeNote warns when the state shows an upgrade under way
@@ -138,7 +157,7 @@ func unfinishedUpgradeNote(statePath string, sf *specFlags, stateFlagValue strin
 	if err != nil {
 		return ""
 	}
-	if c := st.Step("cutover"); c != nil && c.Status == engine.StatusDone {
+	if cutoverDone(statePath) {
 		return ""
 	}
 	for _, c := range st.Steps {

@@ -100,16 +100,48 @@ func TestCleanupCommand(t *testing.T) {
 		}
 	})
 
-	t.Run("answering yes drops everything", func(t *testing.T) {
+	t.Run("answering yes drops everything and records it in the state", func(t *testing.T) {
+		// A state as apply leaves it at the cutover gate.
+		g, err := compileSpec(specs[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		statePath := specs[0].StatePath()
+		store, err := engine.OpenState(statePath, specs[0], g, engine.StateOptions{Operation: "apply"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range g.Order() {
+			if id != steps.CutoverStepID {
+				store.UpdateStep(id, func(c *engine.StepState) { c.Status = engine.StatusDone })
+			}
+		}
+		store.Close()
+
 		out, stderr, err := runCleanupCmd(t, "yes\n", "-f", specPath)
 		if err != nil {
 			t.Fatalf("cleanup: %v\n%s\n%s", err, out, stderr)
 		}
-		if !strings.Contains(out, "Cleanup complete: 3 destroyed.") {
+		if !strings.Contains(out, "Cleanup complete: 3 destroyed.") || !strings.Contains(out, "after cleanup, apply cannot resume it") {
 			t.Errorf("output:\n%s", out)
 		}
 		if got := objects(); got != "0/0 0" {
 			t.Errorf("objects after cleanup: %s", got)
+		}
+		st, err := engine.ReadState(statePath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.CleanedUp == nil || len(st.CleanedUp.Dropped) != 3 || st.CleanedUp.AfterCutover {
+			t.Fatalf("state after cleanup: %+v, want the 3 drops recorded, before any cutover", st.CleanedUp)
+		}
+		status, _, code := runCLI(t, "", "status", "-f", specPath, "--offline")
+		if code != exitOK || !strings.Contains(status, "Cleaned up at ") || !strings.Contains(status, "3 replication objects dropped (subscription pgshift_shop_pg16 on green") {
+			t.Errorf("status after cleanup: exit %d\n%s", code, status)
+		}
+		// The done steps are no longer live: apply must not take them for done.
+		if _, stderr, code := runCLI(t, "", "apply", "-f", specPath); code != exitError || !strings.Contains(stderr, "pgshift cleanup dropped this upgrade's replication objects") {
+			t.Errorf("apply after cleanup: exit %d, want 1 with the reason\n%s", code, stderr)
 		}
 	})
 

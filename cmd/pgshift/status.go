@@ -53,14 +53,15 @@ spec or the state cannot be read; 2 usage error.`,
 
 // statusJSON is `status --format json` (format_version 1).
 type statusJSON struct {
-	FormatVersion int                 `json:"format_version"`
-	Name          string              `json:"name"`
-	StateFile     string              `json:"state_file"`
-	StateExists   bool                `json:"state_exists"`
-	LockedBy      *engine.LockInfo    `json:"locked_by,omitempty"`
-	Steps         []statusStepJSON    `json:"steps"`
-	Facts         map[string][]string `json:"facts,omitempty"`
-	Next          string              `json:"next,omitempty"` // how to go on, as the last run recorded it
+	FormatVersion int                   `json:"format_version"`
+	Name          string                `json:"name"`
+	StateFile     string                `json:"state_file"`
+	StateExists   bool                  `json:"state_exists"`
+	LockedBy      *engine.LockInfo      `json:"locked_by,omitempty"`
+	Steps         []statusStepJSON      `json:"steps"`
+	Facts         map[string][]string   `json:"facts,omitempty"`
+	Next          string                `json:"next,omitempty"` // how to go on, as the last run recorded it
+	CleanedUp     *engine.CleanupRecord `json:"cleaned_up,omitempty"`
 }
 
 type statusStepJSON struct {
@@ -113,7 +114,7 @@ func statusOne(cmd *cobra.Command, a *statusArgs, spec *engine.Spec) error {
 	}
 	holder, locked := engine.LockHolder(path)
 
-	out := statusJSON{FormatVersion: 1, Name: spec.Name, StateFile: path, StateExists: exists, LockedBy: holder, Next: st.Next}
+	out := statusJSON{FormatVersion: 1, Name: spec.Name, StateFile: path, StateExists: exists, LockedBy: holder, Next: st.Next, CleanedUp: st.CleanedUp}
 	ids := g.Order()
 	for _, c := range st.Steps {
 		if _, ok := g.Step(c.ID); !ok {
@@ -143,7 +144,8 @@ func statusOne(cmd *cobra.Command, a *statusArgs, spec *engine.Spec) error {
 		out.Steps = append(out.Steps, row)
 	}
 
-	if !a.offline {
+	// After cleanup nothing of the steps is live: there are no facts to read.
+	if !a.offline && st.CleanedUp == nil {
 		ctx, cancel := context.WithTimeout(cmdContext(cmd), a.timeout)
 		defer cancel()
 		env := engine.NewEnv(spec, nil)
@@ -188,6 +190,14 @@ func printStatus(w io.Writer, s *statusJSON, g *engine.Graph, a *statusArgs, int
 	fmt.Fprintf(w, "pgshift status: %s   state %s\n", s.Name, s.StateFile)
 	if !s.StateExists {
 		fmt.Fprintln(w, "No state file yet: nothing has been applied.")
+	}
+	if c := s.CleanedUp; c != nil {
+		fmt.Fprintf(w, "Cleaned up at %s: %s dropped (%s).\n", c.At.UTC().Format(time.RFC3339), pluralize(len(c.Dropped), "replication object"), strings.Join(c.Dropped, ", "))
+		if c.AfterCutover {
+			fmt.Fprintln(w, "The upgrade is over: green is live and nothing replicates back to blue; apply and rollback refuse this state.")
+		} else {
+			fmt.Fprintln(w, "The upgrade was abandoned before its cutover: apply refuses this state; rollback can still undo the rest.")
+		}
 	}
 	if s.LockedBy != nil {
 		fmt.Fprintf(w, "A run is in progress: pgshift %s, pid %d on %s since %s.\n", s.LockedBy.Operation, s.LockedBy.PID, s.LockedBy.Host, s.LockedBy.Since.UTC().Format(time.RFC3339))

@@ -1,0 +1,67 @@
+package engine
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// CleanupRecord is what `pgshift cleanup` dropped, and when.
+type CleanupRecord struct {
+	At      time.Time `json:"at"`
+	Dropped []string  `json:"dropped,omitempty"` // "subscription pgshift_orders on green", ...
+	// AfterCutover: the application had moved to green, so the reverse
+	// replication a rollback needs is gone. Before a cutover a rollback
+	// may still undo the rest (green's schema, roles).
+	AfterCutover bool `json:"after_cutover,omitempty"`
+}
+
+// Refuses says whether the record forbids an operation on its state.
+func (r *CleanupRecord) Refuses(operation string) bool {
+	return operation != "rollback" || r.AfterCutover
+}
+
+// RecordCleanup marks the state at path as cleaned up. The caller holds the
+// state's lock. Without a state file there is no run to mark: nothing is
+// written.
+func RecordCleanup(path string, rec CleanupRecord) error {
+	st, err := ReadState(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	st.CleanedUp = &rec
+	st.Next = ""
+	st.Serial++
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeStateAtomic(path, append(data, '\n')); err != nil {
+		return fmt.Errorf("record the cleanup in %s: %w", path, err)
+	}
+	return nil
+}
+
+// CleanedUpError refuses to apply from a state whose replication objects
+// cleanup has dropped (the done steps would be taken for live objects), and
+// to roll back once the cutover had happened (nothing carries green's
+// writes back any more).
+type CleanedUpError struct {
+	Path      string
+	Record    CleanupRecord
+	Operation string
+}
+
+func (e *CleanedUpError) Error() string {
+	msg := fmt.Sprintf("state file %s: pgshift cleanup dropped this upgrade's replication objects at %s, so its steps no longer describe anything live. ",
+		e.Path, e.Record.At.UTC().Format(time.RFC3339))
+	if e.Operation == "rollback" {
+		return msg + "There is no reverse replication left to roll back with: to move the application back, start a new upgrade in the other direction"
+	}
+	return msg + "To start the upgrade again from the beginning, move the state file aside (or pass --state with a new path)"
+}
