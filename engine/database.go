@@ -20,6 +20,9 @@ type Database struct {
 	Role        string // "blue" or "green": used in messages and logs
 	DSN         string // as written in the spec: holds no password
 	PasswordEnv string
+	// SubscriptionDSN is how the other side's subscription reaches this
+	// database; empty means DSN (see PeerDSN).
+	SubscriptionDSN string
 
 	mu   sync.Mutex
 	pool *pgxpool.Pool
@@ -27,7 +30,20 @@ type Database struct {
 
 // NewDatabase describes one side; nothing is opened until first use.
 func NewDatabase(role string, ep Endpoint) *Database {
-	return &Database{Role: role, DSN: ep.DSN, PasswordEnv: ep.PasswordEnv}
+	return &Database{Role: role, DSN: ep.DSN, PasswordEnv: ep.PasswordEnv, SubscriptionDSN: ep.SubscriptionDSN}
+}
+
+// PeerDSN is the connection string a subscription on the other side uses
+// to reach this database, and the spec field it comes from.
+func (d *Database) PeerDSN() (dsn, field string) {
+	side := "source"
+	if d.Role == "green" {
+		side = "target"
+	}
+	if d.SubscriptionDSN != "" {
+		return d.SubscriptionDSN, side + ".subscription_dsn"
+	}
+	return d.DSN, side + ".dsn"
 }
 
 // Password is the password from PasswordEnv, or "" when none is set (libpq's

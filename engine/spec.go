@@ -46,6 +46,10 @@ type VarDecl struct {
 type Endpoint struct {
 	DSN         string `yaml:"dsn" json:"dsn"`
 	PasswordEnv string `yaml:"password_env,omitempty" json:"password_env,omitempty"`
+	// SubscriptionDSN is how the other side's server reaches this one for
+	// replication, when that differs from DSN (pgshift may run where the
+	// servers' own network is not); empty means DSN.
+	SubscriptionDSN string `yaml:"subscription_dsn,omitempty" json:"subscription_dsn,omitempty"`
 }
 
 type SchemaSpec struct {

@@ -38,6 +38,8 @@ func semanticChecks(doc *document) errList {
 		c.add(n, "cutover.switch.pgbouncer.admin_dsn", fmt.Sprintf("names database %q, not PgBouncer's admin console", admin.Database), "connect to the database pgbouncer, such as postgres://pgbouncer@127.0.0.1:6432/pgbouncer")
 	}
 	c.dsn("cutover", "confirm", "dsn")
+	c.dsn("source", "subscription_dsn")
+	c.dsn("target", "subscription_dsn")
 	c.listen()
 	c.freezeFitsSwitch()
 	c.haproxyServers()
@@ -163,6 +165,9 @@ func (c *checker) dsn(keys ...string) *pgconn.Config {
 	}
 	p := strings.Join(keys, ".")
 	envKey := strings.Join(keys[:len(keys)-1], ".") + "." + strings.TrimSuffix(keys[len(keys)-1], "dsn") + "password_env"
+	if keys[len(keys)-1] == "subscription_dsn" {
+		envKey = keys[0] + ".password_env" // the subscription authenticates as the side's user
+	}
 	if dsnHasPassword(n.Value) {
 		c.add(n, p, "holds a password; a spec must not", "remove it and set "+envKey+" to the name of an environment variable holding it, or use a .pgpass file")
 		return nil

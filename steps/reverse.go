@@ -101,9 +101,10 @@ func ensureReverseSubscription(ctx context.Context, env *engine.Env, blue *pgxpo
 		}
 		return nil
 	}
-	full, redacted, err := subscriptionConninfo(env.Target.DSN, env.Target.Password())
+	dsn, field := env.Target.PeerDSN()
+	full, redacted, err := subscriptionConninfo(dsn, env.Target.Password())
 	if err != nil {
-		return fmt.Errorf("target.dsn: %w", err)
+		return fmt.Errorf("%s: %w", field, err)
 	}
 	version, err := ServerVersionOf(ctx, blue)
 	if err != nil {
@@ -118,7 +119,7 @@ func ensureReverseSubscription(ctx context.Context, env *engine.Env, blue *pgxpo
 	}
 	env.Log.Info("creating reverse subscription on blue (disabled until the switch)", "sql", reverseSubscriptionSQL(env.Spec, redacted, options))
 	if _, err := blue.Exec(ctx, reverseSubscriptionSQL(env.Spec, full, options)); err != nil {
-		return fmt.Errorf("blue: create subscription %q: %s", name, redactConninfoErr(err.Error(), env.Target.DSN, env.Target.Password()))
+		return fmt.Errorf("blue: create subscription %q: %s", name, redactConninfoErr(err.Error(), full, env.Target.Password()))
 	}
 	return nil
 }

@@ -83,9 +83,10 @@ func (s *subscriptionStep) createSQL(conninfo string, options []string) string {
 // conninfos returns blue's connection string as green will use it: the
 // real one and the one fit for plans and logs.
 func (s *subscriptionStep) conninfos(env *engine.Env) (full, redacted string, err error) {
-	full, redacted, err = subscriptionConninfo(env.Source.DSN, env.Source.Password())
+	dsn, field := env.Source.PeerDSN()
+	full, redacted, err = subscriptionConninfo(dsn, env.Source.Password())
 	if err != nil {
-		return "", "", fmt.Errorf("source.dsn: %w", err)
+		return "", "", fmt.Errorf("%s: %w", field, err)
 	}
 	return full, redacted, nil
 }
@@ -314,7 +315,7 @@ func (s *subscriptionStep) Apply(ctx context.Context, env *engine.Env) error {
 		// A single statement outside any transaction block (pgx sends
 		// argument-less Exec through the simple protocol).
 		if _, err := green.Exec(ctx, s.createSQL(full, options)); err != nil {
-			return fmt.Errorf("create subscription %q on green: %s", name, redactConninfoErr(err.Error(), env.Source.DSN, env.Source.Password()))
+			return fmt.Errorf("create subscription %q on green: %s", name, redactConninfoErr(err.Error(), full, env.Source.Password()))
 		}
 		st, err = readSubscription(ctx, green, name)
 		if err != nil {
@@ -717,9 +718,10 @@ func parseConninfoKeywords(s string) (map[string]string, error) {
 }
 
 func (s *subscriptionStep) Describe() plans.Change {
-	_, redacted, err := subscriptionConninfo(s.spec.Source.DSN, "")
+	dsn, field := engine.NewDatabase("blue", s.spec.Source).PeerDSN()
+	_, redacted, err := subscriptionConninfo(dsn, "")
 	if err != nil {
-		return plans.Change{Action: plans.ActionBlocker, Summary: "source.dsn cannot be turned into a conninfo", Blockers: []string{err.Error()}}
+		return plans.Change{Action: plans.ActionBlocker, Summary: field + " cannot be turned into a conninfo", Blockers: []string{err.Error()}}
 	}
 	if s.spec.Source.PasswordEnv != "" && !strings.Contains(redacted, " password=") {
 		redacted += " password=********"

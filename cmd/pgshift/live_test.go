@@ -36,6 +36,8 @@ name: live-app
 source:
   dsn: %s
   password_env: PGSHIFT_LIVE_BLUE_PASSWORD
+  # green reaches blue by another name than pgshift does
+  subscription_dsn: "host=blue.seen-from-green hostaddr=127.0.0.1 port=%d dbname=app user=postgres"
 target:
   dsn: %s
 cutover:
@@ -43,7 +45,7 @@ cutover:
     exec:
       switch: ["true"]
       back: ["true"]
-`, blue.DSN("app"), green.DSN("app"))), 0o600)
+`, blue.DSN("app"), blue.Port, green.DSN("app"))), 0o600)
 
 	// The clusters trust loopback, so the password is sent and ignored: it
 	// must not show in any output, plan or state file.
@@ -97,6 +99,9 @@ cutover:
 	}
 	if n := green.Scalar(t, "app", "SELECT count(*) FROM public.orders"); n != "500" {
 		t.Fatalf("green holds %s rows, want 500", n)
+	}
+	if ci := green.Scalar(t, "app", "SELECT subconninfo FROM pg_subscription"); !strings.HasPrefix(ci, "host=blue.seen-from-green hostaddr=127.0.0.1 ") {
+		t.Fatalf("green's subscription connects with %q, want source.subscription_dsn", strings.ReplaceAll(ci, secret, "<secret>"))
 	}
 	st, err := engine.ReadState(filepath.Join(dir, "live-app.pgshift-state.json"))
 	if err != nil {
