@@ -63,7 +63,9 @@ func TestReadOnlyFreeze(t *testing.T) {
 		if _, err := before.Exec(ctx, "BEGIN; INSERT INTO t VALUES (4)"); err != nil {
 			t.Fatal(err)
 		}
-		wctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		// Long enough for the first poll to finish on a loaded machine: a
+		// deadline that cuts the query itself closes admin's connection.
+		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := WaitForWriters(wctx, admin, "shop", 10*time.Millisecond)
 		cancel()
 		pid := before.PgConn().PID()
