@@ -105,7 +105,7 @@ func TestExecSwitchFailure(t *testing.T) {
 func TestExecSwitchTimeout(t *testing.T) {
 	spec, dir := execSpec(t, `sleep 60 & echo $! > child.pid; wait`)
 	drv, _ := New(spec, execBlue, execGreen)
-	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	err := drv.Switch(ctx, Green)
 	if err == nil || !strings.Contains(err.Error(), "killed after the pause timeout") {

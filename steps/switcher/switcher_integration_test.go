@@ -156,7 +156,7 @@ func testPgBouncer(t *testing.T, blueC, greenC *pgtest.Cluster, blue, green Endp
 		client := connectSimple(t, bouncer.DSN("app"))
 		mustExec(t, client, "BEGIN")
 		mustExec(t, client, "SELECT 1")
-		fctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		fctx, cancel := context.WithTimeout(ctx, time.Second)
 		err := drv.Freeze(fctx)
 		cancel()
 		if !errors.Is(err, ErrFreezeTimeout) {
