@@ -93,10 +93,13 @@ func subscriptionWithOptions(opts map[string]string, greenMajor int) ([]string, 
 	return out, nil
 }
 
-// notReversed are options about blue's side of the forward replication
-// that mean something else on the reverse subscription: failover keeps
-// blue's slot across a failover of blue, and the reverse slot is green's.
+// notReversed are forward options left off the reverse subscription:
+// failover keeps blue's slot across a failover of blue (the reverse slot
+// is green's), and binary from a newer publisher to an older subscriber
+// fails on any type whose binary form the older major cannot read, while
+// the reverse carries only green's new writes, where binary gains little.
 var notReversed = map[string]string{
+	"binary":   "binary rows from green's newer major can fail on blue's older one, and the reverse carries only green's new writes",
 	"failover": "it concerns blue's slot; the reverse slot lives on green",
 }
 

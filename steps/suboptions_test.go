@@ -76,8 +76,8 @@ func TestReverseSubscriptionOptionsByBlueMajor(t *testing.T) {
 		skipped []string
 	}{
 		{13, "synchronous_commit = 'off'", []string{"binary", "disable_on_error", "failover", "streaming"}},
-		{15, "binary = 'true', disable_on_error = 'true', synchronous_commit = 'off'", []string{"failover", "streaming = parallel"}},
-		{16, "binary = 'true', disable_on_error = 'true', streaming = 'parallel', synchronous_commit = 'off'", []string{"failover"}},
+		{15, "disable_on_error = 'true', synchronous_commit = 'off'", []string{"binary", "failover", "streaming = parallel"}},
+		{16, "disable_on_error = 'true', streaming = 'parallel', synchronous_commit = 'off'", []string{"binary", "failover"}},
 	}
 	for _, c := range cases {
 		got, skipped, err := reverseSubscriptionOptions(opts, c.blue)
