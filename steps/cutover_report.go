@@ -52,6 +52,15 @@ func (s *cutoverStep) Report(ctx context.Context, env *engine.Env) ([]string, er
 			}
 		}
 	}
+	// After the cutover the forward slot no longer advances: blue keeps all
+	// WAL since, for a rollback, until cleanup drops it.
+	if phaseRank[phase] >= phaseRank[phaseLive] && rb == "" {
+		if blue, err := env.Source.Pool(ctx); err == nil {
+			if st, err := readSlot(ctx, blue, s.spec.SlotName()); err == nil && st.Exists {
+				facts = append(facts, fmt.Sprintf("the forward slot %s holds %s of WAL on blue (kept for a rollback): run pgshift cleanup once blue is retired", s.spec.SlotName(), replBytes(st.LagBytes)))
+			}
+		}
+	}
 	return facts, nil
 }
 

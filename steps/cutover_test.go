@@ -538,7 +538,8 @@ func TestCutoverPgBouncer(t *testing.T) {
 		if !slices.Contains(res2.Skipped, CutoverStepID) || len(res2.Failed) > 0 {
 			t.Fatalf("apply again after the cutover: skipped %v, failed %v", res2.Skipped, res2.Failed)
 		}
-		if text := r.report(t); !strings.Contains(text, "cutover done") || !strings.Contains(text, "pgbouncer sends traffic to green") {
+		if text := r.report(t); !strings.Contains(text, "cutover done") || !strings.Contains(text, "pgbouncer sends traffic to green") ||
+			!strings.Contains(text, "the forward slot pgshift_shop holds ") {
 			t.Fatalf("status facts:\n%s", text)
 		}
 	})
