@@ -63,10 +63,11 @@ func TestReadOnlyFreeze(t *testing.T) {
 		if _, err := before.Exec(ctx, "BEGIN; INSERT INTO t VALUES (4)"); err != nil {
 			t.Fatal(err)
 		}
-		// Long enough for the first poll to finish on a loaded machine: a
-		// deadline that cuts the query itself closes admin's connection.
+		// One poll, then a wait past the deadline: a deadline that cut the
+		// query itself would close the connection it runs on.
+		waiter := cutoverTestConn(t, c.DSN("postgres"))
 		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err := WaitForWriters(wctx, admin, "shop", 10*time.Millisecond)
+		err := WaitForWriters(wctx, waiter, "shop", 5*time.Second)
 		cancel()
 		pid := before.PgConn().PID()
 		if err == nil || !strings.Contains(err.Error(), "still in write transactions") || !strings.Contains(err.Error(), strconv.FormatUint(uint64(pid), 10)) {

@@ -318,6 +318,10 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 	})
 
 	t.Run("slot rollback refuses while green streams from it, naming the holder", func(t *testing.T) {
+		// A walsender between two connections would let the slot go.
+		waitUntil(t, "green's walsender to hold the slot", func() bool {
+			return p.blue.Scalar(t, "app", "SELECT active FROM pg_replication_slots WHERE slot_name = 'pgshift_orders_pg'") == "t"
+		})
 		slot := &slotStep{spec: p.spec, inactiveWait: time.Second}
 		err := slot.Rollback(testCtx(t), p.env.ForStep(SlotStepID))
 		if err == nil || !strings.Contains(err.Error(), "in use by walsender pid") || !strings.Contains(err.Error(), `"pgshift_orders_pg"`) {

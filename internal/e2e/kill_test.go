@@ -55,7 +55,7 @@ func TestKillResume(t *testing.T) {
 	var kills []string
 	killedIn := map[string]bool{}
 	runs, writes := 0, 0
-	for round := 1; round <= 8 && len(killedIn) < len(schedule)-randomKills; round++ {
+	for round := 1; round <= 20 && (len(killedIn) < len(schedule)-randomKills || len(kills) < 10); round++ {
 		if round > 1 {
 			r := pgshift(t, dir, "rollback", "-f", spec, "--yes")
 			if r.code != 0 {

@@ -179,10 +179,10 @@ func testSnapshotCopy(t *testing.T, blueMajor, greenMajor int) {
 	time.Sleep(time.Second) // let some writes go through streaming too
 	stopWrites()
 	end := p.blue.Scalar(t, "app", "SELECT pg_current_wal_lsn()")
-	deadline := time.Now().Add(40 * time.Second)
+	deadline := time.Now().Add(3 * time.Minute)
 	for p.blue.Scalar(t, "app", fmt.Sprintf("SELECT coalesce(confirmed_flush_lsn >= '%s', false) FROM pg_replication_slots WHERE slot_name = 'pgshift_app'", end)) != "t" {
 		if time.Now().After(deadline) {
-			t.Fatalf("green did not catch up to %s in 40 s: blue slot %s; green %s", end,
+			t.Fatalf("green did not catch up to %s in 3 minutes: blue slot %s; green %s", end,
 				p.blue.Scalar(t, "app", "SELECT row(s.*)::text FROM pg_replication_slots s WHERE slot_name = 'pgshift_app'"),
 				p.green.Scalar(t, "app", "SELECT string_agg(row(a.pid, a.backend_type, a.state, a.wait_event_type, a.wait_event, left(a.query, 60))::text, E'\\n') FROM pg_stat_activity a"))
 		}

@@ -103,10 +103,21 @@ func TestExecSwitchFailure(t *testing.T) {
 
 // On timeout the command and what it started are killed.
 func TestExecSwitchTimeout(t *testing.T) {
-	spec, dir := execSpec(t, `sleep 60 & echo $! > child.pid; wait`)
+	spec, dir := execSpec(t, `sleep 60 & echo $! > child.tmp; mv child.tmp child.pid; wait`)
 	drv, _ := New(spec, execBlue, execGreen)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	// The pause ends once the command has started its child, however slowly
+	// the shell starts (bounded: a hang fails the test, not the suite).
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	go func() {
+		for ctx.Err() == nil {
+			if _, err := os.Stat(filepath.Join(dir, "child.pid")); err == nil {
+				cancel()
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}()
 	err := drv.Switch(ctx, Green)
 	if err == nil || !strings.Contains(err.Error(), "killed after the pause timeout") {
 		t.Fatalf("err = %v", err)

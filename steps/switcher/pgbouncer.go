@@ -401,9 +401,10 @@ func (p *pgBouncer) unfreeze(ctx context.Context) error {
 
 // loginQuietBudget and reconnectBudget bound the waits before PAUSE and
 // after RESUME, while traffic flows; past them the driver goes on (they only
-// make a stall less likely).
+// make a stall less likely). Neither counts in the write pause, so the login
+// budget covers a slow login on a loaded server, not just a quick one.
 const (
-	loginQuietBudget = 100 * time.Millisecond
+	loginQuietBudget = time.Second
 	reconnectBudget  = 2 * time.Second
 )
 

@@ -188,7 +188,7 @@ func testPgBouncer(t *testing.T, blueC, greenC *pgtest.Cluster, blue, green Endp
 		}
 		loop := startQueryLoop(t, bouncer.DSN("app"))
 		loop.waitFor(t, port[Blue])
-		bench := startPgbench(t, bouncer.Port, "app", 3)
+		bench := startPgbench(t, bouncer.Port, "app", 8)
 		waitRows(t, blueC, "app", "SELECT count(*) FROM ticks")
 
 		var cycles []time.Duration

@@ -32,7 +32,8 @@ func TestLoadThroughPgBouncer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2500 * time.Millisecond) // into the second run
+	// Into the second run, however slowly the first one starts.
+	waitSegments(t, load, 2)
 	res := load.Stop()
 	if len(res.Problems) > 0 || res.Failed != 0 {
 		t.Fatalf("load problems %q, %d failed", res.Problems, res.Failed)
@@ -61,8 +62,41 @@ func TestLoadThroughPgBouncer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2500 * time.Millisecond)
+	waitSegments(t, once, 1)
+	once.mu.Lock()
+	first := once.segs[0]
+	once.mu.Unlock()
+	select {
+	case <-first.exited:
+	case <-time.After(time.Minute):
+		t.Fatal("pgbench -T 1 has not ended after a minute")
+	}
+	// The load's own goroutine notes the early end; give it the moment.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		once.mu.Lock()
+		late := once.stoppedLate
+		once.mu.Unlock()
+		if late {
+			break
+		}
+	}
 	if res := once.Stop(); !res.EndedEarly || len(res.Segments) != 1 || len(res.Problems) > 0 {
 		t.Fatalf("single run stopped after its end: ended early %v, %d runs, problems %q", res.EndedEarly, len(res.Segments), res.Problems)
+	}
+}
+
+// waitSegments waits until the load has started n pgbench runs.
+func waitSegments(t *testing.T, l *Load, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(50 * time.Millisecond) {
+		l.mu.Lock()
+		got := len(l.segs)
+		l.mu.Unlock()
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d pgbench runs started after a minute, want %d", got, n)
+		}
 	}
 }
