@@ -31,6 +31,16 @@ func freezeModes(mode string) (pooler, readOnly bool) {
 	return true, false
 }
 
+// beforeFreeze runs the driver's preparation for a pooler freeze, before
+// the pause is timed.
+func (r *run) beforeFreeze(ctx context.Context) {
+	if pooler, _ := freezeModes(r.spec.Cutover.Freeze); pooler {
+		if bf, ok := r.drv.(switcher.BeforeFreezer); ok {
+			bf.BeforeFreeze(ctx)
+		}
+	}
+}
+
 // freeze freezes one side. wasReadOnly says whether its owner had made it
 // read-only already (then unfreeze leaves it so).
 func (r *run) freeze(ctx context.Context, db *pgxpool.Pool, dbname string) error {

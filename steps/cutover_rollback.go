@@ -138,6 +138,7 @@ func (r *run) switchBackFresh(ctx context.Context) error {
 	}
 
 	pause := time.Duration(r.spec.Cutover.PauseTimeout)
+	r.beforeFreeze(ctx)
 	r.record(rbFrozenAt, time.Now().UTC().Format(time.RFC3339Nano))
 	r.setRB(rbFreezing)
 	r.frozen = time.Now()

@@ -125,6 +125,7 @@ func (r *run) lap(name string) {
 // back to blue, unfrozen, reverse objects dropped, forward re-enabled.
 func (r *run) freezeAndSwitch(ctx context.Context) error {
 	pause := time.Duration(r.spec.Cutover.PauseTimeout)
+	r.beforeFreeze(ctx)
 	// Recorded before the freeze, so that a killed run is known to have
 	// frozen. Inside the pause only the switch is recorded (each record is
 	// a durable state write): what a recovery must know is whether traffic

@@ -345,13 +345,14 @@ func (p *pgBouncer) findInIncludes(doc *iniDoc, depth int) string {
 // PAUSE closes every server connection of the database, including one still
 // logging in; PgBouncer counts that as a failed login and then waits
 // server_login_retry (15 s by default) before connecting again, and turns
-// away clients that log in meanwhile. So Freeze first waits, briefly, for no
-// server login to be in flight (up to 100 ms, before anything is held), and
-// Unfreeze lifts the retry delay while the pool reconnects.
+// away clients that log in meanwhile. So BeforeFreeze waits (up to 1 s,
+// outside the pause) for no server login to be in flight, Freeze checks
+// again briefly for one begun since, and Unfreeze lifts the retry delay
+// while the pool reconnects.
 func (p *pgBouncer) Freeze(ctx context.Context) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.waitNoServerLogin(ctx, loginQuietBudget)
+	p.waitNoServerLogin(ctx, loginRecheckBudget)
 	_, err := p.command(ctx, "PAUSE "+p.dbArg())
 	if err == nil {
 		return nil
@@ -399,13 +400,22 @@ func (p *pgBouncer) unfreeze(ctx context.Context) error {
 	return rerr
 }
 
-// loginQuietBudget and reconnectBudget bound the waits before PAUSE and
-// after RESUME, while traffic flows; past them the driver goes on (they only
-// make a stall less likely). Neither counts in the write pause, so the login
-// budget covers a slow login on a loaded server, not just a quick one.
+// BeforeFreeze waits for server logins in flight to finish (see Freeze).
+func (p *pgBouncer) BeforeFreeze(ctx context.Context) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.waitNoServerLogin(ctx, loginQuietBudget)
+}
+
+// loginQuietBudget, loginRecheckBudget and reconnectBudget bound the waits
+// before PAUSE and after RESUME, while traffic flows; past them the driver
+// goes on (they only make a stall less likely). The first runs before the
+// pause is timed, so it can wait out a slow login on a loaded server; the
+// recheck inside the pause stays short.
 const (
-	loginQuietBudget = time.Second
-	reconnectBudget  = 2 * time.Second
+	loginQuietBudget   = time.Second
+	loginRecheckBudget = 100 * time.Millisecond
+	reconnectBudget    = 2 * time.Second
 )
 
 // pools reads SHOW POOLS rows of the database.

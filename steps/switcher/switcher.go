@@ -59,6 +59,12 @@ type Driver interface {
 	Close() error
 }
 
+// BeforeFreezer is a driver with work to do just before a freeze that must
+// not count in the write pause (traffic still flows while it runs).
+type BeforeFreezer interface {
+	BeforeFreeze(ctx context.Context)
+}
+
 // ErrFreezeTimeout is wrapped by Freeze when its context expired before the
 // freeze was in place (PgBouncer waits for running transactions to end).
 var ErrFreezeTimeout = errors.New("freeze did not complete in time")

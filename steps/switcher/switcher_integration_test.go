@@ -195,6 +195,7 @@ func testPgBouncer(t *testing.T, blueC, greenC *pgtest.Cluster, blue, green Endp
 		var phases []string // freeze+switch+unfreeze
 		sides := []Side{Green, Blue, Green, Blue, Green}
 		for i, to := range sides {
+			drv.(BeforeFreezer).BeforeFreeze(ctx) // as the cutover does, before timing the pause
 			start := time.Now()
 			fctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 			if err := drv.Freeze(fctx); err != nil {
