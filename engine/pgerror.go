@@ -18,7 +18,9 @@ func withServerDetail(err error) error {
 	}
 	msg := err.Error()
 	var extra []string
-	if d := oneLine(pgErr.Detail, 300); d != "" && !strings.Contains(msg, d) {
+	// Integrity violations (class 23) detail the offending row's values:
+	// user data, kept out of logs and the state file.
+	if d := oneLine(pgErr.Detail, 300); d != "" && !strings.HasPrefix(pgErr.Code, "23") && !strings.Contains(msg, d) {
 		extra = append(extra, "DETAIL: "+d)
 	}
 	if h := oneLine(pgErr.Hint, 300); h != "" && !strings.Contains(msg, h) {

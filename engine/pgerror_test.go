@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -22,10 +23,16 @@ func TestWithServerDetail(t *testing.T) {
 		t.Errorf("the PostgreSQL error is no longer reachable with errors.As")
 	}
 
-	detail := &pgconn.PgError{Severity: "ERROR", Code: "23505", Message: "duplicate key value violates unique constraint \"t_pkey\"",
-		Detail: "Key (id)=(1)\n already exists."}
-	if got := withServerDetail(detail).Error(); got != `ERROR: duplicate key value violates unique constraint "t_pkey" (SQLSTATE 23505) (DETAIL: Key (id)=(1) already exists.)` {
+	detail := &pgconn.PgError{Severity: "ERROR", Code: "55006", Message: "replication slot \"s\" is active for PID 42",
+		Detail: "Drop the subscription\n first."}
+	if got := withServerDetail(detail).Error(); got != `ERROR: replication slot "s" is active for PID 42 (SQLSTATE 55006) (DETAIL: Drop the subscription first.)` {
 		t.Errorf("detail folded onto one line: %s", got)
+	}
+	// A row's values stay out of the message.
+	row := &pgconn.PgError{Severity: "ERROR", Code: "23505", Message: "duplicate key value violates unique constraint \"t_pkey\"",
+		Detail: "Key (email)=(someone@example.com) already exists."}
+	if got := withServerDetail(row).Error(); strings.Contains(got, "someone@") {
+		t.Errorf("an integrity violation's row values reached the message: %s", got)
 	}
 
 	// Nothing to add: the same error comes back.

@@ -34,6 +34,11 @@ func RecordCleanup(path string, rec CleanupRecord) error {
 	if err != nil {
 		return err
 	}
+	// A cleanup run again after a partial one adds to what was dropped.
+	if prev := st.CleanedUp; prev != nil {
+		rec.Dropped = append(append([]string(nil), prev.Dropped...), rec.Dropped...)
+		rec.AfterCutover = rec.AfterCutover || prev.AfterCutover
+	}
 	st.CleanedUp = &rec
 	st.Next = ""
 	st.Serial++
@@ -63,5 +68,8 @@ func (e *CleanedUpError) Error() string {
 	if e.Operation == "rollback" {
 		return msg + "There is no reverse replication left to roll back with: to move the application back, start a new upgrade in the other direction"
 	}
-	return msg + "To start the upgrade again from the beginning, move the state file aside (or pass --state with a new path)"
+	if e.Record.AfterCutover {
+		return msg + "The upgrade is over: to upgrade again, start from a new state file (--state NEW-PATH)"
+	}
+	return msg + "Undo what is left (green's schema and roles) with pgshift rollback first: it clears this mark, and apply then starts over from the beginning"
 }

@@ -43,14 +43,15 @@ func TestRecordCleanupRefusesApplyAndRollback(t *testing.T) {
 	}
 	rb.Close()
 
-	if err := RecordCleanup(path, CleanupRecord{At: at, Dropped: []string{"subscription pgshift_x on green"}, AfterCutover: true}); err != nil {
+	// A second cleanup (after a partial one) adds to the record.
+	if err := RecordCleanup(path, CleanupRecord{At: at, Dropped: []string{"slot pgshift_x on blue"}, AfterCutover: true}); err != nil {
 		t.Fatal(err)
 	}
 	st, err := ReadState(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.CleanedUp == nil || !st.CleanedUp.At.Equal(at) || len(st.CleanedUp.Dropped) != 1 || st.Next != "" {
+	if st.CleanedUp == nil || !st.CleanedUp.At.Equal(at) || strings.Join(st.CleanedUp.Dropped, ", ") != "subscription pgshift_x on green, slot pgshift_x on blue" || st.Next != "" {
 		t.Fatalf("state after cleanup: %+v next %q", st.CleanedUp, st.Next)
 	}
 	for _, op := range []string{"apply", "rollback"} {

@@ -109,6 +109,15 @@ var phaseRank = map[string]int{
 	phaseSwitching: 3, phaseSwitched: 4, phaseLive: 5, phaseDone: 6,
 }
 
+// TrafficMayBeOnGreen says, from a cutover step's recorded outputs, whether
+// traffic may have moved to green and not been brought back: the switch was
+// called (even if the run failed or was killed after it) and no rollback
+// switched back.
+func TrafficMayBeOnGreen(outputs map[string]string) bool {
+	rb := outputs[rbPhase]
+	return phaseRank[outputs[coPhase]] >= phaseRank[phaseSwitching] && rb != rbSwitchedBck && rb != rbDone
+}
+
 // frozenPhase says whether a recorded phase leaves a freeze in place.
 func frozenPhase(p string) bool {
 	r := phaseRank[p]
@@ -144,18 +153,21 @@ func (s *cutoverStep) driver() (switcher.Driver, error) {
 	return newSwitchDriver(s.spec)
 }
 
-// newSwitchDriver builds the spec's driver, with blue and green as pgshift
-// reaches them.
+// newSwitchDriver builds the spec's driver, with blue and green as the
+// servers' own network reaches them (subscription_dsn where the spec sets
+// one: the address pgshift uses may be a tunnel the pooler cannot use).
 func newSwitchDriver(spec *engine.Spec) (switcher.Driver, error) {
-	blue, err := switcher.EndpointFromDSN(spec.Source.DSN)
-	if err != nil {
-		return nil, fmt.Errorf("source.dsn: %w", err)
+	var eps [2]switcher.Endpoint
+	for i, db := range []*engine.Database{engine.NewDatabase("blue", spec.Source), engine.NewDatabase("green", spec.Target)} {
+		dsn, field, err := peerDSN(db)
+		if err == nil {
+			eps[i], err = switcher.EndpointFromDSN(dsn)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", field, err)
+		}
 	}
-	green, err := switcher.EndpointFromDSN(spec.Target.DSN)
-	if err != nil {
-		return nil, fmt.Errorf("target.dsn: %w", err)
-	}
-	return switcher.New(spec, blue, green)
+	return switcher.New(spec, eps[0], eps[1])
 }
 
 // cutoverPool opens a small pool whose sessions carry cutoverApplication and
@@ -339,8 +351,18 @@ func (s *cutoverStep) Describe() plans.Change {
 		fmt.Sprintf("before the freeze: wait for lag under %s, REFRESH MATERIALIZED VIEW on green, forward subscription synchronous_commit = on", replBytes(preFreezeLag(s.spec))),
 	}
 	if s.spec.Cutover.ReverseReplication {
+		conninfo := "<target.dsn cannot be turned into a conninfo>"
+		if dsn, field, err := peerDSN(engine.NewDatabase("green", s.spec.Target)); err != nil {
+			conninfo = "<" + field + " cannot be turned into a conninfo>"
+		} else if _, redacted, err := subscriptionConninfo(dsn, ""); err == nil {
+			if s.spec.Target.PasswordEnv != "" {
+				redacted += " password=********"
+			}
+			conninfo = redacted
+		}
 		details = append(details,
-			fmt.Sprintf("before the freeze: CREATE PUBLICATION %s on green (the replicated tables); CREATE SUBSCRIPTION %s on blue (enabled = false, copy_data = false, create_slot = false)", replIdent(rev), replIdent(rev)))
+			fmt.Sprintf("before the freeze: CREATE PUBLICATION %s on green (the replicated tables); CREATE SUBSCRIPTION %s on blue CONNECTION %s (enabled = false, copy_data = false, create_slot = false, and the replication.options blue's version accepts but binary and failover)",
+				replIdent(rev), replIdent(rev), QuoteLiteral(conninfo)))
 	}
 	details = append(details,
 		fmt.Sprintf("freeze (%s), drain: green confirms blue's last position; copy every sequence + %d", s.spec.Cutover.Freeze, s.spec.Sequences.Margin),

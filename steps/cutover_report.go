@@ -53,11 +53,17 @@ func (s *cutoverStep) Report(ctx context.Context, env *engine.Env) ([]string, er
 		}
 	}
 	// After the cutover the forward slot no longer advances: blue keeps all
-	// WAL since, for a rollback, until cleanup drops it.
+	// WAL since its restart_lsn until cleanup drops it.
 	if phaseRank[phase] >= phaseRank[phaseLive] && rb == "" {
 		if blue, err := env.Source.Pool(ctx); err == nil {
-			if st, err := readSlot(ctx, blue, s.spec.SlotName()); err == nil && st.Exists {
-				facts = append(facts, fmt.Sprintf("the forward slot %s holds %s of WAL on blue (kept for a rollback): run pgshift cleanup once blue is retired", s.spec.SlotName(), replBytes(st.LagBytes)))
+			var held int64
+			err := blue.QueryRow(ctx, "SELECT coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint FROM pg_replication_slots WHERE slot_name = $1", s.spec.SlotName()).Scan(&held)
+			switch {
+			case err != nil:
+			case s.spec.Cutover.ReverseReplication:
+				facts = append(facts, fmt.Sprintf("the forward slot %s holds %s of WAL on blue (kept for a rollback): run pgshift cleanup once blue is retired", s.spec.SlotName(), replBytes(held)))
+			default:
+				facts = append(facts, fmt.Sprintf("the forward slot %s holds %s of WAL on blue, and without reverse replication no rollback needs it: run pgshift cleanup", s.spec.SlotName(), replBytes(held)))
 			}
 		}
 	}

@@ -134,17 +134,17 @@ func WaitForWriters(ctx context.Context, db querier, name string, pollEvery time
 	if pollEvery <= 0 {
 		pollEvery = 10 * time.Millisecond
 	}
-	var last []int32
+	var lastSeen []int32
 	for {
 		pids, err := writers(ctx, db, name)
 		if err != nil {
 			// The deadline came during a poll: name the writers seen last.
-			if ctx.Err() != nil && len(last) > 0 {
-				return fmt.Errorf("database %s: sessions %v are still in write transactions: %w", name, last, ctx.Err())
+			if ctx.Err() != nil && len(lastSeen) > 0 {
+				return fmt.Errorf("database %s: sessions %v are still in write transactions: %w", name, lastSeen, ctx.Err())
 			}
 			return err
 		}
-		last = pids
+		lastSeen = pids
 		if len(pids) == 0 {
 			return nil
 		}

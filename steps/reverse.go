@@ -101,7 +101,10 @@ func ensureReverseSubscription(ctx context.Context, env *engine.Env, blue *pgxpo
 		}
 		return nil
 	}
-	dsn, field := env.Target.PeerDSN()
+	dsn, field, err := peerDSN(env.Target)
+	if err != nil {
+		return fmt.Errorf("%s: %w", field, err)
+	}
 	full, redacted, err := subscriptionConninfo(dsn, env.Target.Password())
 	if err != nil {
 		return fmt.Errorf("%s: %w", field, err)

@@ -94,13 +94,13 @@ func subscriptionWithOptions(opts map[string]string, greenMajor int) ([]string, 
 }
 
 // notReversed are forward options left off the reverse subscription:
-// failover keeps blue's slot across a failover of blue (the reverse slot
-// is green's), and binary from a newer publisher to an older subscriber
+// failover makes the publisher's slot survive a failover of the publisher
+// (on the reverse that is green's slot, which pgshift creates itself), and binary from a newer publisher to an older subscriber
 // fails on any type whose binary form the older major cannot read, while
 // the reverse carries only green's new writes, where binary gains little.
 var notReversed = map[string]string{
 	"binary":   "binary rows from green's newer major can fail on blue's older one, and the reverse carries only green's new writes",
-	"failover": "it concerns blue's slot; the reverse slot lives on green",
+	"failover": "it concerns the publisher's slot, and the reverse slot on green is pgshift's own",
 }
 
 // reverseSubscriptionOptions returns the spec's options that blue's major

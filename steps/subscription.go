@@ -83,7 +83,10 @@ func (s *subscriptionStep) createSQL(conninfo string, options []string) string {
 // conninfos returns blue's connection string as green will use it: the
 // real one and the one fit for plans and logs.
 func (s *subscriptionStep) conninfos(env *engine.Env) (full, redacted string, err error) {
-	dsn, field := env.Source.PeerDSN()
+	dsn, field, err := peerDSN(env.Source)
+	if err != nil {
+		return "", "", fmt.Errorf("%s: %w", field, err)
+	}
 	full, redacted, err = subscriptionConninfo(dsn, env.Source.Password())
 	if err != nil {
 		return "", "", fmt.Errorf("%s: %w", field, err)
@@ -718,8 +721,11 @@ func parseConninfoKeywords(s string) (map[string]string, error) {
 }
 
 func (s *subscriptionStep) Describe() plans.Change {
-	dsn, field := engine.NewDatabase("blue", s.spec.Source).PeerDSN()
-	_, redacted, err := subscriptionConninfo(dsn, "")
+	dsn, field, err := peerDSN(engine.NewDatabase("blue", s.spec.Source))
+	var redacted string
+	if err == nil {
+		_, redacted, err = subscriptionConninfo(dsn, "")
+	}
 	if err != nil {
 		return plans.Change{Action: plans.ActionBlocker, Summary: field + " cannot be turned into a conninfo", Blockers: []string{err.Error()}}
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -116,37 +117,49 @@ func runCleanup(cmd *cobra.Command, a *cleanupArgs) error {
 			return &exitCodeError{code: exitError, err: fmt.Errorf("cleanup cancelled: nothing was dropped (answer yes, or pass --yes to skip the question)")}
 		}
 	}
+	// Once anything is dropped, the state's done steps no longer describe
+	// live objects: say so in it (also after a partial cleanup), so that
+	// apply does not take them for done and status tells the story.
 	var dropped []string
+	record := func() error {
+		if len(dropped) == 0 {
+			return nil
+		}
+		rec := engine.CleanupRecord{At: time.Now().UTC().Truncate(time.Second), Dropped: dropped, AfterCutover: cutoverDone(statePath)}
+		if err := engine.RecordCleanup(statePath, rec); err != nil {
+			return fmt.Errorf("%s dropped, but %w: apply would take the state's steps for done", pluralize(len(dropped), "object"), err)
+		}
+		return nil
+	}
 	for i, act := range plan.Actions {
 		if err := act.Drop(ctx, env); err != nil {
-			return &exitCodeError{code: exitError, err: fmt.Errorf("drop %s %s on %s: %w (dropped %d of %d; run cleanup again to finish)",
-				act.Kind, act.Name, act.Side, err, i, len(plan.Actions))}
+			err = fmt.Errorf("drop %s %s on %s: %w (dropped %d of %d; run cleanup again to finish)", act.Kind, act.Name, act.Side, err, i, len(plan.Actions))
+			return &exitCodeError{code: exitError, err: errors.Join(err, record())}
 		}
 		fmt.Fprintf(out, "  - dropped %s %s on %s\n", act.Kind, act.Name, act.Side)
 		dropped = append(dropped, fmt.Sprintf("%s %s on %s", act.Kind, act.Name, act.Side))
+	}
+	if err := record(); err != nil {
+		return &exitCodeError{code: exitError, err: err}
 	}
 	if len(unreached) > 0 {
 		fmt.Fprintf(out, "\nCleanup incomplete: %d destroyed; %s not inspected.\n", len(plan.Actions), strings.Join(unreached, " and "))
 		return &exitCodeError{code: exitError, err: fmt.Errorf("cleanup incomplete: run %s again once %s is reachable", again, strings.Join(unreached, " and "))}
 	}
 	fmt.Fprintf(out, "\nCleanup complete: %d destroyed.\n", len(plan.Actions))
-	// The state's done steps no longer describe live objects: say so in it,
-	// so that apply does not take them for done and status tells the story.
-	rec := engine.CleanupRecord{At: time.Now().UTC().Truncate(time.Second), Dropped: dropped, AfterCutover: cutoverDone(statePath)}
-	if err := engine.RecordCleanup(statePath, rec); err != nil {
-		return &exitCodeError{code: exitError, err: fmt.Errorf("the objects are dropped, but %w: apply would take the state's steps for done", err)}
-	}
 	return nil
 }
 
-// cutoverDone says whether the state records a finished cutover.
+// cutoverDone says whether the state records a cutover that may have moved
+// traffic to green (finished, or failed or killed after its switch) and no
+// rollback since.
 func cutoverDone(statePath string) bool {
 	st, err := engine.ReadState(statePath)
 	if err != nil {
 		return false
 	}
 	c := st.Step(steps.CutoverStepID)
-	return c != nil && c.Status == engine.StatusDone
+	return c != nil && (c.Status == engine.StatusDone || steps.TrafficMayBeOnGreen(c.Outputs)) && c.Status != engine.StatusRolledBack
 }
 
 // unfinishedUpgradeNote warns when the state shows an upgrade under way

@@ -111,7 +111,14 @@ func runRollback(cmd *cobra.Command, a *rollbackArgs) error {
 	if !res.Complete() {
 		next = "rollback incomplete: fix the cause, then run " + again
 	}
-	if err := store.Update(func(st *engine.State) { st.Next = next }); err != nil {
+	if err := store.Update(func(st *engine.State) {
+		st.Next = next
+		// Everything is undone: a cleanup before it no longer stands
+		// between this state and a fresh apply.
+		if res.Complete() && ctx.Err() == nil {
+			st.CleanedUp = nil
+		}
+	}); err != nil {
 		return &exitCodeError{code: exitError, err: err}
 	}
 	if ctx.Err() != nil {

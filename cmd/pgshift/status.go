@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/steps"
 	"github.com/spf13/cobra"
 )
 
@@ -144,8 +145,7 @@ func statusOne(cmd *cobra.Command, a *statusArgs, spec *engine.Spec) error {
 		out.Steps = append(out.Steps, row)
 	}
 
-	// After cleanup nothing of the steps is live: there are no facts to read.
-	if !a.offline && st.CleanedUp == nil {
+	if !a.offline {
 		ctx, cancel := context.WithTimeout(cmdContext(cmd), a.timeout)
 		defer cancel()
 		env := engine.NewEnv(spec, nil)
@@ -159,6 +159,11 @@ func statusOne(cmd *cobra.Command, a *statusArgs, spec *engine.Spec) error {
 			}
 			if c := st.Step(id); c == nil || c.Status == engine.StatusPending || c.Status == engine.StatusUpstreamFailed || c.Status == engine.StatusRolledBack {
 				continue // nothing of it exists to report on
+			}
+			// After cleanup the replication objects are gone; the cutover
+			// still says where traffic goes and whether a side is frozen.
+			if st.CleanedUp != nil && id != steps.CutoverStepID {
+				continue
 			}
 			facts, err := r.Report(ctx, env.ForStep(id))
 			if err != nil {

@@ -130,7 +130,7 @@ feed:
 	}
 	// An interrupted run reports the interruption, not whichever network
 	// error a worker saw when pgx closed its connection on cancel.
-	if err := context.Cause(parent); err != nil {
+	if err := context.Cause(parent); err != nil && res.Parts < len(parts) {
 		return res, fmt.Errorf("copy interrupted after %d of %d parts: %w", res.Parts, len(parts), err)
 	}
 	if firstErr != nil {
