@@ -38,6 +38,11 @@ create is kept. Running it again when everything is gone changes nothing.
 A replication slot left behind keeps WAL on its server forever: run cleanup
 when the upgrade is over.
 
+What it dropped is recorded in the state file: status shows it, apply
+refuses that state afterwards (its steps' objects are gone), and so does
+rollback once the cutover had moved traffic to green. Before a cutover,
+rollback still undoes the rest and clears the mark.
+
 It takes the state's lock, so it never runs beside an apply or a rollback
 of the same spec.
 
