@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -111,10 +112,9 @@ func TestCleanupCommand(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, id := range g.Order() {
-			if id != steps.CutoverStepID {
-				store.UpdateStep(id, func(c *engine.StepState) { c.Status = engine.StatusDone })
-			}
+		// The steps this test applied by hand, recorded as apply would.
+		for _, id := range []string{steps.PublicationStepID, steps.SlotStepID, steps.SubscriptionStepID, steps.CatchupStepID} {
+			store.UpdateStep(id, func(c *engine.StepState) { c.Status = engine.StatusDone })
 		}
 		store.Close()
 
@@ -140,8 +140,16 @@ func TestCleanupCommand(t *testing.T) {
 			t.Errorf("status after cleanup: exit %d\n%s", code, status)
 		}
 		// The done steps are no longer live: apply must not take them for done.
-		if _, stderr, code := runCLI(t, "", "apply", "-f", specPath); code != exitError || !strings.Contains(stderr, "pgshift cleanup dropped this upgrade's replication objects") {
-			t.Errorf("apply after cleanup: exit %d, want 1 with the reason\n%s", code, stderr)
+		if _, stderr, code := runCLI(t, "", "apply", "-f", specPath); code != exitError || !strings.Contains(stderr, "pgshift cleanup dropped this upgrade's replication objects") ||
+			!strings.Contains(stderr, "pgshift rollback first") {
+			t.Errorf("apply after cleanup: exit %d, want 1 with the reason and the way on\n%s", code, stderr)
+		}
+		// Before a cutover, rollback undoes the rest and lifts the mark.
+		if out, stderr, code := runCLI(t, "", "rollback", "-f", specPath, "--yes"); code != exitOK {
+			t.Fatalf("rollback after cleanup: exit %d\n%s\n%s", code, out, stderr)
+		}
+		if st, err := engine.ReadState(statePath); err != nil || st.CleanedUp != nil {
+			t.Fatalf("after a complete rollback the cleanup mark must be gone: %+v, %v", st, err)
 		}
 	})
 
@@ -180,6 +188,10 @@ func TestCleanupCommand(t *testing.T) {
 		}
 		if n := green.Scalar(t, "shop", "SELECT count(*) FROM pg_subscription"); n != "0" {
 			t.Errorf("green's subscription survived: %s", n)
+		}
+		// A partial cleanup is recorded too: apply must not trust the state.
+		if st, err := engine.ReadState(specs[0].StatePath()); err != nil || st.CleanedUp == nil || !slices.Contains(st.CleanedUp.Dropped, "subscription pgshift_shop_pg16 on green") {
+			t.Errorf("the partial cleanup is not recorded in the state: %+v, %v", st, err)
 		}
 	})
 }
