@@ -95,6 +95,18 @@ func startHAProxy(t testing.TB, opts HAProxyOptions) (*HAProxy, error) {
 			return nil, err
 		}
 	}
+	// The listening port says the proxy is up; the runtime API socket may
+	// come a moment later.
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(10 * time.Millisecond) {
+		conn, err := net.DialTimeout("unix", h.Socket, time.Second)
+		if err == nil {
+			conn.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("HAProxy runtime API %s not answering after a minute: %v", h.Socket, err)
+		}
+	}
 	return h, nil
 }
 

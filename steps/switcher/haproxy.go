@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pgshift/pgshift/engine"
@@ -58,15 +59,29 @@ func (h *haProxy) server(s Side) string {
 
 // dial opens the runtime API: a path (or unix@path) is a Unix socket,
 // anything else host:port (an ipv4@ prefix is accepted as HAProxy writes it).
+//
+// A refused connection is tried again for a moment: HAProxy's stats socket
+// has a small backlog (its maxconn, 10 by default), which a busy HAProxy
+// answering one command per connection can leave full for a few
+// milliseconds; a cutover must not abort on that.
 func (h *haProxy) dial(ctx context.Context) (net.Conn, error) {
 	network, addr := runtimeAddr(h.addr)
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, network, addr)
-	if err != nil {
-		return nil, fmt.Errorf("haproxy runtime API %s: %w (check cutover.switch.haproxy.socket and the stats socket line of haproxy.cfg)", h.addr, err)
+	deadline := time.Now().Add(runtimeRetryBudget)
+	for {
+		conn, err := d.DialContext(ctx, network, addr)
+		if err == nil {
+			return conn, nil
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, syscall.EAGAIN) || time.Now().After(deadline) || ctx.Err() != nil {
+			return nil, fmt.Errorf("haproxy runtime API %s: %w (check cutover.switch.haproxy.socket and the stats socket line of haproxy.cfg)", h.addr, err)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
-	return conn, nil
 }
+
+// runtimeRetryBudget bounds the retries of a refused runtime API connection.
+const runtimeRetryBudget = time.Second
 
 func runtimeAddr(a string) (network, addr string) {
 	switch {
