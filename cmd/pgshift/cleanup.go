@@ -130,7 +130,7 @@ func runCleanup(cmd *cobra.Command, a *cleanupArgs) error {
 		if len(dropped) == 0 {
 			return nil
 		}
-		rec := engine.CleanupRecord{At: time.Now().UTC().Truncate(time.Second), Dropped: dropped, AfterCutover: cutoverDone(statePath)}
+		rec := engine.CleanupRecord{At: time.Now().UTC().Truncate(time.Second), Dropped: dropped, AfterCutover: trafficMovedToGreen(statePath)}
 		if err := engine.RecordCleanup(statePath, rec); err != nil {
 			return fmt.Errorf("%s dropped, but %w: apply would take the state's steps for done", pluralize(len(dropped), "object"), err)
 		}
@@ -155,10 +155,10 @@ func runCleanup(cmd *cobra.Command, a *cleanupArgs) error {
 	return nil
 }
 
-// cutoverDone says whether the state records a cutover that may have moved
+// trafficMovedToGreen says whether the state records a cutover that may have moved
 // traffic to green (finished, or failed or killed after its switch) and no
 // rollback since.
-func cutoverDone(statePath string) bool {
+func trafficMovedToGreen(statePath string) bool {
 	st, err := engine.ReadState(statePath)
 	if err != nil {
 		return false
@@ -175,7 +175,7 @@ func unfinishedUpgradeNote(statePath string, sf *specFlags, stateFlagValue strin
 	if err != nil {
 		return ""
 	}
-	if cutoverDone(statePath) {
+	if trafficMovedToGreen(statePath) {
 		return ""
 	}
 	for _, c := range st.Steps {
