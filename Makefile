@@ -27,7 +27,7 @@ test-short:
 	$(GO) test -count=1 -short $(PKGS)
 
 lint:
-	@out="$$(gofmt -l cmd engine steps schemas plans internal)"; \
+	@out="$$(gofmt -l cmd engine spec steps schemas plans internal)"; \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
 

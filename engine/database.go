@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgshift/pgshift/spec"
 )
 
 // Database is one side of the upgrade (blue or green) as the steps reach it.
@@ -29,7 +30,7 @@ type Database struct {
 }
 
 // NewDatabase describes one side; nothing is opened until first use.
-func NewDatabase(role string, ep Endpoint) *Database {
+func NewDatabase(role string, ep spec.Endpoint) *Database {
 	return &Database{Role: role, DSN: ep.DSN, PasswordEnv: ep.PasswordEnv, SubscriptionDSN: ep.SubscriptionDSN}
 }
 

@@ -1,20 +1,24 @@
 package engine
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/pgshift/pgshift/spec"
+)
 
 // A subscription on the other side uses subscription_dsn when the spec sets
 // one, and names the field it took in its errors.
 func TestPeerDSN(t *testing.T) {
 	cases := []struct {
 		role string
-		ep   Endpoint
+		ep   spec.Endpoint
 		dsn  string
 		from string
 	}{
-		{"blue", Endpoint{DSN: "postgres://u@bastion:15432/db"}, "postgres://u@bastion:15432/db", "source.dsn"},
-		{"blue", Endpoint{DSN: "postgres://u@bastion:15432/db", SubscriptionDSN: "host=blue.internal dbname=db"}, "host=blue.internal dbname=db", "source.subscription_dsn"},
-		{"green", Endpoint{DSN: "postgres://u@green:5432/db"}, "postgres://u@green:5432/db", "target.dsn"},
-		{"green", Endpoint{DSN: "postgres://u@green:5432/db", SubscriptionDSN: "host=10.0.0.7 dbname=db"}, "host=10.0.0.7 dbname=db", "target.subscription_dsn"},
+		{"blue", spec.Endpoint{DSN: "postgres://u@bastion:15432/db"}, "postgres://u@bastion:15432/db", "source.dsn"},
+		{"blue", spec.Endpoint{DSN: "postgres://u@bastion:15432/db", SubscriptionDSN: "host=blue.internal dbname=db"}, "host=blue.internal dbname=db", "source.subscription_dsn"},
+		{"green", spec.Endpoint{DSN: "postgres://u@green:5432/db"}, "postgres://u@green:5432/db", "target.dsn"},
+		{"green", spec.Endpoint{DSN: "postgres://u@green:5432/db", SubscriptionDSN: "host=10.0.0.7 dbname=db"}, "host=10.0.0.7 dbname=db", "target.subscription_dsn"},
 	}
 	for _, c := range cases {
 		dsn, from := NewDatabase(c.role, c.ep).PeerDSN()

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pgshift/pgshift/spec"
 )
 
 // Redacted is what plans, logs and errors show of a connection string: it
@@ -17,7 +19,7 @@ func TestRedactedNeverHoldsThePassword(t *testing.T) {
 		"host=db.internal port=5433 dbname=orders user=app password=dsn-secret-2",
 		"postgres://app@db.internal:5433/orders?password=dsn-secret-2",
 	} {
-		d := NewDatabase("blue", Endpoint{DSN: dsn, PasswordEnv: "PGSHIFT_TEST_PW"})
+		d := NewDatabase("blue", spec.Endpoint{DSN: dsn, PasswordEnv: "PGSHIFT_TEST_PW"})
 		got := d.Redacted()
 		if want := "postgres://app@db.internal:5433/orders"; got != want {
 			t.Errorf("Redacted(%q) = %q, want %q", dsn, got, want)
@@ -33,7 +35,7 @@ func TestRedactedNeverHoldsThePassword(t *testing.T) {
 func TestConnectErrorNamesThePasswordSourceNotThePassword(t *testing.T) {
 	t.Setenv("PGSHIFT_TEST_PW", "env-secret-1")
 	// Port 1 on loopback: nothing listens there, the connection is refused.
-	d := NewDatabase("green", Endpoint{DSN: "postgres://app@127.0.0.1:1/orders?sslmode=disable&connect_timeout=5", PasswordEnv: "PGSHIFT_TEST_PW"})
+	d := NewDatabase("green", spec.Endpoint{DSN: "postgres://app@127.0.0.1:1/orders?sslmode=disable&connect_timeout=5", PasswordEnv: "PGSHIFT_TEST_PW"})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	_, err := d.Connect(ctx)

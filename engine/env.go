@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/pgshift/pgshift/spec"
 )
 
 // Env is what a step sees while it runs: the spec, both databases, a logger,
@@ -11,7 +12,7 @@ import (
 // persists in the state file. The executor hands each step a copy whose
 // StepID names it.
 type Env struct {
-	Spec    *Spec
+	Spec    *spec.Spec
 	Source  *Database // blue
 	Target  *Database // green
 	Log     hclog.Logger
@@ -25,14 +26,14 @@ type Env struct {
 }
 
 // NewEnv builds the run environment for a spec.
-func NewEnv(spec *Spec, log hclog.Logger) *Env {
+func NewEnv(s *spec.Spec, log hclog.Logger) *Env {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
 	return &Env{
-		Spec:     spec,
-		Source:   NewDatabase("blue", spec.Source),
-		Target:   NewDatabase("green", spec.Target),
+		Spec:     s,
+		Source:   NewDatabase("blue", s.Source),
+		Target:   NewDatabase("green", s.Target),
 		Log:      log,
 		Metrics:  NewMetrics(),
 		Progress: NoProgress{},

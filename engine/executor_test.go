@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/spec"
 )
 
 // fakeStep is a step of pure logic for engine tests.
@@ -87,8 +88,8 @@ func (r *recorder) count(id string) int {
 	return n
 }
 
-func testSpec() *Spec {
-	return &Spec{Version: 1, Name: "orders", Source: Endpoint{DSN: "postgres://u@blue:5432/db"}, Target: Endpoint{DSN: "postgres://u@green:5432/db"}}
+func testSpec() *spec.Spec {
+	return &spec.Spec{Version: 1, Name: "orders", Source: spec.Endpoint{DSN: "postgres://u@blue:5432/db"}, Target: spec.Endpoint{DSN: "postgres://u@green:5432/db"}}
 }
 
 func mustCompile(t *testing.T, steps ...Step) *Graph {
@@ -100,9 +101,9 @@ func mustCompile(t *testing.T, steps ...Step) *Graph {
 	return g
 }
 
-func openStore(t *testing.T, path string, spec *Spec, g *Graph) *StateStore {
+func openStore(t *testing.T, path string, s *spec.Spec, g *Graph) *StateStore {
 	t.Helper()
-	st, err := OpenState(path, spec, g, StateOptions{Operation: "apply"})
+	st, err := OpenState(path, s, g, StateOptions{Operation: "apply"})
 	if err != nil {
 		t.Fatal(err)
 	}

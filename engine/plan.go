@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/spec"
 )
 
 // PlanOptions tunes BuildPlan.
@@ -158,14 +159,14 @@ func CheckSavedPlan(ctx context.Context, saved *plans.Plan, planFile string, g *
 // CheckSavedPlanSpec is the part of CheckSavedPlan that needs no
 // connection: the plan is of this spec, observed something, and the spec's
 // value has not changed.
-func CheckSavedPlanSpec(saved *plans.Plan, planFile string, spec *Spec) error {
-	if saved.Name != spec.Name {
-		return &StalePlanError{PlanFile: planFile, Reason: fmt.Sprintf("it is a plan of spec %q, not %q", saved.Name, spec.Name)}
+func CheckSavedPlanSpec(saved *plans.Plan, planFile string, s *spec.Spec) error {
+	if saved.Name != s.Name {
+		return &StalePlanError{PlanFile: planFile, Reason: fmt.Sprintf("it is a plan of spec %q, not %q", saved.Name, s.Name)}
 	}
 	if saved.Offline || saved.Fingerprint == "" {
 		return fmt.Errorf("saved plan %s was made with --offline: it observed nothing, so it cannot be applied. Run `pgshift plan -out %s` without --offline", planFile, planFile)
 	}
-	if saved.SpecHash != spec.Hash() {
+	if saved.SpecHash != s.Hash() {
 		return &StalePlanError{PlanFile: planFile, Reason: "the spec has changed"}
 	}
 	return nil

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"sort"
 	"time"
+
+	"github.com/pgshift/pgshift/spec"
 )
 
 // StateFormatVersion is the version of the state file format.
@@ -171,7 +173,7 @@ type StateStore struct {
 // OpenState locks the state file at path, reads it (or starts a new one),
 // checks it belongs to spec, and lists every step of g (missing ones as
 // pending) in g's order.
-func OpenState(path string, spec *Spec, g *Graph, opts StateOptions) (*StateStore, error) {
+func OpenState(path string, sp *spec.Spec, g *Graph, opts StateOptions) (*StateStore, error) {
 	lock, err := AcquireLock(path, opts.Operation, opts.LockTimeout)
 	if err != nil {
 		return nil, err
@@ -184,20 +186,20 @@ func OpenState(path string, spec *Spec, g *Graph, opts StateOptions) (*StateStor
 	}()
 	removeStaleTemps(path)
 
-	hash := spec.Hash()
+	hash := sp.Hash()
 	st, err := ReadState(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		st = &State{FormatVersion: StateFormatVersion, Spec: StateSpec{Name: spec.Name, Hash: hash}}
+		st = &State{FormatVersion: StateFormatVersion, Spec: StateSpec{Name: sp.Name, Hash: hash}}
 	case err != nil:
 		return nil, err
-	case st.Spec.Name != spec.Name:
-		return nil, fmt.Errorf("state file %s belongs to spec %q, not %q: pass --state with another path for this spec", path, st.Spec.Name, spec.Name)
+	case st.Spec.Name != sp.Name:
+		return nil, fmt.Errorf("state file %s belongs to spec %q, not %q: pass --state with another path for this spec", path, st.Spec.Name, sp.Name)
 	case st.CleanedUp != nil && st.CleanedUp.Refuses(opts.Operation):
 		return nil, &CleanedUpError{Path: path, Record: *st.CleanedUp, Operation: opts.Operation}
 	case st.Spec.Hash != hash:
 		if st.Touched() && !opts.AcceptSpecChange {
-			return nil, &SpecChangedError{Path: path, Name: spec.Name, Was: st.Spec.Hash, Now: hash, Operation: opts.Operation}
+			return nil, &SpecChangedError{Path: path, Name: sp.Name, Was: st.Spec.Hash, Now: hash, Operation: opts.Operation}
 		}
 		st.Spec.Hash = hash
 	}

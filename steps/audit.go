@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/spec"
 )
 
 const auditID = "audit"
@@ -28,7 +29,7 @@ const (
 type audit struct{}
 
 func init() {
-	register(func(*engine.Spec) []engine.Step { return []engine.Step{audit{}} })
+	register(func(*spec.Spec) []engine.Step { return []engine.Step{audit{}} })
 }
 
 func (audit) ID() string      { return auditID }

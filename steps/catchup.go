@@ -8,20 +8,21 @@ import (
 
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/spec"
 )
 
 // CatchupStepID waits for green to follow blue closely.
 const CatchupStepID = "replication.catchup"
 
 func init() {
-	register(func(spec *engine.Spec) []engine.Step { return []engine.Step{&catchupStep{spec: spec}} })
+	register(func(spec *spec.Spec) []engine.Step { return []engine.Step{&catchupStep{spec: spec}} })
 }
 
 // catchupStep waits until every table of the subscription is ready (its
 // initial copy done and merged into the stream) and the slot's lag is under
 // catchupThreshold. It changes nothing, so it is idempotent by nature.
 type catchupStep struct {
-	spec *engine.Spec
+	spec *spec.Spec
 	// poll and progress are the measuring and logging periods (tests may
 	// shorten them).
 	poll, progress time.Duration
@@ -41,7 +42,7 @@ func (s *catchupStep) Needs() []string { return []string{SubscriptionStepID} }
 const minCatchupLag = 16 << 20
 
 // catchupThreshold is max(cutover.max_lag_bytes, 16 MiB).
-func catchupThreshold(spec *engine.Spec) int64 {
+func catchupThreshold(spec *spec.Spec) int64 {
 	if spec.Cutover.MaxLagBytes > minCatchupLag {
 		return spec.Cutover.MaxLagBytes
 	}
@@ -75,7 +76,7 @@ func (p replicationProgress) caughtUp(threshold int64) bool {
 		p.Slot.Exists && p.Slot.LagBytes >= 0 && p.Slot.LagBytes <= threshold
 }
 
-func measureReplication(ctx context.Context, env *engine.Env, spec *engine.Spec) (replicationProgress, error) {
+func measureReplication(ctx context.Context, env *engine.Env, spec *spec.Spec) (replicationProgress, error) {
 	var p replicationProgress
 	green, err := env.Target.Pool(ctx)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/spec"
 	"github.com/pgshift/pgshift/steps/snapcopy"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -34,7 +35,7 @@ const (
 )
 
 func init() {
-	register(func(spec *engine.Spec) []engine.Step {
+	register(func(spec *spec.Spec) []engine.Step {
 		if spec.Replication.InitialCopy.Method != "snapshot" {
 			return nil
 		}
@@ -51,7 +52,7 @@ func init() {
 // An interrupted copy cannot resume (its snapshot died with its
 // connection): applying again finds the slot without a finished copy,
 // empties the copied tables on green, drops the slot and starts over.
-type copyStep struct{ spec *engine.Spec }
+type copyStep struct{ spec *spec.Spec }
 
 func (s *copyStep) ID() string      { return CopyStepID }
 func (s *copyStep) Needs() []string { return []string{"target.schema", SlotStepID} }

@@ -14,6 +14,7 @@ import (
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/spec"
 )
 
 // copySchema adds, next to pgbench's tables, a partitioned table, an enum
@@ -45,10 +46,10 @@ func TestCopyStepSnapshotMethod(t *testing.T) {
 	runTool(t, pgbench, "-i", "-q", "-s", "3", "-h", blue.Host, "-p", strconv.Itoa(blue.Port), "-U", "postgres", "app")
 	blue.Exec(t, "app", copySchema)
 
-	spec := &engine.Spec{
+	spec := &spec.Spec{
 		Name:   "copy-test",
-		Source: engine.Endpoint{DSN: blue.DSN("app")},
-		Target: engine.Endpoint{DSN: green.DSN("app")},
+		Source: spec.Endpoint{DSN: blue.DSN("app")},
+		Target: spec.Endpoint{DSN: green.DSN("app")},
 	}
 	spec.SetDefaults()
 	spec.Schema.Copy = true
@@ -267,7 +268,7 @@ func mustAtoi(t *testing.T, s string) int64 {
 }
 
 func TestCopyFingerprintIgnoresTableSizes(t *testing.T) {
-	spec := &engine.Spec{Name: "fp"}
+	spec := &spec.Spec{Name: "fp"}
 	spec.SetDefaults()
 	spec.Replication.InitialCopy.Method = "snapshot"
 	s := &copyStep{spec: spec}

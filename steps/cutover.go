@@ -10,6 +10,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/spec"
 	"github.com/pgshift/pgshift/steps/switcher"
 )
 
@@ -17,7 +18,7 @@ import (
 const CutoverStepID = "cutover"
 
 func init() {
-	register(func(spec *engine.Spec) []engine.Step { return []engine.Step{&cutoverStep{spec: spec}} })
+	register(func(spec *spec.Spec) []engine.Step { return []engine.Step{&cutoverStep{spec: spec}} })
 }
 
 // cutoverStep freezes writes, drains replication into green, copies the
@@ -31,10 +32,10 @@ func init() {
 // switch has happened and aborts it (back to blue, unfrozen) otherwise;
 // rollback does the same before switching back; status says how.
 type cutoverStep struct {
-	spec *engine.Spec
+	spec *spec.Spec
 
 	// newDriver builds the switch driver (tests may wrap the real one).
-	newDriver func(spec *engine.Spec) (switcher.Driver, error)
+	newDriver func(spec *spec.Spec) (switcher.Driver, error)
 	// hook, when set, runs at named stages of the freeze: tests use it to
 	// break something at a precise moment (stop green before the switch).
 	hook func(stage string) error
@@ -52,14 +53,14 @@ func (s *cutoverStep) Gate() string {
 		s.spec.Cutover.Freeze, time.Duration(s.spec.Cutover.PauseTimeout), switchName(s.spec), reverseNote(s.spec))
 }
 
-func reverseNote(spec *engine.Spec) string {
+func reverseNote(spec *spec.Spec) string {
 	if spec.Cutover.ReverseReplication {
 		return ", and replicates green back to blue for rollback"
 	}
 	return " without reverse replication (rollback would lose green's writes)"
 }
 
-func switchName(spec *engine.Spec) string {
+func switchName(spec *spec.Spec) string {
 	sw := spec.Cutover.Switch
 	switch {
 	case sw.PgBouncer != nil:
@@ -134,7 +135,7 @@ const cutoverApplication = "pgshift-cutover"
 type run struct {
 	s       *cutoverStep
 	env     *engine.Env
-	spec    *engine.Spec
+	spec    *spec.Spec
 	drv     switcher.Driver
 	blue    *pgxpool.Pool
 	green   *pgxpool.Pool
@@ -156,7 +157,7 @@ func (s *cutoverStep) driver() (switcher.Driver, error) {
 // newSwitchDriver builds the spec's driver, with blue and green as the
 // servers' own network reaches them (subscription_dsn where the spec sets
 // one: the address pgshift uses may be a tunnel the pooler cannot use).
-func newSwitchDriver(spec *engine.Spec) (switcher.Driver, error) {
+func newSwitchDriver(spec *spec.Spec) (switcher.Driver, error) {
 	var eps [2]switcher.Endpoint
 	for i, db := range []*engine.Database{engine.NewDatabase("blue", spec.Source), engine.NewDatabase("green", spec.Target)} {
 		dsn, field, err := peerDSN(db)
@@ -372,7 +373,7 @@ func (s *cutoverStep) Describe() plans.Change {
 	}
 	details = append(details, fmt.Sprintf("switch to green, unfreeze (aborts back to blue past %s)", time.Duration(s.spec.Cutover.PauseTimeout)))
 	if c := s.spec.Cutover.Confirm; c != nil && c.DSN != "" {
-		details = append(details, "after the unfreeze: a write through "+engine.NewDatabase("cutover.confirm", engine.Endpoint{DSN: c.DSN}).Redacted()+" (temporary table, dropped at commit) must land on green")
+		details = append(details, "after the unfreeze: a write through "+engine.NewDatabase("cutover.confirm", spec.Endpoint{DSN: c.DSN}).Redacted()+" (temporary table, dropped at commit) must land on green")
 	} else {
 		details = append(details, "write through the switch not confirmed (set cutover.confirm.dsn)")
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/spec"
 )
 
 // coConfirmed records whether a write through cutover.confirm.dsn landed on
@@ -51,7 +52,7 @@ func (r *run) confirmThroughSwitch(ctx context.Context) error {
 	if c == nil || c.DSN == "" {
 		return nil
 	}
-	through := engine.NewDatabase("cutover.confirm", engine.Endpoint{DSN: c.DSN, PasswordEnv: c.PasswordEnv})
+	through := engine.NewDatabase("cutover.confirm", spec.Endpoint{DSN: c.DSN, PasswordEnv: c.PasswordEnv})
 	landed, err := writeThrough(ctx, through)
 	if err == nil {
 		err = r.landedOnGreen(ctx, through, landed)

@@ -5,21 +5,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/spec"
 )
 
 // Offline parts of the cutover: the gate, the plan text, the freeze modes
 // and the reverse subscription's SQL. No server is started.
 
-func cutoverTestSpec() *engine.Spec {
-	s := &engine.Spec{
+func cutoverTestSpec() *spec.Spec {
+	s := &spec.Spec{
 		Name:   "orders-pg17",
-		Source: engine.Endpoint{DSN: "postgres://replicator@blue.internal:5432/orders"},
-		Target: engine.Endpoint{DSN: "postgres://postgres@green.internal:5433/orders", PasswordEnv: "GREEN_PASSWORD"},
-		Cutover: engine.CutoverSpec{
+		Source: spec.Endpoint{DSN: "postgres://replicator@blue.internal:5432/orders"},
+		Target: spec.Endpoint{DSN: "postgres://postgres@green.internal:5433/orders", PasswordEnv: "GREEN_PASSWORD"},
+		Cutover: spec.CutoverSpec{
 			ReverseReplication: true,
-			Switch:             engine.SwitchSpec{PgBouncer: &engine.PgBouncerSwitch{AdminDSN: "postgres://pgbouncer@127.0.0.1:6432/pgbouncer", Config: "/etc/pgbouncer/pgbouncer.ini", Database: "orders"}},
+			Switch:             spec.SwitchSpec{PgBouncer: &spec.PgBouncerSwitch{AdminDSN: "postgres://pgbouncer@127.0.0.1:6432/pgbouncer", Config: "/etc/pgbouncer/pgbouncer.ini", Database: "orders"}},
 		},
 	}
 	s.SetDefaults()

@@ -7,6 +7,7 @@ import (
 
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/spec"
 )
 
 // preFreezeLagFloor is the lag the cutover waits for before it freezes:
@@ -14,7 +15,7 @@ import (
 // tens of milliseconds of apply. cutover.max_lag_bytes raises it.
 const preFreezeLagFloor = 1 << 20
 
-func preFreezeLag(spec *engine.Spec) int64 {
+func preFreezeLag(spec *spec.Spec) int64 {
 	if spec.Cutover.MaxLagBytes > preFreezeLagFloor {
 		return spec.Cutover.MaxLagBytes
 	}

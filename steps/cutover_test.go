@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/pgtest"
+	"github.com/pgshift/pgshift/spec"
 	"github.com/pgshift/pgshift/steps/switcher"
 )
 
@@ -47,7 +48,7 @@ const seedRows = 1000
 
 type cutoverRig struct {
 	blue, green *pgtest.Cluster
-	spec        *engine.Spec
+	spec        *spec.Spec
 	logs        *syncBuffer
 	step        *cutoverStep
 	graph       *engine.Graph
@@ -76,12 +77,12 @@ func newCutoverRig(t *testing.T, configure func(r *cutoverRig)) *cutoverRig {
 		c.Exec(t, "app", cutoverSchema)
 	}
 	r.blue.Exec(t, "app", cutoverRows)
-	r.spec = &engine.Spec{
+	r.spec = &spec.Spec{
 		Name:   "shop",
-		Source: engine.Endpoint{DSN: r.blue.DSN("app")},
-		Target: engine.Endpoint{DSN: r.green.DSN("app")},
-		Cutover: engine.CutoverSpec{
-			PauseTimeout:       engine.Duration(10 * time.Second),
+		Source: spec.Endpoint{DSN: r.blue.DSN("app")},
+		Target: spec.Endpoint{DSN: r.green.DSN("app")},
+		Cutover: spec.CutoverSpec{
+			PauseTimeout:       spec.Duration(10 * time.Second),
 			ReverseReplication: true,
 		},
 	}
@@ -375,9 +376,9 @@ func requireClean(t *testing.T, res pgbenchResult, what string) {
 	t.Logf("%s: pgbench committed %d transactions, 0 failed, longest latency %s", what, res.processed, res.maxLatency.Round(time.Millisecond))
 }
 
-func currentSide(t *testing.T, spec *engine.Spec) switcher.Side {
+func currentSide(t *testing.T, sp *spec.Spec) switcher.Side {
 	t.Helper()
-	drv, err := newSwitchDriver(spec)
+	drv, err := newSwitchDriver(sp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,10 +412,10 @@ func TestCutoverPgBouncer(t *testing.T) {
 			"app": fmt.Sprintf("host=127.0.0.1 port=%d dbname=app", r.blue.Port),
 		}})
 		r.spec.Cutover.Freeze = "pooler"
-		r.spec.Cutover.Switch.PgBouncer = &engine.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, Config: bouncer.ConfigPath, Database: "app"}
+		r.spec.Cutover.Switch.PgBouncer = &spec.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, Config: bouncer.ConfigPath, Database: "app"}
 		// The application's own path: after the unfreeze pgshift writes
 		// through it and checks the write landed on green.
-		r.spec.Cutover.Confirm = &engine.ConfirmSpec{DSN: bouncer.DSN("app")}
+		r.spec.Cutover.Confirm = &spec.ConfirmSpec{DSN: bouncer.DSN("app")}
 	})
 	committed := 0
 
@@ -547,9 +548,9 @@ func TestCutoverPgBouncer(t *testing.T) {
 	t.Run("a write that reaches blue is not confirmed", func(t *testing.T) {
 		// As if the switch had left the application on blue: the path named
 		// by confirm.dsn reaches blue directly.
-		spec := *r.spec
-		spec.Cutover.Confirm = &engine.ConfirmSpec{DSN: r.blue.DSN("app")}
-		step := &cutoverStep{spec: &spec}
+		sp := *r.spec
+		sp.Cutover.Confirm = &spec.ConfirmSpec{DSN: r.blue.DSN("app")}
+		step := &cutoverStep{spec: &sp}
 		r.session(t, "status", func(env *engine.Env, _ *engine.StateStore) {
 			env = env.ForStep(CutoverStepID)
 			run, err := step.open(testCtx(t), env)
@@ -792,7 +793,7 @@ func TestCutoverHAProxy(t *testing.T) {
 			{Name: "green", Addr: fmt.Sprintf("127.0.0.1:%d", r.green.Port)},
 		}})
 		r.spec.Cutover.Freeze = "read-only"
-		r.spec.Cutover.Switch.HAProxy = &engine.HAProxySwitch{Socket: proxy.Socket, Backend: "pg", BlueServer: "blue", GreenServer: "green"}
+		r.spec.Cutover.Switch.HAProxy = &spec.HAProxySwitch{Socket: proxy.Socket, Backend: "pg", BlueServer: "blue", GreenServer: "green"}
 	})
 	ctx := testCtx(t)
 
@@ -885,7 +886,7 @@ func TestCutoverHAProxy(t *testing.T) {
 
 	t.Run("pause_timeout reached: aborted back to blue", func(t *testing.T) {
 		short := *r.spec
-		short.Cutover.PauseTimeout = engine.Duration(2 * time.Second)
+		short.Cutover.PauseTimeout = spec.Duration(2 * time.Second)
 		slow := &cutoverStep{spec: &short, hook: func(stage string) error {
 			if stage == "frozen" {
 				time.Sleep(3 * time.Second) // something inside the freeze takes too long
@@ -910,7 +911,7 @@ func TestCutoverHAProxy(t *testing.T) {
 
 	t.Run("exec switch command fails: aborted back to blue", func(t *testing.T) {
 		failing := *r.spec
-		failing.Cutover.Switch = engine.SwitchSpec{Exec: &engine.ExecSwitch{
+		failing.Cutover.Switch = spec.SwitchSpec{Exec: &spec.ExecSwitch{
 			Switch: []string{"sh", "-c", "echo green is not reachable from here >&2; exit 3"},
 			Back:   []string{"true"},
 		}}

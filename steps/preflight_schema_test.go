@@ -13,6 +13,7 @@ import (
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/spec"
 )
 
 // blueExtras are what pagila lacks and the checks are about: a table
@@ -43,7 +44,7 @@ GRANT auditors TO audit_bot;
 
 type prepPair struct {
 	blue, green *pgtest.Cluster
-	spec        *engine.Spec
+	spec        *spec.Spec
 	log         *syncBuffer
 }
 
@@ -75,7 +76,7 @@ func (p *prepPair) apply(t *testing.T, env *engine.Env, s engine.Step) error {
 	return s.Apply(prepCtx(t), env.ForStep(s.ID()))
 }
 
-func stepOf(t *testing.T, spec *engine.Spec, id string) engine.Step {
+func stepOf(t *testing.T, spec *spec.Spec, id string) engine.Step {
 	t.Helper()
 	for _, s := range For(spec) {
 		if s.ID() == id {
@@ -116,11 +117,11 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 	// Both roles exist on green already, without the membership: granting
 	// it leaves no mark on green, so rollback must remember it.
 	p.green.Exec(t, "postgres", "CREATE ROLE auditors NOLOGIN; CREATE ROLE audit_bot NOLOGIN")
-	p.spec = &engine.Spec{
+	p.spec = &spec.Spec{
 		Name:   "pagila-pg17",
-		Source: engine.Endpoint{DSN: p.blue.DSN("app")},
-		Target: engine.Endpoint{DSN: p.green.DSN("app")},
-		Schema: engine.SchemaSpec{Copy: true, Roles: true},
+		Source: spec.Endpoint{DSN: p.blue.DSN("app")},
+		Target: spec.Endpoint{DSN: p.green.DSN("app")},
+		Schema: spec.SchemaSpec{Copy: true, Roles: true},
 	}
 	p.spec.SetDefaults()
 	source := stepOf(t, p.spec, preflightSourceID)

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/spec"
 )
 
 const preflightSourceID = "preflight.source"
@@ -28,7 +29,7 @@ const extraSyncSlots = 2
 type preflightSource struct{}
 
 func init() {
-	register(func(*engine.Spec) []engine.Step { return []engine.Step{preflightSource{}} })
+	register(func(*spec.Spec) []engine.Step { return []engine.Step{preflightSource{}} })
 }
 
 func (preflightSource) ID() string      { return preflightSourceID }

@@ -7,6 +7,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/spec"
 )
 
 const preflightTargetID = "preflight.target"
@@ -18,7 +19,7 @@ const preflightTargetID = "preflight.target"
 type preflightTarget struct{}
 
 func init() {
-	register(func(*engine.Spec) []engine.Step { return []engine.Step{preflightTarget{}} })
+	register(func(*spec.Spec) []engine.Step { return []engine.Step{preflightTarget{}} })
 }
 
 func (preflightTarget) ID() string      { return preflightTargetID }
@@ -271,9 +272,9 @@ SELECT EXISTS (SELECT 1 FROM pg_subscription s JOIN pg_database d ON d.oid = s.s
 }
 
 // allTablesSpec is the spec with a selection of every table.
-func allTablesSpec(spec *engine.Spec) *engine.Spec {
-	c := *spec
-	c.Tables = engine.TablesSpec{Include: []string{"*.*"}}
+func allTablesSpec(s *spec.Spec) *spec.Spec {
+	c := *s
+	c.Tables = spec.TablesSpec{Include: []string{"*.*"}}
 	return &c
 }
 

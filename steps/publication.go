@@ -10,13 +10,14 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/spec"
 )
 
 // PublicationStepID publishes the selected tables on blue.
 const PublicationStepID = "source.publication"
 
 func init() {
-	register(func(spec *engine.Spec) []engine.Step { return []engine.Step{&publicationStep{spec: spec}} })
+	register(func(spec *spec.Spec) []engine.Step { return []engine.Step{&publicationStep{spec: spec}} })
 }
 
 // publicationStep creates, on blue, a publication with an explicit list of
@@ -24,14 +25,14 @@ func init() {
 // a bookkeeping table without a replica identity, must not join silently).
 // A partitioned table is published through its root so that rows land in
 // green's partitions whatever their layout there.
-type publicationStep struct{ spec *engine.Spec }
+type publicationStep struct{ spec *spec.Spec }
 
 func (s *publicationStep) ID() string      { return PublicationStepID }
 func (s *publicationStep) Needs() []string { return []string{"audit"} }
 
 // ownerComment marks a publication pgshift created, so that rollback and
 // cleanup never drop a publication the user made.
-func ownerComment(spec *engine.Spec) string { return "pgshift: created for " + spec.Name }
+func ownerComment(spec *spec.Spec) string { return "pgshift: created for " + spec.Name }
 
 // publicationState is a publication on blue as the catalogs show it.
 type publicationState struct {
@@ -45,7 +46,7 @@ type publicationState struct {
 	Schemas    int      // FOR TABLES IN SCHEMA entries (15+)
 }
 
-func readPublication(ctx context.Context, db replQuerier, name string, spec *engine.Spec) (publicationState, error) {
+func readPublication(ctx context.Context, db replQuerier, name string, spec *spec.Spec) (publicationState, error) {
 	var st publicationState
 	var comment string
 	err := db.QueryRow(ctx, `
@@ -137,7 +138,7 @@ func (p publicationPlan) withClause() string {
 // createMarkedSQL creates the publication with pgshift's owner mark; run
 // in one transaction, so that a crash never leaves a publication that
 // rollback would not recognise as pgshift's (and a rerun would refuse).
-func (p publicationPlan) createMarkedSQL(spec *engine.Spec) []string {
+func (p publicationPlan) createMarkedSQL(spec *spec.Spec) []string {
 	return []string{p.createSQL(),
 		fmt.Sprintf("COMMENT ON PUBLICATION %s IS %s", replIdent(p.Name), QuoteLiteral(ownerComment(spec)))}
 }

@@ -7,12 +7,13 @@ import (
 	"sort"
 
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/spec"
 )
 
 // constructor builds the steps of one kind for a spec; it returns none when
 // the spec does not call for that kind (for example target.copy under the
 // subscription copy method).
-type constructor func(spec *engine.Spec) []engine.Step
+type constructor func(spec *spec.Spec) []engine.Step
 
 var constructors []constructor
 
@@ -20,7 +21,7 @@ func register(c constructor) { constructors = append(constructors, c) }
 
 // For returns every step the spec calls for, sorted by ID; the engine orders
 // them by their dependencies.
-func For(spec *engine.Spec) []engine.Step {
+func For(spec *spec.Spec) []engine.Step {
 	var all []engine.Step
 	for _, c := range constructors {
 		all = append(all, c(spec)...)

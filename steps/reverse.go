@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/spec"
 )
 
 // Reverse replication carries green's writes back to blue after the
@@ -77,7 +78,7 @@ func ensureReversePublication(ctx context.Context, env *engine.Env, blue, green 
 // reverseSubscriptionSQL is CREATE SUBSCRIPTION on blue, disabled, on the
 // slot the freeze creates, with the replication.options blue's major
 // accepts (see reverseSubscriptionOptions).
-func reverseSubscriptionSQL(spec *engine.Spec, conninfo string, options []string) string {
+func reverseSubscriptionSQL(spec *spec.Spec, conninfo string, options []string) string {
 	name := spec.ReverseName()
 	with := append([]string{"enabled = false", "create_slot = false", "slot_name = " + QuoteLiteral(name), "copy_data = false"}, options...)
 	return fmt.Sprintf("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (%s)",

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/spec"
 )
 
 const rolesID = "target.roles"
@@ -37,7 +38,7 @@ type roles struct {
 }
 
 func init() {
-	register(func(spec *engine.Spec) []engine.Step { return []engine.Step{roles{enabled: spec.Schema.Roles}} })
+	register(func(spec *spec.Spec) []engine.Step { return []engine.Step{roles{enabled: spec.Schema.Roles}} })
 }
 
 func (roles) ID() string      { return rolesID }
@@ -72,7 +73,7 @@ type rolesPlan struct {
 
 // marker is the comment pgshift leaves on each role it creates, so that a
 // rollback drops those and no other, even after a crash.
-func roleMarker(spec *engine.Spec) string { return "created by pgshift for " + spec.Name }
+func roleMarker(spec *spec.Spec) string { return "created by pgshift for " + spec.Name }
 
 func skippedRole(name string) bool {
 	for _, p := range skippedRolePrefixes {

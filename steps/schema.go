@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/spec"
 )
 
 const schemaID = "target.schema"
@@ -40,7 +41,7 @@ type schemaStep struct {
 }
 
 func init() {
-	register(func(spec *engine.Spec) []engine.Step {
+	register(func(spec *spec.Spec) []engine.Step {
 		var sections []string
 		if spec.Replication.InitialCopy.Method == "snapshot" {
 			sections = []string{SectionPreData}

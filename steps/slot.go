@@ -8,13 +8,14 @@ import (
 
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/spec"
 )
 
 // SlotStepID creates the logical replication slot on blue.
 const SlotStepID = "source.slot"
 
 func init() {
-	register(func(spec *engine.Spec) []engine.Step { return []engine.Step{&slotStep{spec: spec}} })
+	register(func(spec *spec.Spec) []engine.Step { return []engine.Step{&slotStep{spec: spec}} })
 }
 
 // slotStep creates the subscription's slot on blue itself (the subscription
@@ -22,7 +23,7 @@ func init() {
 // back and measured for lag from the start, and green never needs to create
 // anything on blue.
 type slotStep struct {
-	spec *engine.Spec
+	spec *spec.Spec
 	// inactiveWait overrides slotInactiveWait when set.
 	inactiveWait time.Duration
 }

@@ -12,19 +12,20 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/spec"
 )
 
 // SubscriptionStepID subscribes green to blue's publication.
 const SubscriptionStepID = "target.subscription"
 
 func init() {
-	register(func(spec *engine.Spec) []engine.Step { return []engine.Step{&subscriptionStep{spec: spec}} })
+	register(func(spec *spec.Spec) []engine.Step { return []engine.Step{&subscriptionStep{spec: spec}} })
 }
 
 // subscriptionStep creates green's subscription on the slot source.slot made
 // (create_slot = false), with native copy_data, passing the spec's options
 // only where green's major accepts them.
-type subscriptionStep struct{ spec *engine.Spec }
+type subscriptionStep struct{ spec *spec.Spec }
 
 func (s *subscriptionStep) ID() string { return SubscriptionStepID }
 func (s *subscriptionStep) Needs() []string {

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/pgtest"
+	"github.com/pgshift/pgshift/spec"
 )
 
 // testPasswordAuth runs last on the pipeline's pair: blue now demands a
@@ -38,7 +39,7 @@ func testPasswordAuth(t *testing.T, p *replPair) {
 		t.Fatal("setup: blue lets repl in without a password")
 	}
 
-	run := func(t *testing.T, source engine.Endpoint, storedConninfo func(string)) {
+	run := func(t *testing.T, source spec.Endpoint, storedConninfo func(string)) {
 		spec := *p.spec
 		spec.Source = source
 		env := engine.NewEnv(&spec, hclog.New(&hclog.LoggerOptions{Output: p.logs}))
@@ -64,7 +65,7 @@ func testPasswordAuth(t *testing.T, p *replPair) {
 
 	t.Run("password_env", func(t *testing.T) {
 		t.Setenv("PGSHIFT_TEST_REPL_PASSWORD", password)
-		run(t, engine.Endpoint{DSN: replDSN, PasswordEnv: "PGSHIFT_TEST_REPL_PASSWORD"}, func(conninfo string) {
+		run(t, spec.Endpoint{DSN: replDSN, PasswordEnv: "PGSHIFT_TEST_REPL_PASSWORD"}, func(conninfo string) {
 			if !strings.Contains(conninfo, "password=") {
 				t.Errorf("the password from password_env must be in green's conninfo")
 			}
@@ -87,7 +88,7 @@ func testPasswordAuth(t *testing.T, p *replPair) {
 				}
 			}
 		}
-		run(t, engine.Endpoint{DSN: replDSN + "&passfile=" + passfile}, func(conninfo string) {
+		run(t, spec.Endpoint{DSN: replDSN + "&passfile=" + passfile}, func(conninfo string) {
 			if strings.Contains(conninfo, "password=") || !strings.Contains(conninfo, "passfile="+passfile) {
 				t.Errorf("with a passfile no password is stored, the file is named: %q", conninfo)
 			}

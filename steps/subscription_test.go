@@ -14,6 +14,7 @@ import (
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/spec"
 )
 
 // The replication pipeline (publication, slot, subscription, catch-up,
@@ -55,7 +56,7 @@ const testSecret = `s3cr'et\pw`
 
 type replPair struct {
 	blue, green *pgtest.Cluster
-	spec        *engine.Spec
+	spec        *spec.Spec
 	env         *engine.Env
 	logs        *syncBuffer
 
@@ -80,11 +81,11 @@ func newReplPair(t *testing.T, blueMajor, greenMajor int) *replPair {
 	// Trust authentication ignores the password, but it still travels in
 	// the subscription's conninfo: the test checks where it shows.
 	t.Setenv(testPasswordEnv, testSecret)
-	p.spec = &engine.Spec{
+	p.spec = &spec.Spec{
 		Name:   "orders-pg",
-		Source: engine.Endpoint{DSN: p.blue.DSN("app"), PasswordEnv: testPasswordEnv},
-		Target: engine.Endpoint{DSN: p.green.DSN("app")},
-		Tables: engine.TablesSpec{Exclude: []string{"public.scratch"}},
+		Source: spec.Endpoint{DSN: p.blue.DSN("app"), PasswordEnv: testPasswordEnv},
+		Target: spec.Endpoint{DSN: p.green.DSN("app")},
+		Tables: spec.TablesSpec{Exclude: []string{"public.scratch"}},
 	}
 	p.spec.SetDefaults()
 	p.logs = &syncBuffer{}
@@ -269,9 +270,9 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 
 	t.Run("reverse subscription takes the options blue's version accepts", func(t *testing.T) {
 		ctx := testCtx(t)
-		spec := *p.spec
-		spec.Replication.Options = map[string]string{"binary": "true", "streaming": "on", "disable_on_error": "true", "origin": "none", "failover": "true"}
-		env := engine.NewEnv(&spec, p.env.Log)
+		sp := *p.spec
+		sp.Replication.Options = map[string]string{"binary": "true", "streaming": "on", "disable_on_error": "true", "origin": "none", "failover": "true"}
+		env := engine.NewEnv(&sp, p.env.Log)
 		defer env.Close()
 		blue, err := env.Source.Pool(ctx)
 		if err != nil {
@@ -561,12 +562,12 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 			val = "none"
 		}
 		p.blue.CreateDatabase(t, "oldgreen")
-		spec := *p.spec
-		spec.Target = engine.Endpoint{DSN: p.blue.DSN("oldgreen")}
-		spec.Replication.Options = map[string]string{opt: val}
-		env := engine.NewEnv(&spec, hclog.NewNullLogger())
+		sp := *p.spec
+		sp.Target = spec.Endpoint{DSN: p.blue.DSN("oldgreen")}
+		sp.Replication.Options = map[string]string{opt: val}
+		env := engine.NewEnv(&sp, hclog.NewNullLogger())
 		defer env.Close()
-		step := &subscriptionStep{spec: &spec}
+		step := &subscriptionStep{spec: &sp}
 		err := step.Apply(testCtx(t), env.ForStep(step.ID()))
 		var ue *UnsupportedOptionError
 		if !errors.As(err, &ue) || ue.Green != blueMajor || ue.Since != since {

@@ -6,7 +6,7 @@ import (
 	"path"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/spec"
 )
 
 // Table is one relation that replicates: an ordinary table, or the root of a
@@ -72,7 +72,7 @@ type querier interface {
 // SelectedTables lists the tables on db that the spec's include/exclude globs
 // select, ordered by schema and name. Unlogged tables and tables owned by
 // extensions are never selected (logical replication does not carry them).
-func SelectedTables(ctx context.Context, db querier, spec *engine.Spec) ([]Table, error) {
+func SelectedTables(ctx context.Context, db querier, spec *spec.Spec) ([]Table, error) {
 	rows, err := db.Query(ctx, listTablesSQL)
 	if err != nil {
 		return nil, fmt.Errorf("list tables: %w", err)

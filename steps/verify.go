@@ -10,6 +10,7 @@ import (
 
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/spec"
 	"github.com/pgshift/pgshift/steps/verify"
 )
 
@@ -17,14 +18,14 @@ import (
 const VerifyStepID = "verify"
 
 func init() {
-	register(func(spec *engine.Spec) []engine.Step { return []engine.Step{&verifyStep{spec: spec}} })
+	register(func(spec *spec.Spec) []engine.Step { return []engine.Step{&verifyStep{spec: spec}} })
 }
 
 // verifyStep compares every replicated table on blue and green (count or
 // checksum mode, see package verify) while blue keeps taking writes. It
 // changes nothing, so running it again just verifies again.
 type verifyStep struct {
-	spec *engine.Spec
+	spec *spec.Spec
 	// progressEvery is the logging period of progress (tests may shorten it).
 	progressEvery time.Duration
 }
@@ -41,7 +42,7 @@ func (s *verifyStep) mode() verify.Mode {
 
 func (s *verifyStep) workers() int {
 	if s.spec.Verify.Workers <= 0 {
-		return engine.DefaultVerifyWorkers
+		return spec.DefaultVerifyWorkers
 	}
 	return s.spec.Verify.Workers
 }

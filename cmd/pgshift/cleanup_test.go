@@ -13,6 +13,7 @@ import (
 
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/pgtest"
+	"github.com/pgshift/pgshift/spec"
 	"github.com/pgshift/pgshift/steps"
 )
 
@@ -41,14 +42,14 @@ func TestCleanupCommand(t *testing.T) {
 	}
 	blue.Exec(t, "shop", "INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 100) g")
 	specPath := filepath.Join(t.TempDir(), "shop.yaml")
-	spec := "version: 1\nname: shop-pg16\nsource:\n  dsn: \"" + blue.DSN("shop") + "\"\ntarget:\n  dsn: \"" + green.DSN("shop") +
+	sp := "version: 1\nname: shop-pg16\nsource:\n  dsn: \"" + blue.DSN("shop") + "\"\ntarget:\n  dsn: \"" + green.DSN("shop") +
 		"\"\ncutover:\n  switch:\n    exec: {switch: [\"true\"], back: [\"true\"]}\n"
-	if err := os.WriteFile(specPath, []byte(spec), 0o600); err != nil {
+	if err := os.WriteFile(specPath, []byte(sp), 0o600); err != nil {
 		t.Fatal(err)
 	}
 
 	// Build the forward objects with the real steps.
-	specs, err := engine.LoadFile(specPath, engine.LoadOptions{})
+	specs, err := spec.LoadFile(specPath, spec.LoadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/spec"
 	"github.com/spf13/cobra"
 )
 
@@ -145,7 +146,7 @@ func runPlan(cmd *cobra.Command, a *planArgs) error {
 	return nil
 }
 
-func planSpec(ctx context.Context, spec *engine.Spec, a *planArgs, log hclog.Logger) (*plans.Plan, error) {
+func planSpec(ctx context.Context, spec *spec.Spec, a *planArgs, log hclog.Logger) (*plans.Plan, error) {
 	g, err := compileSpec(spec)
 	if err != nil {
 		return nil, err
@@ -171,7 +172,7 @@ func renderPlan(w io.Writer, p *plans.Plan, o *outputFlags) error {
 }
 
 // savePlan writes the plan with what apply needs to render the same spec.
-func savePlan(p *plans.Plan, spec *engine.Spec, a *planArgs) error {
+func savePlan(p *plans.Plan, spec *spec.Spec, a *planArgs) error {
 	c := *p
 	if abs, err := filepath.Abs(spec.File); err == nil {
 		c.SpecFile = abs

@@ -3,7 +3,7 @@ package main
 import (
 	"fmt"
 
-	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/spec"
 	"github.com/spf13/cobra"
 )
 
@@ -27,7 +27,7 @@ Exit status: 0 rendered, 1 invalid spec, 2 usage error.`,
 			}
 			out := cmd.OutOrStdout()
 			for i, s := range specs {
-				b, err := engine.RenderYAML(s)
+				b, err := spec.RenderYAML(s)
 				if err != nil {
 					return &exitCodeError{code: exitError, err: err}
 				}

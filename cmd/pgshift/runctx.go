@@ -11,6 +11,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/spec"
 	"github.com/spf13/cobra"
 )
 
@@ -37,7 +38,7 @@ func cmdContext(cmd *cobra.Command) context.Context {
 
 // loadRun is how apply and rollback start: the one spec, its step graph
 // and the logger the log flags ask for (on the command's stderr).
-func loadRun(cmd *cobra.Command, sf *specFlags, lf *logFlags) (*engine.Spec, *engine.Graph, hclog.Logger, error) {
+func loadRun(cmd *cobra.Command, sf *specFlags, lf *logFlags) (*spec.Spec, *engine.Graph, hclog.Logger, error) {
 	spec, err := sf.loadOne()
 	if err != nil {
 		return nil, nil, nil, err
@@ -55,7 +56,7 @@ func loadRun(cmd *cobra.Command, sf *specFlags, lf *logFlags) (*engine.Spec, *en
 
 // openState locks and opens the state for a run; its refusals (locked,
 // another spec, a changed spec) exit 1.
-func openState(path string, spec *engine.Spec, g *engine.Graph, opts engine.StateOptions) (*engine.StateStore, error) {
+func openState(path string, spec *spec.Spec, g *engine.Graph, opts engine.StateOptions) (*engine.StateStore, error) {
 	store, err := engine.OpenState(path, spec, g, opts)
 	if err != nil {
 		return nil, &exitCodeError{code: exitError, err: err}
@@ -64,7 +65,7 @@ func openState(path string, spec *engine.Spec, g *engine.Graph, opts engine.Stat
 }
 
 // statePathOf is the --state flag, or the default beside the spec.
-func statePathOf(flag string, spec *engine.Spec) string {
+func statePathOf(flag string, spec *spec.Spec) string {
 	if flag != "" {
 		return flag
 	}
@@ -73,7 +74,7 @@ func statePathOf(flag string, spec *engine.Spec) string {
 
 // serveMetrics serves env's metrics at the --metrics-listen address, or
 // the spec's metrics.listen, during the run; neither set: nothing.
-func serveMetrics(ctx context.Context, env *engine.Env, flag string, spec *engine.Spec, log hclog.Logger) (stop func(), err error) {
+func serveMetrics(ctx context.Context, env *engine.Env, flag string, spec *spec.Spec, log hclog.Logger) (stop func(), err error) {
 	listen := flag
 	if listen == "" {
 		listen = spec.Metrics.Listen

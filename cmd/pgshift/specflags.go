@@ -7,7 +7,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/spec"
 	"github.com/spf13/cobra"
 )
 
@@ -41,11 +41,11 @@ func (f *specFlags) registerOne(cmd *cobra.Command) {
 }
 
 // options turns the flags into load options; a malformed flag is a usage error.
-func (f *specFlags) options() (engine.LoadOptions, error) {
+func (f *specFlags) options() (spec.LoadOptions, error) {
 	if f.file == "" {
-		return engine.LoadOptions{}, &usageError{errors.New("no spec given: use -f spec.yaml")}
+		return spec.LoadOptions{}, &usageError{errors.New("no spec given: use -f spec.yaml")}
 	}
-	opts := engine.LoadOptions{VarsFile: f.varsFile, Inventory: f.inventory}
+	opts := spec.LoadOptions{VarsFile: f.varsFile, Inventory: f.inventory}
 	for _, kv := range f.vars {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
@@ -62,14 +62,14 @@ func (f *specFlags) options() (engine.LoadOptions, error) {
 // load reads, renders and validates the spec: one per inventory entry. On
 // invalid input it prints every problem, one per line, to the command's
 // stderr and returns an error that exits 1 without printing more.
-func (f *specFlags) load() ([]*engine.Spec, error) {
+func (f *specFlags) load() ([]*spec.Spec, error) {
 	opts, err := f.options()
 	if err != nil {
 		return nil, err
 	}
-	specs, err := engine.LoadFile(f.file, opts)
+	specs, err := spec.LoadFile(f.file, opts)
 	if err != nil {
-		var se *engine.SpecErrors
+		var se *spec.Errors
 		if errors.As(err, &se) {
 			w := io.Writer(os.Stderr)
 			if f.cmd != nil {
@@ -87,7 +87,7 @@ func (f *specFlags) load() ([]*engine.Spec, error) {
 
 // loadOne is load for commands that act on one database: an inventory is a
 // usage error there.
-func (f *specFlags) loadOne() (*engine.Spec, error) {
+func (f *specFlags) loadOne() (*spec.Spec, error) {
 	if f.inventory != "" {
 		return nil, &usageError{errors.New("--inventory renders one spec per database, and this command acts on one: pass that entry's variables with --var or --vars-file")}
 	}
@@ -104,7 +104,7 @@ func (f *specFlags) loadOne() (*engine.Spec, error) {
 // forEntry is the flags that name spec alone: with --inventory, the file
 // and the entry's variables as --var (the commands that change a database
 // refuse an inventory); otherwise the flags as given.
-func (f *specFlags) forEntry(spec *engine.Spec) specFlags {
+func (f *specFlags) forEntry(spec *spec.Spec) specFlags {
 	if f.inventory == "" {
 		return *f
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/spec"
 	"github.com/pgshift/pgshift/steps"
 	"github.com/spf13/cobra"
 )
@@ -97,7 +98,7 @@ func runStatus(cmd *cobra.Command, a *statusArgs) error {
 	return nil
 }
 
-func statusOne(cmd *cobra.Command, a *statusArgs, spec *engine.Spec) error {
+func statusOne(cmd *cobra.Command, a *statusArgs, spec *spec.Spec) error {
 	g, err := compileSpec(spec)
 	if err != nil {
 		return err

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/spec"
 	"github.com/pgshift/pgshift/steps"
 )
 
@@ -16,7 +17,7 @@ var stepsFor = steps.For
 var planVersions func(ctx context.Context, env *engine.Env) (blue, green string, err error)
 
 // compileSpec builds the DAG of a spec's steps.
-func compileSpec(spec *engine.Spec) (*engine.Graph, error) {
+func compileSpec(spec *spec.Spec) (*engine.Graph, error) {
 	g, err := engine.Compile(stepsFor(spec))
 	if err != nil {
 		return nil, &exitCodeError{code: exitError, err: err}

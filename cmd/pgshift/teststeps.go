@@ -7,13 +7,14 @@ import (
 
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/teststeps"
+	"github.com/pgshift/pgshift/spec"
 	"github.com/pgshift/pgshift/steps"
 )
 
 // A test build runs the test steps when PGSHIFT_TESTSTEPS_DIR is set; release
 // builds do not contain them.
 func init() {
-	stepsFor = func(spec *engine.Spec) []engine.Step {
+	stepsFor = func(spec *spec.Spec) []engine.Step {
 		if s, ok := teststeps.FromEnv(); ok {
 			return s
 		}

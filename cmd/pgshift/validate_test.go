@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/spec"
 )
 
 // runSpecCommand runs the CLI in-process through run, as main does,
@@ -83,11 +83,11 @@ func TestRenderPrintsDefaultsAndInventory(t *testing.T) {
 			t.Errorf("render output lacks %q:\n%s", want, out)
 		}
 	}
-	back, err := engine.LoadBytes("rendered.yaml", []byte(out), engine.LoadOptions{})
+	back, err := spec.LoadBytes("rendered.yaml", []byte(out), spec.LoadOptions{})
 	if err != nil {
 		t.Fatalf("render output is not a valid spec: %v", err)
 	}
-	orig, _ := engine.LoadFile(specs+"valid/minimal.yaml", engine.LoadOptions{})
+	orig, _ := spec.LoadFile(specs+"valid/minimal.yaml", spec.LoadOptions{})
 	if back[0].Hash() != orig[0].Hash() {
 		t.Errorf("render output loads to a different spec")
 	}

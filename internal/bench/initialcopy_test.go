@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/pgtest"
+	"github.com/pgshift/pgshift/spec"
 	"github.com/pgshift/pgshift/steps"
 )
 
@@ -55,12 +56,12 @@ func BenchmarkInitialCopy15To17(b *testing.B) {
 	}
 	fmt.Printf("pgbench -i -s %d on blue %s: %s\n", pgbenchScale, blue.Version, time.Since(start).Round(time.Millisecond))
 
-	spec := &engine.Spec{
+	spec := &spec.Spec{
 		Name:   "bench",
-		Source: engine.Endpoint{DSN: blue.DSN("bench")},
-		Target: engine.Endpoint{DSN: green.DSN("bench")},
+		Source: spec.Endpoint{DSN: blue.DSN("bench")},
+		Target: spec.Endpoint{DSN: green.DSN("bench")},
 		// pgbench_history has no key (and is empty after -i).
-		Tables: engine.TablesSpec{Exclude: []string{"public.pgbench_history"}},
+		Tables: spec.TablesSpec{Exclude: []string{"public.pgbench_history"}},
 	}
 	spec.SetDefaults()
 	log := hclog.New(&hclog.LoggerOptions{Output: os.Stderr, Level: hclog.Info, Name: "bench"})

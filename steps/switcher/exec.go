@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/spec"
 )
 
 // execSwitch runs the user's commands: cutover.switch.exec.switch to send
@@ -39,7 +40,7 @@ type execSwitch struct {
 // stderrTail is how much of a failed command's stderr an error carries.
 const stderrTail = 1024
 
-func newExec(spec *engine.Spec, s *engine.ExecSwitch) (*execSwitch, error) {
+func newExec(spec *spec.Spec, s *spec.ExecSwitch) (*execSwitch, error) {
 	if len(s.Switch) == 0 || s.Switch[0] == "" || len(s.Back) == 0 || s.Back[0] == "" {
 		return nil, errors.New("cutover.switch.exec: both switch and back commands are required (back is how a rollback or an aborted cutover returns to blue)")
 	}

@@ -11,23 +11,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/spec"
 )
 
 // execSpec writes script as switch.sh in a temporary spec folder and
 // returns a spec whose exec switch runs it (relative path, as users write
 // it) with the target side as argument.
-func execSpec(t *testing.T, script string) (*engine.Spec, string) {
+func execSpec(t *testing.T, script string) (*spec.Spec, string) {
 	t.Helper()
 	dir := t.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "switch.sh"), []byte("#!/bin/sh\n"+script), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return &engine.Spec{
+	return &spec.Spec{
 		File:   filepath.Join(dir, "orders.yaml"),
-		Source: engine.Endpoint{DSN: "postgres://app@blue.internal:5432/orders?sslmode=disable", PasswordEnv: "BLUE_PW"},
-		Target: engine.Endpoint{DSN: "postgres://app@green.internal:5433/orders", PasswordEnv: "GREEN_PW"},
-		Cutover: engine.CutoverSpec{Switch: engine.SwitchSpec{Exec: &engine.ExecSwitch{
+		Source: spec.Endpoint{DSN: "postgres://app@blue.internal:5432/orders?sslmode=disable", PasswordEnv: "BLUE_PW"},
+		Target: spec.Endpoint{DSN: "postgres://app@green.internal:5433/orders", PasswordEnv: "GREEN_PW"},
+		Cutover: spec.CutoverSpec{Switch: spec.SwitchSpec{Exec: &spec.ExecSwitch{
 			Switch: []string{"./switch.sh", "green"},
 			Back:   []string{"./switch.sh", "blue"},
 		}}},
@@ -40,8 +40,8 @@ var execGreen = Endpoint{Host: "green.internal", Port: 5433, DBName: "orders"}
 func TestExecSwitch(t *testing.T) {
 	t.Setenv("BLUE_PW", "blue-secret")
 	t.Setenv("GREEN_PW", "green-secret")
-	spec, dir := execSpec(t, `env | grep '^PGSHIFT_' | sort > "state.$1"; echo "$1" > current`)
-	drv, err := New(spec, execBlue, execGreen)
+	sp, dir := execSpec(t, `env | grep '^PGSHIFT_' | sort > "state.$1"; echo "$1" > current`)
+	drv, err := New(sp, execBlue, execGreen)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,8 +88,8 @@ func TestExecSwitch(t *testing.T) {
 }
 
 func TestExecSwitchFailure(t *testing.T) {
-	spec, _ := execSpec(t, `echo "starting" ; echo "cannot reach the load balancer" >&2; exit 3`)
-	drv, _ := New(spec, execBlue, execGreen)
+	sp, _ := execSpec(t, `echo "starting" ; echo "cannot reach the load balancer" >&2; exit 3`)
+	drv, _ := New(sp, execBlue, execGreen)
 	err := drv.Switch(context.Background(), Green)
 	if err == nil {
 		t.Fatal("a failing command did not fail the switch")
@@ -103,8 +103,8 @@ func TestExecSwitchFailure(t *testing.T) {
 
 // On timeout the command and what it started are killed.
 func TestExecSwitchTimeout(t *testing.T) {
-	spec, dir := execSpec(t, `sleep 60 & echo $! > child.tmp; mv child.tmp child.pid; wait`)
-	drv, _ := New(spec, execBlue, execGreen)
+	sp, dir := execSpec(t, `sleep 60 & echo $! > child.tmp; mv child.tmp child.pid; wait`)
+	drv, _ := New(sp, execBlue, execGreen)
 	// The pause ends once the command has started its child, however slowly
 	// the shell starts (bounded: a hang fails the test, not the suite).
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -154,21 +154,21 @@ func alive(pid int) bool {
 }
 
 func TestExecCheckMissingCommand(t *testing.T) {
-	spec, _ := execSpec(t, "exit 0")
-	spec.Cutover.Switch.Exec.Back = []string{"./missing.sh"}
-	drv, _ := New(spec, execBlue, execGreen)
+	sp, _ := execSpec(t, "exit 0")
+	sp.Cutover.Switch.Exec.Back = []string{"./missing.sh"}
+	drv, _ := New(sp, execBlue, execGreen)
 	if err := drv.Check(context.Background()); err == nil || !strings.Contains(err.Error(), "cutover.switch.exec.back") {
 		t.Errorf("Check = %v", err)
 	}
 }
 
 func TestNewRefuses(t *testing.T) {
-	spec, _ := execSpec(t, "exit 0")
-	if _, err := New(spec, execBlue, execBlue); err == nil || !strings.Contains(err.Error(), "same database") {
+	sp, _ := execSpec(t, "exit 0")
+	if _, err := New(sp, execBlue, execBlue); err == nil || !strings.Contains(err.Error(), "same database") {
 		t.Errorf("same endpoints: %v", err)
 	}
-	spec.Cutover.Switch.HAProxy = &engine.HAProxySwitch{Socket: "x", Backend: "b", BlueServer: "a", GreenServer: "c"}
-	if _, err := New(spec, execBlue, execGreen); err == nil || !strings.Contains(err.Error(), "exactly one") {
+	sp.Cutover.Switch.HAProxy = &spec.HAProxySwitch{Socket: "x", Backend: "b", BlueServer: "a", GreenServer: "c"}
+	if _, err := New(sp, execBlue, execGreen); err == nil || !strings.Contains(err.Error(), "exactly one") {
 		t.Errorf("two drivers: %v", err)
 	}
 }

@@ -14,7 +14,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/spec"
 )
 
 // haProxy switches a TCP backend from the blue server to the green one with
@@ -33,7 +33,7 @@ type haProxy struct {
 	green   string
 }
 
-func newHAProxy(s *engine.HAProxySwitch) (*haProxy, error) {
+func newHAProxy(s *spec.HAProxySwitch) (*haProxy, error) {
 	if s.Socket == "" || s.Backend == "" || s.BlueServer == "" || s.GreenServer == "" {
 		return nil, errors.New("cutover.switch.haproxy: socket, backend, blue_server and green_server are required")
 	}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/spec"
 )
 
 // resumeTimeout bounds the RESUME sent after a freeze failed: the caller's
@@ -39,7 +39,7 @@ type pgBouncer struct {
 	conn *pgconn.PgConn
 }
 
-func newPgBouncer(s *engine.PgBouncerSwitch, blue, green Endpoint) (*pgBouncer, error) {
+func newPgBouncer(s *spec.PgBouncerSwitch, blue, green Endpoint) (*pgBouncer, error) {
 	if s.AdminDSN == "" || s.Config == "" || s.Database == "" {
 		return nil, errors.New("cutover.switch.pgbouncer: admin_dsn, config and database are required")
 	}

@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/spec"
 )
 
 // Side names where traffic goes.
@@ -98,7 +98,7 @@ func EndpointFromDSN(dsn string) (Endpoint, error) {
 // New builds the driver the spec's cutover.switch names. blue and green are
 // the databases as the switch reaches them (PgBouncer may see them under
 // other addresses than pgshift does).
-func New(spec *engine.Spec, blue, green Endpoint) (Driver, error) {
+func New(spec *spec.Spec, blue, green Endpoint) (Driver, error) {
 	sw := spec.Cutover.Switch
 	n := 0
 	for _, set := range []bool{sw.PgBouncer != nil, sw.HAProxy != nil, sw.Exec != nil} {

@@ -19,8 +19,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/pgtest"
+	"github.com/pgshift/pgshift/spec"
 )
 
 // TestSwitchDrivers runs the PgBouncer and HAProxy drivers against real
@@ -63,10 +63,10 @@ func testPgBouncer(t *testing.T, blueC, greenC *pgtest.Cluster, blue, green Endp
 	if err := os.Chmod(bouncer.ConfigPath, 0o640); err != nil {
 		t.Fatal(err)
 	}
-	spec := &engine.Spec{Cutover: engine.CutoverSpec{Switch: engine.SwitchSpec{PgBouncer: &engine.PgBouncerSwitch{
+	sp := &spec.Spec{Cutover: spec.CutoverSpec{Switch: spec.SwitchSpec{PgBouncer: &spec.PgBouncerSwitch{
 		AdminDSN: bouncer.AdminDSN, Config: bouncer.ConfigPath, Database: "app",
 	}}}}
-	drv, err := New(spec, blue, green)
+	drv, err := New(sp, blue, green)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,16 +91,16 @@ func testPgBouncer(t *testing.T, blueC, greenC *pgtest.Cluster, blue, green Endp
 	t.Run("check refuses a wrong setup", func(t *testing.T) {
 		for _, c := range []struct {
 			name string
-			sw   engine.PgBouncerSwitch
+			sw   spec.PgBouncerSwitch
 			want string
 		}{
-			{"unknown database", engine.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, Config: bouncer.ConfigPath, Database: "nope"}, `pgbouncer has no database "nope"`},
-			{"session pooling", engine.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, Config: bouncer.ConfigPath, Database: "app_session"}, "pool_mode is session"},
-			{"other file", engine.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, Config: copyFile(t, bouncer.ConfigPath), Database: "app"}, "neither is nor includes"},
-			{"password env unset", engine.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, AdminPasswordEnv: "PGSHIFT_TEST_UNSET_PASSWORD", Config: bouncer.ConfigPath, Database: "app"}, "PGSHIFT_TEST_UNSET_PASSWORD"},
+			{"unknown database", spec.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, Config: bouncer.ConfigPath, Database: "nope"}, `pgbouncer has no database "nope"`},
+			{"session pooling", spec.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, Config: bouncer.ConfigPath, Database: "app_session"}, "pool_mode is session"},
+			{"other file", spec.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, Config: copyFile(t, bouncer.ConfigPath), Database: "app"}, "neither is nor includes"},
+			{"password env unset", spec.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, AdminPasswordEnv: "PGSHIFT_TEST_UNSET_PASSWORD", Config: bouncer.ConfigPath, Database: "app"}, "PGSHIFT_TEST_UNSET_PASSWORD"},
 		} {
 			sw := c.sw
-			d, err := New(&engine.Spec{Cutover: engine.CutoverSpec{Switch: engine.SwitchSpec{PgBouncer: &sw}}}, blue, green)
+			d, err := New(&spec.Spec{Cutover: spec.CutoverSpec{Switch: spec.SwitchSpec{PgBouncer: &sw}}}, blue, green)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -315,8 +315,8 @@ func testPgBouncer(t *testing.T, blueC, greenC *pgtest.Cluster, blue, green Endp
 		if err == nil || !strings.Contains(err.Error(), "in the included file "+fragment) {
 			t.Fatalf("Check with the entry in an included file = %v, want it to name %s", err, fragment)
 		}
-		sw := engine.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, Config: fragment, Database: "app"}
-		frag, err := New(&engine.Spec{Cutover: engine.CutoverSpec{Switch: engine.SwitchSpec{PgBouncer: &sw}}}, blue, green)
+		sw := spec.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, Config: fragment, Database: "app"}
+		frag, err := New(&spec.Spec{Cutover: spec.CutoverSpec{Switch: spec.SwitchSpec{PgBouncer: &sw}}}, blue, green)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -620,8 +620,8 @@ func testHAProxy(t *testing.T, blue, green Endpoint) {
 		Servers: []pgtest.HAProxyServer{{Name: "pg13", Addr: hostport(blue)}, {Name: "pg17", Addr: hostport(green)}},
 		Active:  "pg13",
 	})
-	sw := engine.HAProxySwitch{Socket: proxy.Socket, Backend: proxy.Backend, BlueServer: "pg13", GreenServer: "pg17"}
-	drv, err := New(&engine.Spec{Cutover: engine.CutoverSpec{Switch: engine.SwitchSpec{HAProxy: &sw}}}, blue, green)
+	sw := spec.HAProxySwitch{Socket: proxy.Socket, Backend: proxy.Backend, BlueServer: "pg13", GreenServer: "pg17"}
+	drv, err := New(&spec.Spec{Cutover: spec.CutoverSpec{Switch: spec.SwitchSpec{HAProxy: &sw}}}, blue, green)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -649,13 +649,13 @@ func testHAProxy(t *testing.T, blue, green Endpoint) {
 		}
 		bad := sw
 		bad.GreenServer = "pg18"
-		d, _ := New(&engine.Spec{Cutover: engine.CutoverSpec{Switch: engine.SwitchSpec{HAProxy: &bad}}}, blue, green)
+		d, _ := New(&spec.Spec{Cutover: spec.CutoverSpec{Switch: spec.SwitchSpec{HAProxy: &bad}}}, blue, green)
 		if err := d.Check(ctx); err == nil || !strings.Contains(err.Error(), `no server "pg18"`) {
 			t.Errorf("Check with a wrong server name = %v", err)
 		}
 		bad = sw
 		bad.Backend = "nope"
-		d, _ = New(&engine.Spec{Cutover: engine.CutoverSpec{Switch: engine.SwitchSpec{HAProxy: &bad}}}, blue, green)
+		d, _ = New(&spec.Spec{Cutover: spec.CutoverSpec{Switch: spec.SwitchSpec{HAProxy: &bad}}}, blue, green)
 		if err := d.Check(ctx); err == nil {
 			t.Errorf("Check with a wrong backend passed")
 		}

@@ -15,6 +15,7 @@ import (
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/internal/rowcompare"
 	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/spec"
 	"github.com/pgshift/pgshift/steps"
 	"github.com/pgshift/pgshift/steps/verify"
 )
@@ -123,7 +124,7 @@ func (p *pair) tables(t *testing.T) []verify.Table {
 		t.Fatal(err)
 	}
 	defer conn.Close(ctx)
-	spec := &engine.Spec{}
+	spec := &spec.Spec{}
 	spec.SetDefaults()
 	sel, err := steps.SelectedTables(ctx, conn, spec)
 	if err != nil {
@@ -362,7 +363,7 @@ func testDisabledSubscription(t *testing.T, p *pair) {
 // verifyStep is the registered verify step for a spec pointing at the pair.
 func verifyStep(t *testing.T, p *pair) (*engine.Env, engine.Step) {
 	t.Helper()
-	spec := &engine.Spec{Name: "verify-test"}
+	spec := &spec.Spec{Name: "verify-test"}
 	spec.Source.DSN = p.blue.DSN(db)
 	spec.Target.DSN = p.green.DSN(db)
 	spec.Replication.Subscription = sub

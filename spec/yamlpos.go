@@ -1,4 +1,4 @@
-package engine
+package spec
 
 import (
 	"encoding/json"
@@ -65,7 +65,7 @@ func parseYAML(file string, data []byte, what string) (*document, errList) {
 // yamlSyntaxError turns a yaml.v3 error ("yaml: line 3: ...") into a located
 // one. Some yaml.v3 errors carry no line: those are placed where the input
 // ends, or at its first bad byte.
-func yamlSyntaxError(file string, data []byte, err error) *SpecError {
+func yamlSyntaxError(file string, data []byte, err error) *Error {
 	msg := err.Error()
 	line := 0
 	var te *yaml.TypeError
@@ -84,7 +84,7 @@ func yamlSyntaxError(file string, data []byte, err error) *SpecError {
 	if line == 0 {
 		line, col = unlocatedYAMLError(data, msg)
 	}
-	return &SpecError{File: file, Line: line, Col: col, Entry: -1, Msg: "invalid YAML: " + msg,
+	return &Error{File: file, Line: line, Col: col, Entry: -1, Msg: "invalid YAML: " + msg,
 		Hint: "check indentation and quote values holding ':', '{' or '#'"}
 }
 
@@ -191,14 +191,14 @@ func (t *tree) convert(n *yaml.Node, key *yaml.Node, ptr, path string) any {
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
 			if k.Kind != yaml.ScalarNode {
-				t.errs = append(t.errs, &SpecError{File: t.doc.file, Line: k.Line, Col: k.Column, Entry: -1,
+				t.errs = append(t.errs, &Error{File: t.doc.file, Line: k.Line, Col: k.Column, Entry: -1,
 					Path: path, Msg: "a key must be a plain string", Hint: "write key: value"})
 				continue
 			}
 			name := k.Value
 			child := joinPath(path, name)
 			if _, dup := m[name]; dup {
-				t.errs = append(t.errs, &SpecError{File: t.doc.file, Line: k.Line, Col: k.Column, Entry: -1,
+				t.errs = append(t.errs, &Error{File: t.doc.file, Line: k.Line, Col: k.Column, Entry: -1,
 					Path: child, Msg: "duplicate key", Hint: "keep one " + name + " in this mapping"})
 				continue
 			}

@@ -1,4 +1,4 @@
-package engine
+package spec
 
 import (
 	"bytes"
@@ -139,7 +139,7 @@ func hintFor(s map[string]any, keyword string) string {
 }
 
 // validateSchema checks the tree against the embedded JSON Schema and
-// translates every failure into a located SpecError.
+// translates every failure into a located Error.
 func validateSchema(t *tree) errList {
 	sch, err := schemas.CompiledUpgradeV1()
 	if err != nil {
@@ -186,8 +186,8 @@ func pointerSegments(ptr string) []string {
 
 // errAt builds an error at a place: the value node, or the key node when
 // atKey (unknown keys, bad key names).
-func (t *tree) errAt(p place, atKey bool, path, msg, hint string) *SpecError {
-	e := &SpecError{File: t.doc.file, Path: path, Msg: msg, Hint: hint, Entry: -1}
+func (t *tree) errAt(p place, atKey bool, path, msg, hint string) *Error {
+	e := &Error{File: t.doc.file, Path: path, Msg: msg, Hint: hint, Entry: -1}
 	n := p.val
 	if atKey && p.key != nil {
 		n = p.key

@@ -1,4 +1,4 @@
-package engine
+package spec
 
 import (
 	"os"
@@ -62,12 +62,12 @@ func readVarsMap(file string, n *yaml.Node, path string) (map[string]varValue, e
 		k, v := n.Content[i], n.Content[i+1]
 		p := joinPath(path, k.Value)
 		if v.Kind != yaml.ScalarNode {
-			errs = append(errs, &SpecError{File: file, Line: v.Line, Col: v.Column, Path: p, Entry: -1,
+			errs = append(errs, &Error{File: file, Line: v.Line, Col: v.Column, Path: p, Entry: -1,
 				Msg: "a variable's value must be a string, number or boolean", Hint: "templates fill strings"})
 			continue
 		}
 		if _, dup := vals[k.Value]; dup {
-			errs = append(errs, &SpecError{File: file, Line: k.Line, Col: k.Column, Path: p, Entry: -1,
+			errs = append(errs, &Error{File: file, Line: k.Line, Col: k.Column, Path: p, Entry: -1,
 				Msg: "duplicate variable", Hint: "keep one " + k.Value})
 			continue
 		}
@@ -159,7 +159,7 @@ func resolveVars(specFile string, decls map[string]varDecl, layers []map[string]
 		if near := nearest(name, declNames); near != "" {
 			hint = "did you mean " + near + "?"
 		}
-		e := &SpecError{File: v.file, Path: name, Entry: -1, Msg: "variable is not declared under vars: in " + specFile, Hint: hint}
+		e := &Error{File: v.file, Path: name, Entry: -1, Msg: "variable is not declared under vars: in " + specFile, Hint: hint}
 		if v.key != nil {
 			e.Line, e.Col = v.key.Line, v.key.Column
 		} else {
@@ -195,11 +195,11 @@ func resolveVars(specFile string, decls map[string]varDecl, layers []map[string]
 			hint = d.description + "; " + hint
 		}
 		if entry != nil {
-			errs = append(errs, &SpecError{File: invFile, Line: entry.node.Line, Col: entry.node.Column, Path: name, Entry: -1,
+			errs = append(errs, &Error{File: invFile, Line: entry.node.Line, Col: entry.node.Column, Path: name, Entry: -1,
 				Msg: "no value for variable " + name, Hint: strings.Replace(hint, "give --var "+name+"=VALUE, a --vars-file or an inventory entry", "add "+name+" to this entry, or give --var "+name+"=VALUE or a --vars-file", 1)})
 			continue
 		}
-		errs = append(errs, &SpecError{File: specFile, Line: d.key.Line, Col: d.key.Column, Path: "vars." + name, Entry: -1,
+		errs = append(errs, &Error{File: specFile, Line: d.key.Line, Col: d.key.Column, Path: "vars." + name, Entry: -1,
 			Msg: "no value given", Hint: hint})
 	}
 	sort.SliceStable(errs, func(i, j int) bool { return errs[i].Line < errs[j].Line })

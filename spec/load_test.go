@@ -1,4 +1,4 @@
-package engine
+package spec
 
 import (
 	"errors"
@@ -71,9 +71,9 @@ func TestInvalidSpecsGolden(t *testing.T) {
 			if err == nil {
 				t.Fatalf("loaded %d spec(s) from %s; want errors", len(got), path)
 			}
-			var se *SpecErrors
+			var se *Errors
 			if !errors.As(err, &se) {
-				t.Fatalf("error is %T, want SpecErrors: %v", err, err)
+				t.Fatalf("error is %T, want Errors: %v", err, err)
 			}
 			for _, e := range se.Errors {
 				if e.Line == 0 && e.File != "--var" && !strings.HasPrefix(e.Msg, "cannot read") && !strings.HasPrefix(e.Msg, "invalid YAML") {
@@ -90,7 +90,7 @@ func TestInvalidSpecsGolden(t *testing.T) {
 			}
 			want, err := os.ReadFile(golden)
 			if err != nil {
-				t.Fatalf("%v (run go test ./engine -run TestInvalidSpecsGolden -update)", err)
+				t.Fatalf("%v (run go test ./spec -run TestInvalidSpecsGolden -update)", err)
 			}
 			if out != string(want) {
 				t.Errorf("errors for %s differ from %s\n--- got\n%s--- want\n%s", path, golden, out, want)

@@ -1,4 +1,4 @@
-package engine
+package spec
 
 import (
 	"errors"
@@ -24,12 +24,12 @@ func FuzzLoad(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		specs, err := LoadBytes("fuzz.yaml", data, LoadOptions{})
 		if err != nil {
-			var se *SpecErrors
+			var se *Errors
 			if !errors.As(err, &se) {
 				t.Fatalf("error of type %T: %v", err, err)
 			}
 			if len(se.Errors) == 0 {
-				t.Fatal("empty SpecErrors")
+				t.Fatal("empty Errors")
 			}
 			for _, e := range se.Errors {
 				if e.File != "fuzz.yaml" || e.Line <= 0 || e.Col <= 0 || e.Msg == "" {

@@ -1,4 +1,4 @@
-package engine
+package spec
 
 import (
 	"errors"
@@ -147,8 +147,8 @@ func (w *limitedWriter) Write(p []byte) (int, error) {
 }
 
 // templateError explains a failed template at the string holding it.
-func templateError(file string, n *yaml.Node, path string, err error, declared, pending map[string]bool) *SpecError {
-	e := &SpecError{File: file, Line: n.Line, Col: n.Column, Path: path, Entry: -1}
+func templateError(file string, n *yaml.Node, path string, err error, declared, pending map[string]bool) *Error {
+	e := &Error{File: file, Line: n.Line, Col: n.Column, Path: path, Entry: -1}
 	msg := err.Error()
 	if m := tmplNoKeyRE.FindStringSubmatch(msg); m != nil {
 		name := m[1]

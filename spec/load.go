@@ -1,4 +1,4 @@
-package engine
+package spec
 
 import (
 	"encoding/json"
@@ -25,7 +25,7 @@ type LoadOptions struct {
 func LoadFile(path string, opts LoadOptions) ([]*Spec, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, &SpecErrors{Errors: errList{{File: path, Entry: -1, Msg: "cannot read the spec: " + osReason(err)}}}
+		return nil, &Errors{Errors: errList{{File: path, Entry: -1, Msg: "cannot read the spec: " + osReason(err)}}}
 	}
 	return LoadBytes(path, data, opts)
 }
@@ -35,7 +35,7 @@ func LoadFile(path string, opts LoadOptions) ([]*Spec, error) {
 func LoadBytes(filename string, data []byte, opts LoadOptions) ([]*Spec, error) {
 	specs, errs := loadBytes(filename, data, opts)
 	if len(errs) > 0 {
-		return nil, &SpecErrors{Errors: errs.sorted()}
+		return nil, &Errors{Errors: errs.sorted()}
 	}
 	return specs, nil
 }
@@ -109,7 +109,7 @@ func loadBytes(filename string, data []byte, opts LoadOptions) ([]*Spec, errList
 			continue
 		}
 		if j, dup := byName[spec.Name]; dup {
-			errs = append(errs, &SpecError{File: opts.Inventory, Line: entry.node.Line, Col: entry.node.Column, Entry: i, EntryName: spec.Name,
+			errs = append(errs, &Error{File: opts.Inventory, Line: entry.node.Line, Col: entry.node.Column, Entry: i, EntryName: spec.Name,
 				Msg:  fmt.Sprintf("renders the name %s, like entry %d", spec.Name, j),
 				Hint: "names must be unique: make name depend on a variable, such as name: \"{{ .db }}-pg17\""})
 			continue

@@ -1,4 +1,4 @@
-package engine
+package spec
 
 import (
 	"fmt"
@@ -6,9 +6,9 @@ import (
 	"strings"
 )
 
-// SpecError is one problem in a spec, a vars file or an inventory, located
+// Error is one problem in a spec, a vars file or an inventory, located
 // at the YAML node that holds it.
-type SpecError struct {
+type Error struct {
 	File string // as the user named it (command-line path)
 	Line int    // 1-based; 0 when the problem has no place in a file
 	Col  int    // 1-based
@@ -23,7 +23,7 @@ type SpecError struct {
 }
 
 // Error formats the problem as FILE:LINE:COL: PATH: message (hint).
-func (e *SpecError) Error() string {
+func (e *Error) Error() string {
 	var b strings.Builder
 	b.WriteString(e.File)
 	if e.Line > 0 {
@@ -50,20 +50,20 @@ func (e *SpecError) Error() string {
 	return b.String()
 }
 
-// SpecErrors is every problem found while loading a spec; LoadFile and
-// LoadBytes return it (as *SpecErrors) for invalid input.
-type SpecErrors struct {
-	Errors []*SpecError
+// Errors is every problem found while loading a spec; LoadFile and
+// LoadBytes return it (as *Errors) for invalid input.
+type Errors struct {
+	Errors []*Error
 }
 
 // Error is one problem per line.
-func (e *SpecErrors) Error() string { return errList(e.Errors).Error() }
+func (e *Errors) Error() string { return errList(e.Errors).Error() }
 
 // Lines is each problem formatted, in order.
-func (e *SpecErrors) Lines() []string { return errList(e.Errors).Lines() }
+func (e *Errors) Lines() []string { return errList(e.Errors).Lines() }
 
 // errList collects problems while loading.
-type errList []*SpecError
+type errList []*Error
 
 // Error is one problem per line.
 func (es errList) Error() string {

@@ -1,4 +1,4 @@
-package engine
+package spec
 
 import (
 	"encoding/json"
@@ -12,7 +12,7 @@ import (
 
 const (
 	specDoc       = "../docs/spec.md"
-	fieldsBegin   = "<!-- fields:begin (generated from schemas/upgrade.v1.schema.json by go test ./engine -run TestSpecDocMatchesSchema -update) -->"
+	fieldsBegin   = "<!-- fields:begin (generated from schemas/upgrade.v1.schema.json by go test ./spec -run TestSpecDocMatchesSchema -update) -->"
 	fieldsEnd     = "<!-- fields:end -->"
 	varNamedField = "vars.NAME"
 )
@@ -157,7 +157,7 @@ func TestSpecDocMatchesSchema(t *testing.T) {
 		return
 	}
 	if got != want {
-		t.Errorf("the field reference in %s is out of date with the schema: run go test ./engine -run TestSpecDocMatchesSchema -update", specDoc)
+		t.Errorf("the field reference in %s is out of date with the schema: run go test ./spec -run TestSpecDocMatchesSchema -update", specDoc)
 	}
 	documented := map[string]bool{}
 	for _, m := range docFieldRE.FindAllStringSubmatch(got, -1) {

@@ -1,4 +1,4 @@
-package engine
+package spec
 
 import (
 	"errors"
@@ -54,7 +54,7 @@ type checker struct {
 }
 
 func (c *checker) add(n *yaml.Node, path, msg, hint string) {
-	e := &SpecError{File: c.doc.file, Path: path, Msg: msg, Hint: hint, Entry: -1, Line: 1, Col: 1}
+	e := &Error{File: c.doc.file, Path: path, Msg: msg, Hint: hint, Entry: -1, Line: 1, Col: 1}
 	if n != nil {
 		e.Line, e.Col = n.Line, n.Column
 	}

@@ -1,4 +1,4 @@
-package engine
+package spec
 
 import (
 	"errors"
@@ -194,9 +194,9 @@ func TestPasswordNeverInErrors(t *testing.T) {
 		spec := "version: 1\nname: n\nsource:\n  dsn: '" + strings.ReplaceAll(dsn, "'", "''") + "'\ntarget:\n  dsn: " + "'" + strings.ReplaceAll(dsn, "'", "''") + "'\n" +
 			"cutover: {pause_timeout: x, switch: {pgbouncer: {admin_dsn: '" + strings.ReplaceAll(dsn, "'", "''") + "', config: c, database: d}}}\n"
 		_, err := LoadBytes("s.yaml", []byte(spec), LoadOptions{})
-		var se *SpecErrors
+		var se *Errors
 		if !errors.As(err, &se) {
-			t.Fatalf("%q: want SpecErrors, got %v", dsn, err)
+			t.Fatalf("%q: want Errors, got %v", dsn, err)
 		}
 		msg := err.Error()
 		if !strings.Contains(msg, "source.dsn: holds a password") {
