@@ -6,10 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sort"
 	"time"
 
+	"github.com/pgshift/pgshift/internal/atomicfile"
 	"github.com/pgshift/pgshift/spec"
 )
 
@@ -184,7 +184,9 @@ func OpenState(path string, sp *spec.Spec, g *Graph, opts StateOptions) (*StateS
 			lock.Release()
 		}
 	}()
-	removeStaleTemps(path)
+	// Temp files a killed run left behind: the lock is held, so no live
+	// writer owns them.
+	atomicfile.RemoveStale(path)
 
 	hash := sp.Hash()
 	st, err := ReadState(path)
@@ -281,58 +283,12 @@ func (s *StateStore) UpdateStep(id string, fn func(*StepState)) error {
 func (s *StateStore) Close() error { return s.lock.Release() }
 
 // writeStateAtomic replaces path with data so that a crash at any instant
-// leaves either the old file or the new one, never a mix.
+// leaves either the old file or the new one, never a mix; mode 0600.
 func writeStateAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
+	if err := atomicfile.Write(path, data, 0o600); err != nil {
 		return fmt.Errorf("write state %s: %w", path, err)
-	}
-	tmp := f.Name()
-	fail := func(err error) error {
-		f.Close()
-		os.Remove(tmp)
-		return fmt.Errorf("write state %s: %w", path, err)
-	}
-	if err := f.Chmod(0o600); err != nil {
-		return fail(err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write state %s: %w", path, err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("write state %s: %w", path, err)
-	}
-	return fsyncDir(dir)
-}
-
-func fsyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
-		return fmt.Errorf("fsync folder %s: %w", dir, err)
 	}
 	return nil
-}
-
-// removeStaleTemps deletes temp files a killed run left behind; called with
-// the lock held, so no live writer owns them.
-func removeStaleTemps(path string) {
-	matches, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*"))
-	for _, m := range matches {
-		os.Remove(m)
-	}
 }
 
 // canonicalJSON is the stable JSON used for hashing and fingerprints.

@@ -349,3 +349,11 @@ func TempDir(t testing.TB) string {
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	return dir
 }
+
+// ServerUserIDs is the uid and gid the rig runs servers as: postgres when
+// the tests run as root, the current user otherwise. A test gives a file
+// to it to check that a rewrite keeps an owner other than root.
+func ServerUserIDs() (uid, gid int, err error) {
+	u, err := lookupServerUser()
+	return u.uid, u.gid, err
+}

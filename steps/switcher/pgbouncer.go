@@ -13,6 +13,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgshift/pgshift/internal/atomicfile"
 	"github.com/pgshift/pgshift/spec"
 )
 
@@ -217,7 +218,7 @@ func (p *pgBouncer) Check(ctx context.Context) error {
 	if !sameTarget(edit.before, db.target) {
 		return fmt.Errorf("%s says [databases] %s: %s but the running PgBouncer uses %s: a RELOAD would apply that pending edit too; reload or revert it first", p.config, p.database, edit.before, db.target)
 	}
-	return checkReplaceable(p.config)
+	return atomicfile.CheckReplaceable(p.config)
 }
 
 func sameTarget(a, b connTarget) bool {
@@ -518,7 +519,7 @@ func (p *pgBouncer) Switch(ctx context.Context, to Side) error {
 		return err
 	}
 	if edit.changed {
-		if err := replaceFile(p.config, edit.content); err != nil {
+		if err := atomicfile.Replace(p.config, edit.content); err != nil {
 			return fmt.Errorf("pgbouncer: rewrite [databases] %s: %w", p.database, err)
 		}
 	}

@@ -14,11 +14,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgshift/pgshift/internal/atomicfile"
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/spec"
 )
@@ -56,7 +58,10 @@ func testPgBouncer(t *testing.T, blueC, greenC *pgtest.Cluster, blue, green Endp
 	})
 	// PgBouncer runs as postgres; give it the file the way a package would,
 	// so that the owner and mode must survive the rewrite.
-	uid, gid := otherUser(t)
+	uid, gid, err := pgtest.ServerUserIDs()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := os.Chown(bouncer.ConfigPath, uid, gid); err != nil {
 		t.Fatal(err)
 	}
@@ -279,7 +284,7 @@ func testPgBouncer(t *testing.T, blueC, greenC *pgtest.Cluster, blue, green Endp
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := replaceFile(bouncer.ConfigPath, edit.content); err != nil {
+		if err := atomicfile.Replace(bouncer.ConfigPath, edit.content); err != nil {
 			t.Fatal(err)
 		}
 		if side, _ := drv.Current(ctx); side != Green {
@@ -698,4 +703,14 @@ func testHAProxy(t *testing.T, blue, green Endpoint) {
 			t.Fatalf("after switching back HAProxy sends to port %d, want blue %d", got, blue.Port)
 		}
 	})
+}
+
+// statT is the file's owner, mode and inode.
+func statT(t *testing.T, path string) *syscall.Stat_t {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t)
 }

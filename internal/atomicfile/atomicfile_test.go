@@ -1,4 +1,4 @@
-package switcher
+package atomicfile
 
 import (
 	"os"
@@ -33,7 +33,7 @@ func TestReplaceFileKeepsOwnerAndMode(t *testing.T) {
 	uid, gid := otherUser(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "pgbouncer.ini")
-	write(t, path, "old\n")
+	writeFile(t, path, "old\n")
 	if err := os.Chown(path, uid, gid); err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestReplaceFileKeepsOwnerAndMode(t *testing.T) {
 	}
 	before := statT(t, path)
 
-	if err := replaceFile(path, []byte("new\n")); err != nil {
+	if err := Replace(path, []byte("new\n")); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := os.ReadFile(path)
@@ -63,8 +63,8 @@ func TestReplaceFileKeepsOwnerAndMode(t *testing.T) {
 	if len(leftovers) > 0 {
 		t.Errorf("temporary files left: %v", leftovers)
 	}
-	if err := checkReplaceable(path); err != nil {
-		t.Errorf("checkReplaceable: %v", err)
+	if err := CheckReplaceable(path); err != nil {
+		t.Errorf("CheckReplaceable: %v", err)
 	}
 }
 
@@ -72,11 +72,11 @@ func TestReplaceFileFollowsSymlink(t *testing.T) {
 	dir := t.TempDir()
 	real := filepath.Join(dir, "real.ini")
 	link := filepath.Join(dir, "pgbouncer.ini")
-	write(t, real, "old\n")
+	writeFile(t, real, "old\n")
 	if err := os.Symlink("real.ini", link); err != nil {
 		t.Fatal(err)
 	}
-	if err := replaceFile(link, []byte("new\n")); err != nil {
+	if err := Replace(link, []byte("new\n")); err != nil {
 		t.Fatal(err)
 	}
 	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
@@ -91,8 +91,8 @@ func TestReplaceFileFollowsSymlink(t *testing.T) {
 func TestReplaceFileMissing(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "pgbouncer.ini")
-	if err := replaceFile(path, []byte("x")); err == nil {
-		t.Errorf("replaceFile of a missing file succeeded")
+	if err := Replace(path, []byte("x")); err == nil {
+		t.Errorf("Replace of a missing file succeeded")
 	}
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("files created: %v", entries)
@@ -106,4 +106,38 @@ func statT(t *testing.T, path string) *syscall.Stat_t {
 		t.Fatal(err)
 	}
 	return fi.Sys().(*syscall.Stat_t)
+}
+
+func writeFile(t *testing.T, path, content string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestWriteSetsModeAndLeavesNoTemp(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "x.pgshift-state.json")
+	for _, content := range []string{"one\n", "two\n"} {
+		if err := Write(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(path)
+		if err != nil || string(got) != content {
+			t.Fatalf("read back %q, %v; want %q", got, err, content)
+		}
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("mode %v, %v; want 0600", fi.Mode().Perm(), err)
+	}
+	if temps, _ := filepath.Glob(filepath.Join(dir, TempPattern(path))); len(temps) != 0 {
+		t.Fatalf("temporary files left: %v", temps)
+	}
+	stale := filepath.Join(dir, ".x.pgshift-state.json.tmp-123")
+	writeFile(t, stale, "half")
+	RemoveStale(path)
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Fatalf("RemoveStale left %s", stale)
+	}
 }
