@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/pgshift/pgshift/internal/words"
 )
 
 // TextOptions tunes the text renderer.
@@ -38,18 +40,11 @@ func (p *Plan) SummaryLine() string {
 		return "No changes. blue and green already match the spec."
 	}
 	line := fmt.Sprintf("Plan: %d to create, %d to change, %d to destroy. %s, %s.",
-		s.Create, s.Change, s.Destroy, plural(s.Warnings, "warning"), plural(s.Blockers, "blocker"))
+		s.Create, s.Change, s.Destroy, words.Count(s.Warnings, "warning"), words.Count(s.Blockers, "blocker"))
 	if s.Uninspected > 0 {
 		line += fmt.Sprintf(" %d not inspected.", s.Uninspected)
 	}
 	return line
-}
-
-func plural(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return fmt.Sprintf("%d %ss", n, word)
 }
 
 // Legend lists only the symbols the plan uses.

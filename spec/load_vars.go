@@ -1,7 +1,9 @@
 package spec
 
 import (
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
@@ -148,7 +150,7 @@ func readInventory(path string) ([]inventoryEntry, errList) {
 func resolveVars(specFile string, decls map[string]varDecl, layers []map[string]varValue, cli map[string]string, entry *inventoryEntry, invFile string) (vals map[string]string, pending map[string]bool, errs errList) {
 	vals = map[string]string{}
 	pending = map[string]bool{}
-	declNames := sortedKeys(decls)
+	declNames := slices.Sorted(maps.Keys(decls))
 	for name, d := range decls {
 		if d.def != nil {
 			vals[name] = *d.def
@@ -168,7 +170,7 @@ func resolveVars(specFile string, decls map[string]varDecl, layers []map[string]
 		errs = append(errs, e)
 	}
 	for _, layer := range layers {
-		for _, name := range sortedKeys(layer) {
+		for _, name := range slices.Sorted(maps.Keys(layer)) {
 			v := layer[name]
 			if _, ok := decls[name]; !ok {
 				undeclared(name, v, "")
@@ -177,7 +179,7 @@ func resolveVars(specFile string, decls map[string]varDecl, layers []map[string]
 			vals[name] = v.value
 		}
 	}
-	for _, name := range sortedKeys(cli) {
+	for _, name := range slices.Sorted(maps.Keys(cli)) {
 		if _, ok := decls[name]; !ok {
 			undeclared(name, varValue{}, "--var")
 			continue

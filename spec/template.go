@@ -3,8 +3,9 @@ package spec
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"text/template"
@@ -156,7 +157,7 @@ func templateError(file string, n *yaml.Node, path string, err error, declared, 
 			return nil
 		}
 		e.Msg = "template uses {{ ." + name + " }}, which is not declared under vars"
-		if near := nearest(name, sortedKeys(declared)); near != "" {
+		if near := nearest(name, slices.Sorted(maps.Keys(declared))); near != "" {
 			e.Hint = "did you mean " + near + "?"
 		} else {
 			e.Hint = "declare it: vars: {" + name + ": {description: ...}}"
@@ -222,13 +223,4 @@ func displayPath(path []string) string {
 		b.WriteString(seg)
 	}
 	return b.String()
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

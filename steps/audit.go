@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pg"
+	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
 )
@@ -84,7 +86,7 @@ func (audit) inspect(ctx context.Context, env *engine.Env) (*findings, auditRepo
 	if err != nil {
 		return nil, r, err
 	}
-	gv, err := ServerVersionOf(ctx, green)
+	gv, err := pg.ServerVersionOf(ctx, green)
 	if err != nil {
 		return nil, r, fmt.Errorf("green: %w", err)
 	}
@@ -143,9 +145,9 @@ SELECT (SELECT default_version FROM pg_available_extensions WHERE name = $1),
 	}
 	f.check("extensions available on green", len(missing) == 0, fmt.Sprintf("%d of %d available", len(exts)-len(missing), len(exts)),
 		fmt.Sprintf("green does not offer %s %s used on blue: install the package that provides %s on green's host (Debian/Ubuntu: postgresql-%d-<name>, e.g. postgresql-%d-%s), or drop it on blue if unused",
-			pick(len(missing), "extension", "extensions"), listNames(missing), pick(len(missing), "it", "them"), greenMajor, greenMajor, firstOr(missing, "<name>")))
+			words.Pick(len(missing), "extension", "extensions"), words.List(missing), words.Pick(len(missing), "it", "them"), greenMajor, greenMajor, firstOr(missing, "<name>")))
 	if len(exts) > 0 {
-		f.fact("%s", plural(len(exts), "extension", "extensions"))
+		f.fact("%s", words.Plural(len(exts), "extension", "extensions"))
 	}
 	return nil
 }
@@ -178,30 +180,30 @@ SELECT (SELECT count(*) FROM pg_largeobject_metadata),
 
 	f.check("no large objects", largeObjects == 0, fmt.Sprintf("%d large objects", largeObjects),
 		fmt.Sprintf("blue holds %s, which logical replication does not carry: move them into bytea columns, or remove them (SELECT lo_unlink(oid) FROM pg_largeobject_metadata) once unused",
-			plural(int(largeObjects), "large object", "large objects")))
+			words.Plural(int(largeObjects), "large object", "large objects")))
 	if sequences > 0 {
-		f.fact("%s synced at cutover", plural(sequences, "sequence", "sequences"))
-		f.detail("%s: values copied from blue to green at the cutover, plus a margin of %d", plural(sequences, "sequence", "sequences"), env.Spec.Sequences.Margin)
+		f.fact("%s synced at cutover", words.Plural(sequences, "sequence", "sequences"))
+		f.detail("%s: values copied from blue to green at the cutover, plus a margin of %d", words.Plural(sequences, "sequence", "sequences"), env.Spec.Sequences.Margin)
 	}
 	if len(matviews) > 0 {
-		f.fact("%s refreshed before cutover", plural(len(matviews), "materialized view", "materialized views"))
+		f.fact("%s refreshed before cutover", words.Plural(len(matviews), "materialized view", "materialized views"))
 		f.warn("%s %s not replicated: green refreshes %s before the cutover (REFRESH MATERIALIZED VIEW), which takes as long as on blue",
-			pick(len(matviews), "materialized view", "materialized views"), listNames(matviews), pick(len(matviews), "it", "them"))
+			words.Pick(len(matviews), "materialized view", "materialized views"), words.List(matviews), words.Pick(len(matviews), "it", "them"))
 	}
 	if len(unlogged) > 0 {
 		f.warn("unlogged %s %s not replicated: the schema restore creates %s empty on green; refill %s after the cutover or make %s logged on blue (ALTER TABLE ... SET LOGGED)",
-			pick(len(unlogged), "table", "tables"), listNames(unlogged), pick(len(unlogged), "it", "them"), pick(len(unlogged), "it", "them"), pick(len(unlogged), "it", "them"))
+			words.Pick(len(unlogged), "table", "tables"), words.List(unlogged), words.Pick(len(unlogged), "it", "them"), words.Pick(len(unlogged), "it", "them"), words.Pick(len(unlogged), "it", "them"))
 	}
 	if len(foreign) > 0 {
 		f.warn("foreign %s %s not replicated: the schema restore creates %s on green pointing at the same servers; check user mappings and network access from green",
-			pick(len(foreign), "table", "tables"), listNames(foreign), pick(len(foreign), "it", "them"))
+			words.Pick(len(foreign), "table", "tables"), words.List(foreign), words.Pick(len(foreign), "it", "them"))
 	}
 
-	selected, err := SelectedTables(ctx, blue, env.Spec)
+	selected, err := pg.SelectedTables(ctx, blue, env.Spec.Tables.Include, env.Spec.Tables.Exclude)
 	if err != nil {
 		return err
 	}
-	all, err := SelectedTables(ctx, blue, allTablesSpec(env.Spec))
+	all, err := pg.SelectedTables(ctx, blue, nil, nil)
 	if err != nil {
 		return err
 	}
@@ -214,7 +216,7 @@ SELECT (SELECT count(*) FROM pg_largeobject_metadata),
 	}
 	if len(excluded) > 0 {
 		f.warn("%s excluded by tables.include/exclude: %s; the schema restore creates %s on green but no rows follow",
-			plural(len(excluded), "table", "tables"), listNames(excluded), pick(len(excluded), "it", "them"))
+			words.Plural(len(excluded), "table", "tables"), words.List(excluded), words.Pick(len(excluded), "it", "them"))
 	}
 	return nil
 }

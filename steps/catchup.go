@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pg"
+	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
 )
@@ -62,10 +64,10 @@ const maxWorkerErrors = 5
 
 // replicationProgress is one measurement of the pipeline.
 type replicationProgress struct {
-	Subscription subscriptionState
-	Tables       []relState
+	Subscription pg.Subscription
+	Tables       []pg.RelState
 	Ready        int
-	Slot         slotStatus
+	Slot         pg.SlotStatus
 	// SyncErrors and ApplyErrors count worker failures since the
 	// subscription was made (PostgreSQL 15+ on green; -1 before).
 	SyncErrors, ApplyErrors int64
@@ -86,19 +88,19 @@ func measureReplication(ctx context.Context, env *engine.Env, spec *spec.Spec) (
 	if err != nil {
 		return p, err
 	}
-	if p.Subscription, err = readSubscription(ctx, green, spec.SubscriptionName()); err != nil {
+	if p.Subscription, err = pg.ReadSubscription(ctx, green, spec.SubscriptionName()); err != nil {
 		return p, err
 	}
 	if p.Subscription.Exists {
-		if p.Tables, err = readRelStates(ctx, green, spec.SubscriptionName()); err != nil {
+		if p.Tables, err = pg.ReadRelStates(ctx, green, spec.SubscriptionName()); err != nil {
 			return p, err
 		}
-		p.Ready = countReady(p.Tables)
-		if p.SyncErrors, p.ApplyErrors, err = workerErrors(ctx, green, p.Subscription.OID); err != nil {
+		p.Ready = pg.CountReady(p.Tables)
+		if p.SyncErrors, p.ApplyErrors, err = pg.WorkerErrors(ctx, green, p.Subscription.OID); err != nil {
 			return p, err
 		}
 	}
-	if p.Slot, err = readSlot(ctx, blue, spec.SlotName()); err != nil {
+	if p.Slot, err = pg.ReadSlot(ctx, blue, spec.SlotName()); err != nil {
 		return p, err
 	}
 	if p.Slot.Exists {
@@ -115,9 +117,9 @@ func (s *catchupStep) Observe(ctx context.Context, env *engine.Env) (plans.Chang
 	}
 	if !p.Subscription.Exists {
 		return plans.Change{Action: plans.ActionCreate,
-			Summary: fmt.Sprintf("wait until every table is ready and lag is under %s", replBytes(threshold))}, nil
+			Summary: fmt.Sprintf("wait until every table is ready and lag is under %s", words.Bytes(threshold))}, nil
 	}
-	summary := fmt.Sprintf("%d/%d tables ready, lag %s (threshold %s)", p.Ready, len(p.Tables), replBytes(p.Slot.LagBytes), replBytes(threshold))
+	summary := fmt.Sprintf("%d/%d tables ready, lag %s (threshold %s)", p.Ready, len(p.Tables), words.Bytes(p.Slot.LagBytes), words.Bytes(threshold))
 	if p.caughtUp(threshold) {
 		return plans.Change{Action: plans.ActionNone, Summary: summary}, nil
 	}
@@ -168,13 +170,13 @@ func (s *catchupStep) Apply(ctx context.Context, env *engine.Env) error {
 			bar = env.StartProgress("catch-up: tables ready", int64(len(p.Tables)), false)
 		}
 		if bar != nil {
-			bar.Set(int64(p.Ready), "lag "+replBytes(p.Slot.LagBytes))
+			bar.Set(int64(p.Ready), "lag "+words.Bytes(p.Slot.LagBytes))
 		}
 		if baseSync < 0 {
 			baseSync, baseApply = p.SyncErrors, p.ApplyErrors
 		}
 		if p.Slot.Lost {
-			return slotLostError(s.spec.SlotName())
+			return pg.SlotLostError(s.spec.SlotName())
 		}
 		if newSync, newApply := p.SyncErrors-baseSync, p.ApplyErrors-baseApply; newSync+newApply >= maxErrors {
 			return fmt.Errorf("subscription %q on green keeps failing (%d table-copy and %d apply errors while waiting, %d/%d tables ready): green's server log names the cause; the usual ones are rows already on green (duplicate key: empty green's tables, then roll back and apply again), a table or column missing on green, or blue refusing the connection",
@@ -185,7 +187,7 @@ func (s *catchupStep) Apply(ctx context.Context, env *engine.Env) error {
 			return fmt.Errorf("subscription %q does not exist on green: apply %s first", sub, SubscriptionStepID)
 		case !p.Subscription.Enabled:
 			return fmt.Errorf("subscription %q on green is disabled (disable_on_error stops it at the first apply error; green's log names it): fix the cause, then ALTER SUBSCRIPTION %s ENABLE and run again",
-				sub, replIdent(sub))
+				sub, pg.QuoteIdent(sub))
 		case !p.Slot.Exists:
 			return fmt.Errorf("replication slot %q is gone from blue: green cannot follow blue any more; roll back and apply again", s.spec.SlotName())
 		case len(p.Tables) == 0:
@@ -206,7 +208,7 @@ func (s *catchupStep) Apply(ctx context.Context, env *engine.Env) error {
 		if now.Sub(lastLog) >= every {
 			lastLog = now
 			env.Log.Info("catching up", "tables_ready", fmt.Sprintf("%d/%d", p.Ready, len(p.Tables)),
-				"lag_bytes", p.Slot.LagBytes, "lag", replBytes(p.Slot.LagBytes), "syncing", syncingTables(p.Tables, 5))
+				"lag_bytes", p.Slot.LagBytes, "lag", words.Bytes(p.Slot.LagBytes), "syncing", syncingTables(p.Tables, 5))
 		}
 		if p.Ready == len(p.Tables) && now.Sub(lastMove) >= stallNudge {
 			// An idle blue gives the walsender nothing to send; a logical
@@ -221,14 +223,14 @@ func (s *catchupStep) Apply(ctx context.Context, env *engine.Env) error {
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("waiting for green to catch up (%d/%d tables ready, lag %s): %w", p.Ready, len(p.Tables), replBytes(p.Slot.LagBytes), ctx.Err())
+			return fmt.Errorf("waiting for green to catch up (%d/%d tables ready, lag %s): %w", p.Ready, len(p.Tables), words.Bytes(p.Slot.LagBytes), ctx.Err())
 		case <-time.After(poll):
 		}
 	}
 }
 
 // syncingTables names the first few tables not ready yet, with their state.
-func syncingTables(states []relState, max int) string {
+func syncingTables(states []pg.RelState, max int) string {
 	var out []string
 	n := 0
 	for _, r := range states {
@@ -260,7 +262,7 @@ func (s *catchupStep) Report(ctx context.Context, env *engine.Env) ([]string, er
 	threshold := catchupThreshold(s.spec)
 	var out []string
 	if p.Slot.Exists {
-		line := fmt.Sprintf("lag %s (%d bytes) on slot %s, threshold %s", replBytes(p.Slot.LagBytes), p.Slot.LagBytes, s.spec.SlotName(), replBytes(threshold))
+		line := fmt.Sprintf("lag %s (%d bytes) on slot %s, threshold %s", words.Bytes(p.Slot.LagBytes), p.Slot.LagBytes, s.spec.SlotName(), words.Bytes(threshold))
 		if !p.Slot.Active {
 			line += ", no consumer attached"
 		}
@@ -279,7 +281,7 @@ func (s *catchupStep) Report(ctx context.Context, env *engine.Env) ([]string, er
 
 func (s *catchupStep) Describe() plans.Change {
 	return plans.Change{Action: plans.ActionCreate,
-		Summary: fmt.Sprintf("wait until every table is ready and lag is under %s", replBytes(catchupThreshold(s.spec)))}
+		Summary: fmt.Sprintf("wait until every table is ready and lag is under %s", words.Bytes(catchupThreshold(s.spec)))}
 }
 
 // Fingerprint is constant: catch-up changes nothing, and its progress (lag,

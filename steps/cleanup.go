@@ -7,6 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pg"
 )
 
 // CleanupAction is one replication object `pgshift cleanup` drops. Actions
@@ -51,7 +52,7 @@ func PlanCleanup(ctx context.Context, env *engine.Env) (CleanupPlan, error) {
 	}
 	reverse := spec.ReverseName()
 	// publisherOf returns the pool on the other side, nil when unreachable.
-	var bluePub, greenPub replQuerier
+	var bluePub, greenPub pg.Querier
 	if blueErr == nil {
 		bluePub = blue
 	}
@@ -61,8 +62,8 @@ func PlanCleanup(ctx context.Context, env *engine.Env) (CleanupPlan, error) {
 
 	type subSpec struct {
 		side       string
-		db         replQuerier
-		publisher  replQuerier
+		db         pg.Querier
+		publisher  pg.Querier
 		name       string
 		reachError error
 	}
@@ -73,14 +74,14 @@ func PlanCleanup(ctx context.Context, env *engine.Env) (CleanupPlan, error) {
 		if sub.reachError != nil {
 			continue
 		}
-		st, err := readSubscription(ctx, sub.db, sub.name)
+		st, err := pg.ReadSubscription(ctx, sub.db, sub.name)
 		if err != nil {
 			return plan, fmt.Errorf("%s: %w", sub.side, err)
 		}
 		if !st.Exists {
 			continue
 		}
-		q := replIdent(sub.name)
+		q := pg.QuoteIdent(sub.name)
 		sub := sub
 		plan.Actions = append(plan.Actions, CleanupAction{
 			Side: sub.side, Kind: "subscription", Name: sub.name,
@@ -93,14 +94,14 @@ func PlanCleanup(ctx context.Context, env *engine.Env) (CleanupPlan, error) {
 
 	type objSpec struct {
 		side string
-		db   replQuerier
+		db   pg.Querier
 		name string
 	}
 	for _, sl := range []objSpec{{"blue", bluePub, spec.SlotName()}, {"green", greenPub, reverse}} {
 		if sl.db == nil {
 			continue
 		}
-		st, err := readSlot(ctx, sl.db, sl.name)
+		st, err := pg.ReadSlot(ctx, sl.db, sl.name)
 		if err != nil {
 			return plan, fmt.Errorf("%s: %w", sl.side, err)
 		}
@@ -110,7 +111,7 @@ func PlanCleanup(ctx context.Context, env *engine.Env) (CleanupPlan, error) {
 		sl := sl
 		plan.Actions = append(plan.Actions, CleanupAction{
 			Side: sl.side, Kind: "slot", Name: sl.name,
-			SQL: fmt.Sprintf("SELECT pg_drop_replication_slot(%s)", QuoteLiteral(sl.name)),
+			SQL: fmt.Sprintf("SELECT pg_drop_replication_slot(%s)", pg.QuoteLiteral(sl.name)),
 			drop: func(ctx context.Context, env *engine.Env) error {
 				return dropSlot(ctx, env, sl.db, sl.name)
 			},
@@ -146,7 +147,7 @@ func PlanCleanup(ctx context.Context, env *engine.Env) (CleanupPlan, error) {
 		}
 		plan.Actions = append(plan.Actions, CleanupAction{
 			Side: pub.side, Kind: "publication", Name: pub.name,
-			SQL: "DROP PUBLICATION " + replIdent(pub.name),
+			SQL: "DROP PUBLICATION " + pg.QuoteIdent(pub.name),
 			drop: func(ctx context.Context, env *engine.Env) error {
 				return dropPublication(ctx, env, pub.db, pub.name, owner)
 			},

@@ -12,6 +12,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pg"
+	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
 	"github.com/pgshift/pgshift/steps/snapcopy"
@@ -68,7 +70,7 @@ func (s *copyStep) describeCreate(tables int, bytes int64) plans.Change {
 	ic := s.spec.Replication.InitialCopy
 	what := "the selected tables"
 	if tables >= 0 {
-		what = fmt.Sprintf("%s (%s)", countOf(tables, "table"), copySize(bytes))
+		what = fmt.Sprintf("%s (%s)", words.Count(tables, "table"), copySize(bytes))
 	}
 	split := "no table split"
 	if ic.SplitTablesLargerThan > 0 {
@@ -95,7 +97,7 @@ func (s *copyStep) DescribeRollback() string {
 
 // copyState is what Observe, Check and Apply decide from.
 type copyState struct {
-	tables     []Table
+	tables     []pg.Table
 	bytes      int64
 	slotExists bool
 	slotInUse  string   // why the slot must not be reset: a subscriber holds it or green has a subscription on it
@@ -114,19 +116,19 @@ func (s *copyStep) inspect(ctx context.Context, env *engine.Env) (copyState, err
 	if err != nil {
 		return st, err
 	}
-	if st.tables, err = SelectedTables(ctx, blue, s.spec); err != nil {
+	if st.tables, err = pg.SelectedTables(ctx, blue, s.spec.Tables.Include, s.spec.Tables.Exclude); err != nil {
 		return st, fmt.Errorf("blue: %w", err)
 	}
 	for _, t := range st.tables {
 		st.bytes += t.Bytes
 	}
-	slot, err := readSlot(ctx, blue, s.spec.SlotName())
+	slot, err := pg.ReadSlot(ctx, blue, s.spec.SlotName())
 	if err != nil {
 		return st, err
 	}
 	st.slotExists = slot.Exists
 	if slot.Active {
-		st.slotInUse = fmt.Sprintf("slot %s on blue is in use by %s", s.spec.SlotName(), slotHolder(ctx, blue, slot.ActivePID))
+		st.slotInUse = fmt.Sprintf("slot %s on blue is in use by %s", s.spec.SlotName(), pg.SlotHolder(ctx, blue, slot.ActivePID))
 	}
 	var sub string
 	err = green.QueryRow(ctx, `SELECT subname FROM pg_subscription WHERE subslotname = $1
@@ -277,7 +279,7 @@ func (s *copyStep) Apply(ctx context.Context, env *engine.Env) error {
 	if err != nil {
 		return err
 	}
-	bv, err := ServerVersionOf(ctx, blue)
+	bv, err := pg.ServerVersionOf(ctx, blue)
 	if err != nil {
 		return fmt.Errorf("blue: %w", err)
 	}
@@ -380,7 +382,7 @@ func (s *copyStep) Rollback(ctx context.Context, env *engine.Env) error {
 	if err != nil {
 		return err
 	}
-	tables, err := SelectedTables(ctx, blue, s.spec)
+	tables, err := pg.SelectedTables(ctx, blue, s.spec.Tables.Include, s.spec.Tables.Exclude)
 	if err != nil {
 		return fmt.Errorf("blue: %w", err)
 	}
@@ -397,7 +399,7 @@ func (s *copyStep) Rollback(ctx context.Context, env *engine.Env) error {
 	if err := snapcopy.TruncateTargets(ctx, green, present); err != nil {
 		return err
 	}
-	return snapcopy.DropSlot(ctx, blue, s.spec.SlotName(), slotInactiveWait)
+	return dropSlotWithin(ctx, env, blue, s.spec.SlotName(), slotInactiveWait)
 }
 
 // copyProgress logs how far the copy is: parts, bytes, rate and an ETA
@@ -536,7 +538,7 @@ func outputOr(env *engine.Env, step, key, def string) string {
 
 // analyzeTables runs ANALYZE on green for the copied tables, in one
 // statement (a partitioned root covers its partitions).
-func analyzeTables(ctx context.Context, env *engine.Env, tables []Table) error {
+func analyzeTables(ctx context.Context, env *engine.Env, tables []pg.Table) error {
 	if len(tables) == 0 {
 		return nil
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pgx/v5"
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pg"
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
@@ -176,7 +177,7 @@ func TestCopyStepSnapshotMethod(t *testing.T) {
 	}
 	lsn := blue.Scalar(t, "app", "SELECT pg_current_wal_lsn()")
 	deadline := time.Now().Add(time.Minute)
-	for blue.Scalar(t, "app", fmt.Sprintf("SELECT confirmed_flush_lsn >= '%s' FROM pg_replication_slots WHERE slot_name = %s", lsn, QuoteLiteral(spec.SlotName()))) != "t" {
+	for blue.Scalar(t, "app", fmt.Sprintf("SELECT confirmed_flush_lsn >= '%s' FROM pg_replication_slots WHERE slot_name = %s", lsn, pg.QuoteLiteral(spec.SlotName()))) != "t" {
 		if time.Now().After(deadline) {
 			t.Fatalf("green did not catch up with %s within a minute", lsn)
 		}
@@ -194,9 +195,9 @@ func TestCopyStepSnapshotMethod(t *testing.T) {
 	// The slot lost after a finished copy (dropped by hand, or invalidated
 	// by max_slot_wal_keep_size): blue's changes can no longer reach green,
 	// and the plan must say so rather than call the copy done.
-	sub := quoteIdent(spec.SubscriptionName())
+	sub := pg.QuoteIdent(spec.SubscriptionName())
 	green.Exec(t, "app", "ALTER SUBSCRIPTION "+sub+" DISABLE; ALTER SUBSCRIPTION "+sub+" SET (slot_name = NONE)")
-	blue.Exec(t, "app", "SELECT pg_drop_replication_slot("+QuoteLiteral(spec.SlotName())+")")
+	blue.Exec(t, "app", "SELECT pg_drop_replication_slot("+pg.QuoteLiteral(spec.SlotName())+")")
 	if c, err := step(CopyStepID).Observe(ctx, env.ForStep(CopyStepID)); err != nil || c.Action != plans.ActionBlocker ||
 		!hasLine(c.Blockers, "slot "+spec.SlotName()+" is gone from blue", "pgshift rollback") {
 		t.Errorf("plan after the slot was dropped: %s %q %q (%v), want a blocker naming the lost slot", c.Action, c.Summary, c.Blockers, err)

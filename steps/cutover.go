@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pg"
+	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
 	"github.com/pgshift/pgshift/steps/switcher"
@@ -349,13 +351,13 @@ func (s *cutoverStep) Fingerprint(c plans.Change) string {
 func (s *cutoverStep) Describe() plans.Change {
 	rev := s.spec.ReverseName()
 	details := []string{
-		fmt.Sprintf("before the freeze: wait for lag under %s, REFRESH MATERIALIZED VIEW on green, forward subscription synchronous_commit = on", replBytes(preFreezeLag(s.spec))),
+		fmt.Sprintf("before the freeze: wait for lag under %s, REFRESH MATERIALIZED VIEW on green, forward subscription synchronous_commit = on", words.Bytes(preFreezeLag(s.spec))),
 	}
 	if s.spec.Cutover.ReverseReplication {
 		conninfo := "<target.dsn cannot be turned into a conninfo>"
 		if dsn, field, err := peerDSN(engine.NewDatabase("green", s.spec.Target)); err != nil {
 			conninfo = "<" + field + " cannot be turned into a conninfo>"
-		} else if _, redacted, err := subscriptionConninfo(dsn, ""); err == nil {
+		} else if _, redacted, err := pg.SubscriptionConninfo(dsn, ""); err == nil {
 			if s.spec.Target.PasswordEnv != "" {
 				redacted += " password=********"
 			}
@@ -363,13 +365,13 @@ func (s *cutoverStep) Describe() plans.Change {
 		}
 		details = append(details,
 			fmt.Sprintf("before the freeze: CREATE PUBLICATION %s on green (the replicated tables); CREATE SUBSCRIPTION %s on blue CONNECTION %s (enabled = false, copy_data = false, create_slot = false, and the replication.options blue's version accepts but binary and failover)",
-				replIdent(rev), replIdent(rev), QuoteLiteral(conninfo)))
+				pg.QuoteIdent(rev), pg.QuoteIdent(rev), pg.QuoteLiteral(conninfo)))
 	}
 	details = append(details,
 		fmt.Sprintf("freeze (%s), drain: green confirms blue's last position; copy every sequence + %d", s.spec.Cutover.Freeze, s.spec.Sequences.Margin),
-		fmt.Sprintf("ALTER SUBSCRIPTION %s DISABLE on green", replIdent(s.spec.SubscriptionName())))
+		fmt.Sprintf("ALTER SUBSCRIPTION %s DISABLE on green", pg.QuoteIdent(s.spec.SubscriptionName())))
 	if s.spec.Cutover.ReverseReplication {
-		details = append(details, fmt.Sprintf("pg_create_logical_replication_slot(%s, 'pgoutput') on green", QuoteLiteral(rev)))
+		details = append(details, fmt.Sprintf("pg_create_logical_replication_slot(%s, 'pgoutput') on green", pg.QuoteLiteral(rev)))
 	}
 	details = append(details, fmt.Sprintf("switch to green, unfreeze (aborts back to blue past %s)", time.Duration(s.spec.Cutover.PauseTimeout)))
 	if c := s.spec.Cutover.Confirm; c != nil && c.DSN != "" {
@@ -378,7 +380,7 @@ func (s *cutoverStep) Describe() plans.Change {
 		details = append(details, "write through the switch not confirmed (set cutover.confirm.dsn)")
 	}
 	if s.spec.Cutover.ReverseReplication {
-		details = append(details, fmt.Sprintf("ALTER SUBSCRIPTION %s ENABLE on blue", replIdent(rev)))
+		details = append(details, fmt.Sprintf("ALTER SUBSCRIPTION %s ENABLE on blue", pg.QuoteIdent(rev)))
 	}
 	return plans.Change{Action: plans.ActionCreate,
 		Summary: fmt.Sprintf("freeze writes (%s, at most %s), drain, copy sequences, switch to green", s.spec.Cutover.Freeze, time.Duration(s.spec.Cutover.PauseTimeout)),

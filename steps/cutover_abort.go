@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/pgshift/pgshift/internal/pg"
 	"github.com/pgshift/pgshift/steps/switcher"
 )
 
@@ -79,7 +80,7 @@ func (r *run) backToBlue(ctx context.Context) (back bool, problems []string) {
 func (r *run) restoreForward(ctx context.Context) error {
 	fwd := r.spec.SubscriptionName()
 	if r.green == nil {
-		return fmt.Errorf("green unreachable: the forward subscription %s stays disabled; pgshift apply --approve-cutover re-enables it once green answers (or ALTER SUBSCRIPTION %s ENABLE)", fwd, replIdent(fwd))
+		return fmt.Errorf("green unreachable: the forward subscription %s stays disabled; pgshift apply --approve-cutover re-enables it once green answers (or ALTER SUBSCRIPTION %s ENABLE)", fwd, pg.QuoteIdent(fwd))
 	}
 	var errs []error
 	if v := r.out(coSyncCommit); v != "" {
@@ -87,7 +88,7 @@ func (r *run) restoreForward(ctx context.Context) error {
 			errs = append(errs, err)
 		}
 	}
-	st, err := readSubscription(ctx, r.green, fwd)
+	st, err := pg.ReadSubscription(ctx, r.green, fwd)
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgshift/pgshift/internal/pg"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
 )
@@ -93,7 +94,7 @@ func TestAbortReserveKeepsTheFreezeWithinPauseTimeout(t *testing.T) {
 
 func TestReverseSubscriptionSQL(t *testing.T) {
 	spec := cutoverTestSpec()
-	full, redacted, err := subscriptionConninfo(spec.Target.DSN, `pa'ss w\rd`)
+	full, redacted, err := pg.SubscriptionConninfo(spec.Target.DSN, `pa'ss w\rd`)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pg"
+	"github.com/pgshift/pgshift/internal/words"
 )
 
 // Draining proves that green has applied everything blue committed before
@@ -138,7 +140,7 @@ func settle(ctx context.Context, t time.Time) error {
 }
 
 func setSubscriptionSyncCommit(ctx context.Context, db *pgxpool.Pool, name, value string) error {
-	if _, err := db.Exec(ctx, fmt.Sprintf("ALTER SUBSCRIPTION %s SET (synchronous_commit = %s)", replIdent(name), QuoteLiteral(value))); err != nil {
+	if _, err := db.Exec(ctx, fmt.Sprintf("ALTER SUBSCRIPTION %s SET (synchronous_commit = %s)", pg.QuoteIdent(name), pg.QuoteLiteral(value))); err != nil {
 		return fmt.Errorf("subscription %q: set synchronous_commit = %s: %w", name, value, err)
 	}
 	return nil
@@ -148,7 +150,7 @@ func setSubscriptionSyncCommit(ctx context.Context, db *pgxpool.Pool, name, valu
 // rather than waiting for the worker to notice (up to a second): it has
 // applied everything by then, so nothing is lost.
 func stopSubscription(ctx context.Context, db *pgxpool.Pool, name string) error {
-	if _, err := db.Exec(ctx, "ALTER SUBSCRIPTION "+replIdent(name)+" DISABLE"); err != nil {
+	if _, err := db.Exec(ctx, "ALTER SUBSCRIPTION "+pg.QuoteIdent(name)+" DISABLE"); err != nil {
 		return fmt.Errorf("disable subscription %q: %w", name, err)
 	}
 	for {
@@ -174,7 +176,7 @@ SELECT count(pg_terminate_backend(w.pid))
 }
 
 func enableSubscription(ctx context.Context, db *pgxpool.Pool, name string) error {
-	if _, err := db.Exec(ctx, "ALTER SUBSCRIPTION "+replIdent(name)+" ENABLE"); err != nil {
+	if _, err := db.Exec(ctx, "ALTER SUBSCRIPTION "+pg.QuoteIdent(name)+" ENABLE"); err != nil {
 		return fmt.Errorf("enable subscription %q: %w", name, err)
 	}
 	return nil
@@ -190,7 +192,7 @@ func waitLagUnder(ctx context.Context, env *engine.Env, db *pgxpool.Pool, slot s
 	lastLog := started
 	var lastNudge time.Time
 	for {
-		st, err := readSlot(ctx, db, slot)
+		st, err := pg.ReadSlot(ctx, db, slot)
 		if err != nil {
 			return err
 		}
@@ -208,12 +210,12 @@ func waitLagUnder(ctx context.Context, env *engine.Env, db *pgxpool.Pool, slot s
 		}
 		if time.Since(lastLog) > 5*time.Second {
 			lastLog = time.Now()
-			env.Log.Info("waiting for replication to catch up before the freeze", "slot", slot, "lag", replBytes(st.LagBytes), "target", replBytes(max))
+			env.Log.Info("waiting for replication to catch up before the freeze", "slot", slot, "lag", words.Bytes(st.LagBytes), "target", words.Bytes(max))
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("replication through slot %q did not get under %s of lag within %s (lag %s): writes outpace the subscriber; try again at a quieter time or raise cutover.max_lag_bytes",
-				slot, replBytes(max), budget, replBytes(st.LagBytes))
+				slot, words.Bytes(max), budget, words.Bytes(st.LagBytes))
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
@@ -257,9 +259,9 @@ func refreshMaterializedViews(ctx context.Context, env *engine.Env, blue, green 
 	rows.Close()
 	for _, v := range todo {
 		if _, err := green.Exec(ctx, "REFRESH MATERIALIZED VIEW "+pgx.Identifier{v[0], v[1]}.Sanitize()); err != nil {
-			return 0, fmt.Errorf("green: refresh materialized view %s: %w", displayName(v[0], v[1]), err)
+			return 0, fmt.Errorf("green: refresh materialized view %s: %w", pg.DisplayName(v[0], v[1]), err)
 		}
-		env.Log.Info("materialized view refreshed on green", "view", displayName(v[0], v[1]))
+		env.Log.Info("materialized view refreshed on green", "view", pg.DisplayName(v[0], v[1]))
 	}
 	return len(todo), nil
 }

@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgshift/pgshift/internal/pg"
 	"github.com/pgshift/pgshift/steps/switcher"
 )
 
@@ -51,10 +52,10 @@ func (r *run) freeze(ctx context.Context, db *pgxpool.Pool, dbname string) error
 		}
 	}
 	if readOnly {
-		if err := FreezeReadOnly(ctx, db, dbname); err != nil {
+		if err := pg.FreezeReadOnly(ctx, db, dbname); err != nil {
 			return err
 		}
-		n, err := TerminateSessions(ctx, db, dbname, cutoverApplication)
+		n, err := pg.TerminateSessions(ctx, db, dbname, cutoverApplication)
 		if err != nil {
 			return err
 		}
@@ -70,8 +71,8 @@ func (r *run) unfreeze(ctx context.Context, db *pgxpool.Pool, dbname string, was
 	var errs []error
 	if readOnly && !wasReadOnly {
 		if db == nil {
-			errs = append(errs, fmt.Errorf("database %s is unreachable: run ALTER DATABASE %s RESET default_transaction_read_only on it", dbname, quoteIdent(dbname)))
-		} else if err := UnfreezeReadOnly(ctx, db, dbname); err != nil {
+			errs = append(errs, fmt.Errorf("database %s is unreachable: run ALTER DATABASE %s RESET default_transaction_read_only on it", dbname, pg.QuoteIdent(dbname)))
+		} else if err := pg.UnfreezeReadOnly(ctx, db, dbname); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -89,7 +90,7 @@ func (r *run) readOnlyBefore(ctx context.Context, key string, db *pgxpool.Pool, 
 	if v := r.out(key); v != "" {
 		return v == "true", nil
 	}
-	st, err := ReadOnlyFrozen(ctx, db, dbname)
+	st, err := pg.ReadOnlyFrozen(ctx, db, dbname)
 	if err != nil {
 		return false, err
 	}
@@ -107,10 +108,10 @@ func (r *run) howToUnfreeze(side switcher.Side) string {
 	}
 	var how []string
 	if pooler && r.spec.Cutover.Switch.PgBouncer != nil {
-		how = append(how, fmt.Sprintf("RESUME %s on PgBouncer's admin console", quoteIdent(r.spec.Cutover.Switch.PgBouncer.Database)))
+		how = append(how, fmt.Sprintf("RESUME %s on PgBouncer's admin console", pg.QuoteIdent(r.spec.Cutover.Switch.PgBouncer.Database)))
 	}
 	if readOnly {
-		how = append(how, fmt.Sprintf("ALTER DATABASE %s RESET default_transaction_read_only on %s", quoteIdent(dbname), side))
+		how = append(how, fmt.Sprintf("ALTER DATABASE %s RESET default_transaction_read_only on %s", pg.QuoteIdent(dbname), side))
 	}
 	if len(how) == 0 {
 		return "nothing to undo by hand"

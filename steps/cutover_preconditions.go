@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pg"
+	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
 )
@@ -57,10 +59,10 @@ func (s *cutoverStep) preconditions(ctx context.Context, env *engine.Env) ([]pla
 	add("every table ready", p.Subscription.Exists && len(p.Tables) > 0 && p.Ready == len(p.Tables),
 		fmt.Sprintf("%d/%d tables ready on green (subscription %s)", p.Ready, len(p.Tables), s.spec.SubscriptionName()))
 	if p.Slot.Lost {
-		add("replication slot usable", false, slotLostError(s.spec.SlotName()).Error())
+		add("replication slot usable", false, pg.SlotLostError(s.spec.SlotName()).Error())
 	}
 	add("replication lag under threshold", p.Slot.Exists && p.Slot.LagBytes >= 0 && p.Slot.LagBytes <= threshold,
-		fmt.Sprintf("lag %s, threshold %s; the freeze starts once it is under %s", replBytes(p.Slot.LagBytes), replBytes(threshold), replBytes(preFreezeLag(s.spec))))
+		fmt.Sprintf("lag %s, threshold %s; the freeze starts once it is under %s", words.Bytes(p.Slot.LagBytes), words.Bytes(threshold), words.Bytes(preFreezeLag(s.spec))))
 
 	seqOK, seqDetail, err := sequencesCopyable(ctx, env, s.spec.Sequences.Margin)
 	if err != nil {
@@ -95,7 +97,7 @@ func (s *cutoverStep) preconditions(ctx context.Context, env *engine.Env) ([]pla
 		}
 		add("green can publish (wal_level = logical)", walLevel == "logical",
 			fmt.Sprintf("wal_level is %s on green; reverse replication needs logical (ALTER SYSTEM SET wal_level = logical and restart green, or set cutover.reverse_replication: false)", walLevel))
-		st, err := readSlot(ctx, green, s.spec.ReverseName())
+		st, err := pg.ReadSlot(ctx, green, s.spec.ReverseName())
 		if err != nil {
 			return nil, err
 		}
@@ -143,25 +145,25 @@ func sequencesCopyable(ctx context.Context, env *engine.Env, margin int64) (bool
 	var problems []string
 	if n := len(report.OnlyOnSource); n > 0 {
 		problems = append(problems, fmt.Sprintf("%s missing on green (%s): create %s there",
-			plural(n, "sequence", "sequences"), listNames(report.OnlyOnSource), pick(n, "it", "them")))
+			words.Plural(n, "sequence", "sequences"), words.List(report.OnlyOnSource), words.Pick(n, "it", "them")))
 	}
 	if n := len(report.Unreadable); n > 0 {
 		first := report.Unreadable[0]
 		for _, q := range src {
 			if q.qualified() == first {
-				first = displayName(q.Schema, q.Name)
+				first = pg.DisplayName(q.Schema, q.Name)
 				break
 			}
 		}
 		problems = append(problems, fmt.Sprintf("%s not readable by the connecting roles (%s): GRANT SELECT, UPDATE ON SEQUENCE %s TO them on both sides",
-			plural(n, "sequence", "sequences"), listNames(report.Unreadable), first))
+			words.Plural(n, "sequence", "sequences"), words.List(report.Unreadable), first))
 	}
 	if n := len(report.Mismatched); n > 0 {
 		problems = append(problems, fmt.Sprintf("%s counting up on one side and down on the other (%s): make green's match blue's (ALTER SEQUENCE ... INCREMENT BY)",
-			plural(n, "sequence", "sequences"), listNames(report.Mismatched)))
+			words.Plural(n, "sequence", "sequences"), words.List(report.Mismatched)))
 	}
 	if len(problems) > 0 {
 		return false, strings.Join(problems, "; "), nil
 	}
-	return true, fmt.Sprintf("%s on both sides", plural(len(report.Synced), "sequence", "sequences")), nil
+	return true, fmt.Sprintf("%s on both sides", words.Plural(len(report.Synced), "sequence", "sequences")), nil
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pg"
+	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/steps/switcher"
 )
 
@@ -47,8 +49,8 @@ func (s *cutoverStep) Report(ctx context.Context, env *engine.Env) ([]string, er
 	}
 	if phaseRank[phase] >= phaseRank[phaseLive] && rb == "" && s.spec.Cutover.ReverseReplication {
 		if green, err := env.Target.Pool(ctx); err == nil {
-			if st, err := readSlot(ctx, green, s.spec.ReverseName()); err == nil && st.Exists {
-				facts = append(facts, fmt.Sprintf("reverse replication lag %s (slot %s on green)", replBytes(st.LagBytes), s.spec.ReverseName()))
+			if st, err := pg.ReadSlot(ctx, green, s.spec.ReverseName()); err == nil && st.Exists {
+				facts = append(facts, fmt.Sprintf("reverse replication lag %s (slot %s on green)", words.Bytes(st.LagBytes), s.spec.ReverseName()))
 			}
 		}
 	}
@@ -61,9 +63,9 @@ func (s *cutoverStep) Report(ctx context.Context, env *engine.Env) ([]string, er
 			switch {
 			case err != nil:
 			case s.spec.Cutover.ReverseReplication:
-				facts = append(facts, fmt.Sprintf("the forward slot %s holds %s of WAL on blue (kept for a rollback): run pgshift cleanup once blue is retired", s.spec.SlotName(), replBytes(held)))
+				facts = append(facts, fmt.Sprintf("the forward slot %s holds %s of WAL on blue (kept for a rollback): run pgshift cleanup once blue is retired", s.spec.SlotName(), words.Bytes(held)))
 			default:
-				facts = append(facts, fmt.Sprintf("the forward slot %s holds %s of WAL on blue, and without reverse replication no rollback needs it: run pgshift cleanup", s.spec.SlotName(), replBytes(held)))
+				facts = append(facts, fmt.Sprintf("the forward slot %s holds %s of WAL on blue, and without reverse replication no rollback needs it: run pgshift cleanup", s.spec.SlotName(), words.Bytes(held)))
 			}
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pg"
 	"github.com/pgshift/pgshift/steps/switcher"
 )
 
@@ -108,7 +109,7 @@ func (r *run) switchBack(ctx context.Context) error {
 
 func (r *run) switchBackFresh(ctx context.Context) error {
 	rev := r.spec.ReverseName()
-	st, err := readSubscription(ctx, r.blue, rev)
+	st, err := pg.ReadSubscription(ctx, r.blue, rev)
 	if err != nil {
 		return err
 	}
@@ -248,7 +249,7 @@ func (r *run) finishBack(ctx context.Context, fresh bool) error {
 func (r *run) resumeForward(ctx context.Context) error {
 	slot := r.spec.SlotName()
 	if lsn := r.out(rbBlueLSN); lsn != "" {
-		st, err := readSlot(ctx, r.blue, slot)
+		st, err := pg.ReadSlot(ctx, r.blue, slot)
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/pgshift/pgshift/internal/pg"
 	"github.com/pgshift/pgshift/steps/switcher"
 )
 
@@ -47,7 +48,7 @@ func (r *run) cutover(ctx context.Context) error {
 func (r *run) prepare(ctx context.Context) error {
 	fwd := r.spec.SubscriptionName()
 	// An aborted attempt may have left the forward subscription disabled.
-	st, err := readSubscription(ctx, r.green, fwd)
+	st, err := pg.ReadSubscription(ctx, r.green, fwd)
 	if err != nil {
 		return err
 	}
@@ -232,7 +233,7 @@ func (r *run) confirmGreen(ctx context.Context) error {
 	if recovery {
 		return fmt.Errorf("green (%s) is a standby: it cannot take writes", r.env.Target.Redacted())
 	}
-	st, err := ReadOnlyFrozen(ctx, r.green, r.greenDB)
+	st, err := pg.ReadOnlyFrozen(ctx, r.green, r.greenDB)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,9 @@
 package steps
 
-import "github.com/pgshift/pgshift/engine"
+import (
+	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pg"
+)
 
 // peerDSN is how the other side's server, and the switch, reach a database:
 // its subscription_dsn when the spec sets one, else its dsn; field names
@@ -12,16 +15,16 @@ func peerDSN(db *engine.Database) (dsn, field string, err error) {
 	if db.SubscriptionDSN == "" {
 		return dsn, field, nil
 	}
-	kv, err := parseConninfo(dsn)
+	kv, err := pg.ParseConninfo(dsn)
 	if err != nil {
 		return "", field, err
 	}
-	if base, err := parseConninfo(db.DSN); err == nil {
+	if base, err := pg.ParseConninfo(db.DSN); err == nil {
 		for _, k := range []string{"dbname", "user"} {
 			if kv[k] == "" && base[k] != "" {
 				kv[k] = base[k]
 			}
 		}
 	}
-	return formatConninfo(kv), field, nil
+	return pg.FormatConninfo(kv), field, nil
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/pgshift/pgshift/internal/pg"
 )
 
 func TestParseClientMajor(t *testing.T) {
@@ -68,17 +70,17 @@ func TestQuoteLiteral(t *testing.T) {
 		`back\sl`: `E'back\\sl'`,
 		`a'\b`:    `E'a''\\b'`,
 	} {
-		if got := QuoteLiteral(in); got != want {
+		if got := pg.QuoteLiteral(in); got != want {
 			t.Errorf("QuoteLiteral(%q) = %s; want %s", in, got, want)
 		}
 	}
 }
 
 func TestVersionFromNum(t *testing.T) {
-	if v := versionFromNum(130023); v.Major != 13 || v.String() != "13.23" {
+	if v := pg.VersionFromNum(130023); v.Major != 13 || v.String() != "13.23" {
 		t.Errorf("130023 -> %+v %s", v, v)
 	}
-	if v := versionFromNum(90624); v.Major != 9 || v.String() != "9.6.24" {
+	if v := pg.VersionFromNum(90624); v.Major != 9 || v.String() != "9.6.24" {
 		t.Errorf("90624 -> %+v %s", v, v)
 	}
 }

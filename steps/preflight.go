@@ -10,6 +10,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pg"
+	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 )
 
@@ -89,7 +91,7 @@ func (f *findings) err(stepID string) error {
 	if len(f.blockers) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%s: %s:\n  - %s", stepID, countOf(len(f.blockers), "blocker"), strings.Join(f.blockers, "\n  - "))
+	return fmt.Errorf("%s: %s:\n  - %s", stepID, words.Count(len(f.blockers), "blocker"), strings.Join(f.blockers, "\n  - "))
 }
 
 // connectCheck opens a side's pool and records the connection verdict. A
@@ -109,7 +111,7 @@ func connectCheck(ctx context.Context, f *findings, db *engine.Database, dsnFiel
 			if cfg != nil {
 				name = cfg.Database
 			}
-			fix = fmt.Sprintf("create it on %s: CREATE DATABASE %s", db.Role, quoteIdent(name))
+			fix = fmt.Sprintf("create it on %s: CREATE DATABASE %s", db.Role, pg.QuoteIdent(name))
 		}
 		// The engine's connection errors already name the side, and for a
 		// refused connection or login say what to fix: add ours only where
@@ -126,21 +128,4 @@ func connectCheck(ctx context.Context, f *findings, db *engine.Database, dsnFiel
 	}
 	f.check("connect to "+db.Role, true, db.Redacted(), "")
 	return pool, true
-}
-
-// listNames shows at most ten names, then how many more.
-func listNames(names []string) string {
-	const max = 10
-	if len(names) <= max {
-		return strings.Join(names, ", ")
-	}
-	return fmt.Sprintf("%s and %d more", strings.Join(names[:max], ", "), len(names)-max)
-}
-
-// plural is "1 table" or "2 tables".
-func plural(n int, one, many string) string {
-	if n == 1 {
-		return fmt.Sprintf("%d %s", n, one)
-	}
-	return fmt.Sprintf("%d %s", n, many)
 }

@@ -8,6 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pg"
+	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
 )
@@ -68,7 +70,7 @@ func (preflightSource) inspect(ctx context.Context, env *engine.Env) (*findings,
 	if !ok {
 		return f, nil
 	}
-	v, err := ServerVersionOf(ctx, pool)
+	v, err := pg.ServerVersionOf(ctx, pool)
 	if err != nil {
 		return nil, fmt.Errorf("blue: %w", err)
 	}
@@ -116,9 +118,9 @@ SELECT r.rolname, current_database(), r.rolsuper, r.rolreplication,
 	}
 	f.check("blue replication privilege", how != "", fmt.Sprintf("role %s: %s", user, orNone(how)),
 		fmt.Sprintf("role %s on blue may not replicate: run ALTER ROLE %s REPLICATION; as a superuser (on Amazon RDS: GRANT rds_replication TO %s;)",
-			user, showIdent(user), showIdent(user)))
+			user, pg.ShowIdent(user), pg.ShowIdent(user)))
 	f.check("blue CREATE on database", super || create, fmt.Sprintf("role %s", user),
-		fmt.Sprintf("role %s may not create the publication on blue: GRANT CREATE ON DATABASE %s TO %s;", user, showIdent(db), showIdent(user)))
+		fmt.Sprintf("role %s may not create the publication on blue: GRANT CREATE ON DATABASE %s TO %s;", user, pg.ShowIdent(db), pg.ShowIdent(user)))
 	return nil
 }
 
@@ -198,11 +200,11 @@ SELECT current_setting('max_replication_slots')::int,
 // primary key or a replica identity), and the connecting role may publish
 // and read it.
 func sourceTables(ctx context.Context, f *findings, pool *pgxpool.Pool, env *engine.Env) error {
-	tables, err := SelectedTables(ctx, pool, env.Spec)
+	tables, err := pg.SelectedTables(ctx, pool, env.Spec.Tables.Include, env.Spec.Tables.Exclude)
 	if err != nil {
 		return err
 	}
-	f.check("blue tables selected", len(tables) > 0, plural(len(tables), "table", "tables"),
+	f.check("blue tables selected", len(tables) > 0, words.Plural(len(tables), "table", "tables"),
 		fmt.Sprintf("no table on blue matches tables.include %q minus tables.exclude %q: fix the globs (they match schema.table)",
 			env.Spec.Tables.Include, env.Spec.Tables.Exclude))
 	if len(tables) == 0 {
@@ -210,7 +212,7 @@ func sourceTables(ctx context.Context, f *findings, pool *pgxpool.Pool, env *eng
 	}
 	var missing []string
 	var schemas, names []string
-	var partitioned []Table
+	var partitioned []pg.Table
 	for _, t := range tables {
 		schemas = append(schemas, t.Schema)
 		names = append(names, t.Name)
@@ -233,10 +235,10 @@ func sourceTables(ctx context.Context, f *findings, pool *pgxpool.Pool, env *eng
 	f.check("replica identity on every table", len(missing) == 0,
 		fmt.Sprintf("%d of %d without", len(missing), len(tables)),
 		fmt.Sprintf("%s %s %s no primary key or replica identity, so UPDATE and DELETE cannot replicate (and fail on blue once published): add a primary key, or run ALTER TABLE %s REPLICA IDENTITY FULL;%s",
-			pick(len(missing), "table", "tables"), listNames(missing), pick(len(missing), "has", "have"), firstOr(missing, "<table>"),
-			pick(len(missing), "", " and likewise for the others")))
+			words.Pick(len(missing), "table", "tables"), words.List(missing), words.Pick(len(missing), "has", "have"), firstOr(missing, "<table>"),
+			words.Pick(len(missing), "", " and likewise for the others")))
 	if len(missing) == 0 {
-		f.fact("%s with replica identity", plural(len(tables), "table", "tables"))
+		f.fact("%s with replica identity", words.Plural(len(tables), "table", "tables"))
 	}
 
 	// Looked up by name in the catalogs, not by ::regclass: a cast needs
@@ -263,13 +265,13 @@ SELECT t.nsp, t.rel,
 			return fmt.Errorf("read table privileges: %w", err)
 		}
 		if !owns {
-			notOwned = append(notOwned, displayName(nsp, rel))
+			notOwned = append(notOwned, pg.DisplayName(nsp, rel))
 		}
 		if !reads || !usage {
-			notReadable = append(notReadable, displayName(nsp, rel))
+			notReadable = append(notReadable, pg.DisplayName(nsp, rel))
 		}
-		if !usage && (len(noUsage) == 0 || noUsage[len(noUsage)-1] != showIdent(nsp)) {
-			noUsage = append(noUsage, showIdent(nsp))
+		if !usage && (len(noUsage) == 0 || noUsage[len(noUsage)-1] != pg.ShowIdent(nsp)) {
+			noUsage = append(noUsage, pg.ShowIdent(nsp))
 		}
 	}
 	if err := rows.Err(); err != nil {
@@ -281,16 +283,16 @@ SELECT t.nsp, t.rel,
 	}
 	f.check("publish every table", len(notOwned) == 0, strconv.Itoa(len(notOwned))+" not owned",
 		fmt.Sprintf("the connecting role does not own %s, and only an owner or a superuser may add a table to a publication: connect as the owner or a superuser",
-			listNames(notOwned)))
+			words.List(notOwned)))
 	f.check("read every table", len(notReadable) == 0, strconv.Itoa(len(notReadable))+" not readable",
 		fmt.Sprintf("the connecting role may not read %s for the initial copy: GRANT SELECT ON %s TO <role>;%s",
-			listNames(notReadable), firstOr(notReadable, "<table>"), grantUsage))
+			words.List(notReadable), firstOr(notReadable, "<table>"), grantUsage))
 	return nil
 }
 
 // partitionsWithoutIdentity lists leaf partitions of the given roots that
 // have neither a primary key nor a replica identity.
-func partitionsWithoutIdentity(ctx context.Context, db querier, roots []Table) ([]string, error) {
+func partitionsWithoutIdentity(ctx context.Context, db pg.Querier, roots []pg.Table) ([]string, error) {
 	var schemas, names []string
 	for _, t := range roots {
 		schemas = append(schemas, t.Schema)
@@ -318,17 +320,9 @@ SELECT n.nspname, c.relname
 		if err := rows.Scan(&schema, &name); err != nil {
 			return nil, err
 		}
-		out = append(out, displayName(schema, name))
+		out = append(out, pg.DisplayName(schema, name))
 	}
 	return out, rows.Err()
-}
-
-// pick is one when n is 1, else many.
-func pick(n int, one, many string) string {
-	if n == 1 {
-		return one
-	}
-	return many
 }
 
 func firstOr(names []string, fallback string) string {

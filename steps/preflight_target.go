@@ -6,6 +6,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pg"
+	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
 )
@@ -58,7 +60,7 @@ func (preflightTarget) inspect(ctx context.Context, env *engine.Env) (*findings,
 	if !ok {
 		return f, nil
 	}
-	green, err := ServerVersionOf(ctx, pool)
+	green, err := pg.ServerVersionOf(ctx, pool)
 	if err != nil {
 		return nil, fmt.Errorf("green: %w", err)
 	}
@@ -67,7 +69,7 @@ func (preflightTarget) inspect(ctx context.Context, env *engine.Env) (*findings,
 	// of reach, so here a failure only skips the comparisons.
 	bluePool, blueErr := env.Source.Pool(ctx)
 	if blueErr == nil {
-		blue, err := ServerVersionOf(ctx, bluePool)
+		blue, err := pg.ServerVersionOf(ctx, bluePool)
 		if err != nil {
 			return nil, fmt.Errorf("blue: %w", err)
 		}
@@ -106,7 +108,7 @@ func (preflightTarget) inspect(ctx context.Context, env *engine.Env) (*findings,
 
 // targetPrivileges: creating a subscription takes a superuser, or on 16+
 // membership in pg_create_subscription plus CREATE on the database.
-func targetPrivileges(ctx context.Context, f *findings, pool *pgxpool.Pool, env *engine.Env, v ServerVersion) error {
+func targetPrivileges(ctx context.Context, f *findings, pool *pgxpool.Pool, env *engine.Env, v pg.ServerVersion) error {
 	var user, db string
 	var super, createRole, create, subscriber bool
 	err := pool.QueryRow(ctx, `
@@ -120,7 +122,7 @@ SELECT r.rolname, current_database(), r.rolsuper, r.rolcreaterole,
 	}
 	ok := super || (v.Major >= 16 && subscriber && create)
 	fix := fmt.Sprintf("connect to green as a superuser, or on PostgreSQL 16+ run GRANT pg_create_subscription TO %s; GRANT CREATE ON DATABASE %s TO %s;",
-		showIdent(user), showIdent(db), showIdent(user))
+		pg.ShowIdent(user), pg.ShowIdent(db), pg.ShowIdent(user))
 	how := "superuser"
 	if !super {
 		how = "not superuser"
@@ -185,22 +187,22 @@ SELECT current_setting('max_logical_replication_workers')::int,
 // false it must hold all of them. Rows already on green conflict with the
 // native initial copy.
 func targetTables(ctx context.Context, f *findings, green, blue *pgxpool.Pool, env *engine.Env) error {
-	selected, err := SelectedTables(ctx, blue, env.Spec)
+	selected, err := pg.SelectedTables(ctx, blue, env.Spec.Tables.Include, env.Spec.Tables.Exclude)
 	if err != nil {
 		return fmt.Errorf("blue: %w", err)
 	}
-	blueAll, err := SelectedTables(ctx, blue, allTablesSpec(env.Spec))
+	blueAll, err := pg.SelectedTables(ctx, blue, nil, nil)
 	if err != nil {
 		return fmt.Errorf("blue: %w", err)
 	}
-	greenAll, err := SelectedTables(ctx, green, allTablesSpec(env.Spec))
+	greenAll, err := pg.SelectedTables(ctx, green, nil, nil)
 	if err != nil {
 		return fmt.Errorf("green: %w", err)
 	}
 	onBlue := tableSet(blueAll)
 	onGreen := tableSet(greenAll)
 	var present, absent, foreign []string
-	var presentTables []Table // selected tables green holds
+	var presentTables []pg.Table // selected tables green holds
 	// The schema dump holds excluded and unlogged tables, views and
 	// sequences too: any of those names on green conflicts.
 	if present, err = sharedRelations(ctx, blue, green); err != nil {
@@ -219,7 +221,7 @@ func targetTables(ctx context.Context, f *findings, green, blue *pgxpool.Pool, e
 		}
 	}
 	if len(foreign) > 0 {
-		f.warn("green holds %s that blue does not have: %s; pgshift leaves them alone", plural(len(foreign), "table", "tables"), listNames(foreign))
+		f.warn("green holds %s that blue does not have: %s; pgshift leaves them alone", words.Plural(len(foreign), "table", "tables"), words.List(foreign))
 	}
 
 	switch {
@@ -227,16 +229,16 @@ func targetTables(ctx context.Context, f *findings, green, blue *pgxpool.Pool, e
 		f.fact("green holds none of blue's tables")
 		f.check("green schema", true, "no conflicting tables", "")
 	case len(absent) == 0:
-		f.fact("green holds all %s", plural(len(selected), "table", "tables"))
+		f.fact("green holds all %s", words.Plural(len(selected), "table", "tables"))
 		f.check("green schema", true, "all selected tables present", "")
 	case env.Spec.Schema.Copy:
 		f.check("green schema", false, fmt.Sprintf("%d of blue's relations present, %d selected tables missing", len(present), len(absent)),
 			fmt.Sprintf("green already holds %s of blue's (%s) but lacks %s: the schema restore would fail on the existing ones; drop them on green, or restore the rest yourself and set schema.copy: false",
-				plural(len(present), "relation", "relations"), listNames(present), listNames(absent)))
+				words.Plural(len(present), "relation", "relations"), words.List(present), words.List(absent)))
 	default:
 		f.check("green schema", false, fmt.Sprintf("%d of %d selected tables present", len(present), len(selected)),
 			fmt.Sprintf("schema.copy is false but green lacks %s: restore blue's schema into green first (pg_dump --schema-only | psql), or set schema.copy: true",
-				listNames(absent)))
+				words.List(absent)))
 	}
 
 	// Rows on green before the subscription exists would collide with the
@@ -245,7 +247,7 @@ func targetTables(ctx context.Context, f *findings, green, blue *pgxpool.Pool, e
 	if env.Spec.Replication.InitialCopy.Method == "snapshot" || len(presentTables) == 0 {
 		return nil
 	}
-	subscribed, err := scalar[bool](ctx, green, `
+	subscribed, err := pg.Scalar[bool](ctx, green, `
 SELECT EXISTS (SELECT 1 FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid
                 WHERE d.datname = current_database() AND s.subname = $1)`, env.Spec.SubscriptionName())
 	if err != nil {
@@ -256,7 +258,7 @@ SELECT EXISTS (SELECT 1 FROM pg_subscription s JOIN pg_database d ON d.oid = s.s
 	}
 	var filled []string
 	for _, t := range presentTables {
-		has, err := scalar[bool](ctx, green, "SELECT EXISTS (SELECT 1 FROM "+t.Ident()+")")
+		has, err := pg.Scalar[bool](ctx, green, "SELECT EXISTS (SELECT 1 FROM "+t.Ident()+")")
 		if err != nil {
 			return fmt.Errorf("green: read %s: %w", t.DisplayName(), err)
 		}
@@ -266,19 +268,12 @@ SELECT EXISTS (SELECT 1 FROM pg_subscription s JOIN pg_database d ON d.oid = s.s
 	}
 	f.check("green tables empty", len(filled) == 0, fmt.Sprintf("%d of %d hold rows", len(filled), len(presentTables)),
 		fmt.Sprintf("green %s %s already %s rows and the initial copy would add blue's on top (duplicates or key conflicts): empty %s on green (TRUNCATE %s;) or exclude %s in tables.exclude",
-			pick(len(filled), "table", "tables"), listNames(filled), pick(len(filled), "holds", "hold"),
-			pick(len(filled), "it", "them"), firstOr(filled, "<table>"), pick(len(filled), "it", "them")))
+			words.Pick(len(filled), "table", "tables"), words.List(filled), words.Pick(len(filled), "holds", "hold"),
+			words.Pick(len(filled), "it", "them"), firstOr(filled, "<table>"), words.Pick(len(filled), "it", "them")))
 	return nil
 }
 
-// allTablesSpec is the spec with a selection of every table.
-func allTablesSpec(s *spec.Spec) *spec.Spec {
-	c := *s
-	c.Tables = spec.TablesSpec{Include: []string{"*.*"}}
-	return &c
-}
-
-func tableSet(tables []Table) map[string]bool {
+func tableSet(tables []pg.Table) map[string]bool {
 	m := make(map[string]bool, len(tables))
 	for _, t := range tables {
 		m[t.QualifiedName()] = true
@@ -290,7 +285,7 @@ func tableSet(tables []Table) map[string]bool {
 // and so does each table sync worker. Their number is bounded by
 // max_replication_slots before PostgreSQL 18 and by
 // max_active_replication_origins since.
-func targetOrigins(ctx context.Context, f *findings, pool *pgxpool.Pool, env *engine.Env, v ServerVersion) error {
+func targetOrigins(ctx context.Context, f *findings, pool *pgxpool.Pool, env *engine.Env, v pg.ServerVersion) error {
 	name := "max_replication_slots"
 	if v.Major >= 18 {
 		name = "max_active_replication_origins"

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pgshift/pgshift/internal/pg"
+	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 )
 
@@ -45,13 +47,13 @@ func TestListNamesAndDisplayName(t *testing.T) {
 	for i := 0; i < 12; i++ {
 		names = append(names, "t")
 	}
-	if got := listNames(names); !strings.HasSuffix(got, "and 2 more") {
+	if got := words.List(names); !strings.HasSuffix(got, "and 2 more") {
 		t.Errorf("listNames of 12: %q", got)
 	}
-	if got := displayName("public", "events"); got != "public.events" {
+	if got := pg.DisplayName("public", "events"); got != "public.events" {
 		t.Errorf("displayName plain: %q", got)
 	}
-	if got := displayName("Sales", "odd name"); got != `"Sales"."odd name"` {
+	if got := pg.DisplayName("Sales", "odd name"); got != `"Sales"."odd name"` {
 		t.Errorf("displayName quoted: %q", got)
 	}
 }

@@ -9,6 +9,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pg"
+	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
 )
@@ -46,7 +48,7 @@ type publicationState struct {
 	Schemas    int      // FOR TABLES IN SCHEMA entries (15+)
 }
 
-func readPublication(ctx context.Context, db replQuerier, name string, spec *spec.Spec) (publicationState, error) {
+func readPublication(ctx context.Context, db pg.Querier, name string, spec *spec.Spec) (publicationState, error) {
 	var st publicationState
 	var comment string
 	err := db.QueryRow(ctx, `
@@ -106,7 +108,7 @@ SELECT n.nspname || '.' || c.relname,
 // publicationPlan is what the step wants on blue, from the live tables.
 type publicationPlan struct {
 	Name        string
-	Tables      []Table
+	Tables      []pg.Table
 	Partitioned bool
 }
 
@@ -140,22 +142,22 @@ func (p publicationPlan) withClause() string {
 // rollback would not recognise as pgshift's (and a rerun would refuse).
 func (p publicationPlan) createMarkedSQL(spec *spec.Spec) []string {
 	return []string{p.createSQL(),
-		fmt.Sprintf("COMMENT ON PUBLICATION %s IS %s", replIdent(p.Name), QuoteLiteral(ownerComment(spec)))}
+		fmt.Sprintf("COMMENT ON PUBLICATION %s IS %s", pg.QuoteIdent(p.Name), pg.QuoteLiteral(ownerComment(spec)))}
 }
 
 func (p publicationPlan) createSQL() string {
-	return fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s %s", replIdent(p.Name), p.tableList(), p.withClause())
+	return fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s %s", pg.QuoteIdent(p.Name), p.tableList(), p.withClause())
 }
 
 func (p publicationPlan) alterSQL() []string {
 	return []string{
-		fmt.Sprintf("ALTER PUBLICATION %s SET TABLE %s", replIdent(p.Name), p.tableList()),
-		fmt.Sprintf("ALTER PUBLICATION %s SET (%s)", replIdent(p.Name), strings.TrimSuffix(strings.TrimPrefix(p.withClause(), "WITH ("), ")")),
+		fmt.Sprintf("ALTER PUBLICATION %s SET TABLE %s", pg.QuoteIdent(p.Name), p.tableList()),
+		fmt.Sprintf("ALTER PUBLICATION %s SET (%s)", pg.QuoteIdent(p.Name), strings.TrimSuffix(strings.TrimPrefix(p.withClause(), "WITH ("), ")")),
 	}
 }
 
-func (s *publicationStep) desired(ctx context.Context, db replQuerier) (publicationPlan, error) {
-	tables, err := SelectedTables(ctx, db, s.spec)
+func (s *publicationStep) desired(ctx context.Context, db pg.Querier) (publicationPlan, error) {
+	tables, err := pg.SelectedTables(ctx, db, s.spec.Tables.Include, s.spec.Tables.Exclude)
 	if err != nil {
 		return publicationPlan{}, fmt.Errorf("blue: %w", err)
 	}
@@ -234,33 +236,33 @@ func (s *publicationStep) Observe(ctx context.Context, env *engine.Env) (plans.C
 	if !st.Exists {
 		return plans.Change{
 			Action:  plans.ActionCreate,
-			Summary: fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE ... (%s)", replIdent(want.Name), countOf(len(want.Tables), "table")),
+			Summary: fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE ... (%s)", pg.QuoteIdent(want.Name), words.Count(len(want.Tables), "table")),
 			Details: []string{want.createSQL()},
 		}, nil
 	}
 	if st.AllTables {
-		return plans.Change{Action: plans.ActionBlocker, Summary: "publication " + replIdent(want.Name) + " exists FOR ALL TABLES",
+		return plans.Change{Action: plans.ActionBlocker, Summary: "publication " + pg.QuoteIdent(want.Name) + " exists FOR ALL TABLES",
 			Blockers: []string{publicationAllTablesError(want.Name).Error()}}, nil
 	}
 	diff := want.mismatch(st)
 	if len(diff) == 0 {
 		return plans.Change{Action: plans.ActionNone,
-			Summary: fmt.Sprintf("publication %s publishes the %d selected tables", replIdent(want.Name), len(want.Tables))}, nil
+			Summary: fmt.Sprintf("publication %s publishes the %d selected tables", pg.QuoteIdent(want.Name), len(want.Tables))}, nil
 	}
 	if !st.Ours {
-		return plans.Change{Action: plans.ActionBlocker, Summary: "publication " + replIdent(want.Name) + " exists and differs",
+		return plans.Change{Action: plans.ActionBlocker, Summary: "publication " + pg.QuoteIdent(want.Name) + " exists and differs",
 			Details: diff, Blockers: []string{publicationNotOursError(want.Name).Error()}}, nil
 	}
 	return plans.Change{
 		Action:  plans.ActionChange,
-		Summary: fmt.Sprintf("publication %s: %d changes to its tables or options", replIdent(want.Name), len(diff)),
+		Summary: fmt.Sprintf("publication %s: %d changes to its tables or options", pg.QuoteIdent(want.Name), len(diff)),
 		Details: append(diff, want.alterSQL()...),
 	}, nil
 }
 
 func publicationAllTablesError(name string) error {
 	return fmt.Errorf("publication %q exists on blue FOR ALL TABLES; pgshift needs an explicit table list: drop it (DROP PUBLICATION %s) or set replication.publication to another name",
-		name, replIdent(name))
+		name, pg.QuoteIdent(name))
 }
 
 func publicationNotOursError(name string) error {
@@ -278,7 +280,7 @@ func (s *publicationStep) Check(ctx context.Context, env *engine.Env) ([]plans.P
 		return nil, err
 	}
 	pre := []plans.Precondition{{Name: "tables selected", OK: len(want.Tables) > 0,
-		Detail: fmt.Sprintf("%s on blue match tables.include/exclude", countOf(len(want.Tables), "table"))}}
+		Detail: fmt.Sprintf("%s on blue match tables.include/exclude", words.Count(len(want.Tables), "table"))}}
 	var missing []string
 	for _, t := range want.Tables {
 		if !t.HasReplicaIdentity() {
@@ -293,7 +295,7 @@ func (s *publicationStep) Check(ctx context.Context, env *engine.Env) ([]plans.P
 	}
 	pre = append(pre, ri)
 	if want.Partitioned {
-		major, err := replServerMajor(ctx, db)
+		major, err := pg.ServerMajor(ctx, db)
 		if err != nil {
 			return nil, err
 		}
@@ -365,7 +367,7 @@ func (s *publicationStep) Rollback(ctx context.Context, env *engine.Env) error {
 
 // dropPublication drops a publication pgshift created (marked by owner) and
 // keeps any other, saying so.
-func dropPublication(ctx context.Context, env *engine.Env, db replQuerier, name, owner string) error {
+func dropPublication(ctx context.Context, env *engine.Env, db pg.Querier, name, owner string) error {
 	var comment string
 	err := db.QueryRow(ctx, `SELECT coalesce(obj_description(oid, 'pg_publication'), '') FROM pg_publication WHERE pubname = $1`, name).Scan(&comment)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -378,7 +380,7 @@ func dropPublication(ctx context.Context, env *engine.Env, db replQuerier, name,
 		env.Log.Warn("publication kept: pgshift did not create it", "publication", name)
 		return nil
 	}
-	if _, err := db.Exec(ctx, "DROP PUBLICATION IF EXISTS "+replIdent(name)); err != nil {
+	if _, err := db.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pg.QuoteIdent(name)); err != nil {
 		return fmt.Errorf("drop publication %q: %w", name, err)
 	}
 	env.Log.Info("publication dropped", "publication", name)
@@ -389,9 +391,9 @@ func dropPublication(ctx context.Context, env *engine.Env, db replQuerier, name,
 func (s *publicationStep) Describe() plans.Change {
 	return plans.Change{Action: plans.ActionCreate,
 		Summary: fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE <tables matching %s, excluding %s>",
-			replIdent(s.spec.PublicationName()), strings.Join(s.spec.Tables.Include, " "), strings.Join(s.spec.Tables.Exclude, " "))}
+			pg.QuoteIdent(s.spec.PublicationName()), strings.Join(s.spec.Tables.Include, " "), strings.Join(s.spec.Tables.Exclude, " "))}
 }
 
 func (s *publicationStep) DescribeRollback() string {
-	return fmt.Sprintf("DROP PUBLICATION %s on blue (only when pgshift created it)", replIdent(s.spec.PublicationName()))
+	return fmt.Sprintf("DROP PUBLICATION %s on blue (only when pgshift created it)", pg.QuoteIdent(s.spec.PublicationName()))
 }

@@ -3,10 +3,12 @@ package steps
 import (
 	"strings"
 	"testing"
+
+	"github.com/pgshift/pgshift/internal/pg"
 )
 
 func TestPublicationMismatch(t *testing.T) {
-	want := publicationPlan{Name: "pgshift_x", Partitioned: true, Tables: []Table{
+	want := publicationPlan{Name: "pgshift_x", Partitioned: true, Tables: []pg.Table{
 		{Schema: "public", Name: "a"}, {Schema: "public", Name: "events", Partitioned: true}, {Schema: "sales", Name: "b"},
 	}}
 	same := publicationState{Exists: true, AllActions: true, ViaRoot: true, Tables: []string{"public.a", "public.events", "sales.b"}}
@@ -25,7 +27,7 @@ func TestPublicationMismatch(t *testing.T) {
 }
 
 func TestPublicationSQL(t *testing.T) {
-	p := publicationPlan{Name: `odd"name`, Tables: []Table{{Schema: "public", Name: `we"ird`}, {Schema: "s p", Name: "t"}}}
+	p := publicationPlan{Name: `odd"name`, Tables: []pg.Table{{Schema: "public", Name: `we"ird`}, {Schema: "s p", Name: "t"}}}
 	if got, want := p.createSQL(), `CREATE PUBLICATION "odd""name" FOR TABLE "public"."we""ird", "s p"."t" WITH (publish = 'insert, update, delete, truncate')`; got != want {
 		t.Errorf("create:\n got %s\nwant %s", got, want)
 	}

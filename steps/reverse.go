@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pg"
 	"github.com/pgshift/pgshift/spec"
 )
 
@@ -32,7 +33,7 @@ import (
 // with the tables the forward publication carries.
 func ensureReversePublication(ctx context.Context, env *engine.Env, blue, green *pgxpool.Pool) error {
 	spec := env.Spec
-	tables, err := SelectedTables(ctx, blue, spec)
+	tables, err := pg.SelectedTables(ctx, blue, spec.Tables.Include, spec.Tables.Exclude)
 	if err != nil {
 		return fmt.Errorf("blue: %w", err)
 	}
@@ -80,16 +81,16 @@ func ensureReversePublication(ctx context.Context, env *engine.Env, blue, green 
 // accepts (see reverseSubscriptionOptions).
 func reverseSubscriptionSQL(spec *spec.Spec, conninfo string, options []string) string {
 	name := spec.ReverseName()
-	with := append([]string{"enabled = false", "create_slot = false", "slot_name = " + QuoteLiteral(name), "copy_data = false"}, options...)
+	with := append([]string{"enabled = false", "create_slot = false", "slot_name = " + pg.QuoteLiteral(name), "copy_data = false"}, options...)
 	return fmt.Sprintf("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (%s)",
-		replIdent(name), QuoteLiteral(conninfo), replIdent(name), strings.Join(with, ", "))
+		pg.QuoteIdent(name), pg.QuoteLiteral(conninfo), pg.QuoteIdent(name), strings.Join(with, ", "))
 }
 
 // ensureReverseSubscription creates the disabled subscription on blue. It
 // connects to green once, to list the publication's tables.
 func ensureReverseSubscription(ctx context.Context, env *engine.Env, blue *pgxpool.Pool) error {
 	name := env.Spec.ReverseName()
-	st, err := readSubscription(ctx, blue, name)
+	st, err := pg.ReadSubscription(ctx, blue, name)
 	if err != nil {
 		return fmt.Errorf("blue: %w", err)
 	}
@@ -106,11 +107,11 @@ func ensureReverseSubscription(ctx context.Context, env *engine.Env, blue *pgxpo
 	if err != nil {
 		return fmt.Errorf("%s: %w", field, err)
 	}
-	full, redacted, err := subscriptionConninfo(dsn, env.Target.Password())
+	full, redacted, err := pg.SubscriptionConninfo(dsn, env.Target.Password())
 	if err != nil {
 		return fmt.Errorf("%s: %w", field, err)
 	}
-	version, err := ServerVersionOf(ctx, blue)
+	version, err := pg.ServerVersionOf(ctx, blue)
 	if err != nil {
 		return fmt.Errorf("blue: %w", err)
 	}
@@ -123,7 +124,7 @@ func ensureReverseSubscription(ctx context.Context, env *engine.Env, blue *pgxpo
 	}
 	env.Log.Info("creating reverse subscription on blue (disabled until the switch)", "sql", reverseSubscriptionSQL(env.Spec, redacted, options))
 	if _, err := blue.Exec(ctx, reverseSubscriptionSQL(env.Spec, full, options)); err != nil {
-		return fmt.Errorf("blue: create subscription %q: %s", name, redactConninfoErr(err.Error(), full, env.Target.Password()))
+		return fmt.Errorf("blue: create subscription %q: %s", name, pg.RedactConninfoErr(err.Error(), full, env.Target.Password()))
 	}
 	return nil
 }
@@ -144,7 +145,7 @@ func dropReverse(ctx context.Context, env *engine.Env, blue, green *pgxpool.Pool
 	name := env.Spec.ReverseName()
 	var errs []error
 	if blue != nil {
-		var pub replQuerier
+		var pub pg.Querier
 		if green != nil {
 			pub = green
 		}
@@ -152,10 +153,10 @@ func dropReverse(ctx context.Context, env *engine.Env, blue, green *pgxpool.Pool
 			errs = append(errs, fmt.Errorf("reverse subscription on blue: %w", err))
 		}
 	} else {
-		errs = append(errs, fmt.Errorf("blue unreachable: drop subscription %s there by hand", replIdent(name)))
+		errs = append(errs, fmt.Errorf("blue unreachable: drop subscription %s there by hand", pg.QuoteIdent(name)))
 	}
 	if green == nil {
-		errs = append(errs, fmt.Errorf("green unreachable: drop replication slot %s and publication %s there (pgshift rollback or cleanup does it once green answers)", QuoteLiteral(name), replIdent(name)))
+		errs = append(errs, fmt.Errorf("green unreachable: drop replication slot %s and publication %s there (pgshift rollback or cleanup does it once green answers)", pg.QuoteLiteral(name), pg.QuoteIdent(name)))
 		return errors.Join(errs...)
 	}
 	if err := dropSlot(ctx, env, green, name); err != nil {
@@ -165,7 +166,7 @@ func dropReverse(ctx context.Context, env *engine.Env, blue, green *pgxpool.Pool
 	if err != nil {
 		errs = append(errs, fmt.Errorf("green: %w", err))
 	} else if st.Exists && st.Ours {
-		if _, err := green.Exec(ctx, "DROP PUBLICATION IF EXISTS "+replIdent(name)); err != nil {
+		if _, err := green.Exec(ctx, "DROP PUBLICATION IF EXISTS "+pg.QuoteIdent(name)); err != nil {
 			errs = append(errs, fmt.Errorf("green: drop publication %q: %w", name, err))
 		}
 	}

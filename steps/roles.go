@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pg"
+	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
 )
@@ -98,7 +100,7 @@ func (roles) plan(ctx context.Context, env *engine.Env) (*rolesPlan, error) {
 	if err != nil {
 		return nil, fmt.Errorf("blue: %w", err)
 	}
-	p.passwords, err = scalar[bool](ctx, blue, "SELECT has_table_privilege('pg_catalog.pg_authid', 'SELECT')")
+	p.passwords, err = pg.Scalar[bool](ctx, blue, "SELECT has_table_privilege('pg_catalog.pg_authid', 'SELECT')")
 	if err != nil {
 		return nil, fmt.Errorf("blue: %w", err)
 	}
@@ -243,7 +245,7 @@ func (r role) createSQL(greenSuper, withPassword bool) string {
 		}
 		return no
 	}
-	parts := []string{"CREATE ROLE", quoteIdent(r.Name), "WITH",
+	parts := []string{"CREATE ROLE", pg.QuoteIdent(r.Name), "WITH",
 		attr(r.Login, "LOGIN", "NOLOGIN"),
 		attr(r.Inherit, "INHERIT", "NOINHERIT"),
 		attr(r.CreateRole, "CREATEROLE", "NOCREATEROLE"),
@@ -259,10 +261,10 @@ func (r role) createSQL(greenSuper, withPassword bool) string {
 		parts = append(parts, "CONNECTION LIMIT", strconv.Itoa(r.ConnLimit))
 	}
 	if r.ValidUntil != nil {
-		parts = append(parts, "VALID UNTIL", QuoteLiteral(*r.ValidUntil))
+		parts = append(parts, "VALID UNTIL", pg.QuoteLiteral(*r.ValidUntil))
 	}
 	if r.password != nil && withPassword {
-		parts = append(parts, "PASSWORD", QuoteLiteral(*r.password))
+		parts = append(parts, "PASSWORD", pg.QuoteLiteral(*r.password))
 	}
 	return strings.Join(parts, " ")
 }
@@ -284,7 +286,7 @@ func (r role) shown(p *rolesPlan) string {
 }
 
 func grantSQL(m membership) string {
-	return "GRANT " + quoteIdent(m.Role) + " TO " + quoteIdent(m.Member)
+	return "GRANT " + pg.QuoteIdent(m.Role) + " TO " + pg.QuoteIdent(m.Member)
 }
 
 func (s roles) Observe(ctx context.Context, env *engine.Env) (plans.Change, error) {
@@ -297,10 +299,10 @@ func (s roles) Observe(ctx context.Context, env *engine.Env) (plans.Change, erro
 	}
 	if len(p.create) == 0 && len(p.grant) == 0 {
 		return plans.Change{Action: plans.ActionNone,
-			Summary: fmt.Sprintf("green has blue's %s and their memberships", plural(p.existing, "role", "roles"))}, nil
+			Summary: fmt.Sprintf("green has blue's %s and their memberships", words.Plural(p.existing, "role", "roles"))}, nil
 	}
 	c := plans.Change{Action: plans.ActionCreate,
-		Summary: fmt.Sprintf("create %s, grant %s", plural(len(p.create), "role", "roles"), plural(len(p.grant), "membership", "memberships"))}
+		Summary: fmt.Sprintf("create %s, grant %s", words.Plural(len(p.create), "role", "roles"), words.Plural(len(p.grant), "membership", "memberships"))}
 	var noPassword []string
 	for _, r := range p.create {
 		c.Details = append(c.Details, r.shown(p))
@@ -313,7 +315,7 @@ func (s roles) Observe(ctx context.Context, env *engine.Env) (plans.Change, erro
 	}
 	if len(noPassword) > 0 {
 		c.Warnings = append(c.Warnings, fmt.Sprintf("login %s %s created without a password (blue's pg_authid is not readable by the source role): set %s on green (ALTER ROLE ... PASSWORD) before the cutover",
-			pick(len(noPassword), "role", "roles"), listNames(noPassword), pick(len(noPassword), "it", "them")))
+			words.Pick(len(noPassword), "role", "roles"), words.List(noPassword), words.Pick(len(noPassword), "it", "them")))
 	}
 	if !p.greenCanRoles {
 		c.Action = plans.ActionBlocker
@@ -386,7 +388,7 @@ func (s roles) Apply(ctx context.Context, env *engine.Env) error {
 				// The error never quotes the statement, so no hash leaks.
 				return fmt.Errorf("create role %s on green: %w", r.Name, err)
 			}
-			if _, err := tx.Exec(ctx, "COMMENT ON ROLE "+quoteIdent(r.Name)+" IS "+QuoteLiteral(roleMarker(env.Spec))); err != nil {
+			if _, err := tx.Exec(ctx, "COMMENT ON ROLE "+pg.QuoteIdent(r.Name)+" IS "+pg.QuoteLiteral(roleMarker(env.Spec))); err != nil {
 				return fmt.Errorf("mark role %s on green: %w", r.Name, err)
 			}
 			env.Log.Info("role created", "role", r.Name, "password_copied", r.password != nil)
@@ -433,23 +435,23 @@ func (s roles) Rollback(ctx context.Context, env *engine.Env) error {
 	sort.Strings(ours)
 	err = pgx.BeginFunc(ctx, green, func(tx pgx.Tx) error {
 		for _, g := range granted {
-			both, err := scalar[bool](ctx, tx, `SELECT count(*) = 2 FROM pg_roles WHERE rolname IN ($1, $2)`, g[0], g[1])
+			both, err := pg.Scalar[bool](ctx, tx, `SELECT count(*) = 2 FROM pg_roles WHERE rolname IN ($1, $2)`, g[0], g[1])
 			if err != nil {
 				return fmt.Errorf("read roles %s and %s: %w", g[0], g[1], err)
 			}
 			if !both {
 				continue // a role is gone, and its memberships with it
 			}
-			if _, err := tx.Exec(ctx, "REVOKE "+quoteIdent(g[0])+" FROM "+quoteIdent(g[1])); err != nil {
+			if _, err := tx.Exec(ctx, "REVOKE "+pg.QuoteIdent(g[0])+" FROM "+pg.QuoteIdent(g[1])); err != nil {
 				return fmt.Errorf("revoke %s from %s on green: %w", g[0], g[1], err)
 			}
 		}
 		for _, name := range ours {
-			if _, err := tx.Exec(ctx, "DROP ROLE IF EXISTS "+quoteIdent(name)); err != nil {
+			if _, err := tx.Exec(ctx, "DROP ROLE IF EXISTS "+pg.QuoteIdent(name)); err != nil {
 				var pgErr *pgconn.PgError
 				if errors.As(err, &pgErr) && pgErr.Code == "2BP01" {
 					return fmt.Errorf("role %s on green still owns objects or holds privileges (%s): in each database of green run REASSIGN OWNED BY %s TO <role>; DROP OWNED BY %s; then roll back again",
-						name, pgErr.Detail, quoteIdent(name), quoteIdent(name))
+						name, pgErr.Detail, pg.QuoteIdent(name), pg.QuoteIdent(name))
 				}
 				return fmt.Errorf("drop role %s on green: %w", name, err)
 			}

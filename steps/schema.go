@@ -14,6 +14,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pg"
+	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
 )
@@ -56,11 +58,11 @@ func (schemaStep) Needs() []string { return []string{rolesID} }
 // schemaState is green's schema compared with blue's selection, and the
 // tools a restore would use.
 type schemaState struct {
-	selected []Table
+	selected []pg.Table
 	present  []string // blue's relations (tables, views, sequences) green holds
 	absent   []string // selected tables green lacks
-	blue     ServerVersion
-	green    ServerVersion
+	blue     pg.ServerVersion
+	green    pg.ServerVersion
 	counts   objectCounts
 	pgDump   ClientTool
 	psql     string
@@ -77,16 +79,16 @@ func (s schemaStep) state(ctx context.Context, env *engine.Env) (*schemaState, e
 		return nil, err
 	}
 	st := &schemaState{}
-	if st.blue, err = ServerVersionOf(ctx, blue); err != nil {
+	if st.blue, err = pg.ServerVersionOf(ctx, blue); err != nil {
 		return nil, fmt.Errorf("blue: %w", err)
 	}
-	if st.green, err = ServerVersionOf(ctx, green); err != nil {
+	if st.green, err = pg.ServerVersionOf(ctx, green); err != nil {
 		return nil, fmt.Errorf("green: %w", err)
 	}
-	if st.selected, err = SelectedTables(ctx, blue, env.Spec); err != nil {
+	if st.selected, err = pg.SelectedTables(ctx, blue, env.Spec.Tables.Include, env.Spec.Tables.Exclude); err != nil {
 		return nil, fmt.Errorf("blue: %w", err)
 	}
-	onGreen, err := SelectedTables(ctx, green, allTablesSpec(env.Spec))
+	onGreen, err := pg.SelectedTables(ctx, green, nil, nil)
 	if err != nil {
 		return nil, fmt.Errorf("green: %w", err)
 	}
@@ -116,12 +118,12 @@ func (st *schemaState) done() bool { return len(st.absent) == 0 && len(st.select
 
 func (st *schemaState) partial() error {
 	return fmt.Errorf("green already holds %s of blue's (%s) but lacks %s: a restore of blue's schema would fail on the existing ones; drop them on green and apply again, or restore the rest yourself and set schema.copy: false",
-		plural(len(st.present), "relation", "relations"), listNames(st.present), listNames(st.absent))
+		words.Plural(len(st.present), "relation", "relations"), words.List(st.present), words.List(st.absent))
 }
 
 func (st *schemaState) notCopied() error {
 	return fmt.Errorf("schema.copy is false but green lacks %s: restore blue's schema into green (pg_dump --schema-only | psql), or set schema.copy: true",
-		listNames(st.absent))
+		words.List(st.absent))
 }
 
 func (s schemaStep) Observe(ctx context.Context, env *engine.Env) (plans.Change, error) {
@@ -135,7 +137,7 @@ func (s schemaStep) Observe(ctx context.Context, env *engine.Env) (plans.Change,
 	switch {
 	case st.done():
 		return plans.Change{Action: plans.ActionNone,
-			Summary: fmt.Sprintf("green holds all %s", plural(len(st.selected), "selected table", "selected tables"))}, nil
+			Summary: fmt.Sprintf("green holds all %s", words.Plural(len(st.selected), "selected table", "selected tables"))}, nil
 	case !env.Spec.Schema.Copy:
 		return blocked(st.notCopied()), nil
 	case len(st.present) > 0:
@@ -222,7 +224,7 @@ func (s schemaStep) Apply(ctx context.Context, env *engine.Env) error {
 		return err
 	}
 	if !after.done() {
-		return fmt.Errorf("%s: the restore finished but green lacks %s: is green's search_path or tables selection unusual?", schemaID, listNames(after.absent))
+		return fmt.Errorf("%s: the restore finished but green lacks %s: is green's search_path or tables selection unusual?", schemaID, words.List(after.absent))
 	}
 	env.Record("tables", strconv.Itoa(len(st.selected)))
 	return nil
@@ -269,15 +271,15 @@ func (s schemaStep) Rollback(ctx context.Context, env *engine.Env) error {
 				}
 			}
 		}
-		db, err := scalar[string](ctx, tx, "SELECT pg_catalog.current_database()")
+		db, err := pg.Scalar[string](ctx, tx, "SELECT pg_catalog.current_database()")
 		if err != nil {
 			return err
 		}
 		restore := "NULL"
 		if m.PreviousComment != nil {
-			restore = QuoteLiteral(*m.PreviousComment)
+			restore = pg.QuoteLiteral(*m.PreviousComment)
 		}
-		_, err = tx.Exec(ctx, "COMMENT ON DATABASE "+quoteIdent(db)+" IS "+restore)
+		_, err = tx.Exec(ctx, "COMMENT ON DATABASE "+pg.QuoteIdent(db)+" IS "+restore)
 		return err
 	})
 	if err != nil {
@@ -327,7 +329,7 @@ func refuseForeignDependents(ctx context.Context, tx pgx.Tx, m *schemaMarker) er
 		return fmt.Errorf("look for objects of green's own that depend on the restored tables: %w", err)
 	}
 	if len(deps) > 0 {
-		return fmt.Errorf("green holds objects of its own that depend on the restored tables and would be dropped with them: %s; drop them (or move them off these tables) first, then roll back again", listNames(deps))
+		return fmt.Errorf("green holds objects of its own that depend on the restored tables and would be dropped with them: %s; drop them (or move them off these tables) first, then roll back again", words.List(deps))
 	}
 	return nil
 }
@@ -340,13 +342,13 @@ func DumpSchema(ctx context.Context, env *engine.Env, dir string, sections ...st
 	if err != nil {
 		return "", err
 	}
-	bv, err := ServerVersionOf(ctx, blue)
+	bv, err := pg.ServerVersionOf(ctx, blue)
 	if err != nil {
 		return "", fmt.Errorf("blue: %w", err)
 	}
 	greenMajor := 0
 	if green, err := env.Target.Pool(ctx); err == nil {
-		if gv, err := ServerVersionOf(ctx, green); err == nil {
+		if gv, err := pg.ServerVersionOf(ctx, green); err == nil {
 			greenMajor = gv.Major
 		}
 	}
@@ -442,10 +444,10 @@ type objectCounts struct {
 }
 
 func (c objectCounts) String() string {
-	parts := []string{plural(c.Tables, "table", "tables")}
+	parts := []string{words.Plural(c.Tables, "table", "tables")}
 	add := func(n int, one, many string) {
 		if n > 0 {
-			parts = append(parts, plural(n, one, many))
+			parts = append(parts, words.Plural(n, one, many))
 		}
 	}
 	add(c.Sequences, "sequence", "sequences")
@@ -527,8 +529,8 @@ const restorePrelude = `CREATE TEMP TABLE pgshift_before ON COMMIT DROP AS ` + t
 func restoreEpilogue(specName string) string {
 	return `DO $pgshift$
 DECLARE
-  prefix constant text := ` + QuoteLiteral(schemaMarkerPrefix) + `;
-  spec constant text := ` + QuoteLiteral(specName) + `;
+  prefix constant text := ` + pg.QuoteLiteral(schemaMarkerPrefix) + `;
+  spec constant text := ` + pg.QuoteLiteral(specName) + `;
   old text := pg_catalog.shobj_description(
                 (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()),
                 'pg_database');
@@ -567,8 +569,8 @@ type schemaMarker struct {
 }
 
 // readSchemaMarker reads the marker of this spec's restore, nil when none.
-func readSchemaMarker(ctx context.Context, db querier, specName string) (*schemaMarker, error) {
-	comment, err := scalar[*string](ctx, db, `
+func readSchemaMarker(ctx context.Context, db pg.Querier, specName string) (*schemaMarker, error) {
+	comment, err := pg.Scalar[*string](ctx, db, `
 SELECT pg_catalog.shobj_description(d.oid, 'pg_database')
   FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()`)
 	if err != nil {
@@ -638,8 +640,8 @@ SELECT n.nspname, c.relname
  ORDER BY 1, 2`
 
 // sharedRelations names the relations of blue that green holds too.
-func sharedRelations(ctx context.Context, blue, green querier) ([]string, error) {
-	list := func(db querier) ([][2]string, error) {
+func sharedRelations(ctx context.Context, blue, green pg.Querier) ([]string, error) {
+	list := func(db pg.Querier) ([][2]string, error) {
 		rows, err := db.Query(ctx, userRelationsSQL)
 		if err != nil {
 			return nil, err
@@ -665,7 +667,7 @@ func sharedRelations(ctx context.Context, blue, green querier) ([]string, error)
 	var shared []string
 	for _, r := range b {
 		if onGreen[r] {
-			shared = append(shared, displayName(r[0], r[1]))
+			shared = append(shared, pg.DisplayName(r[0], r[1]))
 		}
 	}
 	return shared, nil

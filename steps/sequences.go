@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/pgshift/pgshift/internal/pg"
 )
 
 // Sequences are not carried by logical replication: at cutover every
@@ -62,7 +63,7 @@ SELECT n.nspname, c.relname, s.seqincrement, s.seqmin, s.seqmax, s.seqcycle,
 // a plan per sequence: SyncSequences asks it of the source alone, where few
 // sequences are uncalled; on the target an uncalled sequence has handed out
 // nothing, whatever its pending value).
-func ListSequences(ctx context.Context, db querier, pending bool) ([]SequenceState, error) {
+func ListSequences(ctx context.Context, db pg.Querier, pending bool) ([]SequenceState, error) {
 	rows, err := db.Query(ctx, listSequencesSQL)
 	if err != nil {
 		return nil, fmt.Errorf("list sequences: %w", err)
@@ -167,7 +168,7 @@ func (r SequenceReport) Problems() []string {
 //
 // It reads both sides concurrently and sets every value in one statement,
 // because it runs inside the write freeze.
-func SyncSequences(ctx context.Context, from, to querier, margin int64) (SequenceReport, error) {
+func SyncSequences(ctx context.Context, from, to pg.Querier, margin int64) (SequenceReport, error) {
 	if margin < 0 {
 		return SequenceReport{}, fmt.Errorf("sequences.margin must not be negative (got %d)", margin)
 	}
@@ -192,7 +193,7 @@ func SyncSequences(ctx context.Context, from, to querier, margin int64) (Sequenc
 	if len(plan.schemas) == 0 {
 		return report, nil
 	}
-	n, err := scalar[int64](ctx, to, setSequencesSQL, plan.schemas, plan.names, plan.values, plan.called)
+	n, err := pg.Scalar[int64](ctx, to, setSequencesSQL, plan.schemas, plan.names, plan.values, plan.called)
 	if err != nil {
 		return report, fmt.Errorf("target: set %d sequences: %w", len(plan.schemas), err)
 	}

@@ -3,6 +3,8 @@ package steps
 import (
 	"math"
 	"testing"
+
+	"github.com/pgshift/pgshift/internal/pg"
 )
 
 func seqState(name string, inc, min, max int64, called bool, last int64) SequenceState {
@@ -93,12 +95,12 @@ func TestAddClampNoOverflow(t *testing.T) {
 
 func TestIsTrue(t *testing.T) {
 	for _, v := range []string{"on", "true", "1", "yes", "ON"} {
-		if !isTrue(v) {
+		if !pg.IsTrue(v) {
 			t.Errorf("isTrue(%q) = false", v)
 		}
 	}
 	for _, v := range []string{"off", "false", "0", "no", ""} {
-		if isTrue(v) {
+		if pg.IsTrue(v) {
 			t.Errorf("isTrue(%q) = true", v)
 		}
 	}

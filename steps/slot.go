@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pg"
+	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
 )
@@ -40,11 +42,11 @@ const slotInactiveWait = 15 * time.Second
 func (s *slotStep) byCopy() bool { return s.spec.Replication.InitialCopy.Method == "snapshot" }
 
 func createSlotSQL(name string) string {
-	return fmt.Sprintf("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", QuoteLiteral(name))
+	return fmt.Sprintf("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", pg.QuoteLiteral(name))
 }
 
 // slotProblem says why an existing slot cannot serve as pgshift's.
-func slotProblem(name string, st slotStatus, database string) string {
+func slotProblem(name string, st pg.SlotStatus, database string) string {
 	switch {
 	case st.SlotType != "logical":
 		return fmt.Sprintf("slot %q on blue is a %s slot", name, st.SlotType)
@@ -62,7 +64,7 @@ func slotConflictError(problem string) error {
 	return fmt.Errorf("%s: drop it (SELECT pg_drop_replication_slot(...)) if nothing uses it, or set replication.slot to another name", problem)
 }
 
-func currentDatabase(ctx context.Context, db replQuerier) (string, error) {
+func currentDatabase(ctx context.Context, db pg.Querier) (string, error) {
 	var name string
 	if err := db.QueryRow(ctx, "SELECT current_database()").Scan(&name); err != nil {
 		return "", fmt.Errorf("read current database: %w", err)
@@ -76,7 +78,7 @@ func (s *slotStep) Observe(ctx context.Context, env *engine.Env) (plans.Change, 
 		return plans.Change{}, err
 	}
 	name := s.spec.SlotName()
-	st, err := readSlot(ctx, db, name)
+	st, err := pg.ReadSlot(ctx, db, name)
 	if err != nil {
 		return plans.Change{}, err
 	}
@@ -97,7 +99,7 @@ func (s *slotStep) Observe(ctx context.Context, env *engine.Env) (plans.Change, 
 		return plans.Change{Action: plans.ActionBlocker, Summary: "slot " + name + " exists and is not usable",
 			Blockers: []string{slotConflictError(p).Error()}}, nil
 	}
-	summary := fmt.Sprintf("slot %s (pgoutput), lag %s", name, replBytes(st.LagBytes))
+	summary := fmt.Sprintf("slot %s (pgoutput), lag %s", name, words.Bytes(st.LagBytes))
 	if st.Active {
 		summary += ", in use"
 	}
@@ -115,7 +117,7 @@ func (s *slotStep) Check(ctx context.Context, env *engine.Env) ([]plans.Precondi
 	       current_setting('max_replication_slots')::int - (SELECT count(*) FROM pg_replication_slots)`).Scan(&walLevel, &free); err != nil {
 		return nil, fmt.Errorf("blue: read replication settings: %w", err)
 	}
-	st, err := readSlot(ctx, db, s.spec.SlotName())
+	st, err := pg.ReadSlot(ctx, db, s.spec.SlotName())
 	if err != nil {
 		return nil, err
 	}
@@ -133,7 +135,7 @@ func (s *slotStep) Apply(ctx context.Context, env *engine.Env) error {
 		return err
 	}
 	name := s.spec.SlotName()
-	st, err := readSlot(ctx, db, name)
+	st, err := pg.ReadSlot(ctx, db, name)
 	if err != nil {
 		return err
 	}
@@ -154,7 +156,7 @@ func (s *slotStep) Apply(ctx context.Context, env *engine.Env) error {
 			return fmt.Errorf("slot %q on blue is still being created by backend pid %d: %w", name, st.ActivePID, ctx.Err())
 		case <-time.After(500 * time.Millisecond):
 		}
-		if st, err = readSlot(ctx, db, name); err != nil {
+		if st, err = pg.ReadSlot(ctx, db, name); err != nil {
 			return err
 		}
 	}
@@ -203,44 +205,17 @@ func (s *slotStep) Rollback(ctx context.Context, env *engine.Env) error {
 // dropSlot drops a slot once nothing holds it. A consumer that is going
 // away (the walsender of a subscription just dropped) gets wait;
 // one that stays is named in the error, and the slot is kept.
-func dropSlot(ctx context.Context, env *engine.Env, db replQuerier, name string) error {
+func dropSlot(ctx context.Context, env *engine.Env, db pg.Querier, name string) error {
 	return dropSlotWithin(ctx, env, db, name, slotInactiveWait)
 }
 
 // dropSlotWithin is dropSlot with its own wait for the consumer to go.
-func dropSlotWithin(ctx context.Context, env *engine.Env, db replQuerier, name string, wait time.Duration) error {
-	deadline := time.Now().Add(wait)
-	for {
-		st, err := readSlot(ctx, db, name)
-		if err != nil {
-			return err
-		}
-		if !st.Exists {
-			return nil
-		}
-		if !st.Active {
-			_, err := db.Exec(ctx, "SELECT pg_drop_replication_slot($1)", name)
-			if err == nil {
-				env.Log.Info("replication slot dropped", "slot", name)
-				return nil
-			}
-			if replIsUndefined(err) {
-				return nil
-			}
-			// 55006 object_in_use: a consumer attached in between; retry.
-			if !isObjectInUse(err) || time.Now().After(deadline) {
-				return fmt.Errorf("drop replication slot %q: %w", name, err)
-			}
-		} else if time.Now().After(deadline) {
-			return fmt.Errorf("replication slot %q is in use by %s: stop its subscriber first (pgshift rollback drops green's subscription before the slot; otherwise ALTER SUBSCRIPTION ... DISABLE on the subscriber), then run again",
-				name, slotHolder(ctx, db, st.ActivePID))
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(250 * time.Millisecond):
-		}
+func dropSlotWithin(ctx context.Context, env *engine.Env, db pg.Querier, name string, wait time.Duration) error {
+	dropped, err := pg.DropSlot(ctx, db, name, wait)
+	if dropped {
+		env.Log.Info("replication slot dropped", "slot", name)
 	}
+	return err
 }
 
 func (s *slotStep) Describe() plans.Change {
@@ -250,7 +225,7 @@ func (s *slotStep) Describe() plans.Change {
 }
 
 func (s *slotStep) DescribeRollback() string {
-	return fmt.Sprintf("SELECT pg_drop_replication_slot(%s) on blue, once no subscriber holds it", QuoteLiteral(s.spec.SlotName()))
+	return fmt.Sprintf("SELECT pg_drop_replication_slot(%s) on blue, once no subscriber holds it", pg.QuoteLiteral(s.spec.SlotName()))
 }
 
 // Fingerprint leaves the moving lag out of the saved plan's check.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/pgshift/pgshift/internal/pg"
 )
 
 // subOption is one CREATE SUBSCRIPTION parameter a spec may set through
@@ -88,7 +90,7 @@ func subscriptionWithOptions(opts map[string]string, greenMajor int) ([]string, 
 		if since, ok := o.valueSince[v]; ok && greenMajor < since {
 			return nil, &UnsupportedOptionError{Option: name, Value: v, Since: since, Green: greenMajor}
 		}
-		out = append(out, name+" = "+QuoteLiteral(v))
+		out = append(out, name+" = "+pg.QuoteLiteral(v))
 	}
 	return out, nil
 }

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
 	"sort"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pg"
+	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
 )
@@ -36,32 +36,6 @@ func (s *subscriptionStep) Needs() []string {
 	return []string{"target.schema", SlotStepID}
 }
 
-// subscriptionState is a subscription on green as pg_subscription shows it.
-type subscriptionState struct {
-	Exists       bool
-	OID          uint32
-	Enabled      bool
-	Slot         string // "" when slot_name = NONE
-	Publications []string
-}
-
-func readSubscription(ctx context.Context, db replQuerier, name string) (subscriptionState, error) {
-	var st subscriptionState
-	err := db.QueryRow(ctx, `
-SELECT s.oid, s.subenabled, coalesce(s.subslotname::text, ''), s.subpublications::text[]
-  FROM pg_subscription s
- WHERE s.subname = $1 AND s.subdbid = (SELECT oid FROM pg_database WHERE datname = current_database())`,
-		name).Scan(&st.OID, &st.Enabled, &st.Slot, &st.Publications)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return st, nil
-	}
-	if err != nil {
-		return st, fmt.Errorf("read subscription %q on green: %w", name, err)
-	}
-	st.Exists = true
-	return st, nil
-}
-
 // copyData: the subscription copies the rows itself unless target.copy did
 // (snapshot method).
 func (s *subscriptionStep) copyData() bool {
@@ -74,11 +48,11 @@ func (s *subscriptionStep) createSQL(conninfo string, options []string) string {
 	with := []string{
 		fmt.Sprintf("copy_data = %t", s.copyData()),
 		"create_slot = false",
-		"slot_name = " + QuoteLiteral(s.spec.SlotName()),
+		"slot_name = " + pg.QuoteLiteral(s.spec.SlotName()),
 	}
 	with = append(with, options...)
 	return fmt.Sprintf("CREATE SUBSCRIPTION %s CONNECTION %s PUBLICATION %s WITH (%s)",
-		replIdent(s.spec.SubscriptionName()), QuoteLiteral(conninfo), replIdent(s.spec.PublicationName()), strings.Join(with, ", "))
+		pg.QuoteIdent(s.spec.SubscriptionName()), pg.QuoteLiteral(conninfo), pg.QuoteIdent(s.spec.PublicationName()), strings.Join(with, ", "))
 }
 
 // conninfos returns blue's connection string as green will use it: the
@@ -88,7 +62,7 @@ func (s *subscriptionStep) conninfos(env *engine.Env) (full, redacted string, er
 	if err != nil {
 		return "", "", fmt.Errorf("%s: %w", field, err)
 	}
-	full, redacted, err = subscriptionConninfo(dsn, env.Source.Password())
+	full, redacted, err = pg.SubscriptionConninfo(dsn, env.Source.Password())
 	if err != nil {
 		return "", "", fmt.Errorf("%s: %w", field, err)
 	}
@@ -97,7 +71,7 @@ func (s *subscriptionStep) conninfos(env *engine.Env) (full, redacted string, er
 
 // missingTables lists the published tables green lacks (CREATE SUBSCRIPTION
 // would fail on the first one).
-func missingTables(ctx context.Context, green replQuerier, tables []Table) ([]string, error) {
+func missingTables(ctx context.Context, green pg.Querier, tables []pg.Table) ([]string, error) {
 	var missing []string
 	for _, t := range tables {
 		var ok bool
@@ -117,11 +91,11 @@ func (s *subscriptionStep) Observe(ctx context.Context, env *engine.Env) (plans.
 		return plans.Change{}, err
 	}
 	name := s.spec.SubscriptionName()
-	st, err := readSubscription(ctx, green, name)
+	st, err := pg.ReadSubscription(ctx, green, name)
 	if err != nil {
 		return plans.Change{}, err
 	}
-	major, err := replServerMajor(ctx, green)
+	major, err := pg.ServerMajor(ctx, green)
 	if err != nil {
 		return plans.Change{}, fmt.Errorf("green: %w", err)
 	}
@@ -136,7 +110,7 @@ func (s *subscriptionStep) Observe(ctx context.Context, env *engine.Env) (plans.
 			return plans.Change{}, err
 		}
 		c := plans.Change{Action: plans.ActionCreate,
-			Summary: fmt.Sprintf("CREATE SUBSCRIPTION %s ... copy_data = %t", replIdent(name), s.copyData()),
+			Summary: fmt.Sprintf("CREATE SUBSCRIPTION %s ... copy_data = %t", pg.QuoteIdent(name), s.copyData()),
 			Details: []string{s.createSQL(redacted, options)}}
 		if w := s.binaryCopyNote(ctx, env); w != "" {
 			c.Warnings = append(c.Warnings, w)
@@ -149,12 +123,12 @@ func (s *subscriptionStep) Observe(ctx context.Context, env *engine.Env) (plans.
 	}
 	var details []string
 	if st.Slot == "" {
-		details = append(details, fmt.Sprintf("ALTER SUBSCRIPTION %s SET (slot_name = %s)", replIdent(name), QuoteLiteral(s.spec.SlotName())))
+		details = append(details, fmt.Sprintf("ALTER SUBSCRIPTION %s SET (slot_name = %s)", pg.QuoteIdent(name), pg.QuoteLiteral(s.spec.SlotName())))
 	}
 	if !st.Enabled || st.Slot == "" {
-		details = append(details, fmt.Sprintf("ALTER SUBSCRIPTION %s ENABLE", replIdent(name)))
+		details = append(details, fmt.Sprintf("ALTER SUBSCRIPTION %s ENABLE", pg.QuoteIdent(name)))
 	}
-	states, err := readRelStates(ctx, green, name)
+	states, err := pg.ReadRelStates(ctx, green, name)
 	if err != nil {
 		return plans.Change{}, err
 	}
@@ -162,17 +136,17 @@ func (s *subscriptionStep) Observe(ctx context.Context, env *engine.Env) (plans.
 		for _, t := range newTables {
 			details = append(details, "+ table "+t)
 		}
-		details = append(details, fmt.Sprintf("ALTER SUBSCRIPTION %s REFRESH PUBLICATION WITH (copy_data = true)", replIdent(name)))
+		details = append(details, fmt.Sprintf("ALTER SUBSCRIPTION %s REFRESH PUBLICATION WITH (copy_data = true)", pg.QuoteIdent(name)))
 	}
 	if len(details) > 0 {
 		return plans.Change{Action: plans.ActionChange, Summary: "subscription " + name + ": catch up with the spec", Details: details}, nil
 	}
 	return plans.Change{Action: plans.ActionNone,
-		Summary: fmt.Sprintf("subscription %s, %d/%d tables ready", name, countReady(states), len(states))}, nil
+		Summary: fmt.Sprintf("subscription %s, %d/%d tables ready", name, pg.CountReady(states), len(states))}, nil
 }
 
 // conflict says why an existing subscription of that name is not ours.
-func (s *subscriptionStep) conflict(st subscriptionState) string {
+func (s *subscriptionStep) conflict(st pg.Subscription) string {
 	name, slot, pub := s.spec.SubscriptionName(), s.spec.SlotName(), s.spec.PublicationName()
 	// slot_name = NONE: a rollback stopped between detaching and dropping;
 	// Apply attaches it again.
@@ -190,7 +164,7 @@ func (s *subscriptionStep) conflict(st subscriptionState) string {
 // unsubscribedTables lists tables blue's publication carries that green's
 // subscription does not track yet (the publication changed after the
 // subscription was made).
-func (s *subscriptionStep) unsubscribedTables(ctx context.Context, env *engine.Env, states []relState) ([]string, error) {
+func (s *subscriptionStep) unsubscribedTables(ctx context.Context, env *engine.Env, states []pg.RelState) ([]string, error) {
 	blue, err := env.Source.Pool(ctx)
 	if err != nil {
 		return nil, err
@@ -217,7 +191,7 @@ func (s *subscriptionStep) binaryCopyNote(ctx context.Context, env *engine.Env) 
 	if err != nil {
 		return ""
 	}
-	major, err := replServerMajor(ctx, blue)
+	major, err := pg.ServerMajor(ctx, blue)
 	if err != nil || major >= 16 {
 		return ""
 	}
@@ -234,7 +208,7 @@ func (s *subscriptionStep) Check(ctx context.Context, env *engine.Env) ([]plans.
 		return []plans.Precondition{{Name: "blue reachable", OK: false, Detail: err.Error()}}, nil
 	}
 	var pre []plans.Precondition
-	major, err := replServerMajor(ctx, green)
+	major, err := pg.ServerMajor(ctx, green)
 	if err != nil {
 		return nil, fmt.Errorf("green: %w", err)
 	}
@@ -245,13 +219,13 @@ func (s *subscriptionStep) Check(ctx context.Context, env *engine.Env) ([]plans.
 		p.Detail = optErr.Error()
 	}
 	pre = append(pre, p)
-	slot, err := readSlot(ctx, blue, s.spec.SlotName())
+	slot, err := pg.ReadSlot(ctx, blue, s.spec.SlotName())
 	if err != nil {
 		return nil, err
 	}
 	pre = append(pre, plans.Precondition{Name: "slot exists on blue", OK: slot.Exists,
 		Detail: fmt.Sprintf("slot %q (created by %s)", s.spec.SlotName(), SlotStepID)})
-	tables, err := SelectedTables(ctx, blue, s.spec)
+	tables, err := pg.SelectedTables(ctx, blue, s.spec.Tables.Include, s.spec.Tables.Exclude)
 	if err != nil {
 		return nil, fmt.Errorf("blue: %w", err)
 	}
@@ -260,7 +234,7 @@ func (s *subscriptionStep) Check(ctx context.Context, env *engine.Env) ([]plans.
 		return nil, err
 	}
 	tp := plans.Precondition{Name: "published tables exist on green", OK: len(missing) == 0,
-		Detail: countOf(len(tables), "table")}
+		Detail: words.Count(len(tables), "table")}
 	if len(missing) > 0 {
 		tp.Detail = "missing on green: " + strings.Join(missing, ", ") + " (target.schema creates them; with schema.copy false create them yourself)"
 	}
@@ -278,7 +252,7 @@ func (s *subscriptionStep) Apply(ctx context.Context, env *engine.Env) error {
 		return err
 	}
 	name := s.spec.SubscriptionName()
-	major, err := replServerMajor(ctx, green)
+	major, err := pg.ServerMajor(ctx, green)
 	if err != nil {
 		return fmt.Errorf("green: %w", err)
 	}
@@ -286,11 +260,11 @@ func (s *subscriptionStep) Apply(ctx context.Context, env *engine.Env) error {
 	if err != nil {
 		return err
 	}
-	st, err := readSubscription(ctx, green, name)
+	st, err := pg.ReadSubscription(ctx, green, name)
 	if err != nil {
 		return err
 	}
-	slot, err := readSlot(ctx, blue, s.spec.SlotName())
+	slot, err := pg.ReadSlot(ctx, blue, s.spec.SlotName())
 	if err != nil {
 		return err
 	}
@@ -300,9 +274,9 @@ func (s *subscriptionStep) Apply(ctx context.Context, env *engine.Env) error {
 	if !st.Exists {
 		if slot.Active {
 			return fmt.Errorf("replication slot %q on blue is already in use by %s, so green's subscription could not stream from it: stop that consumer or set replication.slot to another name",
-				s.spec.SlotName(), slotHolder(ctx, blue, slot.ActivePID))
+				s.spec.SlotName(), pg.SlotHolder(ctx, blue, slot.ActivePID))
 		}
-		tables, err := SelectedTables(ctx, blue, s.spec)
+		tables, err := pg.SelectedTables(ctx, blue, s.spec.Tables.Include, s.spec.Tables.Exclude)
 		if err != nil {
 			return fmt.Errorf("blue: %w", err)
 		}
@@ -319,9 +293,9 @@ func (s *subscriptionStep) Apply(ctx context.Context, env *engine.Env) error {
 		// A single statement outside any transaction block (pgx sends
 		// argument-less Exec through the simple protocol).
 		if _, err := green.Exec(ctx, s.createSQL(full, options)); err != nil {
-			return fmt.Errorf("create subscription %q on green: %s", name, redactConninfoErr(err.Error(), full, env.Source.Password()))
+			return fmt.Errorf("create subscription %q on green: %s", name, pg.RedactConninfoErr(err.Error(), full, env.Source.Password()))
 		}
-		st, err = readSubscription(ctx, green, name)
+		st, err = pg.ReadSubscription(ctx, green, name)
 		if err != nil {
 			return err
 		}
@@ -330,16 +304,16 @@ func (s *subscriptionStep) Apply(ctx context.Context, env *engine.Env) error {
 			return errors.New(p)
 		}
 		if st.Slot == "" {
-			if _, err := green.Exec(ctx, fmt.Sprintf("ALTER SUBSCRIPTION %s SET (slot_name = %s)", replIdent(name), QuoteLiteral(s.spec.SlotName()))); err != nil {
+			if _, err := green.Exec(ctx, fmt.Sprintf("ALTER SUBSCRIPTION %s SET (slot_name = %s)", pg.QuoteIdent(name), pg.QuoteLiteral(s.spec.SlotName()))); err != nil {
 				return fmt.Errorf("attach subscription %q on green to slot %q: %w", name, s.spec.SlotName(), err)
 			}
 		}
 		if !st.Enabled || st.Slot == "" {
-			if _, err := green.Exec(ctx, fmt.Sprintf("ALTER SUBSCRIPTION %s ENABLE", replIdent(name))); err != nil {
+			if _, err := green.Exec(ctx, fmt.Sprintf("ALTER SUBSCRIPTION %s ENABLE", pg.QuoteIdent(name))); err != nil {
 				return fmt.Errorf("enable subscription %q on green: %w", name, err)
 			}
 		}
-		states, err := readRelStates(ctx, green, name)
+		states, err := pg.ReadRelStates(ctx, green, name)
 		if err != nil {
 			return err
 		}
@@ -349,7 +323,7 @@ func (s *subscriptionStep) Apply(ctx context.Context, env *engine.Env) error {
 		}
 		if len(add) > 0 {
 			env.Log.Info("subscribing to tables added to the publication", "tables", strings.Join(add, ", "))
-			if _, err := green.Exec(ctx, fmt.Sprintf("ALTER SUBSCRIPTION %s REFRESH PUBLICATION WITH (copy_data = true)", replIdent(name))); err != nil {
+			if _, err := green.Exec(ctx, fmt.Sprintf("ALTER SUBSCRIPTION %s REFRESH PUBLICATION WITH (copy_data = true)", pg.QuoteIdent(name))); err != nil {
 				return fmt.Errorf("refresh subscription %q on green: %w", name, err)
 			}
 		}
@@ -378,14 +352,14 @@ func (s *subscriptionStep) Report(ctx context.Context, env *engine.Env) ([]strin
 		return nil, err
 	}
 	name := s.spec.SubscriptionName()
-	st, err := readSubscription(ctx, green, name)
+	st, err := pg.ReadSubscription(ctx, green, name)
 	if err != nil {
 		return nil, err
 	}
 	if !st.Exists {
 		return []string{"subscription " + name + " does not exist on green"}, nil
 	}
-	states, err := readRelStates(ctx, green, name)
+	states, err := pg.ReadRelStates(ctx, green, name)
 	if err != nil {
 		return nil, err
 	}
@@ -393,9 +367,9 @@ func (s *subscriptionStep) Report(ctx context.Context, env *engine.Env) ([]strin
 	if !st.Enabled {
 		state = "DISABLED"
 	}
-	out := []string{fmt.Sprintf("subscription %s %s, %d/%d tables ready", name, state, countReady(states), len(states))}
+	out := []string{fmt.Sprintf("subscription %s %s, %d/%d tables ready", name, state, pg.CountReady(states), len(states))}
 	for _, r := range states {
-		out = append(out, fmt.Sprintf("  %-40s %s", r.Table, describeSyncState(r.State)))
+		out = append(out, fmt.Sprintf("  %-40s %s", r.Table, pg.DescribeSyncState(r.State)))
 	}
 	return out, nil
 }
@@ -405,22 +379,22 @@ func (s *subscriptionStep) Report(ctx context.Context, env *engine.Env) ([]strin
 // the publisher), then remove the table-sync slots it may have left on the
 // publisher mid-copy. The main slot is left to its own step. publisher may
 // be nil when it is unreachable; the sync slots are then named in the log.
-func dropSubscription(ctx context.Context, env *engine.Env, subscriber, publisher replQuerier, name string) error {
-	st, err := readSubscription(ctx, subscriber, name)
+func dropSubscription(ctx context.Context, env *engine.Env, subscriber, publisher pg.Querier, name string) error {
+	st, err := pg.ReadSubscription(ctx, subscriber, name)
 	if err != nil {
 		return err
 	}
 	if !st.Exists {
 		return nil
 	}
-	q := replIdent(name)
+	q := pg.QuoteIdent(name)
 	for _, stmt := range []string{
 		"ALTER SUBSCRIPTION " + q + " DISABLE",
 		"ALTER SUBSCRIPTION " + q + " SET (slot_name = NONE)",
 		"DROP SUBSCRIPTION IF EXISTS " + q,
 	} {
 		if _, err := subscriber.Exec(ctx, stmt); err != nil {
-			if replIsUndefined(err) {
+			if pg.IsUndefined(err) {
 				return nil
 			}
 			return fmt.Errorf("drop subscription %q: %s: %w", name, stmt, err)
@@ -436,7 +410,7 @@ func dropSubscription(ctx context.Context, env *engine.Env, subscriber, publishe
 }
 
 // dropSyncSlots drops the table-sync slots a dropped subscription left.
-func dropSyncSlots(ctx context.Context, env *engine.Env, db replQuerier, pattern string) error {
+func dropSyncSlots(ctx context.Context, env *engine.Env, db pg.Querier, pattern string) error {
 	rows, err := db.Query(ctx, "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name LIKE $1 ORDER BY 1", pattern)
 	if err != nil {
 		return fmt.Errorf("list table-sync slots: %w", err)
@@ -462,107 +436,36 @@ func dropSyncSlots(ctx context.Context, env *engine.Env, db replQuerier, pattern
 	return nil
 }
 
-// redactConninfoErr hides the password should an error echo the statement
-// or the conninfo: the password_env one and one written into the DSN
-// itself, each also in the escaped forms it takes inside the conninfo and
-// inside the SQL literal (replaced first, so no fragment survives).
-func redactConninfoErr(msg, dsn, password string) string {
-	secrets := []string{password}
-	if kv, err := parseConninfo(dsn); err == nil {
-		for _, k := range secretKeywords {
-			secrets = append(secrets, kv[k])
-		}
+func (s *subscriptionStep) Describe() plans.Change {
+	dsn, field, err := peerDSN(engine.NewDatabase("blue", s.spec.Source))
+	var redacted string
+	if err == nil {
+		_, redacted, err = pg.SubscriptionConninfo(dsn, "")
 	}
-	for _, p := range secrets {
-		if p == "" {
-			continue
-		}
-		inConninfo := strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(p)
-		inLiteral := strings.NewReplacer(`'`, `''`, `\`, `\\`).Replace(inConninfo)
-		for _, form := range []string{inLiteral, inConninfo, p} {
-			msg = strings.ReplaceAll(msg, form, "********")
-		}
-	}
-	return msg
-}
-
-// libpqKeywords are the connection parameters libpq knows; anything else in
-// a DSN (pgx's pool settings) would make green's libpq refuse the conninfo.
-var libpqKeywords = map[string]bool{
-	"host": true, "hostaddr": true, "port": true, "dbname": true, "user": true, "password": true,
-	"passfile": true, "require_auth": true, "channel_binding": true, "connect_timeout": true,
-	"client_encoding": true, "options": true, "application_name": true, "fallback_application_name": true,
-	"keepalives": true, "keepalives_idle": true, "keepalives_interval": true, "keepalives_count": true,
-	"tcp_user_timeout": true, "sslmode": true, "sslnegotiation": true, "sslcompression": true,
-	"sslcert": true, "sslkey": true, "sslpassword": true, "sslcertmode": true, "sslrootcert": true,
-	"sslcrl": true, "sslcrldir": true, "sslsni": true, "requirepeer": true, "ssl_min_protocol_version": true,
-	"ssl_max_protocol_version": true, "gssencmode": true, "krbsrvname": true, "gsslib": true,
-	"gssdelegation": true, "service": true, "target_session_attrs": true, "load_balance_hosts": true,
-}
-
-// conninfoOrder puts the keywords a reader looks for first.
-var conninfoOrder = []string{"host", "hostaddr", "port", "dbname", "user"}
-
-// subscriptionConninfo turns blue's DSN (URL or keyword/value) into a libpq
-// keyword/value string for CREATE SUBSCRIPTION ... CONNECTION, every value
-// quoted the libpq way. password, from password_env, is how green
-// authenticates to blue: it is stored in pg_subscription (readable by
-// superusers only) and never shown; the redacted form replaces it.
-func subscriptionConninfo(dsn, password string) (full, redacted string, err error) {
-	kv, err := parseConninfo(dsn)
 	if err != nil {
-		return "", "", err
+		return plans.Change{Action: plans.ActionBlocker, Summary: field + " cannot be turned into a conninfo", Blockers: []string{err.Error()}}
 	}
-	if password != "" {
-		kv["password"] = password
+	if s.spec.Source.PasswordEnv != "" && !strings.Contains(redacted, " password=") {
+		redacted += " password=********"
 	}
-	// The secrets go last, in this order, and only the full form has them.
-	secrets := map[string]string{}
-	for _, k := range secretKeywords {
-		if v, ok := kv[k]; ok {
-			secrets[k] = v
-			delete(kv, k)
-		}
+	var opts []string
+	for k, v := range s.spec.Replication.Options {
+		opts = append(opts, k+" = "+pg.QuoteLiteral(v))
 	}
-	full = formatConninfo(kv)
-	redacted = full
-	for _, k := range secretKeywords {
-		if v, ok := secrets[k]; ok {
-			full += " " + k + "=" + conninfoQuote(v)
-			redacted += " " + k + "=********"
-		}
-	}
-	return full, redacted, nil
+	sort.Strings(opts)
+	return plans.Change{Action: plans.ActionCreate,
+		Summary: fmt.Sprintf("CREATE SUBSCRIPTION %s ... copy_data = %t", pg.QuoteIdent(s.spec.SubscriptionName()), s.copyData()),
+		Details: []string{s.createSQL(redacted, opts)}}
 }
 
-// secretKeywords are the conninfo values never shown: the password, and
-// the passphrase of the client key.
-var secretKeywords = []string{"password", "sslpassword"}
+func (s *subscriptionStep) DescribeRollback() string {
+	q := pg.QuoteIdent(s.spec.SubscriptionName())
+	return fmt.Sprintf("ALTER SUBSCRIPTION %s DISABLE; ALTER SUBSCRIPTION %s SET (slot_name = NONE); DROP SUBSCRIPTION %s on green", q, q, q)
+}
 
-// formatConninfo writes keyword/value pairs, the ones a reader looks for
-// first, the rest sorted.
-func formatConninfo(kv map[string]string) string {
-	var keys []string
-	seen := map[string]bool{}
-	for _, k := range conninfoOrder {
-		if _, ok := kv[k]; ok {
-			keys = append(keys, k)
-			seen[k] = true
-		}
-	}
-	var rest []string
-	for k := range kv {
-		if !seen[k] {
-			rest = append(rest, k)
-		}
-	}
-	sort.Strings(rest)
-	keys = append(keys, rest...)
-	pairs := make([]string, len(keys))
-	for i, k := range keys {
-		pairs[i] = k + "=" + conninfoQuote(kv[k])
-	}
-	return strings.Join(pairs, " ")
+// Fingerprint leaves the moving count of ready tables out.
+func (s *subscriptionStep) Fingerprint(c plans.Change) string {
+	return string(c.Action) + "\n" + strings.Join(c.Details, "\n") + "\n" + strings.Join(c.Blockers, "\n")
 }
 
 // libpqTarget is how pg_dump and psql reach a side: a conninfo with libpq's
@@ -570,7 +473,7 @@ func formatConninfo(kv map[string]string) string {
 // no password, which travels in PGPASSWORD instead, out of argv where any
 // user on the host could read it with ps.
 func libpqTarget(db *engine.Database) (conninfo string, environ []string, err error) {
-	kv, err := parseConninfo(db.DSN)
+	kv, err := pg.ParseConninfo(db.DSN)
 	if err != nil {
 		field := "source.dsn"
 		if db.Role == "green" {
@@ -587,168 +490,5 @@ func libpqTarget(db *engine.Database) (conninfo string, environ []string, err er
 	if password != "" {
 		environ = append(environ, "PGPASSWORD="+password)
 	}
-	return formatConninfo(kv), environ, nil
-}
-
-// conninfoQuote writes a libpq keyword value: bare when it holds nothing
-// libpq would split or unescape (so plans stay readable), else in single
-// quotes with ' and \ escaped by a backslash.
-func conninfoQuote(v string) string {
-	if v != "" && !strings.ContainsAny(v, " \t\n\r'\\=") {
-		return v
-	}
-	return "'" + strings.NewReplacer(`\`, `\\`, `'`, `\'`).Replace(v) + "'"
-}
-
-// parseConninfo reads a DSN in either libpq form into keyword/value pairs,
-// keeping only libpq keywords. Errors never echo the DSN; callers name the
-// spec field.
-func parseConninfo(dsn string) (map[string]string, error) {
-	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
-		return parseConninfoURL(dsn)
-	}
-	return parseConninfoKeywords(dsn)
-}
-
-func parseConninfoURL(dsn string) (map[string]string, error) {
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return nil, errors.New("not a valid postgres:// URL")
-	}
-	kv := map[string]string{}
-	if u.User != nil {
-		if n := u.User.Username(); n != "" {
-			kv["user"] = n
-		}
-		if p, ok := u.User.Password(); ok {
-			kv["password"] = p
-		}
-	}
-	if u.Host != "" {
-		var hosts, ports []string
-		anyPort := false
-		for _, hp := range strings.Split(u.Host, ",") {
-			h, p := hp, ""
-			if i := strings.LastIndex(hp, ":"); i >= 0 && !strings.HasSuffix(hp, "]") {
-				h, p = hp[:i], hp[i+1:]
-			}
-			h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
-			hosts = append(hosts, h)
-			ports = append(ports, p)
-			if p != "" {
-				anyPort = true
-			}
-		}
-		kv["host"] = strings.Join(hosts, ",")
-		if anyPort {
-			kv["port"] = strings.Join(ports, ",")
-		}
-	}
-	if db := strings.TrimPrefix(u.Path, "/"); db != "" {
-		kv["dbname"] = db
-	}
-	for k, vs := range u.Query() {
-		if libpqKeywords[k] && len(vs) > 0 {
-			kv[k] = vs[len(vs)-1]
-		}
-	}
-	return kv, nil
-}
-
-func parseConninfoKeywords(s string) (map[string]string, error) {
-	kv := map[string]string{}
-	i := 0
-	skip := func() {
-		for i < len(s) && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r') {
-			i++
-		}
-	}
-	for {
-		skip()
-		if i >= len(s) {
-			return kv, nil
-		}
-		start := i
-		for i < len(s) && s[i] != '=' && s[i] != ' ' && s[i] != '\t' {
-			i++
-		}
-		key := s[start:i]
-		skip()
-		if i >= len(s) || s[i] != '=' {
-			if !libpqKeywords[key] {
-				// Likely the tail of an unquoted value (a password with a
-				// space): never echo it.
-				return nil, errors.New("a word without \"=value\" (quote values that hold spaces: password='a b')")
-			}
-			return nil, fmt.Errorf("keyword %q has no value", key)
-		}
-		i++
-		skip()
-		var val strings.Builder
-		if i < len(s) && s[i] == '\'' {
-			i++
-			closed := false
-			for i < len(s) {
-				c := s[i]
-				if c == '\\' && i+1 < len(s) {
-					val.WriteByte(s[i+1])
-					i += 2
-					continue
-				}
-				if c == '\'' {
-					closed = true
-					i++
-					break
-				}
-				val.WriteByte(c)
-				i++
-			}
-			if !closed {
-				return nil, fmt.Errorf("unterminated quoted value for %q", key)
-			}
-		} else {
-			for i < len(s) && s[i] != ' ' && s[i] != '\t' {
-				if s[i] == '\\' && i+1 < len(s) {
-					i++
-				}
-				val.WriteByte(s[i])
-				i++
-			}
-		}
-		if libpqKeywords[key] {
-			kv[key] = val.String()
-		}
-	}
-}
-
-func (s *subscriptionStep) Describe() plans.Change {
-	dsn, field, err := peerDSN(engine.NewDatabase("blue", s.spec.Source))
-	var redacted string
-	if err == nil {
-		_, redacted, err = subscriptionConninfo(dsn, "")
-	}
-	if err != nil {
-		return plans.Change{Action: plans.ActionBlocker, Summary: field + " cannot be turned into a conninfo", Blockers: []string{err.Error()}}
-	}
-	if s.spec.Source.PasswordEnv != "" && !strings.Contains(redacted, " password=") {
-		redacted += " password=********"
-	}
-	var opts []string
-	for k, v := range s.spec.Replication.Options {
-		opts = append(opts, k+" = "+QuoteLiteral(v))
-	}
-	sort.Strings(opts)
-	return plans.Change{Action: plans.ActionCreate,
-		Summary: fmt.Sprintf("CREATE SUBSCRIPTION %s ... copy_data = %t", replIdent(s.spec.SubscriptionName()), s.copyData()),
-		Details: []string{s.createSQL(redacted, opts)}}
-}
-
-func (s *subscriptionStep) DescribeRollback() string {
-	q := replIdent(s.spec.SubscriptionName())
-	return fmt.Sprintf("ALTER SUBSCRIPTION %s DISABLE; ALTER SUBSCRIPTION %s SET (slot_name = NONE); DROP SUBSCRIPTION %s on green", q, q, q)
-}
-
-// Fingerprint leaves the moving count of ready tables out.
-func (s *subscriptionStep) Fingerprint(c plans.Change) string {
-	return string(c.Action) + "\n" + strings.Join(c.Details, "\n") + "\n" + strings.Join(c.Blockers, "\n")
+	return pg.FormatConninfo(kv), environ, nil
 }

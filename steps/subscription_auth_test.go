@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pgx/v5"
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pg"
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/spec"
 )
@@ -21,7 +22,7 @@ import (
 // green's host.
 func testPasswordAuth(t *testing.T, p *replPair) {
 	const password = `pa ss'w\rd`
-	p.blue.Exec(t, "app", "SET password_encryption = 'scram-sha-256'; CREATE ROLE repl LOGIN SUPERUSER PASSWORD "+QuoteLiteral(password))
+	p.blue.Exec(t, "app", "SET password_encryption = 'scram-sha-256'; CREATE ROLE repl LOGIN SUPERUSER PASSWORD "+pg.QuoteLiteral(password))
 	hba := filepath.Join(p.blue.DataDir, "pg_hba.conf")
 	old, err := os.ReadFile(hba)
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pgx/v5"
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pg"
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
@@ -381,7 +382,7 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 		// confirm past it once blue falls idle.
 		p.blue.Exec(t, "app", "INSERT INTO scratch (filler) SELECT repeat('x', 1000) FROM generate_series(1, 40000)")
 		p.apply(t, p.catchup)
-		st, err := readSlot(testCtx(t), mustPool(t, p.env.Source), p.spec.SlotName())
+		st, err := pg.ReadSlot(testCtx(t), mustPool(t, p.env.Source), p.spec.SlotName())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -401,7 +402,7 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 		// lag is certainly above 16 MiB when catch-up starts.
 		p.green.Exec(t, "app", "ALTER SUBSCRIPTION pgshift_orders_pg DISABLE")
 		p.blue.Exec(t, "app", "INSERT INTO accounts SELECT 5000000 + g, repeat('w', 500), g FROM generate_series(1, 60000) g")
-		st, err := readSlot(testCtx(t), mustPool(t, p.env.Source), p.spec.SlotName())
+		st, err := pg.ReadSlot(testCtx(t), mustPool(t, p.env.Source), p.spec.SlotName())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -414,7 +415,7 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 		}
 		// target.subscription's Apply enables it again.
 		p.apply(t, p.subscription, p.catchup)
-		st, err = readSlot(testCtx(t), mustPool(t, p.env.Source), p.spec.SlotName())
+		st, err = pg.ReadSlot(testCtx(t), mustPool(t, p.env.Source), p.spec.SlotName())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -471,14 +472,14 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 	t.Run("catch-up names a slot blue invalidated", func(t *testing.T) {
 		// Green stops reading; blue keeps at most 1 MB of WAL for the slot
 		// and writes past it.
-		p.green.Exec(t, "app", "ALTER SUBSCRIPTION "+replIdent(p.spec.SubscriptionName())+" DISABLE")
+		p.green.Exec(t, "app", "ALTER SUBSCRIPTION "+pg.QuoteIdent(p.spec.SubscriptionName())+" DISABLE")
 		p.blue.Exec(t, "app", "ALTER SYSTEM SET max_slot_wal_keep_size = '1MB'")
 		p.blue.Exec(t, "app", "SELECT pg_reload_conf()")
 		defer func() {
 			p.blue.Exec(t, "app", "ALTER SYSTEM RESET max_slot_wal_keep_size")
 			p.blue.Exec(t, "app", "SELECT pg_reload_conf()")
 		}()
-		lost := `SELECT coalesce(wal_status = 'lost', false) FROM pg_replication_slots WHERE slot_name = ` + QuoteLiteral(p.spec.SlotName())
+		lost := `SELECT coalesce(wal_status = 'lost', false) FROM pg_replication_slots WHERE slot_name = ` + pg.QuoteLiteral(p.spec.SlotName())
 		for i := 0; p.blue.Scalar(t, "app", lost) != "t"; i++ {
 			if i == 20 {
 				t.Fatal("setup: blue did not invalidate the slot")
@@ -638,7 +639,7 @@ func checkOptionMatrix(t *testing.T, c *pgtest.Cluster) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = tx.Exec(ctx, fmt.Sprintf("CREATE SUBSCRIPTION matrix_probe CONNECTION 'host=127.0.0.1 dbname=none' PUBLICATION p WITH (connect = false, %s = %s)", name, QuoteLiteral(v)))
+			_, err = tx.Exec(ctx, fmt.Sprintf("CREATE SUBSCRIPTION matrix_probe CONNECTION 'host=127.0.0.1 dbname=none' PUBLICATION p WITH (connect = false, %s = %s)", name, pg.QuoteLiteral(v)))
 			_ = tx.Rollback(ctx)
 			if accepted := err == nil; accepted != (c.Major >= since) {
 				t.Errorf("PostgreSQL %d: option %s = %s accepted=%v (server: %v), but the matrix says since %d", c.Major, name, v, accepted, err, since)
@@ -647,7 +648,7 @@ func checkOptionMatrix(t *testing.T, c *pgtest.Cluster) {
 	}
 }
 
-func mustPool(t *testing.T, db *engine.Database) replQuerier {
+func mustPool(t *testing.T, db *engine.Database) pg.Querier {
 	t.Helper()
 	pool, err := db.Pool(testCtx(t))
 	if err != nil {

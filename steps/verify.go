@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pg"
+	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
 	"github.com/pgshift/pgshift/steps/verify"
@@ -66,7 +68,7 @@ func (s *verifyStep) Observe(ctx context.Context, env *engine.Env) (plans.Change
 		return plans.Change{}, err
 	}
 	plan := fmt.Sprintf("compare %s (%s on blue) in %s mode with %s",
-		countOf(len(tables), "table"), verifySize(bytes), s.mode(), countOf(s.workers(), "worker"))
+		words.Count(len(tables), "table"), verifySize(bytes), s.mode(), words.Count(s.workers(), "worker"))
 	if res, ok := env.Output(VerifyStepID, verifyOutResult); ok {
 		last := s.lastRun(env)
 		if res == "passed" {
@@ -95,18 +97,18 @@ func (s *verifyStep) Fingerprint(observed plans.Change) string {
 
 func (s *verifyStep) Describe() plans.Change {
 	return plans.Change{Action: plans.ActionCreate,
-		Summary: fmt.Sprintf("compare every replicated table on blue and green in %s mode with %s", s.mode(), countOf(s.workers(), "worker"))}
+		Summary: fmt.Sprintf("compare every replicated table on blue and green in %s mode with %s", s.mode(), words.Count(s.workers(), "worker"))}
 }
 
 func (s *verifyStep) DescribeRollback() string { return "nothing: verify only reads" }
 
 // selected lists the replicated tables and their size on blue.
-func (s *verifyStep) selected(ctx context.Context, env *engine.Env) ([]Table, int64, error) {
+func (s *verifyStep) selected(ctx context.Context, env *engine.Env) ([]pg.Table, int64, error) {
 	blue, err := env.Source.Pool(ctx)
 	if err != nil {
 		return nil, 0, err
 	}
-	tables, err := SelectedTables(ctx, blue, s.spec)
+	tables, err := pg.SelectedTables(ctx, blue, s.spec.Tables.Include, s.spec.Tables.Exclude)
 	if err != nil {
 		return nil, 0, fmt.Errorf("blue: %w", err)
 	}
@@ -127,7 +129,7 @@ func (s *verifyStep) Check(ctx context.Context, env *engine.Env) ([]plans.Precon
 		return pre, nil
 	}
 	if s.mode() == verify.ModeChecksum {
-		v, err := ServerVersionOf(ctx, blue)
+		v, err := pg.ServerVersionOf(ctx, blue)
 		if err != nil {
 			return nil, fmt.Errorf("blue: %w", err)
 		}

@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/spf13/cobra"
 )
@@ -102,7 +104,7 @@ func runApply(cmd *cobra.Command, a *applyArgs, planFile string) error {
 				k, _, _ := strings.Cut(kv, "=")
 				given[k] = true
 			}
-			for _, k := range sortedKeys(p.SpecVars) {
+			for _, k := range slices.Sorted(maps.Keys(p.SpecVars)) {
 				if !given[k] {
 					a.spec.vars = append(a.spec.vars, k+"="+p.SpecVars[k])
 				}
@@ -207,7 +209,7 @@ func reportApply(w io.Writer, res *engine.ApplyResult, g *engine.Graph, a *apply
 		for _, f := range res.Failed {
 			ids = append(ids, f.ID)
 		}
-		return &exitCodeError{code: exitError, err: fmt.Errorf("apply failed: %s (%s)", pluralize(len(ids), "step"), strings.Join(ids, ", "))}
+		return &exitCodeError{code: exitError, err: fmt.Errorf("apply failed: %s (%s)", words.Count(len(ids), "step"), strings.Join(ids, ", "))}
 	}
 	if len(res.NotStarted) > 0 {
 		fmt.Fprintf(w, "\nApply interrupted (%s); %d steps not started. State saved in %s.\nResume with:\n  %s\n", counts, len(res.NotStarted), statePath, again)
@@ -281,13 +283,4 @@ func stateFlag(path string) []string {
 		return nil
 	}
 	return []string{"--state", shellQuote(path)}
-}
-
-func sortedKeys(m map[string]string) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

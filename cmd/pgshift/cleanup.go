@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/steps"
 	"github.com/spf13/cobra"
 )
@@ -114,7 +115,7 @@ func runCleanup(cmd *cobra.Command, a *cleanupArgs) error {
 	}
 	fmt.Fprintf(out, "Cleanup: %d to destroy.\n", len(plan.Actions))
 	if !a.yes {
-		ok, err := confirm(cmd.InOrStdin(), out, fmt.Sprintf("Drop these %s?", pluralize(len(plan.Actions), "object")))
+		ok, err := confirm(cmd.InOrStdin(), out, fmt.Sprintf("Drop these %s?", words.Count(len(plan.Actions), "object")))
 		if err != nil {
 			return err
 		}
@@ -132,7 +133,7 @@ func runCleanup(cmd *cobra.Command, a *cleanupArgs) error {
 		}
 		rec := engine.CleanupRecord{At: time.Now().UTC().Truncate(time.Second), Dropped: dropped, AfterCutover: trafficMovedToGreen(statePath)}
 		if err := engine.RecordCleanup(statePath, rec); err != nil {
-			return fmt.Errorf("%s dropped, but %w: apply would take the state's steps for done", pluralize(len(dropped), "object"), err)
+			return fmt.Errorf("%s dropped, but %w: apply would take the state's steps for done", words.Count(len(dropped), "object"), err)
 		}
 		return nil
 	}

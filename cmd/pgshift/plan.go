@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
 	"github.com/spf13/cobra"
@@ -138,7 +139,7 @@ func runPlan(cmd *cobra.Command, a *planArgs) error {
 		blockers += p.Summary.Blockers
 	}
 	if blockers > 0 {
-		return &exitCodeError{code: exitError, err: fmt.Errorf("the plan has %s: apply would refuse; fix each ✗ line and run plan again", pluralize(blockers, "blocker"))}
+		return &exitCodeError{code: exitError, err: fmt.Errorf("the plan has %s: apply would refuse; fix each ✗ line and run plan again", words.Count(blockers, "blocker"))}
 	}
 	if a.detailedExitcode && changes {
 		return &exitCodeError{code: exitChanges}
@@ -186,11 +187,4 @@ func savePlan(p *plans.Plan, spec *spec.Spec, a *planArgs) error {
 		}
 	}
 	return c.Save(a.outFile)
-}
-
-func pluralize(n int, word string) string {
-	if n == 1 {
-		return "1 " + word
-	}
-	return fmt.Sprintf("%d %ss", n, word)
 }

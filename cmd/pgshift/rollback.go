@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/words"
 	"github.com/spf13/cobra"
 )
 
@@ -84,7 +85,7 @@ func runRollback(cmd *cobra.Command, a *rollbackArgs) error {
 	printRollbackPreview(stdout, g, snap, targets, orphans)
 	fmt.Fprintf(stdout, "\nRollback: %d to undo, in this order.\n", len(targets))
 	if !a.yes {
-		ok, err := confirm(cmd.InOrStdin(), stdout, fmt.Sprintf("Roll back these %s?", pluralize(len(targets), "step")))
+		ok, err := confirm(cmd.InOrStdin(), stdout, fmt.Sprintf("Roll back these %s?", words.Count(len(targets), "step")))
 		if err != nil {
 			return err
 		}
@@ -138,12 +139,12 @@ func runRollback(cmd *cobra.Command, a *rollbackArgs) error {
 			fmt.Fprintf(stdout, "  ! interrupted before: %s\n", strings.Join(res.NotStarted, ", "))
 		}
 		fmt.Fprintf(stdout, "\nState saved in %s. Fix the cause, then run again:\n  %s\n", statePath, again)
-		return &exitCodeError{code: exitError, err: fmt.Errorf("rollback failed: %s", pluralize(len(res.Failed)+len(res.NotStarted), "step"))}
+		return &exitCodeError{code: exitError, err: fmt.Errorf("rollback failed: %s", words.Count(len(res.Failed)+len(res.NotStarted), "step"))}
 	}
 	fmt.Fprintf(stdout, "\nRollback complete: %d rolled back. State saved in %s.\n", len(res.RolledBack), statePath)
 	if len(orphans) > 0 {
 		return &exitCodeError{code: exitError, err: fmt.Errorf("%s ran but are no longer in the spec, so pgshift cannot undo them: %s; restore them in the spec and run rollback again",
-			pluralize(len(orphans), "step"), strings.Join(orphans, ", "))}
+			words.Count(len(orphans), "step"), strings.Join(orphans, ", "))}
 	}
 	return nil
 }

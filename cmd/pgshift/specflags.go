@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/pgshift/pgshift/spec"
@@ -109,7 +111,7 @@ func (f *specFlags) forEntry(spec *spec.Spec) specFlags {
 		return *f
 	}
 	one := specFlags{file: f.file, cmd: f.cmd}
-	for _, k := range sortedKeys(spec.VarValues) {
+	for _, k := range slices.Sorted(maps.Keys(spec.VarValues)) {
 		one.vars = append(one.vars, k+"="+spec.VarValues[k])
 	}
 	return one

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/spec"
 	"github.com/pgshift/pgshift/steps"
 	"github.com/spf13/cobra"
@@ -198,7 +199,7 @@ func printStatus(w io.Writer, s *statusJSON, g *engine.Graph, a *statusArgs, int
 		fmt.Fprintln(w, "No state file yet: nothing has been applied.")
 	}
 	if c := s.CleanedUp; c != nil {
-		fmt.Fprintf(w, "Cleaned up at %s: %s dropped (%s).\n", c.At.UTC().Format(time.RFC3339), pluralize(len(c.Dropped), "replication object"), strings.Join(c.Dropped, ", "))
+		fmt.Fprintf(w, "Cleaned up at %s: %s dropped (%s).\n", c.At.UTC().Format(time.RFC3339), words.Count(len(c.Dropped), "replication object"), strings.Join(c.Dropped, ", "))
 		if c.AfterCutover {
 			fmt.Fprintln(w, "The upgrade is over: green is live and nothing replicates back to blue; apply and rollback refuse this state.")
 		} else {

@@ -382,3 +382,16 @@ func tailString(s string, max int) string {
 	}
 	return s
 }
+
+// Conn opens a connection to db that the test's cleanup closes.
+func (c *Cluster) Conn(t testing.TB, db string) *pgx.Conn {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := c.connect(ctx, db)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", db, err)
+	}
+	t.Cleanup(func() { conn.Close(context.Background()) })
+	return conn
+}

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pgshift/pgshift/internal/pg"
 	"github.com/pgshift/pgshift/internal/pgtest"
 )
 
@@ -86,7 +87,7 @@ func BenchmarkCopy(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					if err := DropSlot(ctx, blue, "bench", 10*time.Second); err != nil {
+					if _, err := pg.DropSlot(ctx, blue, "bench", 10*time.Second); err != nil {
 						b.Fatal(err)
 					}
 					b.ReportMetric(res.Elapsed.Seconds(), "s/copy")
@@ -128,7 +129,7 @@ func BenchmarkCopy(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if err := DropSlot(ctx, blue, "bench", 10*time.Second); err != nil {
+			if _, err := pg.DropSlot(ctx, blue, "bench", 10*time.Second); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportMetric(res.Elapsed.Seconds(), "s/copy")

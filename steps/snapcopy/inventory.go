@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/pgshift/pgshift/internal/pg"
 )
 
 // Relation names a table that replicates: an ordinary table or the root of
@@ -103,7 +104,7 @@ type columnInfo struct {
 	generated, bsafe bool
 }
 
-func readColumns(ctx context.Context, db querier, r Relation) ([]columnInfo, error) {
+func readColumns(ctx context.Context, db pg.Querier, r Relation) ([]columnInfo, error) {
 	rows, err := db.Query(ctx, columnsSQL, r.Schema, r.Name)
 	if err != nil {
 		return nil, err
@@ -125,7 +126,7 @@ func readColumns(ctx context.Context, db querier, r Relation) ([]columnInfo, err
 // to carry (blue's non-generated columns, which green must have as ordinary
 // columns; green's order does not matter) and the COPY format. blue and
 // green are ordinary connections.
-func Inventory(ctx context.Context, blue, green querier, rels []Relation) ([]Table, error) {
+func Inventory(ctx context.Context, blue, green pg.Querier, rels []Relation) ([]Table, error) {
 	var out []Table
 	for _, rel := range rels {
 		bcols, err := readColumns(ctx, blue, rel)
@@ -186,7 +187,7 @@ func Inventory(ctx context.Context, blue, green querier, rels []Relation) ([]Tab
 	return out, nil
 }
 
-func readLeaves(ctx context.Context, blue querier, rel Relation) ([]Table, error) {
+func readLeaves(ctx context.Context, blue pg.Querier, rel Relation) ([]Table, error) {
 	rows, err := blue.Query(ctx, leavesSQL, rel.Schema, rel.Name)
 	if err != nil {
 		return nil, fmt.Errorf("blue: list partitions of %s: %w", rel, err)

@@ -8,13 +8,14 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgshift/pgshift/internal/pg"
 )
 
 // TruncateTargets empties the given tables on green (a partitioned table
 // with all its partitions) in one statement, so that a copy can start over.
 // It does not cascade: a table outside the list that references one of them
 // makes it fail, naming that table, rather than silently emptying it too.
-func TruncateTargets(ctx context.Context, green querier, targets []Relation) error {
+func TruncateTargets(ctx context.Context, green pg.Querier, targets []Relation) error {
 	if len(targets) == 0 {
 		return nil
 	}
@@ -59,9 +60,10 @@ func Targets(tables []Table) []Relation {
 // caller that finds the slot knows to Reset, and one that finds no slot but
 // rows on green knows they are not pgshift's. Both actions are idempotent,
 // so Reset itself may be interrupted and run again.
-func Reset(ctx context.Context, blue, green querier, slot string, targets []Relation) error {
+func Reset(ctx context.Context, blue, green pg.Querier, slot string, targets []Relation) error {
 	if err := TruncateTargets(ctx, green, targets); err != nil {
 		return err
 	}
-	return DropSlot(ctx, blue, slot, 30*time.Second)
+	_, err := pg.DropSlot(ctx, blue, slot, 30*time.Second)
+	return err
 }

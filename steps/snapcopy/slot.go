@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-	"time"
 
 	"github.com/jackc/pglogrepl"
 	"github.com/jackc/pgx/v5"
@@ -107,52 +106,4 @@ func quoteLiteral(s string) (string, error) {
 		return "", fmt.Errorf("refusing to quote %q", s)
 	}
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'", nil
-}
-
-// querier is what *pgx.Conn, pgx.Tx and *pgxpool.Pool offer.
-type querier interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
-// DropSlot drops the slot on blue if it exists. A slot still held by a
-// walsender whose client has died is released by the server shortly; DropSlot
-// waits up to wait for that, then fails naming the process that holds it.
-func DropSlot(ctx context.Context, blue querier, slot string, wait time.Duration) error {
-	deadline := time.Now().Add(wait)
-	for {
-		var exists bool
-		var activePID *int32
-		err := blue.QueryRow(ctx,
-			`SELECT true, active_pid FROM pg_replication_slots WHERE slot_name = $1`, slot).Scan(&exists, &activePID)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("blue: look up slot %q: %w", slot, err)
-		}
-		if activePID == nil {
-			_, err := blue.Exec(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1`, slot)
-			if err == nil {
-				return nil
-			}
-			var pgErr *pgconn.PgError
-			if !errors.As(err, &pgErr) || pgErr.Code != "55006" { // object_in_use: became active meanwhile
-				return fmt.Errorf("blue: drop slot %q: %w", slot, err)
-			}
-		}
-		if time.Now().After(deadline) {
-			pid := int32(0)
-			if activePID != nil {
-				pid = *activePID
-			}
-			return fmt.Errorf("blue: slot %q is in use by process %d: stop the client using it (or SELECT pg_terminate_backend(%d) on blue) and retry", slot, pid, pid)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
 }

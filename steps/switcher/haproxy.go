@@ -239,7 +239,7 @@ func (h *haProxy) Check(ctx context.Context) error {
 	}
 	for _, name := range []string{h.blue, h.green} {
 		if _, ok := states[name]; !ok {
-			return fmt.Errorf("haproxy backend %s has no server %q: check cutover.switch.haproxy (servers there: %s)", h.backend, name, strings.Join(sortedKeys(states), ", "))
+			return fmt.Errorf("haproxy backend %s has no server %q: check cutover.switch.haproxy (servers there: %s)", h.backend, name, strings.Join(slices.Sorted(maps.Keys(states)), ", "))
 		}
 	}
 	if states[h.green].weight == 0 {
@@ -250,8 +250,6 @@ func (h *haProxy) Check(ctx context.Context) error {
 	}
 	return nil
 }
-
-func sortedKeys(m map[string]serverState) []string { return slices.Sorted(maps.Keys(m)) }
 
 func (h *haProxy) current(states map[string]serverState) (Side, error) {
 	b, g := states[h.blue], states[h.green]

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pg"
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/internal/rowcompare"
 	"github.com/pgshift/pgshift/plans"
@@ -126,7 +127,7 @@ func (p *pair) tables(t *testing.T) []verify.Table {
 	defer conn.Close(ctx)
 	spec := &spec.Spec{}
 	spec.SetDefaults()
-	sel, err := steps.SelectedTables(ctx, conn, spec)
+	sel, err := pg.SelectedTables(ctx, conn, spec.Tables.Include, spec.Tables.Exclude)
 	if err != nil {
 		t.Fatal(err)
 	}

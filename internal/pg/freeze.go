@@ -1,4 +1,4 @@
-package steps
+package pg
 
 import (
 	"context"
@@ -47,7 +47,7 @@ SELECT c
    AND c LIKE 'default\_transaction\_read\_only=%'`
 
 // ReadOnlyFrozen reads a database's default_transaction_read_only setting.
-func ReadOnlyFrozen(ctx context.Context, db querier, name string) (ReadOnlyState, error) {
+func ReadOnlyFrozen(ctx context.Context, db Querier, name string) (ReadOnlyState, error) {
 	rows, err := db.Query(ctx, readOnlyStateSQL, name)
 	if err != nil {
 		return ReadOnlyState{}, fmt.Errorf("database %s: read default_transaction_read_only: %w", name, err)
@@ -61,7 +61,7 @@ func ReadOnlyFrozen(ctx context.Context, db querier, name string) (ReadOnlyState
 		}
 		st.Set = true
 		st.Value = strings.TrimPrefix(c, "default_transaction_read_only=")
-		st.ReadOnly = isTrue(st.Value)
+		st.ReadOnly = IsTrue(st.Value)
 	}
 	if err := rows.Err(); err != nil {
 		return ReadOnlyState{}, fmt.Errorf("database %s: read default_transaction_read_only: %w", name, err)
@@ -70,7 +70,7 @@ func ReadOnlyFrozen(ctx context.Context, db querier, name string) (ReadOnlyState
 }
 
 // isTrue reads a boolean setting as PostgreSQL does.
-func isTrue(v string) bool {
+func IsTrue(v string) bool {
 	switch strings.ToLower(strings.Trim(v, `"' `)) {
 	case "on", "true", "yes", "1", "t", "y", "tr", "tru", "ye":
 		return true
@@ -85,7 +85,7 @@ func isTrue(v string) bool {
 // ReadOnlyFrozen and record in the state whether the owner had made the
 // database read-only: such a database must not be unfrozen afterwards. On a
 // resumed run that record, not the live setting, tells the two apart.
-func FreezeReadOnly(ctx context.Context, db querier, name string) error {
+func FreezeReadOnly(ctx context.Context, db Querier, name string) error {
 	st, err := ReadOnlyFrozen(ctx, db, name)
 	if err != nil {
 		return err
@@ -93,7 +93,7 @@ func FreezeReadOnly(ctx context.Context, db querier, name string) error {
 	if st.ReadOnly {
 		return nil
 	}
-	if err := execSQL(ctx, db, "ALTER DATABASE "+pgx.Identifier{name}.Sanitize()+" SET default_transaction_read_only = on"); err != nil {
+	if err := Exec(ctx, db, "ALTER DATABASE "+pgx.Identifier{name}.Sanitize()+" SET default_transaction_read_only = on"); err != nil {
 		return fmt.Errorf("database %s: freeze (ALTER DATABASE ... SET default_transaction_read_only = on): %w (pgshift needs to own the database or be superuser)", name, err)
 	}
 	return nil
@@ -102,7 +102,7 @@ func FreezeReadOnly(ctx context.Context, db querier, name string) error {
 // UnfreezeReadOnly removes the database's default_transaction_read_only
 // setting; a database without one is left as it is. New sessions write
 // again; sessions opened during the freeze stay read-only until they end.
-func UnfreezeReadOnly(ctx context.Context, db querier, name string) error {
+func UnfreezeReadOnly(ctx context.Context, db Querier, name string) error {
 	st, err := ReadOnlyFrozen(ctx, db, name)
 	if err != nil {
 		return err
@@ -110,7 +110,7 @@ func UnfreezeReadOnly(ctx context.Context, db querier, name string) error {
 	if !st.Set {
 		return nil
 	}
-	if err := execSQL(ctx, db, "ALTER DATABASE "+pgx.Identifier{name}.Sanitize()+" RESET default_transaction_read_only"); err != nil {
+	if err := Exec(ctx, db, "ALTER DATABASE "+pgx.Identifier{name}.Sanitize()+" RESET default_transaction_read_only"); err != nil {
 		return fmt.Errorf("database %s: unfreeze (ALTER DATABASE ... RESET default_transaction_read_only): %w; run it by hand to let writes in again", name, err)
 	}
 	return nil
@@ -130,7 +130,7 @@ SELECT pid
 // transaction that has written, polling every pollEvery. When ctx's deadline
 // comes first it returns the process ids still writing; it stops polling
 // just before the deadline so that db's connection is not cut mid-query.
-func WaitForWriters(ctx context.Context, db querier, name string, pollEvery time.Duration) error {
+func WaitForWriters(ctx context.Context, db Querier, name string, pollEvery time.Duration) error {
 	if pollEvery <= 0 {
 		pollEvery = 10 * time.Millisecond
 	}
@@ -168,7 +168,7 @@ func WaitForWriters(ctx context.Context, db querier, name string, pollEvery time
 	}
 }
 
-func writers(ctx context.Context, db querier, name string) ([]int32, error) {
+func writers(ctx context.Context, db Querier, name string) ([]int32, error) {
 	rows, err := db.Query(ctx, writersSQL, name)
 	if err != nil {
 		return nil, fmt.Errorf("database %s: list write transactions: %w", name, err)
@@ -183,8 +183,8 @@ func writers(ctx context.Context, db querier, name string) ([]int32, error) {
 // TerminateSessions ends every other client session on the database,
 // except those whose application_name is keepApplication (when not ""), and
 // returns how many it ended. Their clients see the connection drop.
-func TerminateSessions(ctx context.Context, db querier, name, keepApplication string) (int, error) {
-	n, err := scalar[int64](ctx, db, `
+func TerminateSessions(ctx context.Context, db Querier, name, keepApplication string) (int, error) {
+	n, err := Scalar[int64](ctx, db, `
 SELECT count(pg_terminate_backend(pid))
   FROM pg_stat_activity
  WHERE datname = $1 AND pid <> pg_backend_pid()
@@ -194,14 +194,4 @@ SELECT count(pg_terminate_backend(pid))
 		return 0, fmt.Errorf("database %s: end sessions: %w", name, err)
 	}
 	return int(n), nil
-}
-
-// execSQL runs a statement that returns no rows through a querier.
-func execSQL(ctx context.Context, db querier, sql string, args ...any) error {
-	rows, err := db.Query(ctx, sql, args...)
-	if err != nil {
-		return err
-	}
-	rows.Close()
-	return rows.Err()
 }

@@ -1,4 +1,4 @@
-package steps
+package pg
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"path"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/pgshift/pgshift/spec"
 )
 
 // Table is one relation that replicates: an ordinary table, or the root of a
@@ -64,15 +63,11 @@ SELECT n.nspname, c.relname, c.relkind = 'p', c.relreplident::text,
                       AND d.deptype = 'e')
  ORDER BY 1, 2`
 
-// querier is what both *pgx.Conn and *pgxpool.Pool offer.
-type querier interface {
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-}
-
-// SelectedTables lists the tables on db that the spec's include/exclude globs
-// select, ordered by schema and name. Unlogged tables and tables owned by
+// SelectedTables lists the tables on db that the include globs select and
+// the exclude globs do not (tables.include and tables.exclude of the spec;
+// no include means every table), ordered by schema and name. Unlogged tables and tables owned by
 // extensions are never selected (logical replication does not carry them).
-func SelectedTables(ctx context.Context, db querier, spec *spec.Spec) ([]Table, error) {
+func SelectedTables(ctx context.Context, db Querier, include, exclude []string) ([]Table, error) {
 	rows, err := db.Query(ctx, listTablesSQL)
 	if err != nil {
 		return nil, fmt.Errorf("list tables: %w", err)
@@ -89,13 +84,12 @@ func SelectedTables(ctx context.Context, db querier, spec *spec.Spec) ([]Table, 
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list tables: %w", err)
 	}
-	include, exclude := spec.Tables.Include, spec.Tables.Exclude
 	if len(include) == 0 {
 		include = []string{"*.*"}
 	}
 	var selected []Table
 	for _, t := range all {
-		if matchAny(include, t.QualifiedName()) && !matchAny(exclude, t.QualifiedName()) {
+		if MatchAny(include, t.QualifiedName()) && !MatchAny(exclude, t.QualifiedName()) {
 			selected = append(selected, t)
 		}
 	}
@@ -104,7 +98,7 @@ func SelectedTables(ctx context.Context, db querier, spec *spec.Spec) ([]Table, 
 
 // matchAny reports whether name matches one of the globs. The loader has
 // already checked that every glob compiles.
-func matchAny(globs []string, name string) bool {
+func MatchAny(globs []string, name string) bool {
 	for _, g := range globs {
 		if ok, _ := path.Match(g, name); ok {
 			return true
@@ -112,3 +106,6 @@ func matchAny(globs []string, name string) bool {
 	}
 	return false
 }
+
+// DisplayName is the table's name for messages (see DisplayName).
+func (t Table) DisplayName() string { return DisplayName(t.Schema, t.Name) }

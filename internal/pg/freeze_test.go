@@ -1,4 +1,4 @@
-package steps
+package pg
 
 import (
 	"context"
@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/pgshift/pgshift/internal/pgtest"
 )
@@ -21,10 +22,10 @@ func TestReadOnlyFreeze(t *testing.T) {
 	c.CreateDatabase(t, "archive")
 	c.Exec(t, "shop", "CREATE TABLE t (x int)")
 	ctx := context.Background()
-	admin := cutoverTestConn(t, c.DSN("postgres"))
+	admin := c.Conn(t, "postgres")
 
 	// A session open before the freeze: ALTER DATABASE does not reach it.
-	before := cutoverTestConn(t, c.DSN("shop"))
+	before := c.Conn(t, "shop")
 
 	if st, err := ReadOnlyFrozen(ctx, admin, "shop"); err != nil || st.Set {
 		t.Fatalf("ReadOnlyFrozen before the freeze = %+v, %v", st, err)
@@ -41,7 +42,7 @@ func TestReadOnlyFreeze(t *testing.T) {
 	}
 
 	t.Run("new sessions cannot write", func(t *testing.T) {
-		s := cutoverTestConn(t, c.DSN("shop"))
+		s := c.Conn(t, "shop")
 		_, err := s.Exec(ctx, "INSERT INTO t VALUES (1)")
 		var pgErr *pgconn.PgError
 		if !errors.As(err, &pgErr) || pgErr.Code != "25006" {
@@ -65,7 +66,7 @@ func TestReadOnlyFreeze(t *testing.T) {
 		}
 		// One poll, then a wait past the deadline: a deadline that cut the
 		// query itself would close the connection it runs on.
-		waiter := cutoverTestConn(t, c.DSN("postgres"))
+		waiter := c.Conn(t, "postgres")
 		wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := WaitForWriters(wctx, waiter, "shop", 5*time.Second)
 		cancel()
@@ -84,7 +85,11 @@ func TestReadOnlyFreeze(t *testing.T) {
 	})
 
 	t.Run("terminate sessions", func(t *testing.T) {
-		kept := cutoverTestConn(t, c.DSN("shop")+"&application_name=pgshift-test")
+		kept, err := pgx.Connect(ctx, c.DSN("shop")+"&application_name=pgshift-test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer kept.Close(ctx)
 		n, err := TerminateSessions(ctx, admin, "shop", "pgshift-test")
 		if err != nil {
 			t.Fatal(err)
@@ -110,7 +115,7 @@ func TestReadOnlyFreeze(t *testing.T) {
 		if err := UnfreezeReadOnly(ctx, admin, "shop"); err != nil {
 			t.Fatalf("second UnfreezeReadOnly: %v", err)
 		}
-		s := cutoverTestConn(t, c.DSN("shop"))
+		s := c.Conn(t, "shop")
 		if _, err := s.Exec(ctx, "INSERT INTO t VALUES (5)"); err != nil {
 			t.Fatalf("INSERT after the unfreeze: %v", err)
 		}
