@@ -12,9 +12,8 @@ import (
 	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
+	"github.com/pgshift/pgshift/steps/stepid"
 )
-
-const auditID = "audit"
 
 // Output keys audit records for later steps.
 const (
@@ -34,8 +33,8 @@ func init() {
 	register(func(*spec.Spec) []engine.Step { return []engine.Step{audit{}} })
 }
 
-func (audit) ID() string      { return auditID }
-func (audit) Needs() []string { return []string{preflightSourceID, preflightTargetID} }
+func (audit) ID() string      { return stepid.Audit }
+func (audit) Needs() []string { return []string{stepid.PreflightSource, stepid.PreflightTarget} }
 
 func (s audit) Observe(ctx context.Context, env *engine.Env) (plans.Change, error) {
 	f, _, err := s.inspect(ctx, env)
@@ -59,7 +58,7 @@ func (s audit) Apply(ctx context.Context, env *engine.Env) error {
 	if err != nil {
 		return err
 	}
-	if err := f.err(auditID); err != nil {
+	if err := f.err(stepid.Audit); err != nil {
 		return err
 	}
 	env.Record(AuditMaterializedViews, strings.Join(r.matviews, ","))

@@ -11,10 +11,8 @@ import (
 	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
+	"github.com/pgshift/pgshift/steps/stepid"
 )
-
-// CatchupStepID waits for green to follow blue closely.
-const CatchupStepID = "replication.catchup"
 
 func init() {
 	register(func(spec *spec.Spec) []engine.Step { return []engine.Step{&catchupStep{spec: spec}} })
@@ -32,8 +30,8 @@ type catchupStep struct {
 	maxErrors int64
 }
 
-func (s *catchupStep) ID() string      { return CatchupStepID }
-func (s *catchupStep) Needs() []string { return []string{SubscriptionStepID} }
+func (s *catchupStep) ID() string      { return stepid.Catchup }
+func (s *catchupStep) Needs() []string { return []string{stepid.Subscription} }
 
 // minCatchupLag is the floor of the catch-up threshold. Catch-up only has to
 // bring green close enough that verify and the cutover drain are short: the
@@ -184,7 +182,7 @@ func (s *catchupStep) Apply(ctx context.Context, env *engine.Env) error {
 		}
 		switch {
 		case !p.Subscription.Exists:
-			return fmt.Errorf("subscription %q does not exist on green: apply %s first", sub, SubscriptionStepID)
+			return fmt.Errorf("subscription %q does not exist on green: apply %s first", sub, stepid.Subscription)
 		case !p.Subscription.Enabled:
 			return fmt.Errorf("subscription %q on green is disabled (disable_on_error stops it at the first apply error; green's log names it): fix the cause, then ALTER SUBSCRIPTION %s ENABLE and run again",
 				sub, pg.QuoteIdent(sub))
@@ -286,4 +284,4 @@ func (s *catchupStep) Describe() plans.Change {
 
 // Fingerprint is constant: catch-up changes nothing, and its progress (lag,
 // tables ready) moves all the time without making a saved plan stale.
-func (s *catchupStep) Fingerprint(plans.Change) string { return CatchupStepID }
+func (s *catchupStep) Fingerprint(plans.Change) string { return stepid.Catchup }

@@ -17,12 +17,9 @@ import (
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
 	"github.com/pgshift/pgshift/steps/snapcopy"
+	"github.com/pgshift/pgshift/steps/stepid"
 	"github.com/prometheus/client_golang/prometheus"
 )
-
-// CopyStepID copies the rows itself under replication.initial_copy.method:
-// snapshot.
-const CopyStepID = "target.copy"
 
 // Outputs of target.copy in the state file.
 const (
@@ -56,8 +53,8 @@ func init() {
 // empties the copied tables on green, drops the slot and starts over.
 type copyStep struct{ spec *spec.Spec }
 
-func (s *copyStep) ID() string      { return CopyStepID }
-func (s *copyStep) Needs() []string { return []string{"target.schema", SlotStepID} }
+func (s *copyStep) ID() string      { return stepid.Copy }
+func (s *copyStep) Needs() []string { return []string{stepid.Schema, stepid.Slot} }
 
 func (s *copyStep) workers() int {
 	if w := s.spec.Replication.InitialCopy.Workers; w > 0 {
@@ -139,7 +136,7 @@ func (s *copyStep) inspect(ctx context.Context, env *engine.Env) (copyState, err
 	case !errors.Is(err, pgx.ErrNoRows):
 		return st, fmt.Errorf("green: read subscriptions: %w", err)
 	}
-	_, recorded := env.Output(CopyStepID, CopyConsistentLSN)
+	_, recorded := env.Output(stepid.Copy, CopyConsistentLSN)
 	st.done = recorded && slot.Exists
 	st.slotLost = recorded && !slot.Exists
 	for _, t := range st.tables {
@@ -169,8 +166,8 @@ func (s *copyStep) Observe(ctx context.Context, env *engine.Env) (plans.Change, 
 	}
 	switch {
 	case st.done:
-		rows, _ := env.Output(CopyStepID, CopyRows)
-		lsn, _ := env.Output(CopyStepID, CopyConsistentLSN)
+		rows, _ := env.Output(stepid.Copy, CopyRows)
+		lsn, _ := env.Output(stepid.Copy, CopyConsistentLSN)
 		return plans.Change{Action: plans.ActionNone,
 			Summary: fmt.Sprintf("%s rows copied from the snapshot at %s", rows, lsn)}, nil
 	case st.slotLost:
@@ -198,7 +195,7 @@ func (s *copyStep) Observe(ctx context.Context, env *engine.Env) (plans.Change, 
 // slotLostMessage: without the slot, blue's changes since the snapshot
 // cannot reach green; the copy must start over.
 func (s *copyStep) slotLostMessage(env *engine.Env) string {
-	lsn, _ := env.Output(CopyStepID, CopyConsistentLSN)
+	lsn, _ := env.Output(stepid.Copy, CopyConsistentLSN)
 	return fmt.Sprintf("the copy finished at %s, but slot %s is gone from blue (dropped by hand, or by max_slot_wal_keep_size), so blue's changes since cannot reach green: run pgshift rollback to empty the copied tables, then apply again to copy anew",
 		lsn, s.spec.SlotName())
 }
@@ -257,15 +254,15 @@ func (s *copyStep) Apply(ctx context.Context, env *engine.Env) error {
 	slot := s.spec.SlotName()
 	switch {
 	case st.slotLost:
-		return fmt.Errorf("%s: %s", CopyStepID, s.slotLostMessage(env))
+		return fmt.Errorf("%s: %s", stepid.Copy, s.slotLostMessage(env))
 	case st.slotExists && st.slotInUse != "":
 		return errors.New(inUseMessage(st.slotInUse))
 	case st.slotExists:
 		env.Log.Warn("an earlier copy was interrupted and its snapshot is gone: emptying the copied tables on green, dropping the slot, copying again", "slot", slot)
 		if err := snapcopy.Reset(ctx, blue, green, slot, rels); err != nil {
-			return fmt.Errorf("%s: start over after an interrupted copy: %w", CopyStepID, err)
+			return fmt.Errorf("%s: start over after an interrupted copy: %w", stepid.Copy, err)
 		}
-		restarts, _ := strconv.Atoi(outputOr(env, CopyStepID, CopyRestarts, "0"))
+		restarts, _ := strconv.Atoi(outputOr(env, stepid.Copy, CopyRestarts, "0"))
 		env.Record(CopyRestarts, strconv.Itoa(restarts+1))
 	case len(st.nonEmpty) > 0:
 		return errors.New(nonEmptyMessage(st.nonEmpty))
@@ -314,7 +311,7 @@ func (s *copyStep) Apply(ctx context.Context, env *engine.Env) error {
 	res, err := copier.Run(ctx, parts)
 	stopProgress()
 	if err != nil {
-		return fmt.Errorf("%s: %w (apply again: the copy starts over from a new snapshot)", CopyStepID, err)
+		return fmt.Errorf("%s: %w (apply again: the copy starts over from a new snapshot)", stepid.Copy, err)
 	}
 	if err := snap.Close(ctx); err != nil {
 		env.Log.Debug("closing the snapshot connection", "error", err)
@@ -353,7 +350,7 @@ func (s *copyStep) applyPostData(ctx context.Context, env *engine.Env, greenCfg 
 	defer os.RemoveAll(dir)
 	path, err := DumpSchema(ctx, env, dir, SectionPostData)
 	if err != nil {
-		return fmt.Errorf("%s: dump post-data: %w", CopyStepID, err)
+		return fmt.Errorf("%s: dump post-data: %w", stepid.Copy, err)
 	}
 	script, err := os.ReadFile(path)
 	if err != nil {
@@ -361,13 +358,13 @@ func (s *copyStep) applyPostData(ctx context.Context, env *engine.Env, greenCfg 
 	}
 	stmts, err := snapcopy.SplitStatements(string(script))
 	if err != nil {
-		return fmt.Errorf("%s: post-data from pg_dump: %w", CopyStepID, err)
+		return fmt.Errorf("%s: post-data from pg_dump: %w", stepid.Copy, err)
 	}
 	started := time.Now()
 	env.Log.Info("building indexes and keys on green", "statements", len(stmts), "workers", s.workers())
 	pd := &snapcopy.PostData{Target: greenCfg, Workers: s.workers(), SkipExisting: true, Log: env.Log}
 	if err := pd.Apply(ctx, stmts); err != nil {
-		return fmt.Errorf("%s: %w", CopyStepID, err)
+		return fmt.Errorf("%s: %w", stepid.Copy, err)
 	}
 	env.Log.Info("post-data restored", "elapsed", time.Since(started).Round(time.Millisecond))
 	return nil

@@ -16,6 +16,7 @@ import (
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
+	"github.com/pgshift/pgshift/steps/stepid"
 )
 
 // copySchema adds, next to pgbench's tables, a partitioned table, an enum
@@ -83,7 +84,7 @@ func TestCopyStepSnapshotMethod(t *testing.T) {
 		}
 		return c
 	}
-	for _, id := range []string{"target.schema", PublicationStepID, SlotStepID} {
+	for _, id := range []string{"target.schema", stepid.Publication, stepid.Slot} {
 		if err := apply(ctx, id); err != nil {
 			t.Fatalf("apply %s: %v\n%s", id, err, logs)
 		}
@@ -91,7 +92,7 @@ func TestCopyStepSnapshotMethod(t *testing.T) {
 	if n := green.Scalar(t, "app", "SELECT count(*) FROM pg_indexes WHERE schemaname = 'public'"); n != "0" {
 		t.Fatalf("green has %s indexes before the copy: target.schema restored more than pre-data", n)
 	}
-	if c := observe(CopyStepID); c.Action != plans.ActionCreate {
+	if c := observe(stepid.Copy); c.Action != plans.ActionCreate {
 		t.Fatalf("plan before the copy: %s %q, want create", c.Action, c.Summary)
 	}
 
@@ -118,16 +119,16 @@ func TestCopyStepSnapshotMethod(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}()
-	if err := apply(cctx, CopyStepID); err == nil {
+	if err := apply(cctx, stepid.Copy); err == nil {
 		t.Fatal("the first copy finished before it could be interrupted: make the data larger")
 	}
 	stop()
-	c := observe(CopyStepID)
+	c := observe(stepid.Copy)
 	if c.Action != plans.ActionChange || len(c.Warnings) == 0 || !strings.Contains(c.Warnings[0], "starts over") {
 		t.Fatalf("plan after an interrupted copy: %s %q %q, want a change that says the copy starts over", c.Action, c.Summary, c.Warnings)
 	}
-	if err := apply(ctx, CopyStepID); err != nil {
-		t.Fatalf("apply %s again: %v\n%s", CopyStepID, err, logs)
+	if err := apply(ctx, stepid.Copy); err != nil {
+		t.Fatalf("apply %s again: %v\n%s", stepid.Copy, err, logs)
 	}
 	if !strings.Contains(logs.String(), "an earlier copy was interrupted") {
 		t.Errorf("the second apply did not say it started over")
@@ -135,10 +136,10 @@ func TestCopyStepSnapshotMethod(t *testing.T) {
 	if got := green.Scalar(t, "app", "SELECT count(*) FROM pg_stat_user_tables WHERE relname = 'pgbench_accounts' AND last_analyze IS NOT NULL"); got != "1" {
 		t.Errorf("pgbench_accounts on green has no statistics after the copy (last_analyze unset)")
 	}
-	if n, _ := env.Output(CopyStepID, CopyRestarts); n != "1" {
+	if n, _ := env.Output(stepid.Copy, CopyRestarts); n != "1" {
 		t.Errorf("recorded restarts = %q, want 1: the state must say the copy started over", n)
 	}
-	if c := observe(CopyStepID); c.Action != plans.ActionNone {
+	if c := observe(stepid.Copy); c.Action != plans.ActionNone {
 		t.Errorf("plan after the copy: %s %q, want nothing to do", c.Action, c.Summary)
 	}
 	// Post-data came after the rows: keys and indexes as on blue.
@@ -146,12 +147,12 @@ func TestCopyStepSnapshotMethod(t *testing.T) {
 	if b, g := blue.Scalar(t, "app", indexes), green.Scalar(t, "app", indexes); b != g {
 		t.Errorf("indexes after the copy: blue %s, green %s", b, g)
 	}
-	rows, _ := env.Output(CopyStepID, CopyRows)
+	rows, _ := env.Output(stepid.Copy, CopyRows)
 	if metric := copyMetricSum(t, env, "pgshift_copy_rows_total"); metric < mustAtoi(t, rows) {
 		t.Errorf("pgshift_copy_rows_total = %d, below the %s rows of the finished copy", metric, rows)
 	}
 
-	for _, id := range []string{SubscriptionStepID, CatchupStepID} {
+	for _, id := range []string{stepid.Subscription, stepid.Catchup} {
 		if err := apply(ctx, id); err != nil {
 			t.Fatalf("apply %s: %v\n%s", id, err, logs)
 		}
@@ -160,11 +161,11 @@ func TestCopyStepSnapshotMethod(t *testing.T) {
 	// subscription that now streams from the slot.
 	lost := engine.NewEnv(spec, hclog.NewNullLogger())
 	defer lost.Close()
-	if c, err := step(CopyStepID).Observe(ctx, lost.ForStep(CopyStepID)); err != nil || c.Action != plans.ActionBlocker {
+	if c, err := step(stepid.Copy).Observe(ctx, lost.ForStep(stepid.Copy)); err != nil || c.Action != plans.ActionBlocker {
 		t.Errorf("plan without the state, subscription streaming: %s %q (%v), want a blocker", c.Action, c.Summary, err)
 	}
 	before := green.Scalar(t, "app", "SELECT count(*) FROM pgbench_accounts")
-	if err := step(CopyStepID).Apply(ctx, lost.ForStep(CopyStepID)); err == nil || !strings.Contains(err.Error(), "subscription") {
+	if err := step(stepid.Copy).Apply(ctx, lost.ForStep(stepid.Copy)); err == nil || !strings.Contains(err.Error(), "subscription") {
 		t.Errorf("apply without the state, subscription streaming: %v, want a refusal naming the subscription", err)
 	}
 	if after := green.Scalar(t, "app", "SELECT count(*) FROM pgbench_accounts"); after != before {
@@ -198,11 +199,11 @@ func TestCopyStepSnapshotMethod(t *testing.T) {
 	sub := pg.QuoteIdent(spec.SubscriptionName())
 	green.Exec(t, "app", "ALTER SUBSCRIPTION "+sub+" DISABLE; ALTER SUBSCRIPTION "+sub+" SET (slot_name = NONE)")
 	blue.Exec(t, "app", "SELECT pg_drop_replication_slot("+pg.QuoteLiteral(spec.SlotName())+")")
-	if c, err := step(CopyStepID).Observe(ctx, env.ForStep(CopyStepID)); err != nil || c.Action != plans.ActionBlocker ||
+	if c, err := step(stepid.Copy).Observe(ctx, env.ForStep(stepid.Copy)); err != nil || c.Action != plans.ActionBlocker ||
 		!hasLine(c.Blockers, "slot "+spec.SlotName()+" is gone from blue", "pgshift rollback") {
 		t.Errorf("plan after the slot was dropped: %s %q %q (%v), want a blocker naming the lost slot", c.Action, c.Summary, c.Blockers, err)
 	}
-	if err := step(CopyStepID).Apply(ctx, env.ForStep(CopyStepID)); err == nil || !strings.Contains(err.Error(), "is gone from blue") {
+	if err := step(stepid.Copy).Apply(ctx, env.ForStep(stepid.Copy)); err == nil || !strings.Contains(err.Error(), "is gone from blue") {
 		t.Errorf("apply after the slot was dropped: %v, want a refusal naming the lost slot", err)
 	}
 }

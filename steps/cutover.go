@@ -13,11 +13,9 @@ import (
 	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
+	"github.com/pgshift/pgshift/steps/stepid"
 	"github.com/pgshift/pgshift/steps/switcher"
 )
-
-// CutoverStepID moves the application from blue to green.
-const CutoverStepID = "cutover"
 
 func init() {
 	register(func(spec *spec.Spec) []engine.Step { return []engine.Step{&cutoverStep{spec: spec}} })
@@ -43,8 +41,8 @@ type cutoverStep struct {
 	hook func(stage string) error
 }
 
-func (s *cutoverStep) ID() string      { return CutoverStepID }
-func (s *cutoverStep) Needs() []string { return []string{VerifyStepID} }
+func (s *cutoverStep) ID() string      { return stepid.Cutover }
+func (s *cutoverStep) Needs() []string { return []string{stepid.Verify} }
 
 // Gate asks for approval unless cutover.approval is auto.
 func (s *cutoverStep) Gate() string {
@@ -244,7 +242,7 @@ func (r *run) close() {
 }
 
 func (r *run) out(key string) string {
-	v, _ := r.env.Output(CutoverStepID, key)
+	v, _ := r.env.Output(stepid.Cutover, key)
 	return v
 }
 
@@ -321,11 +319,11 @@ func (r *run) confirmDone(ctx context.Context) error {
 }
 
 func (s *cutoverStep) Observe(ctx context.Context, env *engine.Env) (plans.Change, error) {
-	phase, _ := env.Output(CutoverStepID, coPhase)
+	phase, _ := env.Output(stepid.Cutover, coPhase)
 	if phase == phaseDone {
-		pause, _ := env.Output(CutoverStepID, coPauseMS)
+		pause, _ := env.Output(stepid.Cutover, coPauseMS)
 		c := plans.Change{Action: plans.ActionNone, Summary: "traffic on green since the cutover (write pause " + pause + " ms)"}
-		if v, _ := env.Output(CutoverStepID, coConfirmed); v == "false" {
+		if v, _ := env.Output(stepid.Cutover, coConfirmed); v == "false" {
 			c.Warnings = append(c.Warnings, "a write through cutover.confirm.dsn was not confirmed on green after the cutover: traffic may be split between blue and green; check the switch (pgshift status), or go back with pgshift rollback")
 		}
 		return c, nil

@@ -10,6 +10,7 @@ import (
 	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
+	"github.com/pgshift/pgshift/steps/stepid"
 )
 
 // preFreezeLagFloor is the lag the cutover waits for before it freezes:
@@ -28,7 +29,7 @@ func preFreezeLag(spec *spec.Spec) int64 {
 // in place it lists none that could fail: Apply must run, to finish or
 // abort that cutover and unfreeze.
 func (s *cutoverStep) Check(ctx context.Context, env *engine.Env) ([]plans.Precondition, error) {
-	phase, _ := env.Output(CutoverStepID, coPhase)
+	phase, _ := env.Output(stepid.Cutover, coPhase)
 	if frozenPhase(phase) || phaseRank[phase] >= phaseRank[phaseSwitched] {
 		return []plans.Precondition{{Name: "cutover in progress", OK: true, Detail: "phase " + phase + ": apply finishes or aborts it"}}, nil
 	}
@@ -41,7 +42,7 @@ func (s *cutoverStep) preconditions(ctx context.Context, env *engine.Env) ([]pla
 		pre = append(pre, plans.Precondition{Name: name, OK: ok, Detail: detail})
 	}
 
-	res, _ := env.Output(VerifyStepID, verifyOutResult)
+	res, _ := env.Output(stepid.Verify, stepid.VerifyResult)
 	add("verify passed", res == "passed", fmt.Sprintf("last verify: %q (pgshift apply runs verify before the cutover)", res))
 
 	sw := s.spec.Cutover.Switch

@@ -7,6 +7,7 @@ import (
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/pg"
 	"github.com/pgshift/pgshift/internal/words"
+	"github.com/pgshift/pgshift/steps/stepid"
 	"github.com/pgshift/pgshift/steps/switcher"
 )
 
@@ -14,7 +15,7 @@ import (
 // a killed cutover or rollback left a side frozen, and how to undo it. It
 // only reads.
 func (s *cutoverStep) Report(ctx context.Context, env *engine.Env) ([]string, error) {
-	out := func(k string) string { v, _ := env.Output(CutoverStepID, k); return v }
+	out := func(k string) string { v, _ := env.Output(stepid.Cutover, k); return v }
 	var facts []string
 	phase, rb := out(coPhase), out(rbPhase)
 	r := &run{s: s, env: env, spec: s.spec, blueDB: dbNameOf(env.Source), greenDB: dbNameOf(env.Target)}

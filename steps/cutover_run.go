@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/pgshift/pgshift/internal/pg"
+	"github.com/pgshift/pgshift/steps/stepid"
 	"github.com/pgshift/pgshift/steps/switcher"
 )
 
@@ -53,7 +54,7 @@ func (r *run) prepare(ctx context.Context) error {
 		return err
 	}
 	if !st.Exists {
-		return fmt.Errorf("subscription %q does not exist on green: apply %s first", fwd, SubscriptionStepID)
+		return fmt.Errorf("subscription %q does not exist on green: apply %s first", fwd, stepid.Subscription)
 	}
 	if !st.Enabled {
 		r.env.Log.Info("re-enabling the forward subscription left disabled by an earlier attempt", "subscription", fwd)

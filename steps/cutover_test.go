@@ -21,6 +21,7 @@ import (
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/spec"
+	"github.com/pgshift/pgshift/steps/stepid"
 	"github.com/pgshift/pgshift/steps/switcher"
 )
 
@@ -93,7 +94,7 @@ func newCutoverRig(t *testing.T, configure func(r *cutoverRig)) *cutoverRig {
 	g, err := engine.Compile([]engine.Step{
 		rigStep{&publicationStep{spec: r.spec}, nil},
 		&slotStep{spec: r.spec},
-		rigStep{&subscriptionStep{spec: r.spec}, []string{SlotStepID}},
+		rigStep{&subscriptionStep{spec: r.spec}, []string{stepid.Slot}},
 		&catchupStep{spec: r.spec, poll: 100 * time.Millisecond, progress: time.Second},
 		&verifyStep{spec: r.spec},
 		r.step,
@@ -107,7 +108,7 @@ func newCutoverRig(t *testing.T, configure func(r *cutoverRig)) *cutoverRig {
 	if len(res.Failed) > 0 {
 		t.Fatalf("pipeline: %v\nlog:\n%s", res.Failed, r.logs)
 	}
-	if len(res.Held) != 1 || res.Held[0] != CutoverStepID || len(res.Applied) != 5 {
+	if len(res.Held) != 1 || res.Held[0] != stepid.Cutover || len(res.Applied) != 5 {
 		t.Fatalf("apply without approval: applied %v, held %v; want the 5 pipeline steps applied and the cutover held", res.Applied, res.Held)
 	}
 	return r
@@ -137,7 +138,7 @@ func (r *cutoverRig) engineApply(t *testing.T, approve bool) *engine.ApplyResult
 	r.session(t, "apply", func(env *engine.Env, store *engine.StateStore) {
 		opts := engine.ApplyOptions{}
 		if approve {
-			opts.Approve = map[string]bool{CutoverStepID: true}
+			opts.Approve = map[string]bool{stepid.Cutover: true}
 		}
 		var err error
 		if res, err = engine.Apply(testCtx(t), r.graph, env, store, opts); err != nil {
@@ -151,11 +152,11 @@ func (r *cutoverRig) engineApply(t *testing.T, approve bool) *engine.ApplyResult
 func cutoverError(t *testing.T, res *engine.ApplyResult) error {
 	t.Helper()
 	for _, f := range res.Failed {
-		if f.ID == CutoverStepID {
+		if f.ID == stepid.Cutover {
 			return f.Err
 		}
 	}
-	if len(res.Failed) > 0 || !slices.Contains(append(res.Applied, res.Skipped...), CutoverStepID) {
+	if len(res.Failed) > 0 || !slices.Contains(append(res.Applied, res.Skipped...), stepid.Cutover) {
 		t.Fatalf("apply: failed %v, applied %v, held %v", res.Failed, res.Applied, res.Held)
 	}
 	return nil
@@ -176,7 +177,7 @@ func (r *cutoverRig) direct(t *testing.T, fn func(env *engine.Env)) {
 			})
 		})
 		defer env.OnRecord(nil)
-		fn(env.ForStep(CutoverStepID))
+		fn(env.ForStep(stepid.Cutover))
 	})
 }
 
@@ -213,7 +214,7 @@ func (r *cutoverRig) report(t *testing.T) string {
 	var facts []string
 	r.session(t, "status", func(env *engine.Env, _ *engine.StateStore) {
 		var err error
-		if facts, err = r.step.Report(testCtx(t), env.ForStep(CutoverStepID)); err != nil {
+		if facts, err = r.step.Report(testCtx(t), env.ForStep(stepid.Cutover)); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -225,7 +226,7 @@ func (r *cutoverRig) output(key string) string {
 	if err != nil {
 		return ""
 	}
-	if c := st.Step(CutoverStepID); c != nil {
+	if c := st.Step(stepid.Cutover); c != nil {
 		return c.Outputs[key]
 	}
 	return ""
@@ -503,7 +504,7 @@ func TestCutoverPgBouncer(t *testing.T) {
 		requireNoReverse(t, r)
 		// As engine.Rollback records a rolled-back step.
 		r.session(t, "rollback", func(_ *engine.Env, store *engine.StateStore) {
-			if err := store.UpdateStep(CutoverStepID, func(c *engine.StepState) { c.Status, c.Outputs = engine.StatusRolledBack, nil }); err != nil {
+			if err := store.UpdateStep(stepid.Cutover, func(c *engine.StepState) { c.Status, c.Outputs = engine.StatusRolledBack, nil }); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -536,7 +537,7 @@ func TestCutoverPgBouncer(t *testing.T) {
 		}
 		// A second apply changes nothing.
 		res2 := r.engineApply(t, true)
-		if !slices.Contains(res2.Skipped, CutoverStepID) || len(res2.Failed) > 0 {
+		if !slices.Contains(res2.Skipped, stepid.Cutover) || len(res2.Failed) > 0 {
 			t.Fatalf("apply again after the cutover: skipped %v, failed %v", res2.Skipped, res2.Failed)
 		}
 		if text := r.report(t); !strings.Contains(text, "cutover done") || !strings.Contains(text, "pgbouncer sends traffic to green") ||
@@ -552,7 +553,7 @@ func TestCutoverPgBouncer(t *testing.T) {
 		sp.Cutover.Confirm = &spec.ConfirmSpec{DSN: r.blue.DSN("app")}
 		step := &cutoverStep{spec: &sp}
 		r.session(t, "status", func(env *engine.Env, _ *engine.StateStore) {
-			env = env.ForStep(CutoverStepID)
+			env = env.ForStep(stepid.Cutover)
 			run, err := step.open(testCtx(t), env)
 			if err != nil {
 				t.Fatal(err)
@@ -562,7 +563,7 @@ func TestCutoverPgBouncer(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), "landed on BLUE") || !strings.Contains(err.Error(), "pgshift rollback") {
 				t.Fatalf("confirmation through blue: %v, want an error saying it landed on blue and how to roll back", err)
 			}
-			if got, _ := env.Output(CutoverStepID, coConfirmed); got != "false" {
+			if got, _ := env.Output(stepid.Cutover, coConfirmed); got != "false" {
 				t.Fatalf("%s = %q, want false", coConfirmed, got)
 			}
 		})
@@ -801,7 +802,7 @@ func TestCutoverHAProxy(t *testing.T) {
 		bad := *r.spec
 		bad.Cutover.Freeze = "pooler"
 		r.session(t, "status", func(env *engine.Env, _ *engine.StateStore) {
-			pre, err := (&cutoverStep{spec: &bad}).Check(ctx, env.ForStep(CutoverStepID))
+			pre, err := (&cutoverStep{spec: &bad}).Check(ctx, env.ForStep(stepid.Cutover))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -815,7 +816,7 @@ func TestCutoverHAProxy(t *testing.T) {
 		r.blue.Exec(t, "app", `CREATE SEQUENCE "Odd Seq"; SELECT nextval('"Odd Seq"')`)
 		defer r.blue.Exec(t, "app", `DROP SEQUENCE "Odd Seq"`)
 		r.session(t, "status", func(env *engine.Env, _ *engine.StateStore) {
-			pre, err := r.step.Check(ctx, env.ForStep(CutoverStepID))
+			pre, err := r.step.Check(ctx, env.ForStep(stepid.Cutover))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -838,7 +839,7 @@ func TestCutoverHAProxy(t *testing.T) {
 			t.Fatalf("status should say blue is frozen and how to undo it:\n%s", text)
 		}
 		r.session(t, "status", func(env *engine.Env, _ *engine.StateStore) {
-			if pre, err := r.step.Check(ctx, env.ForStep(CutoverStepID)); err != nil || failedPreconditions(pre) != nil {
+			if pre, err := r.step.Check(ctx, env.ForStep(stepid.Cutover)); err != nil || failedPreconditions(pre) != nil {
 				t.Fatalf("with a freeze in place the preconditions must let apply run: %v %v", pre, err)
 			}
 		})
@@ -878,7 +879,7 @@ func TestCutoverHAProxy(t *testing.T) {
 		requireNoReverse(t, r)
 		// As engine.Rollback records a rolled-back step.
 		r.session(t, "rollback", func(_ *engine.Env, store *engine.StateStore) {
-			if err := store.UpdateStep(CutoverStepID, func(c *engine.StepState) { c.Status, c.Outputs = engine.StatusRolledBack, nil }); err != nil {
+			if err := store.UpdateStep(stepid.Cutover, func(c *engine.StepState) { c.Status, c.Outputs = engine.StatusRolledBack, nil }); err != nil {
 				t.Fatal(err)
 			}
 		})

@@ -6,15 +6,6 @@ import (
 	"github.com/pgshift/pgshift/plans"
 )
 
-// Step IDs of this part of the pipeline, for steps that name them in Needs.
-const (
-	PreflightSourceStepID = preflightSourceID
-	PreflightTargetStepID = preflightTargetID
-	AuditStepID           = auditID
-	RolesStepID           = rolesID
-	SchemaStepID          = schemaID
-)
-
 // What the inspecting steps would do, for `plan --offline`, and what their
 // rollback undoes. Their fingerprints keep the verdicts and leave out moving
 // numbers (free slots and workers), so that a saved plan does not go stale

@@ -14,6 +14,7 @@ import (
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
+	"github.com/pgshift/pgshift/steps/stepid"
 )
 
 // blueExtras are what pagila lacks and the checks are about: a table
@@ -124,11 +125,11 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 		Schema: spec.SchemaSpec{Copy: true, Roles: true},
 	}
 	p.spec.SetDefaults()
-	source := stepOf(t, p.spec, preflightSourceID)
-	target := stepOf(t, p.spec, preflightTargetID)
-	auditStep := stepOf(t, p.spec, auditID)
-	rolesStep := stepOf(t, p.spec, rolesID)
-	schema := stepOf(t, p.spec, schemaID)
+	source := stepOf(t, p.spec, stepid.PreflightSource)
+	target := stepOf(t, p.spec, stepid.PreflightTarget)
+	auditStep := stepOf(t, p.spec, stepid.Audit)
+	rolesStep := stepOf(t, p.spec, stepid.Roles)
+	schema := stepOf(t, p.spec, stepid.Schema)
 	var rolesOut map[string]string // target.roles' outputs, as the state file keeps them
 
 	t.Run("a table without a key blocks until it has a replica identity", func(t *testing.T) {
@@ -330,7 +331,7 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 		if err := p.apply(t, env, auditStep); err != nil {
 			t.Fatalf("apply audit: %v", err)
 		}
-		if mv, _ := env.Output(auditID, AuditMaterializedViews); mv != "public.rental_by_category" {
+		if mv, _ := env.Output(stepid.Audit, AuditMaterializedViews); mv != "public.rental_by_category" {
 			t.Errorf("recorded materialized views %q", mv)
 		}
 	})
@@ -347,7 +348,7 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 		if c.Action != plans.ActionBlocker || !hasLine(c.Blockers, "schema.copy is false but green lacks", "public.actor") {
 			t.Errorf("%s %q", c.Action, c.Blockers)
 		}
-		if err := schema.Apply(prepCtx(t), env.ForStep(schemaID)); err == nil {
+		if err := schema.Apply(prepCtx(t), env.ForStep(stepid.Schema)); err == nil {
 			t.Error("apply with schema.copy false and no schema on green succeeded")
 		}
 	})
@@ -402,10 +403,10 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 		if got := p.green.Scalar(t, "app", `SELECT pg_has_role('audit_bot', 'auditors', 'MEMBER')`); got != "t" {
 			t.Errorf("audit_bot is not a member of auditors on green")
 		}
-		if got, _ := env.Output(rolesID, RolesGranted); got != `[["auditors","audit_bot"]]` {
+		if got, _ := env.Output(stepid.Roles, RolesGranted); got != `[["auditors","audit_bot"]]` {
 			t.Errorf("recorded grants between existing roles: %q", got)
 		}
-		rolesOut = env.Outputs(rolesID)
+		rolesOut = env.Outputs(stepid.Roles)
 		if strings.Contains(p.log.String(), hash) || strings.Contains(p.log.String(), "blue-secret") {
 			t.Error("the log shows the password")
 		}
@@ -453,7 +454,7 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 		}
 		applyCtx, cancel := context.WithCancel(ctx)
 		done := make(chan error, 1)
-		go func() { done <- schema.Apply(applyCtx, p.env(t).ForStep(schemaID)) }()
+		go func() { done <- schema.Apply(applyCtx, p.env(t).ForStep(stepid.Schema)) }()
 		for {
 			// Asked from another session: inside the holder's transaction
 			// pg_stat_activity would stay the same snapshot.
@@ -557,7 +558,7 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 		// with them (CASCADE): the rollback refuses, naming them.
 		p.green.Exec(t, "app", `CREATE VIEW keep.actor_names AS SELECT first_name FROM public.actor;
 			CREATE TABLE keep."Refs" (actor_id int REFERENCES public.actor)`)
-		err = schema.Rollback(prepCtx(t), env.ForStep(schemaID))
+		err = schema.Rollback(prepCtx(t), env.ForStep(stepid.Schema))
 		if err == nil || !strings.Contains(err.Error(), "view keep.actor_names") || !strings.Contains(err.Error(), `on keep."Refs"`) {
 			t.Errorf("rollback with green's own objects on restored tables: %v, want a refusal naming both", err)
 		}
@@ -567,7 +568,7 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 		p.green.Exec(t, "app", `DROP VIEW keep.actor_names; DROP TABLE keep."Refs"`)
 
 		for i := 0; i < 2; i++ { // rollback is idempotent
-			if err := schema.Rollback(prepCtx(t), env.ForStep(schemaID)); err != nil {
+			if err := schema.Rollback(prepCtx(t), env.ForStep(stepid.Schema)); err != nil {
 				t.Fatalf("rollback %d: %v", i+1, err)
 			}
 		}
@@ -590,9 +591,9 @@ SELECT string_agg(n.nspname || '.' || c.relname, ',' ORDER BY 1) FROM pg_class c
 			t.Errorf("database comment after rollback: %q", got)
 		}
 
-		env.LoadOutputs(rolesID, rolesOut)
+		env.LoadOutputs(stepid.Roles, rolesOut)
 		for i := 0; i < 2; i++ {
-			if err := rolesStep.Rollback(prepCtx(t), env.ForStep(rolesID)); err != nil {
+			if err := rolesStep.Rollback(prepCtx(t), env.ForStep(stepid.Roles)); err != nil {
 				t.Fatalf("roles rollback %d: %v", i+1, err)
 			}
 		}

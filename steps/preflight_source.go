@@ -12,9 +12,8 @@ import (
 	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
+	"github.com/pgshift/pgshift/steps/stepid"
 )
-
-const preflightSourceID = "preflight.source"
 
 // managedReplicationRoles grant logical replication on managed services
 // where REPLICATION itself cannot be given (Amazon RDS and Aurora).
@@ -34,7 +33,7 @@ func init() {
 	register(func(*spec.Spec) []engine.Step { return []engine.Step{preflightSource{}} })
 }
 
-func (preflightSource) ID() string      { return preflightSourceID }
+func (preflightSource) ID() string      { return stepid.PreflightSource }
 func (preflightSource) Needs() []string { return nil }
 
 func (s preflightSource) Observe(ctx context.Context, env *engine.Env) (plans.Change, error) {
@@ -59,7 +58,7 @@ func (s preflightSource) Apply(ctx context.Context, env *engine.Env) error {
 	if err != nil {
 		return err
 	}
-	return f.err(preflightSourceID)
+	return f.err(stepid.PreflightSource)
 }
 
 func (preflightSource) Rollback(context.Context, *engine.Env) error { return nil }

@@ -10,9 +10,8 @@ import (
 	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
+	"github.com/pgshift/pgshift/steps/stepid"
 )
-
-const preflightTargetID = "preflight.target"
 
 // preflightTarget checks that green can subscribe: it exists, runs a newer
 // major than blue, the role may create subscriptions, logical replication
@@ -24,7 +23,7 @@ func init() {
 	register(func(*spec.Spec) []engine.Step { return []engine.Step{preflightTarget{}} })
 }
 
-func (preflightTarget) ID() string      { return preflightTargetID }
+func (preflightTarget) ID() string      { return stepid.PreflightTarget }
 func (preflightTarget) Needs() []string { return nil }
 
 func (s preflightTarget) Observe(ctx context.Context, env *engine.Env) (plans.Change, error) {
@@ -49,7 +48,7 @@ func (s preflightTarget) Apply(ctx context.Context, env *engine.Env) error {
 	if err != nil {
 		return err
 	}
-	return f.err(preflightTargetID)
+	return f.err(stepid.PreflightTarget)
 }
 
 func (preflightTarget) Rollback(context.Context, *engine.Env) error { return nil }

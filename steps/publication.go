@@ -13,10 +13,8 @@ import (
 	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
+	"github.com/pgshift/pgshift/steps/stepid"
 )
-
-// PublicationStepID publishes the selected tables on blue.
-const PublicationStepID = "source.publication"
 
 func init() {
 	register(func(spec *spec.Spec) []engine.Step { return []engine.Step{&publicationStep{spec: spec}} })
@@ -29,8 +27,8 @@ func init() {
 // green's partitions whatever their layout there.
 type publicationStep struct{ spec *spec.Spec }
 
-func (s *publicationStep) ID() string      { return PublicationStepID }
-func (s *publicationStep) Needs() []string { return []string{"audit"} }
+func (s *publicationStep) ID() string      { return stepid.Publication }
+func (s *publicationStep) Needs() []string { return []string{stepid.Audit} }
 
 // ownerComment marks a publication pgshift created, so that rollback and
 // cleanup never drop a publication the user made.

@@ -17,9 +17,8 @@ import (
 	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
+	"github.com/pgshift/pgshift/steps/stepid"
 )
-
-const rolesID = "target.roles"
 
 // RolesGranted is the output key listing memberships pgshift granted
 // between roles that already existed on green (JSON [[role, member], ...]);
@@ -43,8 +42,8 @@ func init() {
 	register(func(spec *spec.Spec) []engine.Step { return []engine.Step{roles{enabled: spec.Schema.Roles}} })
 }
 
-func (roles) ID() string      { return rolesID }
-func (roles) Needs() []string { return []string{auditID} }
+func (roles) ID() string      { return stepid.Roles }
+func (roles) Needs() []string { return []string{stepid.Audit} }
 
 // role is one role of blue as pg_roles (and pg_authid, when readable) show it.
 type role struct {
@@ -351,7 +350,7 @@ func (s roles) Apply(ctx context.Context, env *engine.Env) error {
 		return nil
 	}
 	if !p.greenCanRoles && len(p.create) > 0 {
-		return fmt.Errorf("%s: green's role has neither SUPERUSER nor CREATEROLE: connect to green as a superuser, or create the roles yourself, or set schema.roles: false", rolesID)
+		return fmt.Errorf("%s: green's role has neither SUPERUSER nor CREATEROLE: connect to green as a superuser, or create the roles yourself, or set schema.roles: false", stepid.Roles)
 	}
 	green, err := env.Target.Pool(ctx)
 	if err != nil {
@@ -366,7 +365,7 @@ func (s roles) Apply(ctx context.Context, env *engine.Env) error {
 	for _, r := range p.create {
 		willCreate[r.Name] = true
 	}
-	prev, _ := env.Output(rolesID, RolesGranted)
+	prev, _ := env.Output(stepid.Roles, RolesGranted)
 	var granted [][2]string
 	if prev != "" {
 		_ = json.Unmarshal([]byte(prev), &granted)
@@ -406,7 +405,7 @@ func (s roles) Apply(ctx context.Context, env *engine.Env) error {
 			// owner may grant later.
 			env.Record(RolesGranted, prev)
 		}
-		return fmt.Errorf("%s: %w", rolesID, err)
+		return fmt.Errorf("%s: %w", stepid.Roles, err)
 	}
 	return nil
 }
@@ -420,16 +419,16 @@ func (s roles) Rollback(ctx context.Context, env *engine.Env) error {
 	}
 	rows, err := green.Query(ctx, `SELECT rolname FROM pg_roles WHERE shobj_description(oid, 'pg_authid') = $1 ORDER BY 1`, roleMarker(env.Spec))
 	if err != nil {
-		return fmt.Errorf("%s: green: list roles pgshift created: %w", rolesID, err)
+		return fmt.Errorf("%s: green: list roles pgshift created: %w", stepid.Roles, err)
 	}
 	ours, err := pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil {
-		return fmt.Errorf("%s: green: list roles pgshift created: %w", rolesID, err)
+		return fmt.Errorf("%s: green: list roles pgshift created: %w", stepid.Roles, err)
 	}
 	var granted [][2]string
-	if prev, ok := env.Output(rolesID, RolesGranted); ok && prev != "" {
+	if prev, ok := env.Output(stepid.Roles, RolesGranted); ok && prev != "" {
 		if err := json.Unmarshal([]byte(prev), &granted); err != nil {
-			return fmt.Errorf("%s: recorded memberships unreadable: %w", rolesID, err)
+			return fmt.Errorf("%s: recorded memberships unreadable: %w", stepid.Roles, err)
 		}
 	}
 	sort.Strings(ours)
@@ -459,7 +458,7 @@ func (s roles) Rollback(ctx context.Context, env *engine.Env) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("%s: %w", rolesID, err)
+		return fmt.Errorf("%s: %w", stepid.Roles, err)
 	}
 	env.Record(RolesGranted, "")
 	return nil

@@ -18,9 +18,8 @@ import (
 	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
+	"github.com/pgshift/pgshift/steps/stepid"
 )
-
-const schemaID = "target.schema"
 
 // pg_dump sections (pg_dump --section).
 const (
@@ -52,8 +51,8 @@ func init() {
 	})
 }
 
-func (schemaStep) ID() string      { return schemaID }
-func (schemaStep) Needs() []string { return []string{rolesID} }
+func (schemaStep) ID() string      { return stepid.Schema }
+func (schemaStep) Needs() []string { return []string{stepid.Roles} }
 
 // schemaState is green's schema compared with blue's selection, and the
 // tools a restore would use.
@@ -192,39 +191,39 @@ func (s schemaStep) Apply(ctx context.Context, env *engine.Env) error {
 		env.Log.Info("green already holds the schema", "tables", len(st.selected))
 		return nil
 	case !env.Spec.Schema.Copy:
-		return fmt.Errorf("%s: %w", schemaID, st.notCopied())
+		return fmt.Errorf("%s: %w", stepid.Schema, st.notCopied())
 	case len(st.present) > 0:
-		return fmt.Errorf("%s: %w", schemaID, st.partial())
+		return fmt.Errorf("%s: %w", stepid.Schema, st.partial())
 	case st.toolErr != nil:
-		return fmt.Errorf("%s: %w", schemaID, st.toolErr)
+		return fmt.Errorf("%s: %w", stepid.Schema, st.toolErr)
 	}
 	dir, err := os.MkdirTemp("", "pgshift-schema-")
 	if err != nil {
-		return fmt.Errorf("%s: %w", schemaID, err)
+		return fmt.Errorf("%s: %w", stepid.Schema, err)
 	}
 	defer os.RemoveAll(dir)
 	dump := filepath.Join(dir, "schema.sql")
 	env.Log.Info("dumping blue's schema", "pg_dump", st.pgDump.Path, "blue", env.Source.Redacted())
 	if err := runPgDump(ctx, env, st.pgDump, dump, s.sections); err != nil {
-		return fmt.Errorf("%s: %w", schemaID, err)
+		return fmt.Errorf("%s: %w", stepid.Schema, err)
 	}
 	prelude, epilogue := filepath.Join(dir, "before.sql"), filepath.Join(dir, "after.sql")
 	if err := os.WriteFile(prelude, []byte(restorePrelude), 0o600); err != nil {
-		return fmt.Errorf("%s: %w", schemaID, err)
+		return fmt.Errorf("%s: %w", stepid.Schema, err)
 	}
 	if err := os.WriteFile(epilogue, []byte(restoreEpilogue(env.Spec.Name)), 0o600); err != nil {
-		return fmt.Errorf("%s: %w", schemaID, err)
+		return fmt.Errorf("%s: %w", stepid.Schema, err)
 	}
 	env.Log.Info("restoring the schema into green", "psql", st.psql, "green", env.Target.Redacted(), "objects", st.counts.String())
 	if err := runPsql(ctx, env, st.psql, prelude, dump, epilogue); err != nil {
-		return fmt.Errorf("%s: %w", schemaID, err)
+		return fmt.Errorf("%s: %w", stepid.Schema, err)
 	}
 	after, err := s.state(ctx, env)
 	if err != nil {
 		return err
 	}
 	if !after.done() {
-		return fmt.Errorf("%s: the restore finished but green lacks %s: is green's search_path or tables selection unusual?", schemaID, words.List(after.absent))
+		return fmt.Errorf("%s: the restore finished but green lacks %s: is green's search_path or tables selection unusual?", stepid.Schema, words.List(after.absent))
 	}
 	env.Record("tables", strconv.Itoa(len(st.selected)))
 	return nil
@@ -240,7 +239,7 @@ func (s schemaStep) Rollback(ctx context.Context, env *engine.Env) error {
 	}
 	m, err := readSchemaMarker(ctx, green, env.Spec.Name)
 	if err != nil {
-		return fmt.Errorf("%s: green: %w", schemaID, err)
+		return fmt.Errorf("%s: green: %w", stepid.Schema, err)
 	}
 	if m == nil {
 		env.Log.Info("green holds no schema restored by pgshift: nothing to drop")
@@ -283,7 +282,7 @@ func (s schemaStep) Rollback(ctx context.Context, env *engine.Env) error {
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("%s: drop the restored schema on green: %w", schemaID, err)
+		return fmt.Errorf("%s: drop the restored schema on green: %w", stepid.Schema, err)
 	}
 	env.Log.Info("dropped the schema pgshift restored", "objects", len(m.Objects))
 	return nil

@@ -11,10 +11,8 @@ import (
 	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
+	"github.com/pgshift/pgshift/steps/stepid"
 )
-
-// SlotStepID creates the logical replication slot on blue.
-const SlotStepID = "source.slot"
 
 func init() {
 	register(func(spec *spec.Spec) []engine.Step { return []engine.Step{&slotStep{spec: spec}} })
@@ -30,8 +28,8 @@ type slotStep struct {
 	inactiveWait time.Duration
 }
 
-func (s *slotStep) ID() string      { return SlotStepID }
-func (s *slotStep) Needs() []string { return []string{PublicationStepID} }
+func (s *slotStep) ID() string      { return stepid.Slot }
+func (s *slotStep) Needs() []string { return []string{stepid.Publication} }
 
 // slotInactiveWait bounds how long rollback waits for a slot's consumer to
 // go away (a dropped subscription's walsender exits within moments).
@@ -169,7 +167,7 @@ func (s *slotStep) Apply(ctx context.Context, env *engine.Env) error {
 			return slotConflictError(p)
 		}
 		// A previous run created it and may have died before recording.
-		if _, ok := env.Output(SlotStepID, "consistent_lsn"); !ok && st.ConfirmedFlush != "" {
+		if _, ok := env.Output(stepid.Slot, "consistent_lsn"); !ok && st.ConfirmedFlush != "" {
 			env.Record("consistent_lsn", st.ConfirmedFlush)
 		}
 		return nil

@@ -9,6 +9,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/pgshift/pgshift/internal/pgtest"
+	"github.com/pgshift/pgshift/steps/stepid"
 )
 
 // testSlotCreationAwaited runs on the pipeline's pair with no slot on blue:
@@ -49,7 +50,7 @@ func testSlotCreationAwaited(t *testing.T, p *replPair) {
 	_ = dead.Wait()
 
 	done := make(chan error, 1)
-	go func() { done <- p.slot.Apply(ctx, p.env.ForStep(SlotStepID)) }()
+	go func() { done <- p.slot.Apply(ctx, p.env.ForStep(stepid.Slot)) }()
 	waitUntil(t, "apply to wait for the earlier creation", func() bool {
 		return strings.Contains(p.logs.String(), "waiting for an earlier creation of the slot")
 	})

@@ -13,10 +13,8 @@ import (
 	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
+	"github.com/pgshift/pgshift/steps/stepid"
 )
-
-// SubscriptionStepID subscribes green to blue's publication.
-const SubscriptionStepID = "target.subscription"
 
 func init() {
 	register(func(spec *spec.Spec) []engine.Step { return []engine.Step{&subscriptionStep{spec: spec}} })
@@ -27,13 +25,13 @@ func init() {
 // only where green's major accepts them.
 type subscriptionStep struct{ spec *spec.Spec }
 
-func (s *subscriptionStep) ID() string { return SubscriptionStepID }
+func (s *subscriptionStep) ID() string { return stepid.Subscription }
 func (s *subscriptionStep) Needs() []string {
 	if s.spec.Replication.InitialCopy.Method == "snapshot" {
 		// pgshift copies the rows itself; the subscription only streams.
-		return []string{"target.schema", SlotStepID, CopyStepID}
+		return []string{stepid.Schema, stepid.Slot, stepid.Copy}
 	}
-	return []string{"target.schema", SlotStepID}
+	return []string{stepid.Schema, stepid.Slot}
 }
 
 // copyData: the subscription copies the rows itself unless target.copy did
@@ -224,7 +222,7 @@ func (s *subscriptionStep) Check(ctx context.Context, env *engine.Env) ([]plans.
 		return nil, err
 	}
 	pre = append(pre, plans.Precondition{Name: "slot exists on blue", OK: slot.Exists,
-		Detail: fmt.Sprintf("slot %q (created by %s)", s.spec.SlotName(), SlotStepID)})
+		Detail: fmt.Sprintf("slot %q (created by %s)", s.spec.SlotName(), stepid.Slot)})
 	tables, err := pg.SelectedTables(ctx, blue, s.spec.Tables.Include, s.spec.Tables.Exclude)
 	if err != nil {
 		return nil, fmt.Errorf("blue: %w", err)
@@ -269,7 +267,7 @@ func (s *subscriptionStep) Apply(ctx context.Context, env *engine.Env) error {
 		return err
 	}
 	if !slot.Exists {
-		return fmt.Errorf("replication slot %q does not exist on blue: apply %s first (pgshift apply runs it before this step)", s.spec.SlotName(), SlotStepID)
+		return fmt.Errorf("replication slot %q does not exist on blue: apply %s first (pgshift apply runs it before this step)", s.spec.SlotName(), stepid.Slot)
 	}
 	if !st.Exists {
 		if slot.Active {

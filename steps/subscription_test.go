@@ -16,6 +16,7 @@ import (
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
+	"github.com/pgshift/pgshift/steps/stepid"
 )
 
 // The replication pipeline (publication, slot, subscription, catch-up,
@@ -223,10 +224,10 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 		if v := p.blue.Scalar(t, "app", "SELECT plugin || '/' || slot_type FROM pg_replication_slots WHERE slot_name = 'pgshift_orders_pg'"); v != "pgoutput/logical" {
 			t.Errorf("slot = %s", v)
 		}
-		if lsn, ok := p.env.Output(SlotStepID, "consistent_lsn"); !ok || !strings.Contains(lsn, "/") {
+		if lsn, ok := p.env.Output(stepid.Slot, "consistent_lsn"); !ok || !strings.Contains(lsn, "/") {
 			t.Errorf("slot's consistent LSN not recorded: %q", lsn)
 		}
-		if n, _ := p.env.Output(CatchupStepID, "tables"); n != "3" {
+		if n, _ := p.env.Output(stepid.Catchup, "tables"); n != "3" {
 			t.Errorf("catch-up recorded %q tables, want 3", n)
 		}
 		p.waitSame(t, replicatedTables[:3]...)
@@ -325,7 +326,7 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 			return p.blue.Scalar(t, "app", "SELECT active FROM pg_replication_slots WHERE slot_name = 'pgshift_orders_pg'") == "t"
 		})
 		slot := &slotStep{spec: p.spec, inactiveWait: time.Second}
-		err := slot.Rollback(testCtx(t), p.env.ForStep(SlotStepID))
+		err := slot.Rollback(testCtx(t), p.env.ForStep(stepid.Slot))
 		if err == nil || !strings.Contains(err.Error(), "in use by walsender pid") || !strings.Contains(err.Error(), `"pgshift_orders_pg"`) {
 			t.Errorf("want a refusal naming the walsender and the subscription, got %v", err)
 		}
@@ -366,7 +367,7 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 		if err := <-done; err != nil {
 			t.Fatalf("writer: %v", err)
 		}
-		lag, _ := p.env.Output(CatchupStepID, "lag_bytes")
+		lag, _ := p.env.Output(stepid.Catchup, "lag_bytes")
 		var n int64
 		if _, err := fmt.Sscan(lag, &n); err != nil || n < 0 || n > catchupThreshold(p.spec) {
 			t.Errorf("catch-up returned with lag %q, threshold %d", lag, catchupThreshold(p.spec))
@@ -489,7 +490,7 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 			p.blue.Exec(t, "app", "CHECKPOINT")
 		}
 		catchup := &catchupStep{spec: p.spec, poll: 100 * time.Millisecond}
-		err := catchup.Apply(testCtx(t), p.env.ForStep(CatchupStepID))
+		err := catchup.Apply(testCtx(t), p.env.ForStep(stepid.Catchup))
 		if err == nil || !strings.Contains(err.Error(), "invalidated") || !strings.Contains(err.Error(), "max_slot_wal_keep_size") {
 			t.Errorf("catch-up on an invalidated slot: %v, want an error naming the invalidation and the setting", err)
 		}
@@ -590,7 +591,7 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 		p.green.Exec(t, "app", "TRUNCATE accounts, events, notes, late; INSERT INTO accounts VALUES (1, 'already here', 0)")
 		p.apply(t, p.publication, p.slot, p.subscription)
 		catchup := &catchupStep{spec: p.spec, poll: 100 * time.Millisecond, maxErrors: 2}
-		err := catchup.Apply(testCtx(t), p.env.ForStep(CatchupStepID))
+		err := catchup.Apply(testCtx(t), p.env.ForStep(stepid.Catchup))
 		if err == nil || !strings.Contains(err.Error(), "keeps failing") || !strings.Contains(err.Error(), "duplicate key") {
 			t.Errorf("want an error naming the failing copy and the usual cause, got %v", err)
 		}

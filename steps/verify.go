@@ -13,11 +13,9 @@ import (
 	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
+	"github.com/pgshift/pgshift/steps/stepid"
 	"github.com/pgshift/pgshift/steps/verify"
 )
-
-// VerifyStepID proves green holds the same rows as blue.
-const VerifyStepID = "verify"
 
 func init() {
 	register(func(spec *spec.Spec) []engine.Step { return []engine.Step{&verifyStep{spec: spec}} })
@@ -32,8 +30,8 @@ type verifyStep struct {
 	progressEvery time.Duration
 }
 
-func (s *verifyStep) ID() string      { return VerifyStepID }
-func (s *verifyStep) Needs() []string { return []string{CatchupStepID} }
+func (s *verifyStep) ID() string      { return stepid.Verify }
+func (s *verifyStep) Needs() []string { return []string{stepid.Catchup} }
 
 func (s *verifyStep) mode() verify.Mode {
 	if s.spec.Verify.Mode == "" {
@@ -51,7 +49,6 @@ func (s *verifyStep) workers() int {
 
 // Outputs recorded by Apply (never row data).
 const (
-	verifyOutResult     = "result" // passed | failed
 	verifyOutMode       = "mode"
 	verifyOutTables     = "tables"
 	verifyOutRows       = "rows"
@@ -69,7 +66,7 @@ func (s *verifyStep) Observe(ctx context.Context, env *engine.Env) (plans.Change
 	}
 	plan := fmt.Sprintf("compare %s (%s on blue) in %s mode with %s",
 		words.Count(len(tables), "table"), verifySize(bytes), s.mode(), words.Count(s.workers(), "worker"))
-	if res, ok := env.Output(VerifyStepID, verifyOutResult); ok {
+	if res, ok := env.Output(stepid.Verify, stepid.VerifyResult); ok {
 		last := s.lastRun(env)
 		if res == "passed" {
 			return plans.Change{Action: plans.ActionNone, Summary: "verified: " + last}, nil
@@ -81,9 +78,9 @@ func (s *verifyStep) Observe(ctx context.Context, env *engine.Env) (plans.Change
 
 // lastRun describes the recorded outcome of the previous run.
 func (s *verifyStep) lastRun(env *engine.Env) string {
-	out := env.Outputs(VerifyStepID)
+	out := env.Outputs(stepid.Verify)
 	verdict := "no differences"
-	if out[verifyOutResult] != "passed" {
+	if out[stepid.VerifyResult] != "passed" {
 		verdict = out[verifyOutMismatches] + " difference(s)"
 	}
 	return fmt.Sprintf("%s tables, %s rows, %s mode, %s (%s MB/s)",
@@ -198,7 +195,7 @@ func (s *verifyStep) Apply(ctx context.Context, env *engine.Env) error {
 	if !passed {
 		result = "failed"
 	}
-	env.Record(verifyOutResult, result)
+	env.Record(stepid.VerifyResult, result)
 	env.Record(verifyOutMode, string(report.Mode))
 	env.Record(verifyOutTables, strconv.Itoa(len(report.Tables)))
 	env.Record(verifyOutRows, strconv.FormatInt(report.Rows(), 10))
@@ -222,12 +219,12 @@ func (s *verifyStep) Rollback(ctx context.Context, env *engine.Env) error {
 
 // Report gives the last recorded outcome for `pgshift status`.
 func (s *verifyStep) Report(ctx context.Context, env *engine.Env) ([]string, error) {
-	if _, ok := env.Output(VerifyStepID, verifyOutResult); !ok {
+	if _, ok := env.Output(stepid.Verify, stepid.VerifyResult); !ok {
 		return []string{"verify has not run yet"}, nil
 	}
-	out := env.Outputs(VerifyStepID)
+	out := env.Outputs(stepid.Verify)
 	return []string{
-		"last verify " + out[verifyOutResult] + ": " + s.lastRun(env),
+		"last verify " + out[stepid.VerifyResult] + ": " + s.lastRun(env),
 		"took " + out[verifyOutDuration] + ", " + out[verifyOutRowsPerSec] + " rows/s",
 	}, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/steps/stepid"
 	"github.com/spf13/cobra"
 )
 
@@ -125,7 +126,7 @@ func runApply(cmd *cobra.Command, a *applyArgs, planFile string) error {
 		approve[id] = true
 	}
 	if a.approveCutover {
-		approve["cutover"] = true
+		approve[stepid.Cutover] = true
 	}
 	if _, ok := g.Step(a.until); a.until != "" && !ok {
 		return &usageError{fmt.Errorf("--until %s: no such step; steps are %s", a.until, strings.Join(g.Order(), ", "))}
@@ -220,7 +221,7 @@ func reportApply(w io.Writer, res *engine.ApplyResult, g *engine.Graph, a *apply
 		var flags []string
 		for _, id := range res.Held {
 			fmt.Fprintf(w, "  %s: %s\n", id, res.Gates[id])
-			if id == "cutover" {
+			if id == stepid.Cutover {
 				flags = append(flags, "--approve-cutover")
 			} else {
 				flags = append(flags, "--approve", id)
@@ -252,7 +253,7 @@ func nextCommand(res *engine.ApplyResult, a *applyArgs, interrupted bool) string
 	case len(res.Held) > 0:
 		flags := stateFlag(a.state)
 		for _, id := range res.Held {
-			if id == "cutover" {
+			if id == stepid.Cutover {
 				flags = append(flags, "--approve-cutover")
 			} else {
 				flags = append(flags, "--approve", id)

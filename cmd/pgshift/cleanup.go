@@ -11,6 +11,7 @@ import (
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/steps"
+	"github.com/pgshift/pgshift/steps/stepid"
 	"github.com/spf13/cobra"
 )
 
@@ -164,7 +165,7 @@ func trafficMovedToGreen(statePath string) bool {
 	if err != nil {
 		return false
 	}
-	c := st.Step(steps.CutoverStepID)
+	c := st.Step(stepid.Cutover)
 	return c != nil && (c.Status == engine.StatusDone || steps.TrafficMayBeOnGreen(c.Outputs)) && c.Status != engine.StatusRolledBack
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/spec"
 	"github.com/pgshift/pgshift/steps"
+	"github.com/pgshift/pgshift/steps/stepid"
 )
 
 // runCleanupCmd runs `pgshift cleanup` with the given stdin, as a user would.
@@ -61,7 +62,7 @@ func TestCleanupCommand(t *testing.T) {
 	for _, s := range steps.For(specs[0]) {
 		byID[s.ID()] = s
 	}
-	for _, id := range []string{steps.PublicationStepID, steps.SlotStepID, steps.SubscriptionStepID} {
+	for _, id := range []string{stepid.Publication, stepid.Slot, stepid.Subscription} {
 		if err := byID[id].Apply(ctx, env.ForStep(id)); err != nil {
 			t.Fatalf("apply %s: %v", id, err)
 		}
@@ -71,7 +72,7 @@ func TestCleanupCommand(t *testing.T) {
 			" " + green.Scalar(t, "shop", "SELECT count(*) FROM pg_subscription")
 	}
 	// Until the copy is done a table-sync slot sits beside ours on blue.
-	if err := byID[steps.CatchupStepID].Apply(ctx, env.ForStep(steps.CatchupStepID)); err != nil {
+	if err := byID[stepid.Catchup].Apply(ctx, env.ForStep(stepid.Catchup)); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(time.Minute); objects() != "1/1 1"; time.Sleep(100 * time.Millisecond) {
@@ -114,7 +115,7 @@ func TestCleanupCommand(t *testing.T) {
 			t.Fatal(err)
 		}
 		// The steps this test applied by hand, recorded as apply would.
-		for _, id := range []string{steps.PublicationStepID, steps.SlotStepID, steps.SubscriptionStepID, steps.CatchupStepID} {
+		for _, id := range []string{stepid.Publication, stepid.Slot, stepid.Subscription, stepid.Catchup} {
 			store.UpdateStep(id, func(c *engine.StepState) { c.Status = engine.StatusDone })
 		}
 		store.Close()
@@ -165,13 +166,13 @@ func TestCleanupCommand(t *testing.T) {
 	})
 
 	t.Run("with blue gone, green's subscription still goes and blue is named", func(t *testing.T) {
-		for _, id := range []string{steps.PublicationStepID, steps.SlotStepID} {
+		for _, id := range []string{stepid.Publication, stepid.Slot} {
 			if err := byID[id].Apply(ctx, env.ForStep(id)); err != nil {
 				t.Fatalf("apply %s: %v", id, err)
 			}
 		}
 		green.Exec(t, "shop", "TRUNCATE items")
-		if err := byID[steps.SubscriptionStepID].Apply(ctx, env.ForStep(steps.SubscriptionStepID)); err != nil {
+		if err := byID[stepid.Subscription].Apply(ctx, env.ForStep(stepid.Subscription)); err != nil {
 			t.Fatal(err)
 		}
 		env.Close() // its pool to blue would outlive the server

@@ -14,7 +14,7 @@ import (
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/spec"
-	"github.com/pgshift/pgshift/steps"
+	"github.com/pgshift/pgshift/steps/stepid"
 	"github.com/spf13/cobra"
 )
 
@@ -164,7 +164,7 @@ func statusOne(cmd *cobra.Command, a *statusArgs, spec *spec.Spec) error {
 			}
 			// After cleanup the replication objects are gone; the cutover
 			// still says where traffic goes and whether a side is frozen.
-			if st.CleanedUp != nil && id != steps.CutoverStepID {
+			if st.CleanedUp != nil && id != stepid.Cutover {
 				continue
 			}
 			facts, err := r.Report(ctx, env.ForStep(id))

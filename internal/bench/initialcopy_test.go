@@ -16,6 +16,7 @@ import (
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/spec"
 	"github.com/pgshift/pgshift/steps"
+	"github.com/pgshift/pgshift/steps/stepid"
 )
 
 // pgbenchScale is the size of the benchmark database: scale 20 is 2 million
@@ -93,11 +94,11 @@ func BenchmarkInitialCopy15To17(b *testing.B) {
 			if i > 0 {
 				green.Exec(b, "bench", "TRUNCATE pgbench_branches, pgbench_tellers, pgbench_accounts")
 			}
-			run(steps.PublicationStepID, steps.SlotStepID)
+			run(stepid.Publication, stepid.Slot)
 			t0 := time.Now()
-			run(steps.SubscriptionStepID, steps.CatchupStepID)
+			run(stepid.Subscription, stepid.Catchup)
 			copyTime += time.Since(t0)
-			for _, id := range []string{steps.SubscriptionStepID, steps.SlotStepID, steps.PublicationStepID} {
+			for _, id := range []string{stepid.Subscription, stepid.Slot, stepid.Publication} {
 				if err := byID[id].Rollback(ctx, env.ForStep(id)); err != nil {
 					b.Fatalf("rollback %s: %v", id, err)
 				}
