@@ -87,7 +87,7 @@ func PlanCleanup(ctx context.Context, env *engine.Env) (CleanupPlan, error) {
 			Side: sub.side, Kind: "subscription", Name: sub.name,
 			SQL: fmt.Sprintf("ALTER SUBSCRIPTION %s DISABLE; ALTER SUBSCRIPTION %s SET (slot_name = NONE); DROP SUBSCRIPTION %s", q, q, q),
 			drop: func(ctx context.Context, env *engine.Env) error {
-				return dropSubscription(ctx, env, sub.db, sub.publisher, sub.name)
+				return pg.DropSubscription(ctx, env.Log, sub.db, sub.publisher, sub.name)
 			},
 		})
 	}
@@ -113,7 +113,7 @@ func PlanCleanup(ctx context.Context, env *engine.Env) (CleanupPlan, error) {
 			Side: sl.side, Kind: "slot", Name: sl.name,
 			SQL: fmt.Sprintf("SELECT pg_drop_replication_slot(%s)", pg.QuoteLiteral(sl.name)),
 			drop: func(ctx context.Context, env *engine.Env) error {
-				return dropSlot(ctx, env, sl.db, sl.name)
+				return pg.DropSlot(ctx, env.Log, sl.db, sl.name, pg.SlotReleaseWait)
 			},
 		})
 	}
@@ -122,7 +122,7 @@ func PlanCleanup(ctx context.Context, env *engine.Env) (CleanupPlan, error) {
 		objSpec
 		owner string // "" drops whatever holds the name
 	}{
-		{objSpec{"blue", bluePub, spec.PublicationName()}, ownerComment(spec)},
+		{objSpec{"blue", bluePub, spec.PublicationName()}, pg.OwnerMark(spec.Name)},
 		{objSpec{"green", greenPub, reverse}, ""},
 	} {
 		if pub.db == nil {

@@ -396,7 +396,7 @@ func (s *copyStep) Rollback(ctx context.Context, env *engine.Env) error {
 	if err := snapcopy.TruncateTargets(ctx, green, present); err != nil {
 		return err
 	}
-	return dropSlotWithin(ctx, env, blue, s.spec.SlotName(), slotInactiveWait)
+	return pg.DropSlot(ctx, env.Log, blue, s.spec.SlotName(), pg.SlotReleaseWait)
 }
 
 // copyProgress logs how far the copy is: parts, bytes, rate and an ETA

@@ -65,7 +65,7 @@ func (r *run) prepare(ctx context.Context) error {
 	if r.spec.Cutover.ReverseReplication {
 		// A reverse slot must not exist before the freeze (it would carry
 		// forward-applied rows back): one left by a killed attempt goes.
-		if err := dropSlot(ctx, r.env, r.green, r.spec.ReverseName()); err != nil {
+		if err := pg.DropSlot(ctx, r.env.Log, r.green, r.spec.ReverseName(), pg.SlotReleaseWait); err != nil {
 			return fmt.Errorf("green: drop the reverse slot left by an earlier attempt: %w", err)
 		}
 	}

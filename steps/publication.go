@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
@@ -30,188 +29,18 @@ type publicationStep struct{ spec *spec.Spec }
 func (s *publicationStep) ID() string      { return stepid.Publication }
 func (s *publicationStep) Needs() []string { return []string{stepid.Audit} }
 
-// ownerComment marks a publication pgshift created, so that rollback and
-// cleanup never drop a publication the user made.
-func ownerComment(spec *spec.Spec) string { return "pgshift: created for " + spec.Name }
-
-// publicationState is a publication on blue as the catalogs show it.
-type publicationState struct {
-	Exists     bool
-	AllTables  bool
-	AllActions bool // publishes insert, update, delete and truncate
-	ViaRoot    bool
-	Ours       bool     // carries ownerComment
-	Tables     []string // schema.table, sorted
-	Filtered   []string // tables with a row filter or column list (15+)
-	Schemas    int      // FOR TABLES IN SCHEMA entries (15+)
-}
-
-func readPublication(ctx context.Context, db pg.Querier, name string, spec *spec.Spec) (publicationState, error) {
-	var st publicationState
-	var comment string
-	err := db.QueryRow(ctx, `
-SELECT p.puballtables,
-       p.pubinsert AND p.pubupdate AND p.pubdelete AND coalesce((to_jsonb(p)->>'pubtruncate')::bool, true),
-       coalesce((to_jsonb(p)->>'pubviaroot')::bool, false),
-       coalesce(obj_description(p.oid, 'pg_publication'), '')
-  FROM pg_publication p WHERE p.pubname = $1`, name).Scan(&st.AllTables, &st.AllActions, &st.ViaRoot, &comment)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return st, nil
-	}
-	if err != nil {
-		return st, fmt.Errorf("read publication %q on blue: %w", name, err)
-	}
-	st.Exists = true
-	st.Ours = comment == ownerComment(spec)
-	rows, err := db.Query(ctx, `
-SELECT n.nspname || '.' || c.relname,
-       coalesce(to_jsonb(pr)->>'prqual', '') <> '' OR coalesce(to_jsonb(pr)->>'prattrs', '') <> ''
-  FROM pg_publication_rel pr
-  JOIN pg_publication p ON p.oid = pr.prpubid
-  JOIN pg_class c ON c.oid = pr.prrelid
-  JOIN pg_namespace n ON n.oid = c.relnamespace
- WHERE p.pubname = $1
- ORDER BY 1`, name)
-	if err != nil {
-		return st, fmt.Errorf("read tables of publication %q on blue: %w", name, err)
-	}
-	for rows.Next() {
-		var t string
-		var filtered bool
-		if err := rows.Scan(&t, &filtered); err != nil {
-			rows.Close()
-			return st, fmt.Errorf("read tables of publication %q on blue: %w", name, err)
-		}
-		st.Tables = append(st.Tables, t)
-		if filtered {
-			st.Filtered = append(st.Filtered, t)
-		}
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return st, fmt.Errorf("read tables of publication %q on blue: %w", name, err)
-	}
-	var hasNamespaces bool
-	if err := db.QueryRow(ctx, `SELECT to_regclass('pg_catalog.pg_publication_namespace') IS NOT NULL`).Scan(&hasNamespaces); err != nil {
-		return st, fmt.Errorf("read publication %q on blue: %w", name, err)
-	}
-	if hasNamespaces {
-		if err := db.QueryRow(ctx, `SELECT count(*) FROM pg_publication_namespace pn JOIN pg_publication p ON p.oid = pn.pnpubid WHERE p.pubname = $1`, name).Scan(&st.Schemas); err != nil {
-			return st, fmt.Errorf("read schemas of publication %q on blue: %w", name, err)
-		}
-	}
-	return st, nil
-}
-
-// publicationPlan is what the step wants on blue, from the live tables.
-type publicationPlan struct {
-	Name        string
-	Tables      []pg.Table
-	Partitioned bool
-}
-
-func (p publicationPlan) names() []string {
-	out := make([]string, len(p.Tables))
-	for i, t := range p.Tables {
-		out[i] = t.QualifiedName()
-	}
-	sort.Strings(out)
-	return out
-}
-
-func (p publicationPlan) tableList() string {
-	ids := make([]string, len(p.Tables))
-	for i, t := range p.Tables {
-		ids[i] = t.Ident()
-	}
-	return strings.Join(ids, ", ")
-}
-
-func (p publicationPlan) withClause() string {
-	w := "publish = 'insert, update, delete, truncate'"
-	if p.Partitioned {
-		w += ", publish_via_partition_root = true"
-	}
-	return "WITH (" + w + ")"
-}
-
-// createMarkedSQL creates the publication with pgshift's owner mark; run
-// in one transaction, so that a crash never leaves a publication that
-// rollback would not recognise as pgshift's (and a rerun would refuse).
-func (p publicationPlan) createMarkedSQL(spec *spec.Spec) []string {
-	return []string{p.createSQL(),
-		fmt.Sprintf("COMMENT ON PUBLICATION %s IS %s", pg.QuoteIdent(p.Name), pg.QuoteLiteral(ownerComment(spec)))}
-}
-
-func (p publicationPlan) createSQL() string {
-	return fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE %s %s", pg.QuoteIdent(p.Name), p.tableList(), p.withClause())
-}
-
-func (p publicationPlan) alterSQL() []string {
-	return []string{
-		fmt.Sprintf("ALTER PUBLICATION %s SET TABLE %s", pg.QuoteIdent(p.Name), p.tableList()),
-		fmt.Sprintf("ALTER PUBLICATION %s SET (%s)", pg.QuoteIdent(p.Name), strings.TrimSuffix(strings.TrimPrefix(p.withClause(), "WITH ("), ")")),
-	}
-}
-
-func (s *publicationStep) desired(ctx context.Context, db pg.Querier) (publicationPlan, error) {
+func (s *publicationStep) desired(ctx context.Context, db pg.Querier) (pg.PublicationPlan, error) {
 	tables, err := pg.SelectedTables(ctx, db, s.spec.Tables.Include, s.spec.Tables.Exclude)
 	if err != nil {
-		return publicationPlan{}, fmt.Errorf("blue: %w", err)
+		return pg.PublicationPlan{}, fmt.Errorf("blue: %w", err)
 	}
-	p := publicationPlan{Name: s.spec.PublicationName(), Tables: tables}
+	p := pg.PublicationPlan{Name: s.spec.PublicationName(), Tables: tables}
 	for _, t := range tables {
 		if t.Partitioned {
 			p.Partitioned = true
 		}
 	}
 	return p, nil
-}
-
-// diffTables returns the tables to add and to remove to go from have to want.
-func diffTables(have, want []string) (add, remove []string) {
-	h := map[string]bool{}
-	for _, t := range have {
-		h[t] = true
-	}
-	w := map[string]bool{}
-	for _, t := range want {
-		w[t] = true
-		if !h[t] {
-			add = append(add, t)
-		}
-	}
-	for _, t := range have {
-		if !w[t] {
-			remove = append(remove, t)
-		}
-	}
-	return add, remove
-}
-
-// mismatch lists, for an existing publication, what differs from the plan.
-func (p publicationPlan) mismatch(st publicationState) []string {
-	var out []string
-	add, remove := diffTables(st.Tables, p.names())
-	for _, t := range add {
-		out = append(out, "+ table "+t)
-	}
-	for _, t := range remove {
-		out = append(out, "- table "+t)
-	}
-	for _, t := range st.Filtered {
-		out = append(out, "~ table "+t+": has a row filter or column list; pgshift replicates whole tables")
-	}
-	if st.Schemas > 0 {
-		out = append(out, fmt.Sprintf("- %d FOR TABLES IN SCHEMA entries", st.Schemas))
-	}
-	if !st.AllActions {
-		out = append(out, "~ publish: insert, update, delete, truncate")
-	}
-	if p.Partitioned && !st.ViaRoot {
-		out = append(out, "~ publish_via_partition_root: false -> true")
-	}
-	return out
 }
 
 func (s *publicationStep) Observe(ctx context.Context, env *engine.Env) (plans.Change, error) {
@@ -227,7 +56,7 @@ func (s *publicationStep) Observe(ctx context.Context, env *engine.Env) (plans.C
 		return plans.Change{Action: plans.ActionBlocker, Summary: "no table selected",
 			Blockers: []string{"tables.include/exclude select no table on blue: widen tables.include"}}, nil
 	}
-	st, err := readPublication(ctx, db, want.Name, s.spec)
+	st, err := pg.ReadPublication(ctx, db, want.Name, s.spec.Name)
 	if err != nil {
 		return plans.Change{}, err
 	}
@@ -235,14 +64,14 @@ func (s *publicationStep) Observe(ctx context.Context, env *engine.Env) (plans.C
 		return plans.Change{
 			Action:  plans.ActionCreate,
 			Summary: fmt.Sprintf("CREATE PUBLICATION %s FOR TABLE ... (%s)", pg.QuoteIdent(want.Name), words.Count(len(want.Tables), "table")),
-			Details: []string{want.createSQL()},
+			Details: []string{want.CreateSQL()},
 		}, nil
 	}
 	if st.AllTables {
 		return plans.Change{Action: plans.ActionBlocker, Summary: "publication " + pg.QuoteIdent(want.Name) + " exists FOR ALL TABLES",
 			Blockers: []string{publicationAllTablesError(want.Name).Error()}}, nil
 	}
-	diff := want.mismatch(st)
+	diff := want.Mismatch(st)
 	if len(diff) == 0 {
 		return plans.Change{Action: plans.ActionNone,
 			Summary: fmt.Sprintf("publication %s publishes the %d selected tables", pg.QuoteIdent(want.Name), len(want.Tables))}, nil
@@ -254,7 +83,7 @@ func (s *publicationStep) Observe(ctx context.Context, env *engine.Env) (plans.C
 	return plans.Change{
 		Action:  plans.ActionChange,
 		Summary: fmt.Sprintf("publication %s: %d changes to its tables or options", pg.QuoteIdent(want.Name), len(diff)),
-		Details: append(diff, want.alterSQL()...),
+		Details: append(diff, want.AlterSQL()...),
 	}, nil
 }
 
@@ -321,23 +150,23 @@ func (s *publicationStep) Apply(ctx context.Context, env *engine.Env) error {
 	if err != nil {
 		return err
 	}
-	st, err := readPublication(ctx, db, want.Name, s.spec)
+	st, err := pg.ReadPublication(ctx, db, want.Name, s.spec.Name)
 	if err != nil {
 		return err
 	}
 	var stmts []string
 	switch {
 	case !st.Exists:
-		stmts = want.createMarkedSQL(s.spec)
+		stmts = want.CreateMarkedSQL(s.spec.Name)
 	case st.AllTables:
 		return publicationAllTablesError(want.Name)
-	case len(want.mismatch(st)) == 0:
+	case len(want.Mismatch(st)) == 0:
 		env.Record("tables", fmt.Sprint(len(want.Tables)))
 		return nil
 	case !st.Ours:
 		return publicationNotOursError(want.Name)
 	default:
-		stmts = want.alterSQL()
+		stmts = want.AlterSQL()
 	}
 	err = pgx.BeginFunc(ctx, db, func(tx pgx.Tx) error {
 		for _, q := range stmts {
@@ -360,7 +189,7 @@ func (s *publicationStep) Rollback(ctx context.Context, env *engine.Env) error {
 	if err != nil {
 		return err
 	}
-	return dropPublication(ctx, env, db, s.spec.PublicationName(), ownerComment(s.spec))
+	return dropPublication(ctx, env, db, s.spec.PublicationName(), pg.OwnerMark(s.spec.Name))
 }
 
 // dropPublication drops a publication pgshift created (marked by owner) and

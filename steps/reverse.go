@@ -40,20 +40,20 @@ func ensureReversePublication(ctx context.Context, env *engine.Env, blue, green 
 	if len(tables) == 0 {
 		return errors.New("no table selected on blue: nothing to replicate back")
 	}
-	p := publicationPlan{Name: spec.ReverseName(), Tables: tables}
+	p := pg.PublicationPlan{Name: spec.ReverseName(), Tables: tables}
 	for _, t := range tables {
 		if t.Partitioned {
 			p.Partitioned = true
 		}
 	}
-	st, err := readPublication(ctx, green, p.Name, spec)
+	st, err := pg.ReadPublication(ctx, green, p.Name, spec.Name)
 	if err != nil {
 		return fmt.Errorf("green: %w", err)
 	}
 	switch {
 	case !st.Exists:
 		err := pgx.BeginFunc(ctx, green, func(tx pgx.Tx) error {
-			for _, q := range p.createMarkedSQL(spec) {
+			for _, q := range p.CreateMarkedSQL(spec.Name) {
 				if _, err := tx.Exec(ctx, q); err != nil {
 					return err
 				}
@@ -66,8 +66,8 @@ func ensureReversePublication(ctx context.Context, env *engine.Env, blue, green 
 		env.Log.Info("reverse publication created on green", "publication", p.Name, "tables", len(tables))
 	case !st.Ours:
 		return fmt.Errorf("publication %q on green was not made by pgshift for %s: drop it or rename the spec", p.Name, spec.Name)
-	case len(p.mismatch(st)) > 0:
-		for _, stmt := range p.alterSQL() {
+	case len(p.Mismatch(st)) > 0:
+		for _, stmt := range p.AlterSQL() {
 			if _, err := green.Exec(ctx, stmt); err != nil {
 				return fmt.Errorf("green: %s: %w", stmt, err)
 			}
@@ -78,7 +78,7 @@ func ensureReversePublication(ctx context.Context, env *engine.Env, blue, green 
 
 // reverseSubscriptionSQL is CREATE SUBSCRIPTION on blue, disabled, on the
 // slot the freeze creates, with the replication.options blue's major
-// accepts (see reverseSubscriptionOptions).
+// accepts (see pg.ReverseSubscriptionOptions).
 func reverseSubscriptionSQL(spec *spec.Spec, conninfo string, options []string) string {
 	name := spec.ReverseName()
 	with := append([]string{"enabled = false", "create_slot = false", "slot_name = " + pg.QuoteLiteral(name), "copy_data = false"}, options...)
@@ -115,7 +115,7 @@ func ensureReverseSubscription(ctx context.Context, env *engine.Env, blue *pgxpo
 	if err != nil {
 		return fmt.Errorf("blue: %w", err)
 	}
-	options, skipped, err := reverseSubscriptionOptions(env.Spec.Replication.Options, version.Major)
+	options, skipped, err := pg.ReverseSubscriptionOptions(env.Spec.Replication.Options, version.Major)
 	if err != nil {
 		return err
 	}
@@ -149,7 +149,7 @@ func dropReverse(ctx context.Context, env *engine.Env, blue, green *pgxpool.Pool
 		if green != nil {
 			pub = green
 		}
-		if err := dropSubscription(ctx, env, blue, pub, name); err != nil {
+		if err := pg.DropSubscription(ctx, env.Log, blue, pub, name); err != nil {
 			errs = append(errs, fmt.Errorf("reverse subscription on blue: %w", err))
 		}
 	} else {
@@ -159,10 +159,10 @@ func dropReverse(ctx context.Context, env *engine.Env, blue, green *pgxpool.Pool
 		errs = append(errs, fmt.Errorf("green unreachable: drop replication slot %s and publication %s there (pgshift rollback or cleanup does it once green answers)", pg.QuoteLiteral(name), pg.QuoteIdent(name)))
 		return errors.Join(errs...)
 	}
-	if err := dropSlot(ctx, env, green, name); err != nil {
+	if err := pg.DropSlot(ctx, env.Log, green, name, pg.SlotReleaseWait); err != nil {
 		errs = append(errs, fmt.Errorf("green: %w", err))
 	}
-	st, err := readPublication(ctx, green, name, env.Spec)
+	st, err := pg.ReadPublication(ctx, green, name, env.Spec.Name)
 	if err != nil {
 		errs = append(errs, fmt.Errorf("green: %w", err))
 	} else if st.Exists && st.Ours {

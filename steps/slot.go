@@ -24,16 +24,12 @@ func init() {
 // anything on blue.
 type slotStep struct {
 	spec *spec.Spec
-	// inactiveWait overrides slotInactiveWait when set.
+	// inactiveWait overrides pg.SlotReleaseWait when set.
 	inactiveWait time.Duration
 }
 
 func (s *slotStep) ID() string      { return stepid.Slot }
 func (s *slotStep) Needs() []string { return []string{stepid.Publication} }
-
-// slotInactiveWait bounds how long rollback waits for a slot's consumer to
-// go away (a dropped subscription's walsender exits within moments).
-const slotInactiveWait = 15 * time.Second
 
 // byCopy says whether the snapshot copy method creates the slot (it needs
 // the snapshot exported at the slot's consistent point).
@@ -195,25 +191,9 @@ func (s *slotStep) Rollback(ctx context.Context, env *engine.Env) error {
 	}
 	wait := s.inactiveWait
 	if wait == 0 {
-		wait = slotInactiveWait
+		wait = pg.SlotReleaseWait
 	}
-	return dropSlotWithin(ctx, env, db, s.spec.SlotName(), wait)
-}
-
-// dropSlot drops a slot once nothing holds it. A consumer that is going
-// away (the walsender of a subscription just dropped) gets wait;
-// one that stays is named in the error, and the slot is kept.
-func dropSlot(ctx context.Context, env *engine.Env, db pg.Querier, name string) error {
-	return dropSlotWithin(ctx, env, db, name, slotInactiveWait)
-}
-
-// dropSlotWithin is dropSlot with its own wait for the consumer to go.
-func dropSlotWithin(ctx context.Context, env *engine.Env, db pg.Querier, name string, wait time.Duration) error {
-	dropped, err := pg.DropSlot(ctx, db, name, wait)
-	if dropped {
-		env.Log.Info("replication slot dropped", "slot", name)
-	}
-	return err
+	return pg.DropSlot(ctx, env.Log, db, s.spec.SlotName(), wait)
 }
 
 func (s *slotStep) Describe() plans.Change {

@@ -97,7 +97,7 @@ func (s *subscriptionStep) Observe(ctx context.Context, env *engine.Env) (plans.
 	if err != nil {
 		return plans.Change{}, fmt.Errorf("green: %w", err)
 	}
-	options, optErr := subscriptionWithOptions(s.spec.Replication.Options, major)
+	options, optErr := pg.SubscriptionWithOptions(s.spec.Replication.Options, major)
 	if !st.Exists {
 		if optErr != nil {
 			return plans.Change{Action: plans.ActionBlocker, Summary: "subscription " + name + ": unsupported option",
@@ -167,7 +167,7 @@ func (s *subscriptionStep) unsubscribedTables(ctx context.Context, env *engine.E
 	if err != nil {
 		return nil, err
 	}
-	st, err := readPublication(ctx, blue, s.spec.PublicationName(), s.spec)
+	st, err := pg.ReadPublication(ctx, blue, s.spec.PublicationName(), s.spec.Name)
 	if err != nil || !st.Exists {
 		return nil, err
 	}
@@ -175,14 +175,14 @@ func (s *subscriptionStep) unsubscribedTables(ctx context.Context, env *engine.E
 	for i, r := range states {
 		have[i] = r.Table
 	}
-	add, _ := diffTables(have, st.Tables)
+	add, _ := pg.DiffTables(have, st.Tables)
 	return add, nil
 }
 
 // binaryCopyNote explains, when the spec asks for binary, that the initial
 // copy itself stays in text unless both sides run 16 or later.
 func (s *subscriptionStep) binaryCopyNote(ctx context.Context, env *engine.Env) string {
-	if !subOptTrue(s.spec.Replication.Options["binary"]) {
+	if !pg.IsTrue(s.spec.Replication.Options["binary"]) {
 		return ""
 	}
 	blue, err := env.Source.Pool(ctx)
@@ -210,7 +210,7 @@ func (s *subscriptionStep) Check(ctx context.Context, env *engine.Env) ([]plans.
 	if err != nil {
 		return nil, fmt.Errorf("green: %w", err)
 	}
-	_, optErr := subscriptionWithOptions(s.spec.Replication.Options, major)
+	_, optErr := pg.SubscriptionWithOptions(s.spec.Replication.Options, major)
 	p := plans.Precondition{Name: "subscription options supported by green", OK: optErr == nil,
 		Detail: fmt.Sprintf("green runs PostgreSQL %d", major)}
 	if optErr != nil {
@@ -254,7 +254,7 @@ func (s *subscriptionStep) Apply(ctx context.Context, env *engine.Env) error {
 	if err != nil {
 		return fmt.Errorf("green: %w", err)
 	}
-	options, err := subscriptionWithOptions(s.spec.Replication.Options, major)
+	options, err := pg.SubscriptionWithOptions(s.spec.Replication.Options, major)
 	if err != nil {
 		return err
 	}
@@ -339,7 +339,7 @@ func (s *subscriptionStep) Rollback(ctx context.Context, env *engine.Env) error 
 	if err != nil {
 		return err
 	}
-	return dropSubscription(ctx, env, green, blue, s.spec.SubscriptionName())
+	return pg.DropSubscription(ctx, env.Log, green, blue, s.spec.SubscriptionName())
 }
 
 // Report lists, for `pgshift status`, the subscription and every table with
@@ -370,68 +370,6 @@ func (s *subscriptionStep) Report(ctx context.Context, env *engine.Env) ([]strin
 		out = append(out, fmt.Sprintf("  %-40s %s", r.Table, pg.DescribeSyncState(r.State)))
 	}
 	return out, nil
-}
-
-// dropSubscription drops a subscription whose slot someone else manages:
-// disable it, detach it from its slot, drop it (so the drop never waits on
-// the publisher), then remove the table-sync slots it may have left on the
-// publisher mid-copy. The main slot is left to its own step. publisher may
-// be nil when it is unreachable; the sync slots are then named in the log.
-func dropSubscription(ctx context.Context, env *engine.Env, subscriber, publisher pg.Querier, name string) error {
-	st, err := pg.ReadSubscription(ctx, subscriber, name)
-	if err != nil {
-		return err
-	}
-	if !st.Exists {
-		return nil
-	}
-	q := pg.QuoteIdent(name)
-	for _, stmt := range []string{
-		"ALTER SUBSCRIPTION " + q + " DISABLE",
-		"ALTER SUBSCRIPTION " + q + " SET (slot_name = NONE)",
-		"DROP SUBSCRIPTION IF EXISTS " + q,
-	} {
-		if _, err := subscriber.Exec(ctx, stmt); err != nil {
-			if pg.IsUndefined(err) {
-				return nil
-			}
-			return fmt.Errorf("drop subscription %q: %s: %w", name, stmt, err)
-		}
-	}
-	env.Log.Info("subscription dropped", "subscription", name)
-	pattern := fmt.Sprintf(`pg\_%d\_sync\_%%`, st.OID)
-	if publisher == nil {
-		env.Log.Warn("publisher unreachable: drop leftover table-sync slots there by hand", "slots_like", pattern)
-		return nil
-	}
-	return dropSyncSlots(ctx, env, publisher, pattern)
-}
-
-// dropSyncSlots drops the table-sync slots a dropped subscription left.
-func dropSyncSlots(ctx context.Context, env *engine.Env, db pg.Querier, pattern string) error {
-	rows, err := db.Query(ctx, "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name LIKE $1 ORDER BY 1", pattern)
-	if err != nil {
-		return fmt.Errorf("list table-sync slots: %w", err)
-	}
-	var names []string
-	for rows.Next() {
-		var n string
-		if err := rows.Scan(&n); err != nil {
-			rows.Close()
-			return err
-		}
-		names = append(names, n)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return err
-	}
-	for _, n := range names {
-		if err := dropSlot(ctx, env, db, n); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 func (s *subscriptionStep) Describe() plans.Change {

@@ -571,9 +571,9 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 		defer env.Close()
 		step := &subscriptionStep{spec: &sp}
 		err := step.Apply(testCtx(t), env.ForStep(step.ID()))
-		var ue *UnsupportedOptionError
+		var ue *pg.UnsupportedOptionError
 		if !errors.As(err, &ue) || ue.Green != blueMajor || ue.Since != since {
-			t.Fatalf("want UnsupportedOptionError naming PostgreSQL %d and %d, got %v", blueMajor, since, err)
+			t.Fatalf("want pg.UnsupportedOptionError naming PostgreSQL %d and %d, got %v", blueMajor, since, err)
 		}
 		if msg := err.Error(); !strings.Contains(msg, opt) || !strings.Contains(msg, fmt.Sprint(blueMajor)) {
 			t.Errorf("message must name the option and green's version: %s", msg)
@@ -630,12 +630,9 @@ func checkOptionMatrix(t *testing.T, c *pgtest.Cluster) {
 		}
 		return []string{"true"}
 	}
-	for name, o := range subscriptionOptions {
+	for _, name := range pg.KnownSubscriptionOptions() {
 		for _, v := range sample(name) {
-			since := o.since
-			if s, ok := o.valueSince[v]; ok {
-				since = s
-			}
+			since := pg.OptionSince(name, v)
 			tx, err := conn.Begin(ctx)
 			if err != nil {
 				t.Fatal(err)

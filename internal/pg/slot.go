@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -69,12 +70,24 @@ func SlotHolder(ctx context.Context, db Querier, pid int32) string {
 	return fmt.Sprintf("walsender pid %d for %q (from %s)", pid, app, addr)
 }
 
-// DropSlot drops a replication slot once nothing holds it, and says whether
-// it dropped one (false: there was none). A consumer that is going away
-// (the walsender of a subscription just dropped, or of a client that died)
-// gets wait to let go; one that stays is named in the error, and the slot
-// is kept.
-func DropSlot(ctx context.Context, db Querier, name string, wait time.Duration) (bool, error) {
+// SlotReleaseWait bounds how long a drop waits for a slot's consumer to let
+// go: the walsender of a subscription just dropped exits within a moment.
+const SlotReleaseWait = 15 * time.Second
+
+// DropSlot drops a replication slot once nothing holds it, logging the drop
+// on log (nil: silent); a slot that does not exist is not an error. A
+// consumer that is going away (the walsender of a subscription just
+// dropped, or of a client that died) gets wait to let go; one that stays is
+// named in the error, and the slot is kept.
+func DropSlot(ctx context.Context, log hclog.Logger, db Querier, name string, wait time.Duration) error {
+	dropped, err := dropSlot(ctx, db, name, wait)
+	if dropped && log != nil {
+		log.Info("replication slot dropped", "slot", name)
+	}
+	return err
+}
+
+func dropSlot(ctx context.Context, db Querier, name string, wait time.Duration) (bool, error) {
 	deadline := time.Now().Add(wait)
 	for {
 		st, err := ReadSlot(ctx, db, name)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -113,4 +114,66 @@ func WorkerErrors(ctx context.Context, db Querier, subOID uint32) (syncErrors, a
 		return 0, 0, fmt.Errorf("read subscription error counts: %w", err)
 	}
 	return syncErrors, applyErrors, nil
+}
+
+// DropSubscription drops a subscription whose slot someone else manages:
+// disable it, detach it from its slot, drop it (so the drop never waits on
+// the publisher), then remove the table-sync slots it may have left on the
+// publisher mid-copy. The main slot is left to its own step. publisher may
+// be nil when it is unreachable; the sync slots are then named in the log.
+func DropSubscription(ctx context.Context, log hclog.Logger, subscriber, publisher Querier, name string) error {
+	st, err := ReadSubscription(ctx, subscriber, name)
+	if err != nil {
+		return err
+	}
+	if !st.Exists {
+		return nil
+	}
+	q := QuoteIdent(name)
+	for _, stmt := range []string{
+		"ALTER SUBSCRIPTION " + q + " DISABLE",
+		"ALTER SUBSCRIPTION " + q + " SET (slot_name = NONE)",
+		"DROP SUBSCRIPTION IF EXISTS " + q,
+	} {
+		if _, err := subscriber.Exec(ctx, stmt); err != nil {
+			if IsUndefined(err) {
+				return nil
+			}
+			return fmt.Errorf("drop subscription %q: %s: %w", name, stmt, err)
+		}
+	}
+	log.Info("subscription dropped", "subscription", name)
+	pattern := fmt.Sprintf(`pg\_%d\_sync\_%%`, st.OID)
+	if publisher == nil {
+		log.Warn("publisher unreachable: drop leftover table-sync slots there by hand", "slots_like", pattern)
+		return nil
+	}
+	return dropSyncSlots(ctx, log, publisher, pattern)
+}
+
+// dropSyncSlots drops the table-sync slots a dropped subscription left.
+func dropSyncSlots(ctx context.Context, log hclog.Logger, db Querier, pattern string) error {
+	rows, err := db.Query(ctx, "SELECT slot_name::text FROM pg_replication_slots WHERE slot_name LIKE $1 ORDER BY 1", pattern)
+	if err != nil {
+		return fmt.Errorf("list table-sync slots: %w", err)
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return err
+		}
+		names = append(names, n)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := DropSlot(ctx, log, db, n, SlotReleaseWait); err != nil {
+			return err
+		}
+	}
+	return nil
 }

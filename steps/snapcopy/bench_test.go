@@ -87,7 +87,7 @@ func BenchmarkCopy(b *testing.B) {
 					if err != nil {
 						b.Fatal(err)
 					}
-					if _, err := pg.DropSlot(ctx, blue, "bench", 10*time.Second); err != nil {
+					if err := pg.DropSlot(ctx, nil, blue, "bench", 10*time.Second); err != nil {
 						b.Fatal(err)
 					}
 					b.ReportMetric(res.Elapsed.Seconds(), "s/copy")
@@ -129,7 +129,7 @@ func BenchmarkCopy(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if _, err := pg.DropSlot(ctx, blue, "bench", 10*time.Second); err != nil {
+			if err := pg.DropSlot(ctx, nil, blue, "bench", 10*time.Second); err != nil {
 				b.Fatal(err)
 			}
 			b.ReportMetric(res.Elapsed.Seconds(), "s/copy")

@@ -64,6 +64,6 @@ func Reset(ctx context.Context, blue, green pg.Querier, slot string, targets []R
 	if err := TruncateTargets(ctx, green, targets); err != nil {
 		return err
 	}
-	_, err := pg.DropSlot(ctx, blue, slot, 30*time.Second)
+	err := pg.DropSlot(ctx, nil, blue, slot, 30*time.Second)
 	return err
 }

@@ -1,4 +1,4 @@
-package steps
+package pg
 
 import (
 	"errors"
@@ -27,7 +27,7 @@ func TestSubscriptionOptionsByGreenMajor(t *testing.T) {
 		{map[string]string{"synchronous_commit": "off"}, 13, "synchronous_commit = 'off'", 0},
 	}
 	for _, c := range cases {
-		got, err := subscriptionWithOptions(c.opts, c.green)
+		got, err := SubscriptionWithOptions(c.opts, c.green)
 		if c.want != "" {
 			if err != nil || strings.Join(got, ", ") != c.want {
 				t.Errorf("%v on %d: got %q, %v; want %q", c.opts, c.green, got, err, c.want)
@@ -59,7 +59,7 @@ func TestSubscriptionOptionsRefused(t *testing.T) {
 		{map[string]string{"origin": "some"}, "not one of none, any"},
 		{map[string]string{"synchronous_commit": "off'; DROP TABLE x; --"}, "not one of"},
 	} {
-		_, err := subscriptionWithOptions(c.opts, 18)
+		_, err := SubscriptionWithOptions(c.opts, 18)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: want an error mentioning %q, got %v", c.opts, c.want, err)
 		}
@@ -80,7 +80,7 @@ func TestReverseSubscriptionOptionsByBlueMajor(t *testing.T) {
 		{16, "disable_on_error = 'true', streaming = 'parallel', synchronous_commit = 'off'", []string{"binary", "failover"}},
 	}
 	for _, c := range cases {
-		got, skipped, err := reverseSubscriptionOptions(opts, c.blue)
+		got, skipped, err := ReverseSubscriptionOptions(opts, c.blue)
 		if err != nil || strings.Join(got, ", ") != c.want {
 			t.Errorf("blue %d: got %q, %v; want %q", c.blue, got, err, c.want)
 		}

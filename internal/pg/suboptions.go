@@ -1,12 +1,10 @@
-package steps
+package pg
 
 import (
 	"errors"
 	"fmt"
 	"sort"
 	"strings"
-
-	"github.com/pgshift/pgshift/internal/pg"
 )
 
 // subOption is one CREATE SUBSCRIPTION parameter a spec may set through
@@ -60,9 +58,9 @@ func (e *UnsupportedOptionError) Error() string {
 		e.Option, e.Since, e.Green)
 }
 
-// subscriptionWithOptions validates the spec's options against green's
+// SubscriptionWithOptions validates the spec's options against green's
 // major and returns them as "name = 'value'" clauses in a stable order.
-func subscriptionWithOptions(opts map[string]string, greenMajor int) ([]string, error) {
+func SubscriptionWithOptions(opts map[string]string, greenMajor int) ([]string, error) {
 	names := make([]string, 0, len(opts))
 	for k := range opts {
 		names = append(names, k)
@@ -76,7 +74,7 @@ func subscriptionWithOptions(opts map[string]string, greenMajor int) ([]string, 
 		}
 		o, ok := subscriptionOptions[name]
 		if !ok {
-			return nil, fmt.Errorf("replication.options.%s: unknown subscription option (known: %s)", name, strings.Join(knownSubscriptionOptions(), ", "))
+			return nil, fmt.Errorf("replication.options.%s: unknown subscription option (known: %s)", name, strings.Join(KnownSubscriptionOptions(), ", "))
 		}
 		if greenMajor < o.since {
 			return nil, &UnsupportedOptionError{Option: name, Since: o.since, Green: greenMajor}
@@ -90,7 +88,7 @@ func subscriptionWithOptions(opts map[string]string, greenMajor int) ([]string, 
 		if since, ok := o.valueSince[v]; ok && greenMajor < since {
 			return nil, &UnsupportedOptionError{Option: name, Value: v, Since: since, Green: greenMajor}
 		}
-		out = append(out, name+" = "+pg.QuoteLiteral(v))
+		out = append(out, name+" = "+QuoteLiteral(v))
 	}
 	return out, nil
 }
@@ -105,11 +103,11 @@ var notReversed = map[string]string{
 	"failover": "it concerns the publisher's slot, and the reverse slot on green is pgshift's own",
 }
 
-// reverseSubscriptionOptions returns the spec's options that blue's major
+// ReverseSubscriptionOptions returns the spec's options that blue's major
 // accepts, as clauses for the reverse subscription (which lives on blue),
 // and a note for each option left out. The spec's options were written
 // for green, so an option blue's version lacks is skipped, not an error.
-func reverseSubscriptionOptions(opts map[string]string, blueMajor int) (clauses, skipped []string, err error) {
+func ReverseSubscriptionOptions(opts map[string]string, blueMajor int) (clauses, skipped []string, err error) {
 	names := make([]string, 0, len(opts))
 	for k := range opts {
 		names = append(names, k)
@@ -120,7 +118,7 @@ func reverseSubscriptionOptions(opts map[string]string, blueMajor int) (clauses,
 			skipped = append(skipped, name+": not used on the reverse subscription, "+why)
 			continue
 		}
-		c, err := subscriptionWithOptions(map[string]string{name: opts[name]}, blueMajor)
+		c, err := SubscriptionWithOptions(map[string]string{name: opts[name]}, blueMajor)
 		var unsupported *UnsupportedOptionError
 		switch {
 		case errors.As(err, &unsupported):
@@ -138,7 +136,7 @@ func reverseSubscriptionOptions(opts map[string]string, blueMajor int) (clauses,
 	return clauses, skipped, nil
 }
 
-func knownSubscriptionOptions() []string {
+func KnownSubscriptionOptions() []string {
 	var names []string
 	for k := range subscriptionOptions {
 		names = append(names, k)
@@ -166,11 +164,15 @@ func subOptOneOf(allowed ...string) func(string) error {
 	}
 }
 
-// subOptTrue reads a boolean option value the way PostgreSQL does.
-func subOptTrue(v string) bool {
-	switch strings.ToLower(strings.TrimSpace(v)) {
-	case "true", "on", "1", "yes":
-		return true
+// OptionSince is the first major that accepts the subscription option name
+// set to value (0 for an option the matrix does not know).
+func OptionSince(name, value string) int {
+	o, ok := subscriptionOptions[name]
+	if !ok {
+		return 0
 	}
-	return false
+	if s, ok := o.valueSince[value]; ok {
+		return s
+	}
+	return o.since
 }
