@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgshift/pgshift/internal/pg"
 	"github.com/pgshift/pgshift/spec"
 )
 
@@ -34,17 +35,32 @@ func NewDatabase(role string, ep spec.Endpoint) *Database {
 	return &Database{Role: role, DSN: ep.DSN, PasswordEnv: ep.PasswordEnv, SubscriptionDSN: ep.SubscriptionDSN}
 }
 
-// PeerDSN is the connection string a subscription on the other side uses
-// to reach this database, and the spec field it comes from.
-func (d *Database) PeerDSN() (dsn, field string) {
+// PeerDSN is how the other side's server, and the switch, reach this
+// database: its subscription_dsn when the spec sets one, else its dsn; field
+// names the spec field, for messages. A subscription_dsn that leaves out
+// the database or the user takes them from dsn: it usually changes only
+// where the server is, and password_env belongs to dsn's user.
+func (d *Database) PeerDSN() (dsn, field string, err error) {
 	side := "source"
 	if d.Role == "green" {
 		side = "target"
 	}
-	if d.SubscriptionDSN != "" {
-		return d.SubscriptionDSN, side + ".subscription_dsn"
+	if d.SubscriptionDSN == "" {
+		return d.DSN, side + ".dsn", nil
 	}
-	return d.DSN, side + ".dsn"
+	field = side + ".subscription_dsn"
+	kv, err := pg.ParseConninfo(d.SubscriptionDSN)
+	if err != nil {
+		return "", field, err
+	}
+	if base, err := pg.ParseConninfo(d.DSN); err == nil {
+		for _, k := range []string{"dbname", "user"} {
+			if kv[k] == "" && base[k] != "" {
+				kv[k] = base[k]
+			}
+		}
+	}
+	return pg.FormatConninfo(kv), field, nil
 }
 
 // Password is the password from PasswordEnv, or "" when none is set (libpq's

@@ -33,22 +33,6 @@ type catchupStep struct {
 func (s *catchupStep) ID() string      { return stepid.Catchup }
 func (s *catchupStep) Needs() []string { return []string{stepid.Subscription} }
 
-// minCatchupLag is the floor of the catch-up threshold. Catch-up only has to
-// bring green close enough that verify and the cutover drain are short: the
-// write freeze drains to cutover.max_lag_bytes anyway. 16 MiB is one WAL
-// segment, a few seconds of apply on modest hardware, and far above the
-// few hundred bytes an idle blue keeps between its WAL position and the
-// slot (background records such as running-xacts snapshots).
-const minCatchupLag = 16 << 20
-
-// catchupThreshold is max(cutover.max_lag_bytes, 16 MiB).
-func catchupThreshold(spec *spec.Spec) int64 {
-	if spec.Cutover.MaxLagBytes > minCatchupLag {
-		return spec.Cutover.MaxLagBytes
-	}
-	return minCatchupLag
-}
-
 // stallNudge is how long a lag may stay unchanged, with every table ready,
 // before pgshift writes a tiny WAL message on blue so that the walsender
 // sends and the subscriber confirms a fresh position.
@@ -60,55 +44,8 @@ const stallNudge = 20 * time.Second
 // that will not go away by waiting.
 const maxWorkerErrors = 5
 
-// replicationProgress is one measurement of the pipeline.
-type replicationProgress struct {
-	Subscription pg.Subscription
-	Tables       []pg.RelState
-	Ready        int
-	Slot         pg.SlotStatus
-	// SyncErrors and ApplyErrors count worker failures since the
-	// subscription was made (PostgreSQL 15+ on green; -1 before).
-	SyncErrors, ApplyErrors int64
-}
-
-func (p replicationProgress) caughtUp(threshold int64) bool {
-	return p.Subscription.Exists && len(p.Tables) > 0 && p.Ready == len(p.Tables) &&
-		p.Slot.Exists && p.Slot.LagBytes >= 0 && p.Slot.LagBytes <= threshold
-}
-
-func measureReplication(ctx context.Context, env *engine.Env, spec *spec.Spec) (replicationProgress, error) {
-	var p replicationProgress
-	green, err := env.Target.Pool(ctx)
-	if err != nil {
-		return p, err
-	}
-	blue, err := env.Source.Pool(ctx)
-	if err != nil {
-		return p, err
-	}
-	if p.Subscription, err = pg.ReadSubscription(ctx, green, spec.SubscriptionName()); err != nil {
-		return p, err
-	}
-	if p.Subscription.Exists {
-		if p.Tables, err = pg.ReadRelStates(ctx, green, spec.SubscriptionName()); err != nil {
-			return p, err
-		}
-		p.Ready = pg.CountReady(p.Tables)
-		if p.SyncErrors, p.ApplyErrors, err = pg.WorkerErrors(ctx, green, p.Subscription.OID); err != nil {
-			return p, err
-		}
-	}
-	if p.Slot, err = pg.ReadSlot(ctx, blue, spec.SlotName()); err != nil {
-		return p, err
-	}
-	if p.Slot.Exists {
-		env.Metrics.SetReplicationLag(spec.SubscriptionName(), p.Slot.LagBytes)
-	}
-	return p, nil
-}
-
 func (s *catchupStep) Observe(ctx context.Context, env *engine.Env) (plans.Change, error) {
-	threshold := catchupThreshold(s.spec)
+	threshold := pg.CatchupThreshold(s.spec.Cutover.MaxLagBytes)
 	p, err := measureReplication(ctx, env, s.spec)
 	if err != nil {
 		return plans.Change{}, err
@@ -118,7 +55,7 @@ func (s *catchupStep) Observe(ctx context.Context, env *engine.Env) (plans.Chang
 			Summary: fmt.Sprintf("wait until every table is ready and lag is under %s", words.Bytes(threshold))}, nil
 	}
 	summary := fmt.Sprintf("%d/%d tables ready, lag %s (threshold %s)", p.Ready, len(p.Tables), words.Bytes(p.Slot.LagBytes), words.Bytes(threshold))
-	if p.caughtUp(threshold) {
+	if p.CaughtUp(threshold) {
 		return plans.Change{Action: plans.ActionNone, Summary: summary}, nil
 	}
 	return plans.Change{Action: plans.ActionCreate, Summary: "wait: " + summary}, nil
@@ -143,7 +80,7 @@ func (s *catchupStep) Apply(ctx context.Context, env *engine.Env) error {
 	if every == 0 {
 		every = 5 * time.Second
 	}
-	threshold := catchupThreshold(s.spec)
+	threshold := pg.CatchupThreshold(s.spec.Cutover.MaxLagBytes)
 	sub := s.spec.SubscriptionName()
 	var lastLog, lastMove time.Time
 	lastLag := int64(-2)
@@ -191,7 +128,7 @@ func (s *catchupStep) Apply(ctx context.Context, env *engine.Env) error {
 		case len(p.Tables) == 0:
 			return fmt.Errorf("subscription %q on green tracks no table: check that publication %q on blue publishes the selected tables", sub, s.spec.PublicationName())
 		}
-		if p.caughtUp(threshold) {
+		if p.CaughtUp(threshold) {
 			env.Log.Info("green caught up", "tables_ready", fmt.Sprintf("%d/%d", p.Ready, len(p.Tables)),
 				"lag_bytes", p.Slot.LagBytes, "elapsed", time.Since(started).Round(time.Millisecond).String())
 			env.Record("tables", fmt.Sprint(len(p.Tables)))
@@ -257,7 +194,7 @@ func (s *catchupStep) Report(ctx context.Context, env *engine.Env) ([]string, er
 	if err != nil {
 		return nil, err
 	}
-	threshold := catchupThreshold(s.spec)
+	threshold := pg.CatchupThreshold(s.spec.Cutover.MaxLagBytes)
 	var out []string
 	if p.Slot.Exists {
 		line := fmt.Sprintf("lag %s (%d bytes) on slot %s, threshold %s", words.Bytes(p.Slot.LagBytes), p.Slot.LagBytes, s.spec.SlotName(), words.Bytes(threshold))
@@ -279,9 +216,26 @@ func (s *catchupStep) Report(ctx context.Context, env *engine.Env) ([]string, er
 
 func (s *catchupStep) Describe() plans.Change {
 	return plans.Change{Action: plans.ActionCreate,
-		Summary: fmt.Sprintf("wait until every table is ready and lag is under %s", words.Bytes(catchupThreshold(s.spec)))}
+		Summary: fmt.Sprintf("wait until every table is ready and lag is under %s", words.Bytes(pg.CatchupThreshold(s.spec.Cutover.MaxLagBytes)))}
 }
 
 // Fingerprint is constant: catch-up changes nothing, and its progress (lag,
 // tables ready) moves all the time without making a saved plan stale.
 func (s *catchupStep) Fingerprint(plans.Change) string { return stepid.Catchup }
+
+// measureReplication measures the pipeline and exports the lag.
+func measureReplication(ctx context.Context, env *engine.Env, s *spec.Spec) (pg.Progress, error) {
+	green, err := env.Target.Pool(ctx)
+	if err != nil {
+		return pg.Progress{}, err
+	}
+	blue, err := env.Source.Pool(ctx)
+	if err != nil {
+		return pg.Progress{}, err
+	}
+	p, err := pg.MeasureReplication(ctx, blue, green, s.SlotName(), s.SubscriptionName())
+	if err == nil && p.Slot.Exists {
+		env.Metrics.SetReplicationLag(s.SubscriptionName(), p.Slot.LagBytes)
+	}
+	return p, err
+}

@@ -160,7 +160,7 @@ func (s *cutoverStep) driver() (switcher.Driver, error) {
 func newSwitchDriver(spec *spec.Spec) (switcher.Driver, error) {
 	var eps [2]switcher.Endpoint
 	for i, db := range []*engine.Database{engine.NewDatabase("blue", spec.Source), engine.NewDatabase("green", spec.Target)} {
-		dsn, field, err := peerDSN(db)
+		dsn, field, err := db.PeerDSN()
 		if err == nil {
 			eps[i], err = switcher.EndpointFromDSN(dsn)
 		}
@@ -353,7 +353,7 @@ func (s *cutoverStep) Describe() plans.Change {
 	}
 	if s.spec.Cutover.ReverseReplication {
 		conninfo := "<target.dsn cannot be turned into a conninfo>"
-		if dsn, field, err := peerDSN(engine.NewDatabase("green", s.spec.Target)); err != nil {
+		if dsn, field, err := engine.NewDatabase("green", s.spec.Target).PeerDSN(); err != nil {
 			conninfo = "<" + field + " cannot be turned into a conninfo>"
 		} else if _, redacted, err := pg.SubscriptionConninfo(dsn, ""); err == nil {
 			if s.spec.Target.PasswordEnv != "" {

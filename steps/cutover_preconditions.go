@@ -56,7 +56,7 @@ func (s *cutoverStep) preconditions(ctx context.Context, env *engine.Env) ([]pla
 	if err != nil {
 		return nil, err
 	}
-	threshold := catchupThreshold(s.spec)
+	threshold := pg.CatchupThreshold(s.spec.Cutover.MaxLagBytes)
 	add("every table ready", p.Subscription.Exists && len(p.Tables) > 0 && p.Ready == len(p.Tables),
 		fmt.Sprintf("%d/%d tables ready on green (subscription %s)", p.Ready, len(p.Tables), s.spec.SubscriptionName()))
 	if p.Slot.Lost {

@@ -103,7 +103,7 @@ func ensureReverseSubscription(ctx context.Context, env *engine.Env, blue *pgxpo
 		}
 		return nil
 	}
-	dsn, field, err := peerDSN(env.Target)
+	dsn, field, err := env.Target.PeerDSN()
 	if err != nil {
 		return fmt.Errorf("%s: %w", field, err)
 	}

@@ -56,7 +56,7 @@ func (s *subscriptionStep) createSQL(conninfo string, options []string) string {
 // conninfos returns blue's connection string as green will use it: the
 // real one and the one fit for plans and logs.
 func (s *subscriptionStep) conninfos(env *engine.Env) (full, redacted string, err error) {
-	dsn, field, err := peerDSN(env.Source)
+	dsn, field, err := env.Source.PeerDSN()
 	if err != nil {
 		return "", "", fmt.Errorf("%s: %w", field, err)
 	}
@@ -373,7 +373,7 @@ func (s *subscriptionStep) Report(ctx context.Context, env *engine.Env) ([]strin
 }
 
 func (s *subscriptionStep) Describe() plans.Change {
-	dsn, field, err := peerDSN(engine.NewDatabase("blue", s.spec.Source))
+	dsn, field, err := engine.NewDatabase("blue", s.spec.Source).PeerDSN()
 	var redacted string
 	if err == nil {
 		_, redacted, err = pg.SubscriptionConninfo(dsn, "")

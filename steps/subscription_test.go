@@ -369,8 +369,8 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 		}
 		lag, _ := p.env.Output(stepid.Catchup, "lag_bytes")
 		var n int64
-		if _, err := fmt.Sscan(lag, &n); err != nil || n < 0 || n > catchupThreshold(p.spec) {
-			t.Errorf("catch-up returned with lag %q, threshold %d", lag, catchupThreshold(p.spec))
+		if _, err := fmt.Sscan(lag, &n); err != nil || n < 0 || n > pg.CatchupThreshold(p.spec.Cutover.MaxLagBytes) {
+			t.Errorf("catch-up returned with lag %q, threshold %d", lag, pg.CatchupThreshold(p.spec.Cutover.MaxLagBytes))
 		}
 		if !strings.Contains(p.logs.String(), "green caught up") {
 			t.Errorf("no catch-up line in the log")
@@ -387,7 +387,7 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.LagBytes < 0 || st.LagBytes > catchupThreshold(p.spec) {
+		if st.LagBytes < 0 || st.LagBytes > pg.CatchupThreshold(p.spec.Cutover.MaxLagBytes) {
 			t.Errorf("lag after catch-up = %d", st.LagBytes)
 		}
 		// The marker catch-up writes when the lag stalls is valid on blue's
@@ -407,8 +407,8 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.LagBytes <= catchupThreshold(p.spec) {
-			t.Fatalf("setup: lag %d is not above the threshold %d", st.LagBytes, catchupThreshold(p.spec))
+		if st.LagBytes <= pg.CatchupThreshold(p.spec.Cutover.MaxLagBytes) {
+			t.Fatalf("setup: lag %d is not above the threshold %d", st.LagBytes, pg.CatchupThreshold(p.spec.Cutover.MaxLagBytes))
 		}
 		c := p.observe(t, p.catchup)
 		if c.Action != plans.ActionCreate || !strings.Contains(c.Summary, "wait:") {
@@ -420,8 +420,8 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if st.LagBytes < 0 || st.LagBytes > catchupThreshold(p.spec) {
-			t.Errorf("catch-up returned with lag %d, threshold %d", st.LagBytes, catchupThreshold(p.spec))
+		if st.LagBytes < 0 || st.LagBytes > pg.CatchupThreshold(p.spec.Cutover.MaxLagBytes) {
+			t.Errorf("catch-up returned with lag %d, threshold %d", st.LagBytes, pg.CatchupThreshold(p.spec.Cutover.MaxLagBytes))
 		}
 		p.waitSame(t, replicatedTables...)
 		// Keep the later copies small.
