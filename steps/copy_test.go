@@ -58,7 +58,7 @@ func TestCopyStepSnapshotMethod(t *testing.T) {
 	spec.Replication.InitialCopy.Method = "snapshot"
 	spec.Replication.InitialCopy.Workers = 2
 	spec.Replication.InitialCopy.SplitTablesLargerThan = 1 << 20
-	logs := &syncBuffer{}
+	logs := &pgtest.LogBuffer{}
 	env := engine.NewEnv(spec, hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}))
 	t.Cleanup(env.Close)
 	byID := map[string]engine.Step{}

@@ -46,7 +46,7 @@ GRANT auditors TO audit_bot;
 type prepPair struct {
 	blue, green *pgtest.Cluster
 	spec        *spec.Spec
-	log         *syncBuffer
+	log         *pgtest.LogBuffer
 }
 
 // env is a fresh environment (fresh pools: a subtest may restart blue).
@@ -110,7 +110,7 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 	}
 	pgtest.RequireClientBin(t, "pg_dump")
 	cs := pgtest.StartClusters(t, []int{13, 17})
-	p := &prepPair{blue: cs[0], green: cs[1], log: &syncBuffer{}}
+	p := &prepPair{blue: cs[0], green: cs[1], log: &pgtest.LogBuffer{}}
 	p.blue.CreateDatabase(t, "app")
 	p.green.CreateDatabase(t, "app")
 	p.blue.LoadSQLFile(t, "app", pgtest.PagilaFile(t, "pagila-schema.sql"))

@@ -1,4 +1,5 @@
-// Package steps holds the real steps of an upgrade, one file per step kind.
+// Package steps holds the real steps of an upgrade, one file per step kind
+// (the cutover, the largest, in its own package steps/cutover).
 // All SQL lives here. Each file registers its constructor in init, so adding
 // a step kind touches no shared list.
 package steps
@@ -8,6 +9,7 @@ import (
 
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/spec"
+	"github.com/pgshift/pgshift/steps/cutover"
 )
 
 // constructor builds the steps of one kind for a spec; it returns none when
@@ -18,6 +20,10 @@ type constructor func(spec *spec.Spec) []engine.Step
 var constructors []constructor
 
 func register(c constructor) { constructors = append(constructors, c) }
+
+func init() {
+	register(func(s *spec.Spec) []engine.Step { return []engine.Step{cutover.New(s)} })
+}
 
 // For returns every step the spec calls for, sorted by ID; the engine orders
 // them by their dependencies.

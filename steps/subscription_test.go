@@ -16,6 +16,7 @@ import (
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
+	"github.com/pgshift/pgshift/steps/cutover"
 	"github.com/pgshift/pgshift/steps/stepid"
 )
 
@@ -60,7 +61,7 @@ type replPair struct {
 	blue, green *pgtest.Cluster
 	spec        *spec.Spec
 	env         *engine.Env
-	logs        *syncBuffer
+	logs        *pgtest.LogBuffer
 
 	publication, slot, subscription, catchup engine.Step
 }
@@ -90,7 +91,7 @@ func newReplPair(t *testing.T, blueMajor, greenMajor int) *replPair {
 		Tables: spec.TablesSpec{Exclude: []string{"public.scratch"}},
 	}
 	p.spec.SetDefaults()
-	p.logs = &syncBuffer{}
+	p.logs = &pgtest.LogBuffer{}
 	log := hclog.New(&hclog.LoggerOptions{Output: p.logs, Level: hclog.Debug})
 	p.env = engine.NewEnv(p.spec, log)
 	t.Cleanup(p.env.Close)
@@ -284,15 +285,15 @@ func testReplicationPipeline(t *testing.T, blueMajor, greenMajor int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := ensureReversePublication(ctx, env, blue, green); err != nil {
+		if err := cutover.EnsureReversePublication(ctx, env, blue, green); err != nil {
 			t.Fatal(err)
 		}
 		defer func() {
-			if err := dropReverse(ctx, env, blue, green); err != nil {
+			if err := cutover.DropReverse(ctx, env, blue, green); err != nil {
 				t.Errorf("drop reverse objects: %v", err)
 			}
 		}()
-		if err := ensureReverseSubscription(ctx, env, blue); err != nil {
+		if err := cutover.EnsureReverseSubscription(ctx, env, blue); err != nil {
 			t.Fatal(err)
 		}
 		// streaming since 14, disable_on_error since 15, origin since 16;

@@ -11,6 +11,7 @@ import (
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/steps"
+	"github.com/pgshift/pgshift/steps/cutover"
 	"github.com/pgshift/pgshift/steps/stepid"
 	"github.com/spf13/cobra"
 )
@@ -166,7 +167,7 @@ func trafficMovedToGreen(statePath string) bool {
 		return false
 	}
 	c := st.Step(stepid.Cutover)
-	return c != nil && (c.Status == engine.StatusDone || steps.TrafficMayBeOnGreen(c.Outputs)) && c.Status != engine.StatusRolledBack
+	return c != nil && (c.Status == engine.StatusDone || cutover.TrafficMayBeOnGreen(c.Outputs)) && c.Status != engine.StatusRolledBack
 }
 
 // unfinishedUpgradeNote warns when the state shows an upgrade under way

@@ -1,4 +1,4 @@
-package steps
+package cutover
 
 import (
 	"context"
@@ -29,9 +29,9 @@ import (
 // will be. The publication and the (disabled) subscription do nothing by
 // themselves and are made before the freeze, to keep it short.
 
-// ensureReversePublication creates (or aligns) the publication on green
+// EnsureReversePublication creates (or aligns) the publication on green
 // with the tables the forward publication carries.
-func ensureReversePublication(ctx context.Context, env *engine.Env, blue, green *pgxpool.Pool) error {
+func EnsureReversePublication(ctx context.Context, env *engine.Env, blue, green *pgxpool.Pool) error {
 	spec := env.Spec
 	tables, err := pg.SelectedTables(ctx, blue, spec.Tables.Include, spec.Tables.Exclude)
 	if err != nil {
@@ -86,9 +86,9 @@ func reverseSubscriptionSQL(spec *spec.Spec, conninfo string, options []string) 
 		pg.QuoteIdent(name), pg.QuoteLiteral(conninfo), pg.QuoteIdent(name), strings.Join(with, ", "))
 }
 
-// ensureReverseSubscription creates the disabled subscription on blue. It
+// EnsureReverseSubscription creates the disabled subscription on blue. It
 // connects to green once, to list the publication's tables.
-func ensureReverseSubscription(ctx context.Context, env *engine.Env, blue *pgxpool.Pool) error {
+func EnsureReverseSubscription(ctx context.Context, env *engine.Env, blue *pgxpool.Pool) error {
 	name := env.Spec.ReverseName()
 	st, err := pg.ReadSubscription(ctx, blue, name)
 	if err != nil {
@@ -139,9 +139,9 @@ func createReverseSlot(ctx context.Context, green *pgxpool.Pool, name string) (s
 	return lsn, nil
 }
 
-// dropReverse removes the reverse objects, each where it lives; a side
+// DropReverse removes the reverse objects, each where it lives; a side
 // that is unreachable (nil) keeps its objects and is named in the error.
-func dropReverse(ctx context.Context, env *engine.Env, blue, green *pgxpool.Pool) error {
+func DropReverse(ctx context.Context, env *engine.Env, blue, green *pgxpool.Pool) error {
 	name := env.Spec.ReverseName()
 	var errs []error
 	if blue != nil {

@@ -1,4 +1,4 @@
-package steps
+package cutover
 
 import (
 	"context"
@@ -86,10 +86,10 @@ func (r *run) prepare(ctx context.Context) error {
 		r.env.Log.Info("materialized views refreshed on green before the freeze; they miss what blue writes until the switch", "views", n)
 	}
 	if r.spec.Cutover.ReverseReplication {
-		if err := ensureReversePublication(ctx, r.env, r.blue, r.green); err != nil {
+		if err := EnsureReversePublication(ctx, r.env, r.blue, r.green); err != nil {
 			return err
 		}
-		if err := ensureReverseSubscription(ctx, r.env, r.blue); err != nil {
+		if err := EnsureReverseSubscription(ctx, r.env, r.blue); err != nil {
 			return err
 		}
 	}

@@ -1,4 +1,4 @@
-package steps
+package cutover
 
 import (
 	"context"
@@ -17,9 +17,8 @@ import (
 	"github.com/pgshift/pgshift/steps/switcher"
 )
 
-func init() {
-	register(func(spec *spec.Spec) []engine.Step { return []engine.Step{&cutoverStep{spec: spec}} })
-}
+// New is the cutover step of a spec.
+func New(s *spec.Spec) engine.Step { return &cutoverStep{spec: s} }
 
 // cutoverStep freezes writes, drains replication into green, copies the
 // sequences, stops the forward subscription, starts reverse replication

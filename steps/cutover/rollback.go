@@ -1,4 +1,4 @@
-package steps
+package cutover
 
 import (
 	"context"
@@ -68,7 +68,7 @@ func (s *cutoverStep) Rollback(ctx context.Context, env *engine.Env) error {
 	// Never frozen: remove what the preparation made.
 	var errs []error
 	if s.spec.Cutover.ReverseReplication {
-		if err := dropReverse(ctx, env, r.blue, r.green); err != nil {
+		if err := DropReverse(ctx, env, r.blue, r.green); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -234,7 +234,7 @@ func (r *run) finishBack(ctx context.Context, fresh bool) error {
 			return fmt.Errorf("finish the interrupted rollback: %w; by hand: %s", err, r.howToUnfreeze(switcher.Green))
 		}
 	}
-	if err := dropReverse(ctx, r.env, r.blue, r.green); err != nil {
+	if err := DropReverse(ctx, r.env, r.blue, r.green); err != nil {
 		return fmt.Errorf("traffic is on blue; removing reverse replication failed: %w", err)
 	}
 	if err := r.resumeForward(ctx); err != nil {

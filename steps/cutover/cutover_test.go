@@ -1,4 +1,4 @@
-package steps
+package cutover_test
 
 import (
 	"bufio"
@@ -21,6 +21,8 @@ import (
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/spec"
+	"github.com/pgshift/pgshift/steps"
+	"github.com/pgshift/pgshift/steps/cutover"
 	"github.com/pgshift/pgshift/steps/stepid"
 	"github.com/pgshift/pgshift/steps/switcher"
 )
@@ -50,8 +52,8 @@ const seedRows = 1000
 type cutoverRig struct {
 	blue, green *pgtest.Cluster
 	spec        *spec.Spec
-	logs        *syncBuffer
-	step        *cutoverStep
+	logs        *pgtest.LogBuffer
+	step        *cutover.StepT
 	graph       *engine.Graph
 	statePath   string
 	env         *engine.Env // the last session's
@@ -89,16 +91,23 @@ func newCutoverRig(t *testing.T, configure func(r *cutoverRig)) *cutoverRig {
 	}
 	configure(r)
 	r.spec.SetDefaults()
-	r.logs = &syncBuffer{}
-	r.step = &cutoverStep{spec: r.spec}
-	g, err := engine.Compile([]engine.Step{
-		rigStep{&publicationStep{spec: r.spec}, nil},
-		&slotStep{spec: r.spec},
-		rigStep{&subscriptionStep{spec: r.spec}, []string{stepid.Slot}},
-		&catchupStep{spec: r.spec, poll: 100 * time.Millisecond, progress: time.Second},
-		&verifyStep{spec: r.spec},
-		r.step,
-	})
+	r.logs = &pgtest.LogBuffer{}
+	r.step = cutover.NewStep(r.spec, nil)
+	// The real pipeline steps, with the needs the rig leaves them.
+	pipeline := map[string][]string{
+		stepid.Publication:  nil,
+		stepid.Slot:         {stepid.Publication},
+		stepid.Subscription: {stepid.Slot},
+		stepid.Catchup:      {stepid.Subscription},
+		stepid.Verify:       {stepid.Catchup},
+	}
+	run := []engine.Step{r.step}
+	for _, st := range steps.For(r.spec) {
+		if needs, ok := pipeline[st.ID()]; ok {
+			run = append(run, rigStep{st, needs})
+		}
+	}
+	g, err := engine.Compile(run)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -185,13 +194,13 @@ func (r *cutoverRig) direct(t *testing.T, fn func(env *engine.Env)) {
 // ends as a killed process would: no abort, no unfreeze.
 func (r *cutoverRig) killedRun(t *testing.T, stage string, rollback bool) {
 	t.Helper()
-	r.step.hook = func(s string) error {
+	r.step.SetHook(func(s string) error {
 		if s == stage {
 			runtime.Goexit()
 		}
 		return nil
-	}
-	defer func() { r.step.hook = nil }()
+	})
+	defer r.step.SetHook(nil)
 	r.direct(t, func(env *engine.Env) {
 		done := make(chan error, 1)
 		go func() {
@@ -379,7 +388,7 @@ func requireClean(t *testing.T, res pgbenchResult, what string) {
 
 func currentSide(t *testing.T, sp *spec.Spec) switcher.Side {
 	t.Helper()
-	drv, err := newSwitchDriver(sp)
+	drv, err := cutover.NewSwitchDriver(sp)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -426,19 +435,19 @@ func TestCutoverPgBouncer(t *testing.T) {
 		}
 		auto := *r.spec
 		auto.Cutover.Approval = "auto"
-		if g := (&cutoverStep{spec: &auto}).Gate(); g != "" {
+		if g := (cutover.NewStep(&auto, nil)).Gate(); g != "" {
 			t.Fatalf("approval auto: gate %q, want none", g)
 		}
 	})
 
 	t.Run("abort when green goes away at the switch", func(t *testing.T) {
-		r.step.hook = func(stage string) error {
+		r.step.SetHook(func(stage string) error {
 			if stage == "after-switch" {
 				r.green.Stop(t)
 			}
 			return nil
-		}
-		defer func() { r.step.hook = nil }()
+		})
+		defer r.step.SetHook(nil)
 		bench := startPgbench(t, bouncer.Host, bouncer.Port, 6)
 		time.Sleep(2 * time.Second)
 		err := cutoverError(t, r.engineApply(t, true))
@@ -447,14 +456,14 @@ func TestCutoverPgBouncer(t *testing.T) {
 			t.Fatalf("apply with green gone: %v\nlog:\n%s", err, r.logs)
 		}
 		t.Logf("abort: %v", err)
-		t.Logf("abort: write pause %s ms", r.output(coPauseMS))
+		t.Logf("abort: write pause %s ms", r.output(cutover.CoPauseMS))
 		requireClean(t, res, "abort")
 		committed += res.processed
 		if side := currentSide(t, r.spec); side != switcher.Blue {
 			t.Fatalf("after the abort PgBouncer sends traffic to %s, want blue", side)
 		}
-		if r.output(coPhase) != phaseAborted {
-			t.Fatalf("phase %q after the abort", r.output(coPhase))
+		if r.output(cutover.CoPhase) != cutover.PhaseAborted {
+			t.Fatalf("phase %q after the abort", r.output(cutover.CoPhase))
 		}
 		checkTotals(t, r.blue, committed, "blue after the abort")
 		r.green.Start(t)
@@ -493,7 +502,7 @@ func TestCutoverPgBouncer(t *testing.T) {
 		res := bench.wait(t)
 		requireClean(t, res, "rollback")
 		committed += res.processed
-		t.Logf("rollback: write pause %s ms (pgshift's measure): %s", r.output(rbPauseMS), r.lastBreakdown())
+		t.Logf("rollback: write pause %s ms (pgshift's measure): %s", r.output(cutover.RbPauseMS), r.lastBreakdown())
 		if side := currentSide(t, r.spec); side != switcher.Blue {
 			t.Fatalf("after the rollback PgBouncer sends traffic to %s", side)
 		}
@@ -516,11 +525,11 @@ func TestCutoverPgBouncer(t *testing.T) {
 		if err := cutoverError(t, r.engineApply(t, true)); err != nil {
 			t.Fatalf("cutover: %v\nlog:\n%s", err, r.logs)
 		}
-		requirePauseMetric(t, r.env.Metrics, "cutover", r.output(coPauseMS))
+		requirePauseMetric(t, r.env.Metrics, "cutover", r.output(cutover.CoPauseMS))
 		res := bench.wait(t)
 		requireClean(t, res, "cutover")
 		committed += res.processed
-		t.Logf("cutover: write pause %s ms (pgshift's measure, state file written as in pgshift apply): %s", r.output(coPauseMS), r.lastBreakdown())
+		t.Logf("cutover: write pause %s ms (pgshift's measure, state file written as in pgshift apply): %s", r.output(cutover.CoPauseMS), r.lastBreakdown())
 		if side := currentSide(t, r.spec); side != switcher.Green {
 			t.Fatalf("after the cutover PgBouncer sends traffic to %s", side)
 		}
@@ -551,20 +560,15 @@ func TestCutoverPgBouncer(t *testing.T) {
 		// by confirm.dsn reaches blue directly.
 		sp := *r.spec
 		sp.Cutover.Confirm = &spec.ConfirmSpec{DSN: r.blue.DSN("app")}
-		step := &cutoverStep{spec: &sp}
+		step := cutover.NewStep(&sp, nil)
 		r.session(t, "status", func(env *engine.Env, _ *engine.StateStore) {
 			env = env.ForStep(stepid.Cutover)
-			run, err := step.open(testCtx(t), env)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer run.close()
-			err = run.confirmThroughSwitch(testCtx(t))
+			err := cutover.ConfirmThroughSwitch(testCtx(t), step, env)
 			if err == nil || !strings.Contains(err.Error(), "landed on BLUE") || !strings.Contains(err.Error(), "pgshift rollback") {
 				t.Fatalf("confirmation through blue: %v, want an error saying it landed on blue and how to roll back", err)
 			}
-			if got, _ := env.Output(stepid.Cutover, coConfirmed); got != "false" {
-				t.Fatalf("%s = %q, want false", coConfirmed, got)
+			if got, _ := env.Output(stepid.Cutover, cutover.CoConfirmed); got != "false" {
+				t.Fatalf("%s = %q, want false", cutover.CoConfirmed, got)
 			}
 		})
 		if n := r.blue.Scalar(t, "app", "SELECT count(*) FROM pg_class WHERE relname = 'pgshift_confirm'"); n != "0" {
@@ -802,11 +806,11 @@ func TestCutoverHAProxy(t *testing.T) {
 		bad := *r.spec
 		bad.Cutover.Freeze = "pooler"
 		r.session(t, "status", func(env *engine.Env, _ *engine.StateStore) {
-			pre, err := (&cutoverStep{spec: &bad}).Check(ctx, env.ForStep(stepid.Cutover))
+			pre, err := (cutover.NewStep(&bad, nil)).Check(ctx, env.ForStep(stepid.Cutover))
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := failedPreconditions(pre); err == nil || !strings.Contains(err.Error(), "read-only") {
+			if err := cutover.FailedPreconditions(pre); err == nil || !strings.Contains(err.Error(), "read-only") {
 				t.Fatalf("freeze pooler with HAProxy: %v", err)
 			}
 		})
@@ -820,7 +824,7 @@ func TestCutoverHAProxy(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = failedPreconditions(pre)
+			err = cutover.FailedPreconditions(pre)
 			if err == nil || !strings.Contains(err.Error(), "public.Odd Seq") || !strings.Contains(err.Error(), "missing on green") {
 				t.Fatalf("a sequence only on blue: %v", err)
 			}
@@ -829,8 +833,8 @@ func TestCutoverHAProxy(t *testing.T) {
 
 	t.Run("killed inside the freeze, then rolled back", func(t *testing.T) {
 		r.killedRun(t, "frozen", false)
-		if !frozenPhase(r.output(coPhase)) {
-			t.Fatalf("phase %q recorded by the killed run", r.output(coPhase))
+		if !cutover.FrozenPhase(r.output(cutover.CoPhase)) {
+			t.Fatalf("phase %q recorded by the killed run", r.output(cutover.CoPhase))
 		}
 		if got := r.blue.Scalar(t, "app", "SELECT count(*) FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = 'app'"); got != "1" {
 			t.Fatalf("the killed run should have left blue read-only (%s settings)", got)
@@ -839,7 +843,7 @@ func TestCutoverHAProxy(t *testing.T) {
 			t.Fatalf("status should say blue is frozen and how to undo it:\n%s", text)
 		}
 		r.session(t, "status", func(env *engine.Env, _ *engine.StateStore) {
-			if pre, err := r.step.Check(ctx, env.ForStep(stepid.Cutover)); err != nil || failedPreconditions(pre) != nil {
+			if pre, err := r.step.Check(ctx, env.ForStep(stepid.Cutover)); err != nil || cutover.FailedPreconditions(pre) != nil {
 				t.Fatalf("with a freeze in place the preconditions must let apply run: %v %v", pre, err)
 			}
 		})
@@ -888,12 +892,12 @@ func TestCutoverHAProxy(t *testing.T) {
 	t.Run("pause_timeout reached: aborted back to blue", func(t *testing.T) {
 		short := *r.spec
 		short.Cutover.PauseTimeout = spec.Duration(2 * time.Second)
-		slow := &cutoverStep{spec: &short, hook: func(stage string) error {
+		slow := cutover.NewStep(&short, func(stage string) error {
 			if stage == "frozen" {
 				time.Sleep(3 * time.Second) // something inside the freeze takes too long
 			}
 			return nil
-		}}
+		})
 		r.direct(t, func(env *engine.Env) {
 			err := slow.Apply(ctx, env)
 			if err == nil || !strings.Contains(err.Error(), "cutover aborted") || !strings.Contains(err.Error(), "pause_timeout 2s reached") {
@@ -917,7 +921,7 @@ func TestCutoverHAProxy(t *testing.T) {
 			Back:   []string{"true"},
 		}}
 		r.direct(t, func(env *engine.Env) {
-			err := (&cutoverStep{spec: &failing}).Apply(ctx, env)
+			err := (cutover.NewStep(&failing, nil)).Apply(ctx, env)
 			if err == nil || !strings.Contains(err.Error(), "cutover aborted") || !strings.Contains(err.Error(), "green is not reachable from here") {
 				t.Fatalf("apply with a failing switch command: %v\nlog:\n%s", err, r.logs)
 			}
@@ -937,7 +941,7 @@ func TestCutoverHAProxy(t *testing.T) {
 		}
 		time.Sleep(2 * time.Second)
 		w.halt()
-		t.Logf("cutover: write pause %s ms (pgshift's measure): %s; clients: %s", r.output(coPauseMS), r.lastBreakdown(), w.summary())
+		t.Logf("cutover: write pause %s ms (pgshift's measure): %s; clients: %s", r.output(cutover.CoPauseMS), r.lastBreakdown(), w.summary())
 		if side := currentSide(t, r.spec); side != switcher.Green {
 			t.Fatalf("after the cutover HAProxy sends traffic to %s", side)
 		}
@@ -961,7 +965,7 @@ func TestCutoverHAProxy(t *testing.T) {
 		})
 		time.Sleep(2 * time.Second)
 		w.halt()
-		t.Logf("rollback: write pause %s ms (pgshift's measure): %s; clients: %s", r.output(rbPauseMS), r.lastBreakdown(), w.summary())
+		t.Logf("rollback: write pause %s ms (pgshift's measure): %s; clients: %s", r.output(cutover.RbPauseMS), r.lastBreakdown(), w.summary())
 		if side := currentSide(t, r.spec); side != switcher.Blue {
 			t.Fatalf("after the rollback HAProxy sends traffic to %s", side)
 		}
@@ -977,8 +981,8 @@ func TestCutoverHAProxy(t *testing.T) {
 // nothing behind on either side.
 func requireConfirmedThroughSwitch(t *testing.T, r *cutoverRig) {
 	t.Helper()
-	if got := r.output(coConfirmed); got != "true" {
-		t.Fatalf("%s = %q after the cutover, want true\nlog:\n%s", coConfirmed, got, r.logs)
+	if got := r.output(cutover.CoConfirmed); got != "true" {
+		t.Fatalf("%s = %q after the cutover, want true\nlog:\n%s", cutover.CoConfirmed, got, r.logs)
 	}
 	if !strings.Contains(r.logs.String(), "write through the switch landed on green") {
 		t.Fatalf("the log does not say the write through the switch landed on green:\n%s", r.logs)

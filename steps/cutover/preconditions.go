@@ -1,4 +1,4 @@
-package steps
+package cutover
 
 import (
 	"context"
@@ -52,7 +52,15 @@ func (s *cutoverStep) preconditions(ctx context.Context, env *engine.Env) ([]pla
 		add("the freeze fits the switch", true, "freeze "+s.spec.Cutover.Freeze+" with "+switchName(s.spec))
 	}
 
-	p, err := measureReplication(ctx, env, s.spec)
+	blue, err := env.Source.Pool(ctx)
+	if err != nil {
+		return nil, err
+	}
+	green, err := env.Target.Pool(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p, err := pg.MeasureReplication(ctx, blue, green, s.spec.SlotName(), s.spec.SubscriptionName())
 	if err != nil {
 		return nil, err
 	}

@@ -1,4 +1,4 @@
-package steps
+package cutover
 
 import (
 	"context"
@@ -65,7 +65,7 @@ func (r *run) backToBlue(ctx context.Context) (back bool, problems []string) {
 	// Clients write on blue again; what follows is bookkeeping.
 	r.setPhase(phaseAborted)
 	if r.spec.Cutover.ReverseReplication {
-		if err := dropReverse(ctx, r.env, r.blue, r.green); err != nil {
+		if err := DropReverse(ctx, r.env, r.blue, r.green); err != nil {
 			problems = append(problems, "reverse replication objects: "+err.Error())
 		}
 	}

@@ -1,0 +1,46 @@
+package cutover
+
+import (
+	"context"
+
+	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/spec"
+)
+
+// What the integration tests (package cutover_test, which runs the real
+// pipeline of package steps) reach inside the cutover.
+
+type StepT = cutoverStep
+
+const (
+	CoPhase      = coPhase
+	CoConfirmed  = coConfirmed
+	CoPauseMS    = coPauseMS
+	RbPauseMS    = rbPauseMS
+	PhaseAborted = phaseAborted
+)
+
+var (
+	FailedPreconditions = failedPreconditions
+	FrozenPhase         = frozenPhase
+	NewSwitchDriver     = newSwitchDriver
+)
+
+// NewStep is the cutover step with a hook run at named stages of the
+// freeze (nil: none).
+func NewStep(s *spec.Spec, hook func(stage string) error) *cutoverStep {
+	return &cutoverStep{spec: s, hook: hook}
+}
+
+// ConfirmThroughSwitch runs the write through cutover.confirm.dsn alone.
+func ConfirmThroughSwitch(ctx context.Context, step *cutoverStep, env *engine.Env) error {
+	r, err := step.open(ctx, env)
+	if err != nil {
+		return err
+	}
+	defer r.close()
+	return r.confirmThroughSwitch(ctx)
+}
+
+// SetHook replaces the step's stage hook (nil: none).
+func (s *cutoverStep) SetHook(hook func(stage string) error) { s.hook = hook }
