@@ -244,9 +244,3 @@ func verifySize(n int64) string {
 	return strings.TrimSuffix(fmt.Sprintf("%.1f", f), ".0") + " " + units[i]
 }
 
-var (
-	_ engine.Reporter          = (*verifyStep)(nil)
-	_ engine.Describer         = (*verifyStep)(nil)
-	_ engine.RollbackDescriber = (*verifyStep)(nil)
-	_ engine.Fingerprinter     = (*verifyStep)(nil)
-)

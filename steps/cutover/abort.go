@@ -27,10 +27,10 @@ func (r *run) abort(ctx context.Context, cause error) error {
 	back, problems := r.backToBlue(actx)
 	if !r.frozen.IsZero() {
 		took := time.Since(r.frozen)
-		r.recordPause(coPauseMS, "cutover", took)
+		r.recordPause(keyPauseMS, "cutover", took)
 		r.env.Log.Info(fmt.Sprintf("cutover aborted: write pause %s", took.Round(time.Millisecond)), "pause_ms", took.Milliseconds())
 	}
-	r.record(coAborted, cause.Error())
+	r.record(keyAborted, cause.Error())
 	if !back {
 		return fmt.Errorf("cutover aborted (%w), and returning to blue failed: %s", cause, joinLines(problems))
 	}
@@ -45,16 +45,15 @@ func (r *run) abort(ctx context.Context, cause error) error {
 // backToBlue switches back when needed and unfreezes blue, then cleans up.
 // back says whether traffic is on blue and blue is unfrozen.
 func (r *run) backToBlue(ctx context.Context) (back bool, problems []string) {
-	phase := r.out(coPhase)
 	back = true
-	if phaseRank[phase] >= phaseRank[phaseSwitching] {
+	if r.phase().reached(phaseSwitching) {
 		if err := r.drv.Switch(ctx, switcher.Blue); err != nil {
 			back = false
 			problems = append(problems, fmt.Sprintf("switch back to blue: %v (traffic may still go to green: run the switch back by hand, then %s)", err, r.howToUnfreeze(switcher.Blue)))
 		}
 	}
 	if back {
-		if err := r.unfreeze(ctx, r.blue, r.blueDB, r.out(coReadOnlyBefore) == "true"); err != nil {
+		if err := r.unfreeze(ctx, r.blue, r.blueDB, r.out(keyBlueReadOnlyBefore) == "true"); err != nil {
 			back = false
 			problems = append(problems, fmt.Sprintf("unfreeze blue: %v (by hand: %s)", err, r.howToUnfreeze(switcher.Blue)))
 		}
@@ -83,7 +82,7 @@ func (r *run) restoreForward(ctx context.Context) error {
 		return fmt.Errorf("green unreachable: the forward subscription %s stays disabled; pgshift apply --approve-cutover re-enables it once green answers (or ALTER SUBSCRIPTION %s ENABLE)", fwd, pg.QuoteIdent(fwd))
 	}
 	var errs []error
-	if v := r.out(coSyncCommit); v != "" {
+	if v := r.out(keySyncCommit); v != "" {
 		if err := setSubscriptionSyncCommit(ctx, r.green, fwd, v); err != nil {
 			errs = append(errs, err)
 		}
@@ -106,7 +105,7 @@ func (r *run) recoverToBlue(ctx context.Context) error {
 	if !back {
 		return fmt.Errorf("an interrupted cutover left blue frozen, and unfreezing failed: %s", joinLines(problems))
 	}
-	r.record(coAborted, "interrupted during the freeze; recovered by the next run")
+	r.record(keyAborted, "interrupted during the freeze; recovered by the next run")
 	for _, p := range problems {
 		r.env.Log.Warn("after recovering the interrupted cutover", "problem", p)
 	}

@@ -11,9 +11,9 @@ import (
 	"github.com/pgshift/pgshift/spec"
 )
 
-// coConfirmed records whether a write through cutover.confirm.dsn landed on
+// keyConfirmed records whether a write through cutover.confirm.dsn landed on
 // green ("true"/"false"); absent when the spec sets no confirm.dsn.
-const coConfirmed = "confirmed_through_switch"
+const keyConfirmed = "confirmed_through_switch"
 
 // confirmBudget bounds the write through the switch: it runs after the
 // unfreeze, so it delays nobody, but must not hang on a stuck pooler.
@@ -58,13 +58,13 @@ func (r *run) confirmThroughSwitch(ctx context.Context) error {
 		err = r.landedOnGreen(ctx, through, landed)
 	}
 	if err != nil {
-		r.record(coConfirmed, "false")
+		r.record(keyConfirmed, "false")
 		r.env.Log.Error("write through the switch NOT confirmed on green", "confirmed_through_switch", false, "through", through.Redacted(), "error", err)
 		return fmt.Errorf("the cutover switched to green and unfroze, but a write through %s was not confirmed on green: %w. "+
 			"Traffic may be split between blue and green: check where %s sends clients (pgshift status); to go back to blue, run pgshift rollback",
 			through.Redacted(), err, r.drv.Name())
 	}
-	r.record(coConfirmed, "true")
+	r.record(keyConfirmed, "true")
 	r.env.Log.Info("write through the switch landed on green", "confirmed_through_switch", true, "through", through.Redacted())
 	return nil
 }

@@ -74,54 +74,30 @@ func switchName(spec *spec.Spec) string {
 
 // Outputs recorded in the state (never a secret).
 const (
-	coPhase          = "phase"                      // see phases
-	coFreeze         = "freeze"                     // what was frozen: pooler, read-only, both
-	coReadOnlyBefore = "blue_read_only_before"      // blue was read-only by its owner's choice
-	coSyncCommit     = "forward_synchronous_commit" // the forward subscription's setting before the cutover
-	coFrozenAt       = "frozen_at"
-	coDrainLSN       = "drain_lsn"         // blue's position after the freeze, confirmed by green
-	coReverseLSN     = "reverse_start_lsn" // green's position where reverse replication starts
-	coPauseMS        = "pause_ms"
-	coAborted        = "aborted" // why the last attempt aborted
-	coSequences      = "sequences"
+	keyPhase          = "phase"                      // the phase (phase.go)
+	keyFreeze         = "freeze"                     // what was frozen: pooler, read-only, both
+	keyBlueReadOnlyBefore = "blue_read_only_before"      // blue was read-only by its owner's choice
+	keySyncCommit     = "forward_synchronous_commit" // the forward subscription's setting before the cutover
+	keyFrozenAt       = "frozen_at"
+	keyDrainLSN       = "drain_lsn"         // blue's position after the freeze, confirmed by green
+	keyReverseLSN     = "reverse_start_lsn" // green's position where reverse replication starts
+	keyPauseMS        = "pause_ms"
+	keyAborted        = "aborted" // why the last attempt aborted
+	keySequences      = "sequences"
 
-	rbPhase          = "rollback_phase"
-	rbReadOnlyBefore = "green_read_only_before"
-	rbFrozenAt       = "rollback_frozen_at"
-	rbBlueLSN        = "rollback_blue_lsn" // blue's position once green's writes were all applied
-	rbPauseMS        = "rollback_pause_ms"
+	keyRollbackPhase          = "rollback_phase"
+	keyGreenReadOnlyBefore = "green_read_only_before"
+	keyRollbackFrozenAt       = "rollback_frozen_at"
+	keyRollbackBlueLSN        = "rollback_blue_lsn" // blue's position once green's writes were all applied
+	keyRollbackPauseMS        = "rollback_pause_ms"
 )
-
-// Phases of a cutover, in order. A freeze is in place from freezing to
-// switched (inclusive); live means clients write on green.
-const (
-	phasePrepared  = "prepared"
-	phaseFreezing  = "freezing"
-	phaseSwitching = "switching" // Switch(green) was called: traffic may have moved
-	phaseSwitched  = "switched"  // traffic on green, still frozen
-	phaseLive      = "live"
-	phaseDone      = "done"
-	phaseAborted   = "aborted"
-)
-
-var phaseRank = map[string]int{
-	"": 0, phaseAborted: 0, phasePrepared: 1, phaseFreezing: 2,
-	phaseSwitching: 3, phaseSwitched: 4, phaseLive: 5, phaseDone: 6,
-}
 
 // TrafficMayBeOnGreen says, from a cutover step's recorded outputs, whether
 // traffic may have moved to green and not been brought back: the switch was
 // called (even if the run failed or was killed after it) and no rollback
 // switched back.
 func TrafficMayBeOnGreen(outputs map[string]string) bool {
-	rb := outputs[rbPhase]
-	return phaseRank[outputs[coPhase]] >= phaseRank[phaseSwitching] && rb != rbSwitchedBck && rb != rbDone
-}
-
-// frozenPhase says whether a recorded phase leaves a freeze in place.
-func frozenPhase(p string) bool {
-	r := phaseRank[p]
-	return r >= phaseRank[phaseFreezing] && r <= phaseRank[phaseSwitched]
+	return phase(outputs[keyPhase]).reached(phaseSwitching) && !rollbackPhase(outputs[keyRollbackPhase]).back()
 }
 
 // cutoverApplication names pgshift's sessions, which the read-only freeze
@@ -262,20 +238,20 @@ func (s *cutoverStep) Apply(ctx context.Context, env *engine.Env) error {
 		return err
 	}
 	defer r.close()
-	switch phase := r.out(coPhase); {
-	case phase == phaseDone:
+	switch ph := r.phase(); {
+	case ph == phaseDone:
 		return r.confirmDone(ctx)
-	case phase == phaseSwitched || phase == phaseLive:
-		env.Log.Warn("an earlier cutover was interrupted after the switch: finishing it", "phase", phase)
+	case ph == phaseSwitched || ph == phaseLive:
+		env.Log.Warn("an earlier cutover was interrupted after the switch: finishing it", "phase", ph)
 		return r.finishAndConfirm(ctx)
-	case phase == phaseSwitching:
+	case ph == phaseSwitching:
 		if r.switchedTo(ctx, switcher.Green) {
 			env.Log.Warn("an earlier cutover was interrupted during the switch, which took effect: finishing it")
 			return r.finishAndConfirm(ctx)
 		}
 		fallthrough
-	case frozenPhase(phase):
-		env.Log.Warn("an earlier cutover was interrupted during the freeze: switching back to blue and unfreezing it first", "phase", phase)
+	case ph.frozen():
+		env.Log.Warn("an earlier cutover was interrupted during the freeze: switching back to blue and unfreezing it first", "phase", ph)
 		if err := r.recoverToBlue(ctx); err != nil {
 			return err
 		}
@@ -308,8 +284,8 @@ func (r *run) confirmDone(ctx context.Context) error {
 	case side != switcher.Green:
 		return fmt.Errorf("the cutover is recorded as done, but %s sends traffic to %s: someone moved it back; run `pgshift rollback` to make blue the primary cleanly, or switch it to green again by hand", r.drv.Name(), side)
 	}
-	r.env.Log.Info("cutover already done: traffic goes to green", "pause_ms", r.out(coPauseMS))
-	if r.out(coConfirmed) == "false" || (r.out(coConfirmed) == "" && r.spec.Cutover.Confirm != nil) {
+	r.env.Log.Info("cutover already done: traffic goes to green", "pause_ms", r.out(keyPauseMS))
+	if r.out(keyConfirmed) == "false" || (r.out(keyConfirmed) == "" && r.spec.Cutover.Confirm != nil) {
 		// The last run could not confirm a write through the switch (or
 		// had no confirm.dsn): try again rather than pass silently.
 		return r.confirmThroughSwitch(ctx)
@@ -318,18 +294,18 @@ func (r *run) confirmDone(ctx context.Context) error {
 }
 
 func (s *cutoverStep) Observe(ctx context.Context, env *engine.Env) (plans.Change, error) {
-	phase, _ := env.Output(stepid.Cutover, coPhase)
-	if phase == phaseDone {
-		pause, _ := env.Output(stepid.Cutover, coPauseMS)
+	recorded, _ := env.Output(stepid.Cutover, keyPhase)
+	if phase(recorded) == phaseDone {
+		pause, _ := env.Output(stepid.Cutover, keyPauseMS)
 		c := plans.Change{Action: plans.ActionNone, Summary: "traffic on green since the cutover (write pause " + pause + " ms)"}
-		if v, _ := env.Output(stepid.Cutover, coConfirmed); v == "false" {
+		if v, _ := env.Output(stepid.Cutover, keyConfirmed); v == "false" {
 			c.Warnings = append(c.Warnings, "a write through cutover.confirm.dsn was not confirmed on green after the cutover: traffic may be split between blue and green; check the switch (pgshift status), or go back with pgshift rollback")
 		}
 		return c, nil
 	}
 	c := s.Describe()
-	if frozenPhase(phase) {
-		c.Warnings = append(c.Warnings, "a cutover was interrupted during its freeze ("+phase+"): blue may still be frozen; apply --approve-cutover finishes or aborts it")
+	if phase(recorded).frozen() {
+		c.Warnings = append(c.Warnings, "a cutover was interrupted during its freeze ("+recorded+"): blue may still be frozen; apply --approve-cutover finishes or aborts it")
 	}
 	drv, err := s.driver()
 	if err != nil {
@@ -390,3 +366,14 @@ func (s *cutoverStep) DescribeRollback() string {
 	}
 	return fmt.Sprintf("freeze green, drain reverse replication into blue, copy sequences back, switch to blue, unfreeze; drop %s on both sides; re-enable %s", s.spec.ReverseName(), s.spec.SubscriptionName())
 }
+
+// What the cutover offers the engine (found by type assertion: a misspelt
+// method would silently drop the gate or the status facts).
+var (
+	_ engine.Step              = (*cutoverStep)(nil)
+	_ engine.Gated             = (*cutoverStep)(nil)
+	_ engine.Reporter          = (*cutoverStep)(nil)
+	_ engine.Describer         = (*cutoverStep)(nil)
+	_ engine.RollbackDescriber = (*cutoverStep)(nil)
+	_ engine.Fingerprinter     = (*cutoverStep)(nil)
+)

@@ -13,16 +13,15 @@ import (
 type StepT = cutoverStep
 
 const (
-	CoPhase      = coPhase
-	CoConfirmed  = coConfirmed
-	CoPauseMS    = coPauseMS
-	RbPauseMS    = rbPauseMS
-	PhaseAborted = phaseAborted
+	CoPhase      = keyPhase
+	CoConfirmed  = keyConfirmed
+	CoPauseMS    = keyPauseMS
+	RbPauseMS    = keyRollbackPauseMS
+	PhaseAborted = string(phaseAborted)
 )
 
 var (
 	FailedPreconditions = failedPreconditions
-	FrozenPhase         = frozenPhase
 	NewSwitchDriver     = newSwitchDriver
 )
 
@@ -44,3 +43,6 @@ func ConfirmThroughSwitch(ctx context.Context, step *cutoverStep, env *engine.En
 
 // SetHook replaces the step's stage hook (nil: none).
 func (s *cutoverStep) SetHook(hook func(stage string) error) { s.hook = hook }
+
+// FrozenPhase says whether a recorded phase leaves a freeze in place.
+func FrozenPhase(p string) bool { return phase(p).frozen() }

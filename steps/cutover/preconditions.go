@@ -29,9 +29,9 @@ func preFreezeLag(spec *spec.Spec) int64 {
 // in place it lists none that could fail: Apply must run, to finish or
 // abort that cutover and unfreeze.
 func (s *cutoverStep) Check(ctx context.Context, env *engine.Env) ([]plans.Precondition, error) {
-	phase, _ := env.Output(stepid.Cutover, coPhase)
-	if frozenPhase(phase) || phaseRank[phase] >= phaseRank[phaseSwitched] {
-		return []plans.Precondition{{Name: "cutover in progress", OK: true, Detail: "phase " + phase + ": apply finishes or aborts it"}}, nil
+	recorded, _ := env.Output(stepid.Cutover, keyPhase)
+	if ph := phase(recorded); ph.frozen() || ph.reached(phaseSwitched) {
+		return []plans.Precondition{{Name: "cutover in progress", OK: true, Detail: "phase " + recorded + ": apply finishes or aborts it"}}, nil
 	}
 	return s.preconditions(ctx, env)
 }

@@ -17,24 +17,24 @@ import (
 func (s *cutoverStep) Report(ctx context.Context, env *engine.Env) ([]string, error) {
 	out := func(k string) string { v, _ := env.Output(stepid.Cutover, k); return v }
 	var facts []string
-	phase, rb := out(coPhase), out(rbPhase)
+	ph, rb := phase(out(keyPhase)), rollbackPhase(out(keyRollbackPhase))
 	r := &run{s: s, env: env, spec: s.spec, blueDB: dbNameOf(env.Source), greenDB: dbNameOf(env.Target)}
 	switch {
-	case rbFrozenPhase(rb):
+	case rb.frozen():
 		facts = append(facts, fmt.Sprintf("GREEN IS FROZEN by a rollback of the cutover that stopped in phase %s (since %s): unless a pgshift run is in progress, run pgshift rollback again (it finishes or undoes it); by hand: %s",
-			rb, out(rbFrozenAt), r.howToUnfreeze(switcher.Green)))
-	case frozenPhase(phase):
+			rb, out(keyRollbackFrozenAt), r.howToUnfreeze(switcher.Green)))
+	case ph.frozen():
 		facts = append(facts, fmt.Sprintf("BLUE IS FROZEN by a cutover that stopped in phase %s (since %s): unless a pgshift run is in progress, run pgshift apply --approve-cutover (it finishes or aborts the cutover) or pgshift rollback; by hand: %s",
-			phase, out(coFrozenAt), r.howToUnfreeze(switcher.Blue)))
-	case rb == rbDone || rb == rbSwitchedBck:
-		facts = append(facts, "cutover rolled back: traffic on blue, write pause "+out(rbPauseMS)+" ms")
-	case phase == phaseDone || phase == phaseLive:
-		facts = append(facts, "cutover done: write pause "+out(coPauseMS)+" ms")
-	case phase == phaseAborted:
-		facts = append(facts, "last cutover aborted, traffic on blue: "+out(coAborted))
+			ph, out(keyFrozenAt), r.howToUnfreeze(switcher.Blue)))
+	case rb.back():
+		facts = append(facts, "cutover rolled back: traffic on blue, write pause "+out(keyRollbackPauseMS)+" ms")
+	case ph == phaseDone || ph == phaseLive:
+		facts = append(facts, "cutover done: write pause "+out(keyPauseMS)+" ms")
+	case ph == phaseAborted:
+		facts = append(facts, "last cutover aborted, traffic on blue: "+out(keyAborted))
 	}
-	switch confirmed := out(coConfirmed); {
-	case rb != "":
+	switch confirmed := out(keyConfirmed); {
+	case rb != rollbackNone:
 		// Rolled back (or rolling back): the write through the switch
 		// no longer says where traffic goes.
 	case confirmed == "true":
@@ -48,7 +48,7 @@ func (s *cutoverStep) Report(ctx context.Context, env *engine.Env) ([]string, er
 			facts = append(facts, fmt.Sprintf("%s sends traffic to %s", drv.Name(), side))
 		}
 	}
-	if phaseRank[phase] >= phaseRank[phaseLive] && rb == "" && s.spec.Cutover.ReverseReplication {
+	if ph.reached(phaseLive) && rb == rollbackNone && s.spec.Cutover.ReverseReplication {
 		if green, err := env.Target.Pool(ctx); err == nil {
 			if st, err := pg.ReadSlot(ctx, green, s.spec.ReverseName()); err == nil && st.Exists {
 				facts = append(facts, fmt.Sprintf("reverse replication lag %s (slot %s on green)", words.Bytes(st.LagBytes), s.spec.ReverseName()))
@@ -57,7 +57,7 @@ func (s *cutoverStep) Report(ctx context.Context, env *engine.Env) ([]string, er
 	}
 	// After the cutover the forward slot no longer advances: blue keeps all
 	// WAL since its restart_lsn until cleanup drops it.
-	if phaseRank[phase] >= phaseRank[phaseLive] && rb == "" {
+	if ph.reached(phaseLive) && rb == rollbackNone {
 		if blue, err := env.Source.Pool(ctx); err == nil {
 			var held int64
 			err := blue.QueryRow(ctx, "SELECT coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn), 0)::bigint FROM pg_replication_slots WHERE slot_name = $1", s.spec.SlotName()).Scan(&held)

@@ -24,16 +24,7 @@ import (
 // A cutover that never switched (aborted, or killed inside its freeze) is
 // undone the same way as an abort.
 
-const (
-	rbFreezing    = "freezing"
-	rbSwitching   = "switching"
-	rbSwitchedBck = "switched-back"
-	rbDone        = "done"
-)
 
-func rbFrozenPhase(p string) bool {
-	return p == rbFreezing || p == rbSwitching
-}
 
 func (s *cutoverStep) Rollback(ctx context.Context, env *engine.Env) error {
 	r, err := s.open(ctx, env)
@@ -41,24 +32,24 @@ func (s *cutoverStep) Rollback(ctx context.Context, env *engine.Env) error {
 		return err
 	}
 	defer r.close()
-	phase := r.out(coPhase)
-	switched := phaseRank[phase] >= phaseRank[phaseSwitched]
-	if phase == phaseSwitching {
+	ph := r.phase()
+	switched := ph.reached(phaseSwitched)
+	if ph == phaseSwitching {
 		switched = r.switchedTo(ctx, switcher.Green)
 	}
-	if switched && frozenPhase(phase) {
+	if switched && ph.frozen() {
 		// Killed after its switch, blue still frozen: finish the cutover
 		// (blue unfrozen, reverse replication running), so that the switch
 		// back drains green's writes into a blue that takes writes again.
-		env.Log.Warn("the cutover was interrupted after its switch: finishing it before rolling it back", "phase", phase)
+		env.Log.Warn("the cutover was interrupted after its switch: finishing it before rolling it back", "phase", ph)
 		if err := r.finish(ctx, false); err != nil {
 			return fmt.Errorf("roll back the cutover interrupted after its switch: %w", err)
 		}
 	}
-	if switched || r.out(rbPhase) != "" {
+	if switched || r.rollbackPhase() != rollbackNone {
 		return r.switchBack(ctx)
 	}
-	if frozenPhase(phase) {
+	if ph.frozen() {
 		back, problems := r.backToBlue(ctx)
 		if !back || len(problems) > 0 {
 			return fmt.Errorf("undo the interrupted cutover: %s", joinLines(problems))
@@ -78,7 +69,7 @@ func (s *cutoverStep) Rollback(ctx context.Context, env *engine.Env) error {
 	return errors.Join(errs...)
 }
 
-func (r *run) setRB(p string) { r.record(rbPhase, p) }
+func (r *run) setRB(p rollbackPhase) { r.record(keyRollbackPhase, string(p)) }
 
 // switchBack is the rollback of a cutover that switched to green.
 func (r *run) switchBack(ctx context.Context) error {
@@ -88,17 +79,17 @@ func (r *run) switchBack(ctx context.Context) error {
 	if err := r.needGreen(); err != nil {
 		return err
 	}
-	switch rb := r.out(rbPhase); {
-	case rb == rbDone:
+	switch rb := r.rollbackPhase(); {
+	case rb == rollbackDone:
 		return nil
-	case rb == rbSwitchedBck:
+	case rb == rollbackSwitchedBack:
 		return r.finishBack(ctx, false)
-	case rb == rbSwitching:
+	case rb == rollbackSwitching:
 		if r.switchedTo(ctx, switcher.Blue) {
 			return r.finishBack(ctx, false)
 		}
 		fallthrough
-	case rbFrozenPhase(rb):
+	case rb.frozen():
 		r.env.Log.Warn("an earlier rollback was interrupted during its freeze of green: unfreezing green first", "phase", rb)
 		if err := r.undoBackFreeze(ctx); err != nil {
 			return err
@@ -128,7 +119,7 @@ func (r *run) switchBackFresh(ctx context.Context) error {
 	if err := r.drv.Check(ctx); err != nil {
 		return fmt.Errorf("switch %s: %w", r.drv.Name(), err)
 	}
-	if _, err := r.readOnlyBefore(ctx, rbReadOnlyBefore, r.green, r.greenDB); err != nil {
+	if _, err := r.readOnlyBefore(ctx, keyGreenReadOnlyBefore, r.green, r.greenDB); err != nil {
 		return err
 	}
 	if err := settle(ctx, settled); err != nil {
@@ -140,8 +131,8 @@ func (r *run) switchBackFresh(ctx context.Context) error {
 
 	pause := time.Duration(r.spec.Cutover.PauseTimeout)
 	r.beforeFreeze(ctx)
-	r.record(rbFrozenAt, time.Now().UTC().Format(time.RFC3339Nano))
-	r.setRB(rbFreezing)
+	r.record(keyRollbackFrozenAt, time.Now().UTC().Format(time.RFC3339Nano))
+	r.setRB(rollbackFreezing)
 	r.frozen = time.Now()
 	fctx, cancel := context.WithDeadline(ctx, r.frozen.Add(pause-abortReserve(pause)))
 	defer cancel()
@@ -156,7 +147,7 @@ func (r *run) switchBackFresh(ctx context.Context) error {
 			return fmt.Errorf("rollback of the cutover failed inside its freeze (%w), and unfreezing green failed too: %v", cause, uerr)
 		}
 		took := time.Since(r.frozen)
-		r.recordPause(rbPauseMS, "rollback", took)
+		r.recordPause(keyRollbackPauseMS, "rollback", took)
 		return fmt.Errorf("rollback of the cutover aborted: traffic stays on green, which takes writes again, and reverse replication goes on; nothing was lost: %w", cause)
 	}
 
@@ -183,19 +174,19 @@ func (r *run) switchBackFresh(ctx context.Context) error {
 	if err := r.blue.QueryRow(fctx, "SELECT pg_current_wal_lsn()::text").Scan(&blueLSN); err != nil {
 		return fail("read blue's position", err)
 	}
-	r.record(rbBlueLSN, blueLSN)
-	r.setRB(rbSwitching)
+	r.record(keyRollbackBlueLSN, blueLSN)
+	r.setRB(rollbackSwitching)
 	if err := r.drv.Switch(fctx, switcher.Blue); err != nil {
 		return fail("switch to blue", err)
 	}
-	r.setRB(rbSwitchedBck)
+	r.setRB(rollbackSwitchedBack)
 	r.lap("stop reverse+switch")
-	if err := r.unfreeze(fctx, r.green, r.greenDB, r.out(rbReadOnlyBefore) == "true"); err != nil {
+	if err := r.unfreeze(fctx, r.green, r.greenDB, r.out(keyGreenReadOnlyBefore) == "true"); err != nil {
 		return fmt.Errorf("switched back to blue, but unfreezing green failed: %w; by hand: %s", err, r.howToUnfreeze(switcher.Green))
 	}
 	took := time.Since(r.frozen)
 	r.lap("unfreeze")
-	r.recordPause(rbPauseMS, "rollback", took)
+	r.recordPause(keyRollbackPauseMS, "rollback", took)
 	for _, p := range seqReport.Problems() {
 		r.env.Log.Warn("sequence", "problem", p)
 	}
@@ -207,19 +198,19 @@ func (r *run) switchBackFresh(ctx context.Context) error {
 // green, green unfrozen, reverse replication running again.
 func (r *run) undoBackFreeze(ctx context.Context) error {
 	var errs []error
-	if r.out(rbPhase) == rbSwitching {
+	if r.rollbackPhase() == rollbackSwitching {
 		if err := r.drv.Switch(ctx, switcher.Green); err != nil {
 			errs = append(errs, fmt.Errorf("switch back to green: %w", err))
 		}
 	}
-	if err := r.unfreeze(ctx, r.green, r.greenDB, r.out(rbReadOnlyBefore) == "true"); err != nil {
+	if err := r.unfreeze(ctx, r.green, r.greenDB, r.out(keyGreenReadOnlyBefore) == "true"); err != nil {
 		errs = append(errs, fmt.Errorf("unfreeze green: %w (by hand: %s)", err, r.howToUnfreeze(switcher.Green)))
 	}
 	if err := enableSubscription(ctx, r.blue, r.spec.ReverseName()); err != nil {
 		errs = append(errs, err)
 	}
 	if len(errs) == 0 {
-		r.setRB("")
+		r.setRB(rollbackNone)
 	}
 	return errors.Join(errs...)
 }
@@ -230,7 +221,7 @@ func (r *run) finishBack(ctx context.Context, fresh bool) error {
 		if err := r.drv.Switch(ctx, switcher.Blue); err != nil {
 			return fmt.Errorf("finish the interrupted rollback: switch to blue: %w", err)
 		}
-		if err := r.unfreeze(ctx, r.green, r.greenDB, r.out(rbReadOnlyBefore) == "true"); err != nil {
+		if err := r.unfreeze(ctx, r.green, r.greenDB, r.out(keyGreenReadOnlyBefore) == "true"); err != nil {
 			return fmt.Errorf("finish the interrupted rollback: %w; by hand: %s", err, r.howToUnfreeze(switcher.Green))
 		}
 	}
@@ -240,7 +231,7 @@ func (r *run) finishBack(ctx context.Context, fresh bool) error {
 	if err := r.resumeForward(ctx); err != nil {
 		return fmt.Errorf("traffic is on blue; resuming the forward subscription failed: %w", err)
 	}
-	r.setRB(rbDone)
+	r.setRB(rollbackDone)
 	return nil
 }
 
@@ -248,7 +239,7 @@ func (r *run) finishBack(ctx context.Context, fresh bool) error {
 // applied on blue, then re-enables the forward subscription.
 func (r *run) resumeForward(ctx context.Context) error {
 	slot := r.spec.SlotName()
-	if lsn := r.out(rbBlueLSN); lsn != "" {
+	if lsn := r.out(keyRollbackBlueLSN); lsn != "" {
 		st, err := pg.ReadSlot(ctx, r.blue, slot)
 		if err != nil {
 			return err

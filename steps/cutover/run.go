@@ -69,12 +69,12 @@ func (r *run) prepare(ctx context.Context) error {
 			return fmt.Errorf("green: drop the reverse slot left by an earlier attempt: %w", err)
 		}
 	}
-	if r.out(coSyncCommit) == "" {
+	if r.out(keySyncCommit) == "" {
 		v, err := subscriptionSyncCommit(ctx, r.green, fwd)
 		if err != nil {
 			return err
 		}
-		r.record(coSyncCommit, v)
+		r.record(keySyncCommit, v)
 	}
 	settled, err := syncCommitOn(ctx, r.green, fwd)
 	if err != nil {
@@ -96,7 +96,7 @@ func (r *run) prepare(ctx context.Context) error {
 	if err := r.drv.Check(ctx); err != nil {
 		return fmt.Errorf("switch %s: %w", r.drv.Name(), err)
 	}
-	if _, err := r.readOnlyBefore(ctx, coReadOnlyBefore, r.blue, r.blueDB); err != nil {
+	if _, err := r.readOnlyBefore(ctx, keyBlueReadOnlyBefore, r.blue, r.blueDB); err != nil {
 		return err
 	}
 	if err := settle(ctx, settled); err != nil {
@@ -105,12 +105,18 @@ func (r *run) prepare(ctx context.Context) error {
 	if err := waitLagUnder(ctx, r.env, r.blue, r.spec.SlotName(), preFreezeLag(r.spec), lagWaitBudget); err != nil {
 		return err
 	}
-	r.record(coPhase, phasePrepared)
+	r.setPhase(phasePrepared)
 	return nil
 }
 
 // setPhase records a phase; the state file is written before it returns.
-func (r *run) setPhase(p string) { r.record(coPhase, p) }
+func (r *run) setPhase(p phase) { r.record(keyPhase, string(p)) }
+
+// phase is the cutover's recorded phase.
+func (r *run) phase() phase { return phase(r.out(keyPhase)) }
+
+// rollbackPhase is the recorded phase of its rollback.
+func (r *run) rollbackPhase() rollbackPhase { return rollbackPhase(r.out(keyRollbackPhase)) }
 
 // lap notes how long the part of the pause just ended took, for the log
 // line that breaks the pause down.
@@ -132,8 +138,8 @@ func (r *run) freezeAndSwitch(ctx context.Context) error {
 	// frozen. Inside the pause only the switch is recorded (each record is
 	// a durable state write): what a recovery must know is whether traffic
 	// may have moved.
-	r.record(coFreeze, r.spec.Cutover.Freeze)
-	r.record(coFrozenAt, time.Now().UTC().Format(time.RFC3339Nano))
+	r.record(keyFreeze, r.spec.Cutover.Freeze)
+	r.record(keyFrozenAt, time.Now().UTC().Format(time.RFC3339Nano))
 	r.setPhase(phaseFreezing)
 	r.frozen = time.Now()
 	fctx, cancel := context.WithDeadline(ctx, r.frozen.Add(pause-abortReserve(pause)))
@@ -191,7 +197,7 @@ func (r *run) freezeAndSwitch(ctx context.Context) error {
 	r.setPhase(phaseSwitched)
 	r.lap("switch")
 
-	if err := r.unfreeze(fctx, r.blue, r.blueDB, r.out(coReadOnlyBefore) == "true"); err != nil {
+	if err := r.unfreeze(fctx, r.blue, r.blueDB, r.out(keyBlueReadOnlyBefore) == "true"); err != nil {
 		// Traffic is on green and green is fine: do not go back, but say
 		// what is still held.
 		r.setPhase(phaseSwitched)
@@ -200,11 +206,11 @@ func (r *run) freezeAndSwitch(ctx context.Context) error {
 	took := time.Since(r.frozen)
 	r.lap("unfreeze")
 	r.setPhase(phaseLive)
-	r.recordPause(coPauseMS, "cutover", took)
-	r.record(coDrainLSN, marker)
-	r.record(coSequences, strconv.Itoa(len(seqReport.Synced)))
+	r.recordPause(keyPauseMS, "cutover", took)
+	r.record(keyDrainLSN, marker)
+	r.record(keySequences, strconv.Itoa(len(seqReport.Synced)))
 	if reverseLSN != "" {
-		r.record(coReverseLSN, reverseLSN)
+		r.record(keyReverseLSN, reverseLSN)
 	}
 	for _, p := range seqReport.Problems() {
 		r.env.Log.Warn("sequence", "problem", p)
@@ -251,7 +257,7 @@ func (r *run) finish(ctx context.Context, fresh bool) error {
 		if err := r.drv.Switch(ctx, switcher.Green); err != nil {
 			return fmt.Errorf("finish the interrupted cutover: switch to green: %w; by hand: %s", err, r.howToUnfreeze(switcher.Blue))
 		}
-		if err := r.unfreeze(ctx, r.blue, r.blueDB, r.out(coReadOnlyBefore) == "true"); err != nil {
+		if err := r.unfreeze(ctx, r.blue, r.blueDB, r.out(keyBlueReadOnlyBefore) == "true"); err != nil {
 			return fmt.Errorf("finish the interrupted cutover: %w; by hand: %s", err, r.howToUnfreeze(switcher.Blue))
 		}
 		r.setPhase(phaseLive)
