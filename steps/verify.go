@@ -243,4 +243,3 @@ func verifySize(n int64) string {
 	}
 	return strings.TrimSuffix(fmt.Sprintf("%.1f", f), ".0") + " " + units[i]
 }
-

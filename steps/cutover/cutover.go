@@ -74,22 +74,22 @@ func switchName(spec *spec.Spec) string {
 
 // Outputs recorded in the state (never a secret).
 const (
-	keyPhase          = "phase"                      // the phase (phase.go)
-	keyFreeze         = "freeze"                     // what was frozen: pooler, read-only, both
+	keyPhase              = "phase"                      // the phase (phase.go)
+	keyFreeze             = "freeze"                     // what was frozen: pooler, read-only, both
 	keyBlueReadOnlyBefore = "blue_read_only_before"      // blue was read-only by its owner's choice
-	keySyncCommit     = "forward_synchronous_commit" // the forward subscription's setting before the cutover
-	keyFrozenAt       = "frozen_at"
-	keyDrainLSN       = "drain_lsn"         // blue's position after the freeze, confirmed by green
-	keyReverseLSN     = "reverse_start_lsn" // green's position where reverse replication starts
-	keyPauseMS        = "pause_ms"
-	keyAborted        = "aborted" // why the last attempt aborted
-	keySequences      = "sequences"
+	keySyncCommit         = "forward_synchronous_commit" // the forward subscription's setting before the cutover
+	keyFrozenAt           = "frozen_at"
+	keyDrainLSN           = "drain_lsn"         // blue's position after the freeze, confirmed by green
+	keyReverseLSN         = "reverse_start_lsn" // green's position where reverse replication starts
+	keyPauseMS            = "pause_ms"
+	keyAborted            = "aborted" // why the last attempt aborted
+	keySequences          = "sequences"
 
-	keyRollbackPhase          = "rollback_phase"
+	keyRollbackPhase       = "rollback_phase"
 	keyGreenReadOnlyBefore = "green_read_only_before"
-	keyRollbackFrozenAt       = "rollback_frozen_at"
-	keyRollbackBlueLSN        = "rollback_blue_lsn" // blue's position once green's writes were all applied
-	keyRollbackPauseMS        = "rollback_pause_ms"
+	keyRollbackFrozenAt    = "rollback_frozen_at"
+	keyRollbackBlueLSN     = "rollback_blue_lsn" // blue's position once green's writes were all applied
+	keyRollbackPauseMS     = "rollback_pause_ms"
 )
 
 // TrafficMayBeOnGreen says, from a cutover step's recorded outputs, whether

@@ -24,8 +24,6 @@ import (
 // A cutover that never switched (aborted, or killed inside its freeze) is
 // undone the same way as an abort.
 
-
-
 func (s *cutoverStep) Rollback(ctx context.Context, env *engine.Env) error {
 	r, err := s.open(ctx, env)
 	if err != nil {
