@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/pgtest"
+	"github.com/pgshift/pgshift/internal/steptest"
 	"github.com/pgshift/pgshift/spec"
 	"github.com/pgshift/pgshift/steps"
 	"github.com/pgshift/pgshift/steps/cutover"
@@ -991,5 +992,45 @@ func requireConfirmedThroughSwitch(t *testing.T, r *cutoverRig) {
 		if n := side.Scalar(t, "app", "SELECT count(*) FROM pg_class WHERE relname = 'pgshift_confirm'"); n != "0" {
 			t.Fatalf("%s pgshift_confirm tables left on port %d after the confirmation", n, side.Port)
 		}
+	}
+}
+
+// TestCutoverLifecycle holds the cutover to the contract every step keeps
+// (steptest): apply, apply again changes nothing, observe then shows it in
+// place, rollback twice; through a real PgBouncer.
+func TestCutoverLifecycle(t *testing.T) {
+	requireIntegration(t)
+	r := newCutoverRig(t, func(r *cutoverRig) {
+		bouncer := pgtest.StartPgBouncer(t, pgtest.PgBouncerOptions{Databases: map[string]string{
+			"app": fmt.Sprintf("host=127.0.0.1 port=%d dbname=app", r.blue.Port),
+		}})
+		r.spec.Cutover.Freeze = "pooler"
+		r.spec.Cutover.Switch.PgBouncer = &spec.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, Config: bouncer.ConfigPath, Database: "app"}
+	})
+	objects := func(t *testing.T) string {
+		return fmt.Sprintf("traffic on %s; blue: subscriptions=%s read-only settings=%s; green: subscriptions enabled=%s slots=%s publications=%s",
+			currentSide(t, r.spec),
+			r.blue.Scalar(t, "app", "SELECT string_agg(subname || ':' || subenabled, ',' ORDER BY subname) FROM pg_subscription"),
+			r.blue.Scalar(t, "app", "SELECT count(*) FROM pg_db_role_setting WHERE array_to_string(setconfig, ',') LIKE '%read_only%'"),
+			r.green.Scalar(t, "app", "SELECT string_agg(subname || ':' || subenabled, ',' ORDER BY subname) FROM pg_subscription"),
+			r.green.Scalar(t, "app", "SELECT count(*) FROM pg_replication_slots"),
+			r.green.Scalar(t, "app", "SELECT count(*) FROM pg_publication"))
+	}
+	ctx := testCtx(t)
+	r.direct(t, func(env *engine.Env) {
+		steptest.ApplyTwice(t, ctx, env, r.step, objects)
+		if side := currentSide(t, r.spec); side != switcher.Green {
+			t.Fatalf("after the cutover traffic goes to %s", side)
+		}
+		steptest.InPlace(t, ctx, env, []engine.Step{r.step})
+		steptest.RollbackTwice(t, ctx, env, r.step, objects)
+	})
+	if side := currentSide(t, r.spec); side != switcher.Blue {
+		t.Fatalf("after the rollback traffic goes to %s", side)
+	}
+	requireUnfrozen(t, r.blue, "after the rollback")
+	requireUnfrozen(t, r.green, "after the rollback")
+	if t.Failed() {
+		t.Logf("log:\n%s", r.logs)
 	}
 }
