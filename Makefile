@@ -7,7 +7,7 @@ PKGS    := ./...
 # The whole suite, integration tests included, must stay well under CI's budget.
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all deps build test test-short lint bench bench-native bench-verify demo clean
+.PHONY: all deps build test test-short test-race lint bench bench-native bench-verify demo clean
 
 all: build
 
@@ -26,10 +26,21 @@ test: deps
 test-short:
 	$(GO) test -count=1 -short $(PKGS)
 
+# staticcheck at a pinned version, built by the go command on first use
+# (cached after); both build tags in use are checked.
+STATICCHECK ?= $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 lint:
 	@out="$$(gofmt -l cmd engine spec steps schemas plans internal)"; \
 	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
+	$(STATICCHECK) $(PKGS)
+	$(STATICCHECK) -tags pgshift_teststeps $(PKGS)
+
+# The race detector over the unit tests (-short: no servers), where the
+# engine's walk, the state store and the pure logic run their goroutines.
+test-race:
+	$(GO) test -race -short -count=1 $(PKGS)
 
 # Speed numbers against real servers, one run on one machine and the same
 # data (docs/benchmarks.md): native subscription, pgshift's snapshot copy,

@@ -8,23 +8,20 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/internal/teststeps"
 )
 
 // buildTestBinary builds pgshift with the test steps compiled in.
 func buildTestBinary(t *testing.T) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
+	goBin := pgtest.GoCommand()
 	bin := filepath.Join(t.TempDir(), "pgshift")
 	out, err := exec.Command(goBin, "build", "-tags", "pgshift_teststeps", "-o", bin, ".").CombinedOutput()
 	if err != nil {
@@ -240,10 +237,7 @@ func journalLines(t *testing.T, dir string) []string {
 // TestReleaseBuildHasNoTestSteps guards the build tag: the test steps must
 // not ship in the release binary.
 func TestReleaseBuildHasNoTestSteps(t *testing.T) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
+	goBin := pgtest.GoCommand()
 	out, err := exec.Command(goBin, "list", "-deps", ".").Output()
 	if err != nil {
 		t.Fatal(err)

@@ -127,8 +127,6 @@ func commandLine(verb string, sf *specFlags, extra ...string) string {
 	if sf.inventory != "" {
 		parts = append(parts, "--inventory", shellQuote(sf.inventory))
 	}
-	for _, e := range extra {
-		parts = append(parts, e)
-	}
+	parts = append(parts, extra...)
 	return strings.Join(parts, " ")
 }

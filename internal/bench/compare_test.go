@@ -330,7 +330,7 @@ func printReport(out io.Writer, rep report) {
 		asResults := make([][]result, len(rep.verifies))
 		for i, round := range rep.verifies {
 			for _, v := range round {
-				asResults[i] = append(asResults[i], result{name: v.name, wall: v.wall, peakRSS: v.peakRSS, note: v.note, err: v.err})
+				asResults[i] = append(asResults[i], result(v))
 			}
 		}
 		vrows = collect(asResults)

@@ -7,10 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/pgshift/pgshift/internal/pgtest"
 )
 
 // runResult is one finished child process: its wall time and its peak
@@ -60,10 +61,7 @@ func tail(s string, n int) string {
 
 // buildPgshift builds the CLI from this module into dir.
 func buildPgshift(dir string) (string, error) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
+	goBin := pgtest.GoCommand()
 	bin := filepath.Join(dir, "pgshift")
 	if out, err := exec.Command(goBin, "build", "-o", bin, "github.com/pgshift/pgshift/cmd/pgshift").CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/pgshift: %v\n%s", err, out)

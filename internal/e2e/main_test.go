@@ -9,11 +9,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pgshift/pgshift/internal/pgtest"
 )
 
 // pgshiftBin is the binary built by TestMain; buildErr says why there is none.
@@ -42,10 +43,7 @@ func TestMain(m *testing.M) {
 
 // buildPgshift builds the release binary (no test steps) as a user would.
 func buildPgshift(dir string) (string, error) {
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
+	goBin := pgtest.GoCommand()
 	bin := filepath.Join(dir, "pgshift")
 	out, err := exec.Command(goBin, "build", "-o", bin, "github.com/pgshift/pgshift/cmd/pgshift").CombinedOutput()
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -157,10 +156,7 @@ func (p *pair) startWritesBuiltin(t testing.TB) (stop func()) {
 // buildPgshift builds the CLI from this module.
 func buildPgshift(t *testing.T) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
+	goBin := pgtest.GoCommand()
 	bin := filepath.Join(t.TempDir(), "pgshift")
 	if out, err := exec.Command(goBin, "build", "-o", bin, "github.com/pgshift/pgshift/cmd/pgshift").CombinedOutput(); err != nil {
 		t.Fatalf("go build ./cmd/pgshift: %v\n%s", err, out)

@@ -260,7 +260,7 @@ func (c connTarget) String() string {
 }
 
 func (c connTarget) is(e Endpoint) bool {
-	return sameEndpoint(Endpoint{Host: c.Host, Port: c.Port, DBName: c.DBName}, e)
+	return sameEndpoint(Endpoint(c), e)
 }
 
 // targetOf reads host, port and dbname of an entry the way PgBouncer fills
@@ -385,7 +385,7 @@ func planDatabaseEdit(data []byte, name string, to Endpoint) (*databaseEdit, *in
 	if err != nil {
 		return nil, doc, fmt.Errorf("line %d: [databases] %s: %v", e.line+1, name, err)
 	}
-	edit := &databaseEdit{before: before, after: connTarget{Host: to.Host, Port: to.Port, DBName: to.DBName}}
+	edit := &databaseEdit{before: before, after: connTarget(to)}
 	if before.Host == to.Host && before.Port == to.Port && before.DBName == to.DBName {
 		edit.content = data
 		return edit, doc, nil
