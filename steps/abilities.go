@@ -7,17 +7,17 @@ import "github.com/pgshift/pgshift/engine"
 // line, a status fact, a saved plan's check); these assertions make that a
 // compile error instead.
 var (
-	_ engine.Step              = preflightSource{}
+	_ engine.Step              = inspecting{preflightSource{}}
 	_ engine.Describer         = preflightSource{}
 	_ engine.RollbackDescriber = preflightSource{}
 	_ engine.Fingerprinter     = preflightSource{}
 
-	_ engine.Step              = preflightTarget{}
+	_ engine.Step              = inspecting{preflightTarget{}}
 	_ engine.Describer         = preflightTarget{}
 	_ engine.RollbackDescriber = preflightTarget{}
 	_ engine.Fingerprinter     = preflightTarget{}
 
-	_ engine.Step              = audit{}
+	_ engine.Step              = inspecting{audit{}}
 	_ engine.Describer         = audit{}
 	_ engine.RollbackDescriber = audit{}
 	_ engine.Fingerprinter     = audit{}

@@ -10,7 +10,6 @@ import (
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/pg"
 	"github.com/pgshift/pgshift/internal/words"
-	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
 	"github.com/pgshift/pgshift/steps/stepid"
 )
@@ -30,43 +29,11 @@ const (
 type audit struct{}
 
 func init() {
-	register(func(*spec.Spec) []engine.Step { return []engine.Step{audit{}} })
+	register(func(*spec.Spec) []engine.Step { return []engine.Step{inspecting{audit{}}} })
 }
 
 func (audit) ID() string      { return stepid.Audit }
 func (audit) Needs() []string { return []string{stepid.PreflightSource, stepid.PreflightTarget} }
-
-func (s audit) Observe(ctx context.Context, env *engine.Env) (plans.Change, error) {
-	f, _, err := s.inspect(ctx, env)
-	if err != nil {
-		return plans.Change{}, err
-	}
-	return f.change(), nil
-}
-
-func (s audit) Check(ctx context.Context, env *engine.Env) ([]plans.Precondition, error) {
-	f, _, err := s.inspect(ctx, env)
-	if err != nil {
-		return nil, err
-	}
-	return f.passing(), nil
-}
-
-// Apply fails while anything blocks, and records what later steps act on.
-func (s audit) Apply(ctx context.Context, env *engine.Env) error {
-	f, r, err := s.inspect(ctx, env)
-	if err != nil {
-		return err
-	}
-	if err := f.err(stepid.Audit); err != nil {
-		return err
-	}
-	env.Record(AuditMaterializedViews, strings.Join(r.matviews, ","))
-	env.Record(AuditSequences, strconv.Itoa(r.sequences))
-	return nil
-}
-
-func (audit) Rollback(context.Context, *engine.Env) error { return nil }
 
 // auditReport is what audit found, beside the findings shown in the plan.
 type auditReport struct {
@@ -74,7 +41,19 @@ type auditReport struct {
 	sequences int
 }
 
-func (audit) inspect(ctx context.Context, env *engine.Env) (*findings, auditReport, error) {
+// inspect is the report as findings, with what later steps act on as
+// outputs (recorded when apply passes).
+func (a audit) inspect(ctx context.Context, env *engine.Env) (*findings, error) {
+	f, r, err := a.report(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	f.output(AuditMaterializedViews, strings.Join(r.matviews, ","))
+	f.output(AuditSequences, strconv.Itoa(r.sequences))
+	return f, nil
+}
+
+func (audit) report(ctx context.Context, env *engine.Env) (*findings, auditReport, error) {
 	var r auditReport
 	f := &findings{}
 	blue, err := env.Source.Pool(ctx)

@@ -24,7 +24,10 @@ type findings struct {
 	warnings []string
 	blockers []string
 	details  []string
+	outputs  [][2]string // recorded in the state when apply passes
 }
+
+func (f *findings) output(key, value string) { f.outputs = append(f.outputs, [2]string{key, value}) }
 
 func (f *findings) fact(format string, args ...any) {
 	f.facts = append(f.facts, fmt.Sprintf(format, args...))
@@ -93,6 +96,54 @@ func (f *findings) err(stepID string) error {
 	}
 	return fmt.Errorf("%s: %s:\n  - %s", stepID, words.Count(len(f.blockers), "blocker"), strings.Join(f.blockers, "\n  - "))
 }
+
+// inspector is an inspecting step (preflight.source, preflight.target,
+// audit): it changes nothing, and says what it found as findings.
+type inspector interface {
+	ID() string
+	Needs() []string
+	engine.Describer
+	engine.RollbackDescriber
+	engine.Fingerprinter
+	inspect(ctx context.Context, env *engine.Env) (*findings, error)
+}
+
+// inspecting gives an inspector its Step methods: plan, check and apply all
+// inspect again; apply fails while anything blocks, and otherwise records
+// the findings' outputs; there is nothing to roll back.
+type inspecting struct{ inspector }
+
+func (s inspecting) Observe(ctx context.Context, env *engine.Env) (plans.Change, error) {
+	f, err := s.inspect(ctx, env)
+	if err != nil {
+		return plans.Change{}, err
+	}
+	return f.change(), nil
+}
+
+func (s inspecting) Check(ctx context.Context, env *engine.Env) ([]plans.Precondition, error) {
+	f, err := s.inspect(ctx, env)
+	if err != nil {
+		return nil, err
+	}
+	return f.passing(), nil
+}
+
+func (s inspecting) Apply(ctx context.Context, env *engine.Env) error {
+	f, err := s.inspect(ctx, env)
+	if err != nil {
+		return err
+	}
+	if err := f.err(s.ID()); err != nil {
+		return err
+	}
+	for _, kv := range f.outputs {
+		env.Record(kv[0], kv[1])
+	}
+	return nil
+}
+
+func (inspecting) Rollback(context.Context, *engine.Env) error { return nil }
 
 // connectCheck opens a side's pool and records the connection verdict. A
 // failure is a blocker, not an error, so that the plan shows it beside the

@@ -10,7 +10,6 @@ import (
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/pg"
 	"github.com/pgshift/pgshift/internal/words"
-	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
 	"github.com/pgshift/pgshift/steps/stepid"
 )
@@ -30,38 +29,11 @@ const extraSyncSlots = 2
 type preflightSource struct{}
 
 func init() {
-	register(func(*spec.Spec) []engine.Step { return []engine.Step{preflightSource{}} })
+	register(func(*spec.Spec) []engine.Step { return []engine.Step{inspecting{preflightSource{}}} })
 }
 
 func (preflightSource) ID() string      { return stepid.PreflightSource }
 func (preflightSource) Needs() []string { return nil }
-
-func (s preflightSource) Observe(ctx context.Context, env *engine.Env) (plans.Change, error) {
-	f, err := s.inspect(ctx, env)
-	if err != nil {
-		return plans.Change{}, err
-	}
-	return f.change(), nil
-}
-
-func (s preflightSource) Check(ctx context.Context, env *engine.Env) ([]plans.Precondition, error) {
-	f, err := s.inspect(ctx, env)
-	if err != nil {
-		return nil, err
-	}
-	return f.passing(), nil
-}
-
-// Apply only verifies again: it fails while anything blocks.
-func (s preflightSource) Apply(ctx context.Context, env *engine.Env) error {
-	f, err := s.inspect(ctx, env)
-	if err != nil {
-		return err
-	}
-	return f.err(stepid.PreflightSource)
-}
-
-func (preflightSource) Rollback(context.Context, *engine.Env) error { return nil }
 
 func (preflightSource) inspect(ctx context.Context, env *engine.Env) (*findings, error) {
 	f := &findings{}

@@ -8,7 +8,6 @@ import (
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/pg"
 	"github.com/pgshift/pgshift/internal/words"
-	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
 	"github.com/pgshift/pgshift/steps/stepid"
 )
@@ -20,38 +19,11 @@ import (
 type preflightTarget struct{}
 
 func init() {
-	register(func(*spec.Spec) []engine.Step { return []engine.Step{preflightTarget{}} })
+	register(func(*spec.Spec) []engine.Step { return []engine.Step{inspecting{preflightTarget{}}} })
 }
 
 func (preflightTarget) ID() string      { return stepid.PreflightTarget }
 func (preflightTarget) Needs() []string { return nil }
-
-func (s preflightTarget) Observe(ctx context.Context, env *engine.Env) (plans.Change, error) {
-	f, err := s.inspect(ctx, env)
-	if err != nil {
-		return plans.Change{}, err
-	}
-	return f.change(), nil
-}
-
-func (s preflightTarget) Check(ctx context.Context, env *engine.Env) ([]plans.Precondition, error) {
-	f, err := s.inspect(ctx, env)
-	if err != nil {
-		return nil, err
-	}
-	return f.passing(), nil
-}
-
-// Apply only verifies again: it fails while anything blocks.
-func (s preflightTarget) Apply(ctx context.Context, env *engine.Env) error {
-	f, err := s.inspect(ctx, env)
-	if err != nil {
-		return err
-	}
-	return f.err(stepid.PreflightTarget)
-}
-
-func (preflightTarget) Rollback(context.Context, *engine.Env) error { return nil }
 
 func (preflightTarget) inspect(ctx context.Context, env *engine.Env) (*findings, error) {
 	f := &findings{}
