@@ -3,6 +3,7 @@ package steps
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/pgshift/pgshift/engine"
@@ -70,6 +71,7 @@ func TestEveryStepLifecycle(t *testing.T) {
 				ordered = append(ordered, st)
 			}
 			objects := func(t *testing.T) string {
+				settle(t, blue, green)
 				return fmt.Sprintf("blue: publications=%s slots=%s; green: subscriptions=%s slots=%s tables=%s roles=%s accounts=%s",
 					blue.Scalar(t, "app", "SELECT count(*) FROM pg_publication"),
 					blue.Scalar(t, "app", "SELECT string_agg(slot_name::text, ',' ORDER BY slot_name) FROM pg_replication_slots"),
@@ -93,5 +95,25 @@ func TestEveryStepLifecycle(t *testing.T) {
 				t.Errorf("after the rollbacks: publications/slots/subscriptions/roles/relations = %s, want 0/0/0/0/0", got)
 			}
 		})
+	}
+}
+
+// settle waits until the initial copy of every enabled subscription on
+// green is done (all its tables ready, blue's table-sync slots gone): the
+// copy runs in background workers after target.subscription returns, so
+// without this a snapshot of the objects races with them.
+func settle(t *testing.T, blue, green *pgtest.Cluster) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		syncing := green.Scalar(t, "app", "SELECT count(*) FROM pg_subscription_rel r JOIN pg_subscription s ON s.oid = r.srsubid WHERE s.subenabled AND r.srsubstate <> 'r'")
+		slots := blue.Scalar(t, "app", `SELECT count(*) FROM pg_replication_slots WHERE slot_name LIKE 'pg\_%\_sync\_%'`)
+		if syncing == "0" && slots == "0" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("green's initial copy did not finish in 2 minutes: %s tables not ready, %s table-sync slots on blue", syncing, slots)
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
