@@ -25,6 +25,7 @@ type Spec struct {
 	Verify      VerifySpec         `yaml:"verify" json:"verify"`
 	Cutover     CutoverSpec        `yaml:"cutover" json:"cutover"`
 	Metrics     MetricsSpec        `yaml:"metrics" json:"metrics"`
+	Watch       WatchSpec          `yaml:"watch" json:"watch"`
 
 	// File is the path the spec was read from ("" when built in code); the
 	// default state file lives beside it.
@@ -69,6 +70,11 @@ type ReplicationSpec struct {
 	Slot         string            `yaml:"slot" json:"slot"`
 	InitialCopy  InitialCopySpec   `yaml:"initial_copy" json:"initial_copy"`
 	Options      map[string]string `yaml:"options" json:"options"`
+	// DDL is how schema changes made on blue during the sync reach green:
+	// "compare" (plan, status and watch compare the two schemas; apply
+	// adds what is additive) or "capture" (also an event trigger on blue
+	// records DDL that green replays in order).
+	DDL string `yaml:"ddl" json:"ddl"`
 }
 
 type InitialCopySpec struct {
@@ -136,6 +142,19 @@ type MetricsSpec struct {
 	Listen string `yaml:"listen" json:"listen"`
 }
 
+// WatchSpec tunes `pgshift watch`, which guards blue and the replication
+// between apply and cleanup.
+type WatchSpec struct {
+	// Listen serves /metrics and /healthz; empty means metrics.listen, or
+	// DefaultWatchListen when that is empty too.
+	Listen         string   `yaml:"listen" json:"listen"`
+	Interval       Duration `yaml:"interval" json:"interval"`
+	MaxRetainedWAL ByteSize `yaml:"max_retained_wal" json:"max_retained_wal"`
+	MaxLag         ByteSize `yaml:"max_lag" json:"max_lag"`
+	// VerifyEvery runs a verify that often; 0 never.
+	VerifyEvery Duration `yaml:"verify_every" json:"verify_every"`
+}
+
 // Default values of spec version 1 that SetDefaults fills. The JSON Schema
 // (schemas/upgrade.v1.schema.json) declares the same defaults; a test keeps
 // the two in step.
@@ -149,6 +168,11 @@ const (
 	DefaultApproval              = "manual"
 	DefaultPauseTimeout          = Duration(10 * time.Second)
 	DefaultFreeze                = "pooler"
+	DefaultDDL                   = "compare"
+	DefaultWatchListen           = "127.0.0.1:9188"
+	DefaultWatchInterval         = Duration(15 * time.Second)
+	DefaultWatchMaxRetainedWAL   = ByteSize(10 << 30)
+	DefaultWatchMaxLag           = ByteSize(1 << 30)
 )
 
 // SetDefaults fills every unset field. The loader fills defaults from the
@@ -175,6 +199,18 @@ func (s *Spec) SetDefaults() {
 	}
 	if ic.SplitTablesLargerThan == 0 {
 		ic.SplitTablesLargerThan = DefaultSplitTablesLargerThan
+	}
+	if s.Replication.DDL == "" {
+		s.Replication.DDL = DefaultDDL
+	}
+	if s.Watch.Interval == 0 {
+		s.Watch.Interval = DefaultWatchInterval
+	}
+	if s.Watch.MaxRetainedWAL == 0 {
+		s.Watch.MaxRetainedWAL = DefaultWatchMaxRetainedWAL
+	}
+	if s.Watch.MaxLag == 0 {
+		s.Watch.MaxLag = DefaultWatchMaxLag
 	}
 	if s.Replication.Options == nil {
 		s.Replication.Options = map[string]string{}
