@@ -4,12 +4,18 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
 // RollbackOptions tune a rollback.
 type RollbackOptions struct {
 	Parallelism int // <= 0: 4
+	// Step, when set, limits the rollback to that step and the steps that
+	// need it, directly or not; the steps it needs are kept as they are.
+	// `pgshift rollback --step cutover` moves the application back to blue
+	// and keeps the replication a new cutover goes on from.
+	Step string
 }
 
 // RollbackResult says what a rollback did, each list in rollback order.
@@ -54,8 +60,33 @@ func RollbackTargets(g *Graph, st *State) (targets, orphans []string) {
 	return targets, orphans
 }
 
-// Rollback undoes every started step in reverse dependency order, each step
-// after the steps that need it, checkpointed like Apply (rolling-back before,
+// RollbackScope is RollbackTargets limited to step and the steps that need
+// it (step "": every step, and the orphans). A step not in the graph is an
+// error naming the steps there are.
+func RollbackScope(g *Graph, st *State, step string) (targets, orphans []string, err error) {
+	targets, orphans = RollbackTargets(g, st)
+	if step == "" {
+		return targets, orphans, nil
+	}
+	if _, ok := g.Step(step); !ok {
+		return nil, nil, fmt.Errorf("--step %s: no such step; steps are %s", step, strings.Join(g.Order(), ", "))
+	}
+	scope := g.Descendants(step)
+	scope[step] = true
+	var in []string
+	for _, id := range targets {
+		if scope[id] {
+			in = append(in, id)
+		}
+	}
+	// Orphans are not in the graph, so nothing says whether they need
+	// step: a partial rollback leaves them to a full one.
+	return in, nil, nil
+}
+
+// Rollback undoes every started step (or, with opts.Step, that step and the
+// steps that need it) in reverse dependency order, each step after the steps
+// that need it, checkpointed like Apply (rolling-back before,
 // rolled-back or rollback-failed after). When a step's rollback fails, the
 // steps it needs are kept as they are: undoing them under a live dependent
 // would break it.
@@ -65,7 +96,10 @@ func Rollback(ctx context.Context, g *Graph, env *Env, store *StateStore, opts R
 		par = 4
 	}
 	snap := store.Snapshot()
-	targets, orphans := RollbackTargets(g, snap)
+	targets, orphans, err := RollbackScope(g, snap, opts.Step)
+	if err != nil {
+		return nil, err
+	}
 	only := map[string]bool{}
 	for _, id := range targets {
 		only[id] = true

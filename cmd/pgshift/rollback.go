@@ -10,6 +10,7 @@ import (
 
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/words"
+	"github.com/pgshift/pgshift/steps/stepid"
 	"github.com/spf13/cobra"
 )
 
@@ -25,6 +26,7 @@ type rollbackArgs struct {
 	parallel         int
 	acceptSpecChange bool
 	lockTimeout      time.Duration
+	step             string // only this step and the steps that need it
 }
 
 func newRollbackCommand() *cobra.Command {
@@ -36,6 +38,11 @@ func newRollbackCommand() *cobra.Command {
 before the steps it needs, checkpointed like apply: a killed rollback resumes
 with the same command. It lists what it will undo and asks first, unless
 --yes is given. When a step's rollback fails, the steps it needs are kept.
+
+--step ID undoes only that step and the steps that need it. After a
+cutover, --step cutover moves the application back to blue and keeps the
+replication: green follows blue again, and a later
+apply --approve-cutover cuts over again without copying anything.
 
 Exit status: 0 rolled back (or nothing to undo), 1 a rollback failed, was
 interrupted or cancelled, or steps that ran are no longer in the spec;
@@ -53,6 +60,7 @@ interrupted or cancelled, or steps that ran are no longer in the spec;
 	fl.IntVar(&a.parallel, "parallel", 4, "how many independent steps roll back at once")
 	fl.BoolVar(&a.acceptSpecChange, "accept-spec-change", false, "roll back with a spec that changed after steps ran under it")
 	fl.DurationVar(&a.lockTimeout, "lock-timeout", 0, "wait this long for another run's lock on the state")
+	fl.StringVar(&a.step, "step", "", "undo only this step and the steps that need it (--step cutover: back to blue, replication kept)")
 	return cmd
 }
 
@@ -76,9 +84,16 @@ func runRollback(cmd *cobra.Command, a *rollbackArgs) error {
 	defer store.Close()
 
 	snap := store.Snapshot()
-	targets, orphans := engine.RollbackTargets(g, snap)
+	targets, orphans, err := engine.RollbackScope(g, snap, a.step)
+	if err != nil {
+		return &usageError{err}
+	}
 	fmt.Fprintf(stdout, "pgshift rollback: %s   state %s\n\n", spec.Name, statePath)
 	if len(targets) == 0 && len(orphans) == 0 {
+		if a.step != "" {
+			fmt.Fprintf(stdout, "No changes. Neither %s nor a step that needs it has run (or all were rolled back): nothing to undo.\n", a.step)
+			return nil
+		}
 		fmt.Fprintln(stdout, "No changes. No step has run (or all were rolled back): nothing to undo.")
 		return nil
 	}
@@ -103,20 +118,24 @@ func runRollback(cmd *cobra.Command, a *rollbackArgs) error {
 		return err
 	}
 	defer stopMetrics()
-	res, err := engine.Rollback(ctx, g, env, store, engine.RollbackOptions{Parallelism: a.parallel})
+	res, err := engine.Rollback(ctx, g, env, store, engine.RollbackOptions{Parallelism: a.parallel, Step: a.step})
 	if err != nil {
 		return &exitCodeError{code: exitError, err: fmt.Errorf("rollback stopped: %w", err)}
 	}
-	again := commandLine("rollback", &a.spec, stateFlag(a.state)...)
+	again := commandLine("rollback", &a.spec, a.againFlags()...)
+	reapply := commandLine("apply", &a.spec, applyFlagsFor(g, a.step, a.state)...)
 	next := ""
-	if !res.Complete() {
+	switch {
+	case !res.Complete():
 		next = "rollback incomplete: fix the cause, then run " + again
+	case a.step != "":
+		next = a.step + " rolled back, the steps it needs kept: apply it again with " + reapply
 	}
 	if err := store.Update(func(st *engine.State) {
 		st.Next = next
 		// Everything is undone: a cleanup before it no longer stands
 		// between this state and a fresh apply.
-		if res.Complete() && ctx.Err() == nil {
+		if res.Complete() && ctx.Err() == nil && a.step == "" {
 			st.CleanedUp = nil
 		}
 	}); err != nil {
@@ -142,11 +161,38 @@ func runRollback(cmd *cobra.Command, a *rollbackArgs) error {
 		return &exitCodeError{code: exitError, err: fmt.Errorf("rollback failed: %s", words.Count(len(res.Failed)+len(res.NotStarted), "step"))}
 	}
 	fmt.Fprintf(stdout, "\nRollback complete: %d rolled back. State saved in %s.\n", len(res.RolledBack), statePath)
+	if a.step != "" {
+		fmt.Fprintf(stdout, "The steps %s needs are kept. Apply it again with:\n  %s\n", a.step, reapply)
+	}
 	if len(orphans) > 0 {
 		return &exitCodeError{code: exitError, err: fmt.Errorf("%s ran but are no longer in the spec, so pgshift cannot undo them: %s; restore them in the spec and run rollback again",
 			words.Count(len(orphans), "step"), strings.Join(orphans, ", "))}
 	}
 	return nil
+}
+
+// againFlags repeat --state and --step for the command that runs the same
+// rollback again.
+func (a *rollbackArgs) againFlags() []string {
+	flags := stateFlag(a.state)
+	if a.step != "" {
+		flags = append(flags, "--step", shellQuote(a.step))
+	}
+	return flags
+}
+
+// applyFlagsFor are the flags that apply step again: --state, and its
+// approval when it is gated.
+func applyFlagsFor(g *engine.Graph, step, state string) []string {
+	flags := stateFlag(state)
+	s, ok := g.Step(step)
+	if gs, gated := s.(engine.Gated); !ok || !gated || gs.Gate() == "" {
+		return flags
+	}
+	if step == stepid.Cutover {
+		return append(flags, "--approve-cutover")
+	}
+	return append(flags, "--approve", shellQuote(step))
 }
 
 func printRollbackPreview(w io.Writer, g *engine.Graph, st *engine.State, targets, orphans []string) {
