@@ -14,6 +14,7 @@ import (
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/spec"
+	"github.com/pgshift/pgshift/steps/cutover"
 	"github.com/pgshift/pgshift/steps/stepid"
 	"github.com/spf13/cobra"
 )
@@ -63,6 +64,7 @@ type statusJSON struct {
 	LockedBy      *engine.LockInfo      `json:"locked_by,omitempty"`
 	Steps         []statusStepJSON      `json:"steps"`
 	Facts         map[string][]string   `json:"facts,omitempty"`
+	Live          string                `json:"live"`           // the side the application writes to: blue, green or unknown
 	Next          string                `json:"next,omitempty"` // how to go on, as the last run recorded it
 	CleanedUp     *engine.CleanupRecord `json:"cleaned_up,omitempty"`
 }
@@ -117,7 +119,8 @@ func statusOne(cmd *cobra.Command, a *statusArgs, spec *spec.Spec) error {
 	}
 	holder, locked := engine.LockHolder(path)
 
-	out := statusJSON{FormatVersion: 1, Name: spec.Name, StateFile: path, StateExists: exists, LockedBy: holder, Next: st.Next, CleanedUp: st.CleanedUp}
+	out := statusJSON{FormatVersion: 1, Name: spec.Name, StateFile: path, StateExists: exists, LockedBy: holder, Next: st.Next, CleanedUp: st.CleanedUp,
+		Live: liveSide(st)}
 	ids := g.Order()
 	for _, c := range st.Steps {
 		if _, ok := g.Step(c.ID); !ok {
@@ -193,8 +196,25 @@ func statusOne(cmd *cobra.Command, a *statusArgs, spec *spec.Spec) error {
 	return nil
 }
 
+// liveSide is the side the state says the application writes to: the
+// cutover's, read from its recorded phases; blue when it never ran or was
+// rolled back (its outputs are then cleared).
+func liveSide(st *engine.State) string {
+	c := st.Step(stepid.Cutover)
+	if c == nil || c.Status == engine.StatusRolledBack {
+		return cutover.LiveBlue
+	}
+	return cutover.LiveSide(c.Outputs)
+}
+
 func printStatus(w io.Writer, s *statusJSON, g *engine.Graph, a *statusArgs, interrupted []string) {
 	fmt.Fprintf(w, "pgshift status: %s   state %s\n", s.Name, s.StateFile)
+	switch s.Live {
+	case cutover.LiveUnknown:
+		fmt.Fprintln(w, "Live side: UNKNOWN, a switch was interrupted half-way (see the cutover's live facts).")
+	default:
+		fmt.Fprintf(w, "Live side: %s.\n", s.Live)
+	}
 	if !s.StateExists {
 		fmt.Fprintln(w, "No state file yet: nothing has been applied.")
 	}

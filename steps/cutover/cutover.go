@@ -84,6 +84,7 @@ const (
 	keyPauseMS            = "pause_ms"
 	keyAborted            = "aborted" // why the last attempt aborted
 	keySequences          = "sequences"
+	keyLive               = "live" // the live side once the last cutover or rollback settled (live.go)
 
 	keyRollbackPhase       = "rollback_phase"
 	keyGreenReadOnlyBefore = "green_read_only_before"
@@ -297,13 +298,17 @@ func (s *cutoverStep) Observe(ctx context.Context, env *engine.Env) (plans.Chang
 	recorded, _ := env.Output(stepid.Cutover, keyPhase)
 	if phase(recorded) == phaseDone {
 		pause, _ := env.Output(stepid.Cutover, keyPauseMS)
-		c := plans.Change{Action: plans.ActionNone, Summary: "traffic on green since the cutover (write pause " + pause + " ms)"}
+		c := plans.Change{Action: plans.ActionNone, Summary: "green is live since the cutover (write pause " + pause + " ms)"}
 		if v, _ := env.Output(stepid.Cutover, keyConfirmed); v == "false" {
 			c.Warnings = append(c.Warnings, "a write through cutover.confirm.dsn was not confirmed on green after the cutover: traffic may be split between blue and green; check the switch (pgshift status), or go back with pgshift rollback")
 		}
 		return c, nil
 	}
 	c := s.Describe()
+	// Which side is live leads the summary: after a rollback of the
+	// cutover it is blue again, and this cutover goes on from the
+	// replication the rollback kept.
+	c.Summary = LiveSide(env.Outputs(stepid.Cutover)) + " is live; " + c.Summary
 	if phase(recorded).frozen() {
 		c.Warnings = append(c.Warnings, "a cutover was interrupted during its freeze ("+recorded+"): blue may still be frozen; apply --approve-cutover finishes or aborts it")
 	}

@@ -11,12 +11,12 @@ import (
 	"github.com/pgshift/pgshift/steps/switcher"
 )
 
-// Report tells `pgshift status` where traffic goes and, above all, whether
-// a killed cutover or rollback left a side frozen, and how to undo it. It
-// only reads.
+// Report tells `pgshift status` which side is live, where traffic goes and,
+// above all, whether a killed cutover or rollback left a side frozen, and
+// how to undo it. It only reads.
 func (s *cutoverStep) Report(ctx context.Context, env *engine.Env) ([]string, error) {
 	out := func(k string) string { v, _ := env.Output(stepid.Cutover, k); return v }
-	var facts []string
+	facts := []string{"live side: " + LiveSide(env.Outputs(stepid.Cutover))}
 	ph, rb := phase(out(keyPhase)), rollbackPhase(out(keyRollbackPhase))
 	r := &run{s: s, env: env, spec: s.spec, blueDB: dbNameOf(env.Source), greenDB: dbNameOf(env.Target)}
 	switch {

@@ -223,6 +223,7 @@ func (r *run) finishBack(ctx context.Context, fresh bool) error {
 			return fmt.Errorf("finish the interrupted rollback: %w; by hand: %s", err, r.howToUnfreeze(switcher.Green))
 		}
 	}
+	r.recordLive()
 	if err := DropReverse(ctx, r.env, r.blue, r.green); err != nil {
 		return fmt.Errorf("traffic is on blue; removing reverse replication failed: %w", err)
 	}

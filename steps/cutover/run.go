@@ -110,7 +110,14 @@ func (r *run) prepare(ctx context.Context) error {
 }
 
 // setPhase records a phase; the state file is written before it returns.
-func (r *run) setPhase(p phase) { r.record(keyPhase, string(p)) }
+// live and aborted are settled phases, outside any pause: the live side
+// they give is recorded with them.
+func (r *run) setPhase(p phase) {
+	r.record(keyPhase, string(p))
+	if p == phaseLive || p == phaseAborted {
+		r.recordLive()
+	}
+}
 
 // phase is the cutover's recorded phase.
 func (r *run) phase() phase { return phase(r.out(keyPhase)) }

@@ -1,0 +1,34 @@
+package cutover
+
+import "testing"
+
+// The live side is read from the recorded phases alone: the state, the
+// plan and status all say it from them.
+func TestLiveSide(t *testing.T) {
+	for _, c := range []struct {
+		phase phase
+		rb    rollbackPhase
+		want  string
+	}{
+		{phaseNone, rollbackNone, LiveBlue},
+		{phasePrepared, rollbackNone, LiveBlue},
+		{phaseFreezing, rollbackNone, LiveBlue},
+		{phaseSwitching, rollbackNone, LiveUnknown},
+		{phaseSwitched, rollbackNone, LiveGreen},
+		{phaseLive, rollbackNone, LiveGreen},
+		{phaseDone, rollbackNone, LiveGreen},
+		{phaseAborted, rollbackNone, LiveBlue},
+		{phaseDone, rollbackFreezing, LiveGreen},
+		{phaseDone, rollbackSwitching, LiveUnknown},
+		{phaseDone, rollbackSwitchedBack, LiveBlue},
+		{phaseDone, rollbackDone, LiveBlue},
+	} {
+		out := map[string]string{keyPhase: string(c.phase), keyRollbackPhase: string(c.rb)}
+		if got := LiveSide(out); got != c.want {
+			t.Errorf("phase %q, rollback phase %q: live side %s, want %s", c.phase, c.rb, got, c.want)
+		}
+	}
+	if got := LiveSide(nil); got != LiveBlue {
+		t.Errorf("no outputs (never ran, or rolled back): live side %s, want blue", got)
+	}
+}
