@@ -47,3 +47,20 @@ type RollbackDescriber interface {
 type Fingerprinter interface {
 	Fingerprint(observed plans.Change) string
 }
+
+// Converger is a step whose Apply also brings it back in line with the spec
+// and the servers once it is done (a table added to the selection, a role
+// created on blue since, a column added on blue): when a fresh observation
+// of the done step shows a change, apply runs it again. Steps without it
+// are applied once; drift they observe is shown by plan, and said by apply.
+type Converger interface {
+	Converges()
+}
+
+// Rechecker is a done step whose verdict is about the steps it needs (lag
+// caught up, rows equal): when one of them was applied in this run (a
+// converged publication, a table added to the subscription), apply runs it
+// again rather than trust a verdict on what has changed since.
+type Rechecker interface {
+	Rechecks()
+}

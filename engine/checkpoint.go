@@ -23,6 +23,7 @@ type run struct {
 	mu          sync.Mutex
 	fatal       error
 	interrupted map[string]bool // steps cut short by the end of the run
+	applied     map[string]bool // steps applied in this run (Apply only)
 }
 
 // startRun seeds env with the outputs the state holds and checkpoints every

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/pgshift/pgshift/plans"
 )
 
 // ApplyOptions tune an apply.
@@ -18,6 +20,10 @@ type ApplyOptions struct {
 	Until string
 	// Approve lists gated steps approved for this run (by ID).
 	Approve map[string]bool
+	// HoldConvergence, when set and returning a reason, keeps done steps as
+	// they are even when they drifted (after the application moved to
+	// green, the forward pipeline must not change under it).
+	HoldConvergence func(env *Env) string
 }
 
 // StepError pairs a step with the error that stopped it.
@@ -29,7 +35,9 @@ type StepError struct {
 // ApplyResult says what an apply did, each list in graph order.
 type ApplyResult struct {
 	Applied     []string    // done in this run
-	Skipped     []string    // already done by an earlier run
+	Skipped     []string    // already done by an earlier run, nothing to change
+	Converged   []string    // done by an earlier run, drifted, and applied again in this one
+	Drifted     []string    // done, drifted, and not converged: a person has to act (see the log)
 	Failed      []StepError // root causes
 	Upstream    []StepError // not run: a step they need failed (knock-on, not causes)
 	Held        []string    // gated steps that wait for approval
@@ -102,21 +110,39 @@ func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts Appl
 	var resMu sync.Mutex
 	results := g.Walk(ctx, WalkOptions{Only: only, Parallelism: par}, func(ctx context.Context, s Step) error {
 		id := s.ID()
-		if c := store.Snapshot().Step(id); c != nil && c.Status == StatusDone {
-			log.Debug("already done", "step", id)
+		converging := false
+		if c := store.Snapshot().Step(id); c != nil && c.Status == StatusDone && r.recheck(s, g) {
+			log.Info("done, but a step it needs was applied again: applying it again", "step", id)
 			resMu.Lock()
-			res.Skipped = append(res.Skipped, id)
+			res.Converged = append(res.Converged, id)
 			resMu.Unlock()
-			return nil
+			converging = true
+		} else if c != nil && c.Status == StatusDone {
+			drift, hold := r.drift(ctx, s, opts)
+			resMu.Lock()
+			switch {
+			case drift == "":
+				res.Skipped = append(res.Skipped, id)
+			case hold != "":
+				res.Drifted = append(res.Drifted, id)
+			default:
+				res.Converged = append(res.Converged, id)
+			}
+			resMu.Unlock()
+			if drift == "" {
+				log.Debug("already done", "step", id)
+				return nil
+			}
+			if hold != "" {
+				log.Warn("done, but no longer what the spec and the servers say: not applied again", "step", id, "change", drift, "why", hold)
+				return nil
+			}
+			log.Info("done, but drifted since: applying it again", "step", id, "change", drift)
+			converging = true
 		}
-		if gs, ok := s.(Gated); ok {
-			if gate := gs.Gate(); gate != "" && !opts.Approve[id] {
-				resMu.Lock()
-				res.Gates[id] = gate
-				resMu.Unlock()
-				log.Info("waiting for approval", "step", id)
-				r.update(id, func(c *StepState) { c.Status, c.Note = StatusPending, "waiting for approval" })
-				return ErrHeld
+		if !converging {
+			if err := r.gate(id, s, opts, res, &resMu); err != nil {
+				return err
 			}
 		}
 		err := r.step(ctx, id, applying, func(c *StepState) { c.Attempts++ }, nil, func(senv *Env) error {
@@ -126,6 +152,7 @@ func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts Appl
 			return s.Apply(ctx, senv)
 		})
 		if err == nil {
+			r.markApplied(id)
 			c := store.Snapshot().Step(id)
 			log.Info("done", "step", id, "duration", c.FinishedAt.Sub(*c.StartedAt).Round(time.Millisecond).String(), "progress", progress())
 		} else {
@@ -143,7 +170,7 @@ func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts Appl
 		var up *UpstreamError
 		switch {
 		case err == nil:
-			if !slices.Contains(res.Skipped, id) {
+			if !slices.Contains(res.Skipped, id) && !slices.Contains(res.Converged, id) && !slices.Contains(res.Drifted, id) {
 				res.Applied = append(res.Applied, id)
 			}
 		case errors.Is(err, ErrHeld):
@@ -170,6 +197,77 @@ func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts Appl
 		}
 	}
 	return res, r.end()
+}
+
+// markApplied notes that id ran in this run, for the Recheckers below it.
+func (r *run) markApplied(id string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.applied == nil {
+		r.applied = map[string]bool{}
+	}
+	r.applied[id] = true
+}
+
+// recheck says whether a done Rechecker must run again: a step it needs ran
+// in this run.
+func (r *run) recheck(s Step, g *Graph) bool {
+	if _, ok := s.(Rechecker); !ok {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, n := range g.Needs(s.ID()) {
+		if r.applied[n] {
+			return true
+		}
+	}
+	return false
+}
+
+// gate holds a gated step that this run has not approved.
+func (r *run) gate(id string, s Step, opts ApplyOptions, res *ApplyResult, mu *sync.Mutex) error {
+	gs, ok := s.(Gated)
+	if !ok {
+		return nil
+	}
+	gate := gs.Gate()
+	if gate == "" || opts.Approve[id] {
+		return nil
+	}
+	mu.Lock()
+	res.Gates[id] = gate
+	mu.Unlock()
+	r.log.Info("waiting for approval", "step", id)
+	r.update(id, func(c *StepState) { c.Status, c.Note = StatusPending, "waiting for approval" })
+	return ErrHeld
+}
+
+// drift observes a done step again: drift is the change it would make now
+// ("" when none, or when the step does not converge), hold why it must not
+// be applied again now. A failed observation is not drift: the step stays
+// done, and plan shows why it could not look.
+func (r *run) drift(ctx context.Context, s Step, opts ApplyOptions) (drift, hold string) {
+	if _, ok := s.(Converger); !ok {
+		return "", ""
+	}
+	senv := r.env.ForStep(s.ID())
+	c, err := s.Observe(ctx, senv)
+	if err != nil {
+		r.log.Warn("could not observe a done step again; it stays done", "step", s.ID(), "error", err)
+		return "", ""
+	}
+	switch c.Action {
+	case plans.ActionChange, plans.ActionCreate:
+	case plans.ActionBlocker:
+		return c.Summary, strings.Join(c.Blockers, "; ")
+	default:
+		return "", ""
+	}
+	if opts.HoldConvergence != nil {
+		hold = opts.HoldConvergence(senv)
+	}
+	return c.Summary, hold
 }
 
 func checkPreconditions(ctx context.Context, s Step, env *Env) error {

@@ -23,14 +23,17 @@ var (
 	_ engine.Fingerprinter     = audit{}
 
 	_ engine.Step              = roles{}
+	_ engine.Converger         = roles{}
 	_ engine.Describer         = roles{}
 	_ engine.RollbackDescriber = roles{}
 
 	_ engine.Step              = schemaStep{}
+	_ engine.Converger         = schemaStep{}
 	_ engine.Describer         = schemaStep{}
 	_ engine.RollbackDescriber = schemaStep{}
 
 	_ engine.Step              = (*publicationStep)(nil)
+	_ engine.Converger         = (*publicationStep)(nil)
 	_ engine.Describer         = (*publicationStep)(nil)
 	_ engine.RollbackDescriber = (*publicationStep)(nil)
 
@@ -45,18 +48,21 @@ var (
 	_ engine.Fingerprinter     = (*copyStep)(nil)
 
 	_ engine.Step              = (*subscriptionStep)(nil)
+	_ engine.Converger         = (*subscriptionStep)(nil)
 	_ engine.Describer         = (*subscriptionStep)(nil)
 	_ engine.RollbackDescriber = (*subscriptionStep)(nil)
 	_ engine.Fingerprinter     = (*subscriptionStep)(nil)
 	_ engine.Reporter          = (*subscriptionStep)(nil)
 
 	_ engine.Step              = (*catchupStep)(nil)
+	_ engine.Rechecker         = (*catchupStep)(nil)
 	_ engine.Describer         = (*catchupStep)(nil)
 	_ engine.RollbackDescriber = (*catchupStep)(nil)
 	_ engine.Fingerprinter     = (*catchupStep)(nil)
 	_ engine.Reporter          = (*catchupStep)(nil)
 
 	_ engine.Step              = (*verifyStep)(nil)
+	_ engine.Rechecker         = (*verifyStep)(nil)
 	_ engine.Describer         = (*verifyStep)(nil)
 	_ engine.RollbackDescriber = (*verifyStep)(nil)
 	_ engine.Fingerprinter     = (*verifyStep)(nil)

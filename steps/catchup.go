@@ -30,7 +30,11 @@ type catchupStep struct {
 	maxErrors int64
 }
 
-func (s *catchupStep) ID() string      { return stepid.Catchup }
+func (s *catchupStep) ID() string { return stepid.Catchup }
+
+// Rechecks: after the subscription took up new tables, catching up means
+// their copy too.
+func (s *catchupStep) Rechecks()       {}
 func (s *catchupStep) Needs() []string { return []string{stepid.Subscription} }
 
 // stallNudge is how long a lag may stay unchanged, with every table ready,

@@ -26,8 +26,17 @@ func init() {
 // green's partitions whatever their layout there.
 type publicationStep struct{ spec *spec.Spec }
 
-func (s *publicationStep) ID() string      { return stepid.Publication }
-func (s *publicationStep) Needs() []string { return []string{stepid.Audit} }
+func (s *publicationStep) ID() string { return stepid.Publication }
+
+// Needs target.schema: a table joins the publication only once green holds
+// it, or green's apply worker would stop at its first row ("target
+// relation does not exist").
+func (s *publicationStep) Needs() []string { return []string{stepid.Audit, stepid.Schema} }
+
+// Converges: a change of tables.include/exclude, or a table created or
+// dropped on blue, is applied to the done publication (ALTER PUBLICATION
+// SET TABLE); target.subscription then refreshes.
+func (s *publicationStep) Converges() {}
 
 func (s *publicationStep) desired(ctx context.Context, db pg.Querier) (pg.PublicationPlan, error) {
 	tables, err := pg.SelectedTables(ctx, db, s.spec.Tables.Include, s.spec.Tables.Exclude)

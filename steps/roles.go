@@ -45,6 +45,10 @@ func init() {
 func (roles) ID() string      { return stepid.Roles }
 func (roles) Needs() []string { return []string{stepid.Audit} }
 
+// Converges: roles and memberships created on blue since are created on
+// green by the next apply.
+func (roles) Converges() {}
+
 // role is one role of blue as pg_roles (and pg_authid, when readable) show it.
 type role struct {
 	Name        string

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -54,6 +55,10 @@ func init() {
 func (schemaStep) ID() string      { return stepid.Schema }
 func (schemaStep) Needs() []string { return []string{stepid.Roles} }
 
+// Converges: DDL run on blue since the restore (a new column, table or
+// index) is applied to green by the next apply; see schema_drift.go.
+func (schemaStep) Converges() {}
+
 // schemaState is green's schema compared with blue's selection, and the
 // tools a restore would use.
 type schemaState struct {
@@ -66,6 +71,8 @@ type schemaState struct {
 	pgDump   ClientTool
 	psql     string
 	toolErr  error // no fitting pg_dump or psql: blocks a restore
+	restored bool  // green holds a restore of this spec (its marker)
+	drift    []pg.DriftItem
 }
 
 func (s schemaStep) state(ctx context.Context, env *engine.Env) (*schemaState, error) {
@@ -109,7 +116,36 @@ func (s schemaStep) state(ctx context.Context, env *engine.Env) (*schemaState, e
 	if st.toolErr == nil {
 		st.psql, st.toolErr = FindPsql(st.pgDump)
 	}
+	m, err := readSchemaMarker(ctx, green, env.Spec.Name)
+	if err != nil {
+		return nil, fmt.Errorf("green: %w", err)
+	}
+	st.restored = m != nil
+	if st.converging() {
+		if st.drift, err = pg.CompareSchemas(ctx, blue, green, st.selected); err != nil {
+			return nil, err
+		}
+		if _, copied := env.Output(stepid.Copy, CopyRows); s.sections != nil && !copied {
+			// The snapshot copy restores indexes and constraints after its
+			// copy: until then they are missing on purpose.
+			st.drift = slices.DeleteFunc(st.drift, func(d pg.DriftItem) bool { return d.Kind != pg.DriftTableMissing && !isColumnDrift(d.Kind) })
+		}
+	}
 	return st, nil
+}
+
+func isColumnDrift(k pg.DriftKind) bool {
+	switch k {
+	case pg.DriftColumnMissing, pg.DriftColumnExtra, pg.DriftColumnType, pg.DriftColumnDefault, pg.DriftColumnNotNull:
+		return true
+	}
+	return false
+}
+
+// converging: the schema is in place (restored by pgshift, or all there),
+// so what differs now is drift to reconcile, not a restore to run.
+func (st *schemaState) converging() bool {
+	return len(st.selected) > 0 && (len(st.absent) == 0 || st.restored)
 }
 
 // done: green holds every selected table.
@@ -134,9 +170,8 @@ func (s schemaStep) Observe(ctx context.Context, env *engine.Env) (plans.Change,
 		return plans.Change{Action: plans.ActionBlocker, Summary: "cannot restore the schema", Blockers: []string{err.Error()}}
 	}
 	switch {
-	case st.done():
-		return plans.Change{Action: plans.ActionNone,
-			Summary: fmt.Sprintf("green holds all %s", words.Plural(len(st.selected), "selected table", "selected tables"))}, nil
+	case st.converging():
+		return s.observeDrift(env, st), nil
 	case !env.Spec.Schema.Copy:
 		return blocked(st.notCopied()), nil
 	case len(st.present) > 0:
@@ -158,8 +193,8 @@ func (s schemaStep) Check(ctx context.Context, env *engine.Env) ([]plans.Precond
 	if err != nil {
 		return nil, err
 	}
-	if st.done() {
-		return []plans.Precondition{{Name: "green schema", OK: true, Detail: "all selected tables present"}}, nil
+	if st.converging() {
+		return s.checkDrift(env, st), nil
 	}
 	var pre []plans.Precondition
 	if env.Spec.Schema.Copy {
@@ -187,9 +222,8 @@ func (s schemaStep) Apply(ctx context.Context, env *engine.Env) error {
 		return err
 	}
 	switch {
-	case st.done():
-		env.Log.Info("green already holds the schema", "tables", len(st.selected))
-		return nil
+	case st.converging():
+		return s.applyDrift(ctx, env, st)
 	case !env.Spec.Schema.Copy:
 		return fmt.Errorf("%s: %w", stepid.Schema, st.notCopied())
 	case len(st.present) > 0:
@@ -373,10 +407,15 @@ func sectionFlags(sections []string) string {
 
 // runPgDump dumps blue's schema into out. The password travels in the
 // environment, never in argv.
-func runPgDump(ctx context.Context, env *engine.Env, tool ClientTool, out string, sections []string) error {
+// tables, when given, restrict the dump to those (pg_dump --table, each
+// an exact quoted name).
+func runPgDump(ctx context.Context, env *engine.Env, tool ClientTool, out string, sections []string, tables ...string) error {
 	args := []string{"--schema-only", "--no-publications", "--no-subscriptions", "--no-password", "--file", out}
 	for _, s := range sections {
 		args = append(args, "--section="+s)
+	}
+	for _, t := range tables {
+		args = append(args, "--table", t)
 	}
 	conninfo, environ, err := libpqTarget(env.Source)
 	if err != nil {

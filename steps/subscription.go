@@ -26,6 +26,10 @@ func init() {
 type subscriptionStep struct{ spec *spec.Spec }
 
 func (s *subscriptionStep) ID() string { return stepid.Subscription }
+
+// Converges: tables the publication gained or lost since are taken up with
+// REFRESH PUBLICATION (the new ones copied).
+func (s *subscriptionStep) Converges() {}
 func (s *subscriptionStep) Needs() []string {
 	if s.spec.Replication.InitialCopy.Method == "snapshot" {
 		// pgshift copies the rows itself; the subscription only streams.
@@ -130,9 +134,12 @@ func (s *subscriptionStep) Observe(ctx context.Context, env *engine.Env) (plans.
 	if err != nil {
 		return plans.Change{}, err
 	}
-	if newTables, err := s.unsubscribedTables(ctx, env, states); err == nil && len(newTables) > 0 {
-		for _, t := range newTables {
+	if add, drop, err := s.unsubscribedTables(ctx, env, states); err == nil && len(add)+len(drop) > 0 {
+		for _, t := range add {
 			details = append(details, "+ table "+t)
+		}
+		for _, t := range drop {
+			details = append(details, "- table "+t+" (green keeps the table and its rows)")
 		}
 		details = append(details, fmt.Sprintf("ALTER SUBSCRIPTION %s REFRESH PUBLICATION WITH (copy_data = true)", pg.QuoteIdent(name)))
 	}
@@ -160,23 +167,24 @@ func (s *subscriptionStep) conflict(st pg.Subscription) string {
 }
 
 // unsubscribedTables lists tables blue's publication carries that green's
-// subscription does not track yet (the publication changed after the
+// subscription does not track yet, and tables it tracks that the
+// publication no longer carries (the publication changed after the
 // subscription was made).
-func (s *subscriptionStep) unsubscribedTables(ctx context.Context, env *engine.Env, states []pg.RelState) ([]string, error) {
+func (s *subscriptionStep) unsubscribedTables(ctx context.Context, env *engine.Env, states []pg.RelState) (add, drop []string, err error) {
 	blue, err := env.Source.Pool(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	st, err := pg.ReadPublication(ctx, blue, s.spec.PublicationName(), s.spec.Name)
 	if err != nil || !st.Exists {
-		return nil, err
+		return nil, nil, err
 	}
 	have := make([]string, len(states))
 	for i, r := range states {
 		have[i] = r.Table
 	}
-	add, _ := pg.DiffTables(have, st.Tables)
-	return add, nil
+	add, drop = pg.DiffTables(have, st.Tables)
+	return add, drop, nil
 }
 
 // binaryCopyNote explains, when the spec asks for binary, that the initial
@@ -315,12 +323,12 @@ func (s *subscriptionStep) Apply(ctx context.Context, env *engine.Env) error {
 		if err != nil {
 			return err
 		}
-		add, err := s.unsubscribedTables(ctx, env, states)
+		add, drop, err := s.unsubscribedTables(ctx, env, states)
 		if err != nil {
 			return err
 		}
-		if len(add) > 0 {
-			env.Log.Info("subscribing to tables added to the publication", "tables", strings.Join(add, ", "))
+		if len(add)+len(drop) > 0 {
+			env.Log.Info("refreshing the subscription: the publication's tables changed", "added", strings.Join(add, ", "), "removed", strings.Join(drop, ", "))
 			if _, err := green.Exec(ctx, fmt.Sprintf("ALTER SUBSCRIPTION %s REFRESH PUBLICATION WITH (copy_data = true)", pg.QuoteIdent(name))); err != nil {
 				return fmt.Errorf("refresh subscription %q on green: %w", name, err)
 			}

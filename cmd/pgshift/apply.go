@@ -12,6 +12,7 @@ import (
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/steps/cutover"
 	"github.com/pgshift/pgshift/steps/stepid"
 	"github.com/spf13/cobra"
 )
@@ -167,7 +168,9 @@ func runApply(cmd *cobra.Command, a *applyArgs, planFile string) error {
 	}
 	defer stopMetrics()
 
-	res, err := engine.Apply(ctx, g, env, store, engine.ApplyOptions{Parallelism: a.parallel, Until: a.until, Approve: approve})
+	res, err := engine.Apply(ctx, g, env, store, engine.ApplyOptions{
+		Parallelism: a.parallel, Until: a.until, Approve: approve, HoldConvergence: holdConvergence,
+	})
 	if err != nil {
 		return &exitCodeError{code: exitError, err: fmt.Errorf("apply stopped: %w", err)}
 	}
@@ -189,6 +192,12 @@ func reportApply(w io.Writer, res *engine.ApplyResult, g *engine.Graph, a *apply
 	status := commandLine("status", &a.spec, stateFlag(a.state)...)
 	rollback := commandLine("rollback", &a.spec, stateFlag(a.state)...)
 	counts := fmt.Sprintf("%d applied, %d already done", len(res.Applied), len(res.Skipped))
+	if len(res.Converged) > 0 {
+		counts += fmt.Sprintf(", %d applied again to catch up with the spec and blue (%s)", len(res.Converged), strings.Join(res.Converged, ", "))
+	}
+	if len(res.Drifted) > 0 {
+		counts += fmt.Sprintf(", %d drifted and left as they are (%s: see the log)", len(res.Drifted), strings.Join(res.Drifted, ", "))
+	}
 
 	if len(res.Failed) > 0 {
 		fmt.Fprintf(w, "\nApply failed (%s).\n\n", counts)
@@ -284,4 +293,14 @@ func stateFlag(path string) []string {
 		return nil
 	}
 	return []string{"--state", shellQuote(path)}
+}
+
+// holdConvergence keeps done steps as they are once the application may
+// run on green: the forward pipeline is then the way back, changed only by
+// a rollback.
+func holdConvergence(env *engine.Env) string {
+	if cutover.TrafficMayBeOnGreen(env.Outputs(stepid.Cutover)) {
+		return "the application runs on green since the cutover; roll back first to change the forward replication"
+	}
+	return ""
 }
