@@ -61,7 +61,7 @@ func (r *run) confirmThroughSwitch(ctx context.Context) error {
 		r.record(keyConfirmed, "false")
 		r.env.Log.Error("write through the switch NOT confirmed on green", "confirmed_through_switch", false, "through", through.Redacted(), "error", err)
 		return fmt.Errorf("the cutover switched to green and unfroze, but a write through %s was not confirmed on green: %w. "+
-			"Traffic may be split between blue and green: check where %s sends clients (pgshift status); to go back to blue, run pgshift rollback",
+			"Traffic may be split between blue and green: check where %s sends clients (pgshift status); to go back to blue, run pgshift rollback --step cutover (replication kept, to cut over again later)",
 			through.Redacted(), err, r.drv.Name())
 	}
 	r.record(keyConfirmed, "true")

@@ -283,7 +283,7 @@ func (r *run) confirmDone(ctx context.Context) error {
 	case err != nil:
 		return err
 	case side != switcher.Green:
-		return fmt.Errorf("the cutover is recorded as done, but %s sends traffic to %s: someone moved it back; run `pgshift rollback` to make blue the primary cleanly, or switch it to green again by hand", r.drv.Name(), side)
+		return fmt.Errorf("the cutover is recorded as done, but %s sends traffic to %s: someone moved it back; run `pgshift rollback --step cutover` to make blue the primary cleanly (replication kept), or switch it to green again by hand", r.drv.Name(), side)
 	}
 	r.env.Log.Info("cutover already done: traffic goes to green", "pause_ms", r.out(keyPauseMS))
 	if r.out(keyConfirmed) == "false" || (r.out(keyConfirmed) == "" && r.spec.Cutover.Confirm != nil) {
@@ -300,7 +300,7 @@ func (s *cutoverStep) Observe(ctx context.Context, env *engine.Env) (plans.Chang
 		pause, _ := env.Output(stepid.Cutover, keyPauseMS)
 		c := plans.Change{Action: plans.ActionNone, Summary: "green is live since the cutover (write pause " + pause + " ms)"}
 		if v, _ := env.Output(stepid.Cutover, keyConfirmed); v == "false" {
-			c.Warnings = append(c.Warnings, "a write through cutover.confirm.dsn was not confirmed on green after the cutover: traffic may be split between blue and green; check the switch (pgshift status), or go back with pgshift rollback")
+			c.Warnings = append(c.Warnings, "a write through cutover.confirm.dsn was not confirmed on green after the cutover: traffic may be split between blue and green; check the switch (pgshift status), or go back with pgshift rollback --step cutover")
 		}
 		return c, nil
 	}

@@ -21,10 +21,10 @@ func (s *cutoverStep) Report(ctx context.Context, env *engine.Env) ([]string, er
 	r := &run{s: s, env: env, spec: s.spec, blueDB: dbNameOf(env.Source), greenDB: dbNameOf(env.Target)}
 	switch {
 	case rb.frozen():
-		facts = append(facts, fmt.Sprintf("GREEN IS FROZEN by a rollback of the cutover that stopped in phase %s (since %s): unless a pgshift run is in progress, run pgshift rollback again (it finishes or undoes it); by hand: %s",
+		facts = append(facts, fmt.Sprintf("GREEN IS FROZEN by a rollback of the cutover that stopped in phase %s (since %s): unless a pgshift run is in progress, run pgshift rollback --step cutover again (it finishes or undoes it); by hand: %s",
 			rb, out(keyRollbackFrozenAt), r.howToUnfreeze(switcher.Green)))
 	case ph.frozen():
-		facts = append(facts, fmt.Sprintf("BLUE IS FROZEN by a cutover that stopped in phase %s (since %s): unless a pgshift run is in progress, run pgshift apply --approve-cutover (it finishes or aborts the cutover) or pgshift rollback; by hand: %s",
+		facts = append(facts, fmt.Sprintf("BLUE IS FROZEN by a cutover that stopped in phase %s (since %s): unless a pgshift run is in progress, run pgshift apply --approve-cutover (it finishes or aborts the cutover) or pgshift rollback --step cutover; by hand: %s",
 			ph, out(keyFrozenAt), r.howToUnfreeze(switcher.Blue)))
 	case rb.back():
 		facts = append(facts, "cutover rolled back: traffic on blue, write pause "+out(keyRollbackPauseMS)+" ms")
@@ -40,7 +40,7 @@ func (s *cutoverStep) Report(ctx context.Context, env *engine.Env) ([]string, er
 	case confirmed == "true":
 		facts = append(facts, "a write through cutover.confirm.dsn landed on green after the switch")
 	case confirmed == "false":
-		facts = append(facts, "A WRITE THROUGH cutover.confirm.dsn WAS NOT CONFIRMED ON GREEN after the switch: traffic may be split; run pgshift rollback to go back to blue")
+		facts = append(facts, "A WRITE THROUGH cutover.confirm.dsn WAS NOT CONFIRMED ON GREEN after the switch: traffic may be split; run pgshift rollback --step cutover to go back to blue")
 	}
 	if drv, err := s.driver(); err == nil {
 		defer drv.Close()

@@ -99,7 +99,7 @@ func EnsureReverseSubscription(ctx context.Context, env *engine.Env, blue *pgxpo
 			return fmt.Errorf("subscription %q on blue is not pgshift's reverse subscription (slot %q, publications %v): drop it", name, st.Slot, st.Publications)
 		}
 		if st.Enabled {
-			return fmt.Errorf("subscription %q on blue is enabled before the cutover: a previous run left it; run pgshift rollback, or disable and drop it", name)
+			return fmt.Errorf("subscription %q on blue is enabled before the cutover: a previous run left it; run pgshift rollback --step cutover, or disable and drop it", name)
 		}
 		return nil
 	}

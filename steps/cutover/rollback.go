@@ -20,6 +20,10 @@ import (
 // subscription exactly after green's writes (its slot on blue is advanced
 // past what reverse replication applied there, or green would receive its
 // own rows back), so that the pipeline is where it was before the cutover.
+// `pgshift rollback --step cutover` stops there: green follows blue again,
+// every table still ready, and a later apply --approve-cutover cuts over
+// again from that replication without copying anything. A full rollback
+// goes on to undo the pipeline itself.
 //
 // A cutover that never switched (aborted, or killed inside its freeze) is
 // undone the same way as an abort.
