@@ -209,12 +209,6 @@ func liveSide(st *engine.State) string {
 
 func printStatus(w io.Writer, s *statusJSON, g *engine.Graph, a *statusArgs, interrupted []string) {
 	fmt.Fprintf(w, "pgshift status: %s   state %s\n", s.Name, s.StateFile)
-	switch s.Live {
-	case cutover.LiveUnknown:
-		fmt.Fprintln(w, "Live side: UNKNOWN, a switch was interrupted half-way (see the cutover's live facts).")
-	default:
-		fmt.Fprintf(w, "Live side: %s.\n", s.Live)
-	}
 	if !s.StateExists {
 		fmt.Fprintln(w, "No state file yet: nothing has been applied.")
 	}
@@ -228,6 +222,12 @@ func printStatus(w io.Writer, s *statusJSON, g *engine.Graph, a *statusArgs, int
 	}
 	if s.LockedBy != nil {
 		fmt.Fprintf(w, "A run is in progress: pgshift %s, pid %d on %s since %s.\n", s.LockedBy.Operation, s.LockedBy.PID, s.LockedBy.Host, s.LockedBy.Since.UTC().Format(time.RFC3339))
+	}
+	switch s.Live {
+	case cutover.LiveUnknown:
+		fmt.Fprintf(w, "Live side: UNKNOWN: a switch was interrupted half-way; %s settles it.\n", commandLine("apply", &a.spec, append(stateFlag(a.state), "--approve-cutover")...))
+	default:
+		fmt.Fprintf(w, "Live side: %s.\n", s.Live)
 	}
 	fmt.Fprintln(w)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
