@@ -64,19 +64,8 @@ type watcher struct {
 // Run watches until ctx ends, then shuts the HTTP server down and returns
 // nil. It fails at once when the address cannot be bound.
 func Run(ctx context.Context, o Options) error {
-	if o.Log == nil {
-		o.Log = hclog.NewNullLogger()
-	}
-	if o.Interval <= 0 {
-		o.Interval = 15 * time.Second
-	}
-	if o.StatusCommand == "" {
-		o.StatusCommand = "pgshift status -f SPEC"
-	}
-	if o.RollbackCommand == "" {
-		o.RollbackCommand = "pgshift rollback -f SPEC"
-	}
-	w := &watcher{o: o, exp: newExporter(o.Collector.Subscription, o.Collector.Slot, o.Limits), health: "no collection yet"}
+	w := newWatcher(o)
+	o = w.o
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(w.exp)
 	srv, err := listen(o.Listen, reg, w.healthz)
@@ -111,6 +100,22 @@ func Run(ctx context.Context, o Options) error {
 	}
 }
 
+func newWatcher(o Options) *watcher {
+	if o.Log == nil {
+		o.Log = hclog.NewNullLogger()
+	}
+	if o.Interval <= 0 {
+		o.Interval = 15 * time.Second
+	}
+	if o.StatusCommand == "" {
+		o.StatusCommand = "pgshift status -f SPEC"
+	}
+	if o.RollbackCommand == "" {
+		o.RollbackCommand = "pgshift rollback -f SPEC"
+	}
+	return &watcher{o: o, exp: newExporter(o.Collector.Subscription, o.Collector.Slot, o.Limits), health: "no collection yet"}
+}
+
 // collect takes one sample, publishes it, and logs what changed.
 func (w *watcher) collect(ctx context.Context) {
 	timeout := min(max(w.o.Interval, 5*time.Second), time.Minute)
@@ -120,6 +125,12 @@ func (w *watcher) collect(ctx context.Context) {
 	if ctx.Err() != nil {
 		return // stopping: a collection cut short says nothing about the servers
 	}
+	w.observe(s)
+}
+
+// observe publishes a sample, logs the crossings and recoveries it brings,
+// and sets the health check.
+func (w *watcher) observe(s *Sample) {
 	w.exp.set(s)
 
 	for _, t := range w.reach.Update([]Reading{{Key: "collection", Over: s.Err != nil, Known: true}}) {
