@@ -225,7 +225,7 @@ func printStatus(w io.Writer, s *statusJSON, g *engine.Graph, a *statusArgs, int
 	}
 	switch s.Live {
 	case cutover.LiveUnknown:
-		fmt.Fprintf(w, "Live side: UNKNOWN: a switch was interrupted half-way; %s settles it.\n", commandLine("apply", &a.spec, append(stateFlag(a.state), "--approve-cutover")...))
+		fmt.Fprintln(w, "Live side: UNKNOWN: a cutover or its rollback was interrupted during its switch; run that command again (apply --approve-cutover, or rollback --step cutover) to settle it.")
 	default:
 		fmt.Fprintf(w, "Live side: %s.\n", s.Live)
 	}
