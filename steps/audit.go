@@ -74,7 +74,7 @@ func (audit) report(ctx context.Context, env *engine.Env) (*findings, auditRepor
 	if err := auditObjects(ctx, f, blue, env, &r); err != nil {
 		return nil, r, fmt.Errorf("blue: %w", err)
 	}
-	f.warn("DDL is not replicated: hold schema changes on blue until the cutover, or apply each one on green first (new columns) and then on blue")
+	f.warn("DDL is not replicated: after a schema change on blue, run pgshift plan and apply (they add new tables, columns and indexes on green; green's replication waits until then); changes of type, dropped columns and constraints are named for you to run on green")
 	return f, r, nil
 }
 

@@ -67,6 +67,15 @@ func (s *cutoverStep) preconditions(ctx context.Context, env *engine.Env) ([]pla
 	threshold := pg.CatchupThreshold(s.spec.Cutover.MaxLagBytes)
 	add("every table ready", p.Subscription.Exists && len(p.Tables) > 0 && p.Ready == len(p.Tables),
 		fmt.Sprintf("%d/%d tables ready on green (subscription %s)", p.Ready, len(p.Tables), s.spec.SubscriptionName()))
+	tables, err := pg.SelectedTables(ctx, blue, s.spec.Tables.Include, s.spec.Tables.Exclude)
+	if err != nil {
+		return nil, fmt.Errorf("blue: %w", err)
+	}
+	health, err := subscriptionHealth(ctx, env, blue, green, p.Subscription, tables)
+	if err != nil {
+		return nil, err
+	}
+	pre = append(pre, health...)
 	if p.Slot.Lost {
 		add("replication slot usable", false, pg.SlotLostError(s.spec.SlotName()).Error())
 	}
