@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -99,6 +100,10 @@ func runRollback(cmd *cobra.Command, a *rollbackArgs) error {
 	}
 	printRollbackPreview(stdout, g, snap, targets, orphans)
 	fmt.Fprintf(stdout, "\nRollback: %d to undo, in this order.\n", len(targets))
+	if a.step == "" && len(targets) > 1 && slices.Contains(targets, stepid.Cutover) {
+		fmt.Fprintf(stdout, "This undoes the replication too: cutting over again would copy everything again. To go back to blue and keep it, run instead:\n  %s\n",
+			commandLine("rollback", &a.spec, append(stateFlag(a.state), "--step", stepid.Cutover)...))
+	}
 	if !a.yes {
 		ok, err := confirm(cmd.InOrStdin(), stdout, fmt.Sprintf("Roll back these %s?", words.Count(len(targets), "step")))
 		if err != nil {
