@@ -72,8 +72,8 @@ type ReplicationSpec struct {
 	Options      map[string]string `yaml:"options" json:"options"`
 	// DDL is how schema changes made on blue during the sync reach green:
 	// "compare" (plan, status and watch compare the two schemas; apply
-	// adds what is additive) or "capture" (also an event trigger on blue
-	// records DDL that green replays in order).
+	// adds what is additive); "capture" (an event trigger replaying blue's
+	// DDL on green) is reserved and refused by validation until it exists.
 	DDL string `yaml:"ddl" json:"ddl"`
 }
 

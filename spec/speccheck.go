@@ -45,7 +45,18 @@ func semanticChecks(doc *document) errList {
 	c.haproxyServers()
 	c.argv("switch")
 	c.argv("back")
+	c.ddlCapture()
 	return c.errs
+}
+
+// ddlCapture refuses replication.ddl: capture, which the contract reserves
+// but nothing implements yet: accepting it would promise a replay of
+// blue's DDL that never happens.
+func (c *checker) ddlCapture() {
+	if n := c.str("replication", "ddl"); n != nil && n.Value == "capture" {
+		c.add(n, "replication.ddl", "capture (replaying blue's DDL on green through an event trigger) is not built yet",
+			"remove the field or set compare (the default): plan, status and watch compare both schemas, and apply adds new tables, columns and indexes on green")
+	}
 }
 
 type checker struct {
