@@ -156,7 +156,11 @@ func (w *watcher) observe(s *Sample) {
 	case s.Err != nil:
 		reason = s.Err.Error()
 	case len(w.thresholds.Crossed()) > 0:
-		reason = "over a threshold: " + strings.Join(w.thresholds.Crossed(), ", ")
+		var over []string
+		for _, k := range w.thresholds.Crossed() {
+			over = append(over, w.describe(k, s))
+		}
+		reason = strings.Join(over, "; ")
 	}
 	w.mu.Lock()
 	w.health, w.at = reason, s.At
@@ -183,6 +187,27 @@ func (w *watcher) readings(s *Sample) []Reading {
 		rs = append(rs, Reading{Key: keySlot + main.Name, Over: !main.Exists || main.WALStatus == "lost" || main.WALStatus == "unreserved", Known: true})
 	}
 	return rs
+}
+
+// describe says in a few words why a crossed threshold is crossed, for
+// /healthz.
+func (w *watcher) describe(key string, s *Sample) string {
+	switch {
+	case key == keyMaxLag:
+		return fmt.Sprintf("lag %s over watch.max_lag %s", words.Bytes(s.Progress.Slot.LagBytes), words.Bytes(w.o.Limits.MaxLag))
+	case strings.HasPrefix(key, keyMaxRetained):
+		name := strings.TrimPrefix(key, keyMaxRetained)
+		if sl := s.MainSlot(name); sl != nil {
+			return fmt.Sprintf("slot %s retains %s of WAL, over watch.max_retained_wal %s", name, words.Bytes(sl.RetainedBytes), words.Bytes(w.o.Limits.MaxRetainedWAL))
+		}
+	case strings.HasPrefix(key, keySlot):
+		name := strings.TrimPrefix(key, keySlot)
+		if sl := s.MainSlot(name); sl != nil && sl.Exists {
+			return fmt.Sprintf("slot %s is %s", name, sl.WALStatus)
+		}
+		return fmt.Sprintf("slot %s does not exist on blue", name)
+	}
+	return key
 }
 
 // logTransition logs a crossing as a warning that names the fix, and a
