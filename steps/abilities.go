@@ -29,6 +29,7 @@ var (
 
 	_ engine.Step              = schemaStep{}
 	_ engine.Converger         = schemaStep{}
+	_ engine.Reporter          = schemaStep{}
 	_ engine.Describer         = schemaStep{}
 	_ engine.RollbackDescriber = schemaStep{}
 

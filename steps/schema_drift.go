@@ -186,3 +186,36 @@ func (s schemaStep) restoreTables(ctx context.Context, env *engine.Env, st *sche
 	}
 	return nil
 }
+
+// Report, for `pgshift status`: how blue's and green's replicated tables
+// differ now, each difference with what reconciles it.
+func (s schemaStep) Report(ctx context.Context, env *engine.Env) ([]string, error) {
+	blue, err := env.Source.Pool(ctx)
+	if err != nil {
+		return nil, err
+	}
+	green, err := env.Target.Pool(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tables, err := pg.SelectedTables(ctx, blue, env.Spec.Tables.Include, env.Spec.Tables.Exclude)
+	if err != nil {
+		return nil, fmt.Errorf("blue: %w", err)
+	}
+	drift, err := pg.CompareSchemas(ctx, blue, green, tables)
+	if err != nil {
+		return nil, err
+	}
+	if len(drift) == 0 {
+		return []string{fmt.Sprintf("schema: the %s are alike on blue and green", words.Plural(len(tables), "replicated table", "replicated tables"))}, nil
+	}
+	out := []string{fmt.Sprintf("schema: %s between blue and green", words.Plural(len(drift), "difference", "differences"))}
+	for _, d := range drift {
+		fix := d.Fix
+		if d.Additive {
+			fix = "pgshift apply reconciles it"
+		}
+		out = append(out, "  "+d.String()+": "+fix)
+	}
+	return out, nil
+}

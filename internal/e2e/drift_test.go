@@ -121,6 +121,9 @@ target:
 			t.Errorf("plan after DDL on blue lacks %q", want)
 		}
 	}
+	if r := pgshift(t, dir, "status", "-f", specPath); !strings.Contains(r.stdout, "public.pgbench_accounts.note: column missing on green") {
+		t.Errorf("status after DDL on blue does not name the new column:\n%s", r)
+	}
 	if mark, line, _ := planLine(r.stdout, "target.schema"); mark != "~" {
 		t.Errorf("plan after DDL on blue: target.schema shows %q, want ~", line)
 	}
