@@ -79,9 +79,13 @@ target:
 		t.Fatalf("first apply:\n%s", r)
 	}
 
-	// 1. A spec change to done steps.
+	// 1. A spec change to done steps, and a role created on blue since.
 	writeDriftSpec("tables:\n  exclude: [public.audit_log]\n")
+	blue.Exec(t, "app", `CREATE ROLE reporting_ro NOLOGIN`)
 	r = pgshift(t, dir, "plan", "-f", specPath, "--no-color")
+	if mark, line, _ := planLine(r.stdout, "target.roles"); mark != "+" || !strings.Contains(r.stdout, "reporting_ro") {
+		t.Fatalf("plan after a role was created on blue: target.roles shows %q, want + with the role\n%s", line, r.stdout)
+	}
 	if mark, line, _ := planLine(r.stdout, "source.publication"); mark != "~" {
 		t.Fatalf("plan after excluding a table: source.publication shows %q, want ~\n%s", line, r.stdout)
 	}
@@ -93,6 +97,9 @@ target:
 		t.Fatalf("apply of the changed spec did not converge the publication:\n%s", r)
 	}
 	blueConn, greenConn := connect(t, blue.DSN("app")), connect(t, green.DSN("app"))
+	if n := scalar[int64](t, greenConn, `SELECT count(*) FROM pg_roles WHERE rolname = 'reporting_ro'`); n != 1 {
+		t.Fatal("apply did not create on green the role created on blue")
+	}
 	if n := scalar[int64](t, blueConn, `SELECT count(*) FROM pg_publication_tables WHERE pubname = 'pgshift_drift' AND tablename = 'audit_log'`); n != 0 {
 		t.Fatal("blue's publication still carries public.audit_log")
 	}
