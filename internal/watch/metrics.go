@@ -19,7 +19,6 @@ type Limits struct {
 // a scrape sees one collection whole, never half of one and half of the next.
 type exporter struct {
 	subscription string
-	slot         string
 	limits       Limits
 
 	mu           sync.Mutex
@@ -30,8 +29,8 @@ type exporter struct {
 	verifyRuns   map[string]float64 // watch's own verifies by result
 }
 
-func newExporter(subscription, slot string, limits Limits) *exporter {
-	return &exporter{subscription: subscription, slot: slot, limits: limits, verifyRuns: map[string]float64{}}
+func newExporter(subscription string, limits Limits) *exporter {
+	return &exporter{subscription: subscription, limits: limits, verifyRuns: map[string]float64{}}
 }
 
 // set publishes a sample.
@@ -69,13 +68,6 @@ func (e *exporter) lastVerifyLocked() (time.Time, bool) {
 		at, passed = s.State.VerifyFinished, s.State.VerifyPassed
 	}
 	return at, passed
-}
-
-// latest is the last published sample (nil before the first).
-func (e *exporter) latest() *Sample {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.sample
 }
 
 // Describe sends nothing: the exporter is an unchecked collector, since

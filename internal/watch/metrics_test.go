@@ -13,7 +13,7 @@ import (
 // TestExporterSeries checks which series a complete sample and a failed
 // one export, and that the names pass Prometheus's own lint.
 func TestExporterSeries(t *testing.T) {
-	e := newExporter("sub", "s1", Limits{MaxLag: 1, MaxRetainedWAL: 2, CutoverLag: 3})
+	e := newExporter("sub", Limits{MaxLag: 1, MaxRetainedWAL: 2, CutoverLag: 3})
 	s := sample(10, 100, "reserved")
 	s.Progress.ApplyErrors = 0
 	s.DriftMeasured = true

@@ -113,7 +113,7 @@ func newWatcher(o Options) *watcher {
 	if o.RollbackCommand == "" {
 		o.RollbackCommand = "pgshift rollback -f SPEC"
 	}
-	return &watcher{o: o, exp: newExporter(o.Collector.Subscription, o.Collector.Slot, o.Limits), health: "no collection yet"}
+	return &watcher{o: o, exp: newExporter(o.Collector.Subscription, o.Limits), health: "no collection yet"}
 }
 
 // collect takes one sample, publishes it, and logs what changed.
