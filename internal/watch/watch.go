@@ -133,15 +133,20 @@ func (w *watcher) collect(ctx context.Context) {
 func (w *watcher) observe(s *Sample) {
 	w.exp.set(s)
 
-	for _, t := range w.reach.Update([]Reading{{Key: "collection", Over: s.Err != nil, Known: true}}) {
-		if t.Over {
+	for _, t := range w.reach.Update([]Reading{
+		{Key: "collection", Over: s.Err != nil, Known: true},
+		{Key: "state", Over: s.StateErr != nil, Known: true},
+	}) {
+		switch {
+		case t.Key == "collection" && t.Over:
 			w.o.Log.Warn("watch cannot read everything; its metrics are partial and /healthz fails until it can", "error", s.Err)
-		} else {
+		case t.Key == "collection":
 			w.o.Log.Info("watch reads blue and green again")
+		case t.Over:
+			w.o.Log.Warn("state file unreadable: step status and the verify step's time are not exported until it is", "error", s.StateErr)
+		default:
+			w.o.Log.Info("state file readable again")
 		}
-	}
-	if s.StateErr != nil {
-		w.o.Log.Debug("state file unreadable: step status and the state's verify time are not exported", "error", s.StateErr)
 	}
 	if s.Replicated {
 		for _, t := range w.thresholds.Update(w.readings(s)) {
