@@ -34,6 +34,14 @@ func nextPow2(n, max int64) int64 {
 // planSegments splits a described table into segments.
 func planSegments(ctx context.Context, blue *side, t *tableInfo, mode Mode, chunkBytes int64) error {
 	n := chunksFor(t.Bytes, chunkBytes)
+	if t.NoColumns {
+		// No columns: every row is alike, so equal counts are equal
+		// contents. One count per side (in checksum mode the sum of the
+		// rows' hashes is the count times the hash of ROW()).
+		t.Buckets = 1
+		t.Segments = []segment{{info: t}}
+		return nil
+	}
 	if !t.Ordered {
 		t.Buckets = nextPow2(n, maxBuckets)
 		if len(t.KeyCols) == 0 && mode == ModeCount {

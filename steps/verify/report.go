@@ -17,7 +17,7 @@ type Report struct {
 // TableReport is one table's outcome.
 type TableReport struct {
 	Table    string // schema.name
-	Method   string // "primary-key ranges" or "hash buckets"
+	Method   string // "primary-key ranges", "hash buckets" or "row count (no columns)"
 	Segments int    // key ranges, or hash buckets
 	Rows     int64  // rows on blue at the first read
 	Bytes    int64  // heap and TOAST bytes on blue

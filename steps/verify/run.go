@@ -209,6 +209,9 @@ func checkAll(ctx context.Context, workers []*worker, infos []*tableInfo, opts *
 			method = "hash buckets"
 			segments = int(t.Buckets) // one scan per side, grouped by bucket
 		}
+		if t.NoColumns {
+			method = "row count (no columns)"
+		}
 		reports[t] = &TableReport{Table: t.String(), Method: method, Segments: segments, Bytes: t.Bytes}
 	}
 

@@ -256,6 +256,9 @@ func (s segment) String() string {
 // describeKey renders a row id for a report: "id=42", "(a, b)=(1, x)", or
 // "row hash 123" for unkeyed tables.
 func (t *tableInfo) describeKey(id string) string {
+	if t.NoColumns {
+		return "rows (the table has no columns)"
+	}
 	if len(t.KeyCols) == 0 {
 		return "row with hash " + id
 	}

@@ -38,6 +38,7 @@ type tableInfo struct {
 	KeyCols     []column
 	Bytes       int64   // heap and TOAST on blue, partitions included
 	EstRows     float64 // pg_class.reltuples, partitions included (<= 0 when unknown)
+	NoColumns   bool    // CREATE TABLE t (): compared by row count
 	Partitioned bool    // a partitioned root: read through the root, which covers every partition
 	Ordered     bool    // PK ranges apply (every key column is Sortable)
 	Buckets     int64   // hash buckets when not Ordered (power of two)
@@ -97,9 +98,6 @@ func describe(ctx context.Context, blue, green *side, t Table) (*tableInfo, erro
 	if err != nil {
 		return nil, err
 	}
-	if len(cols) == 0 {
-		return nil, fmt.Errorf("blue: table %s has no columns to compare", t)
-	}
 	gcols, err := readColumns(ctx, green, t)
 	if err != nil {
 		return nil, fmt.Errorf("%w (is the schema restored on green?)", err)
@@ -117,7 +115,9 @@ func describe(ctx context.Context, blue, green *side, t Table) (*tableInfo, erro
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("green: table %s lacks column(s) %s that blue has: restore the same schema on green", t, strings.Join(missing, ", "))
 	}
-	info := &tableInfo{Table: t, Columns: cols}
+	// A table without columns (CREATE TABLE t ()) still holds rows, all
+	// alike: it is compared by row count (see planSegments).
+	info := &tableInfo{Table: t, Columns: cols, NoColumns: len(cols) == 0}
 	byName := map[string]column{}
 	for _, c := range cols {
 		byName[c.Name] = c
