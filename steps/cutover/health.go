@@ -10,6 +10,7 @@ import (
 	"github.com/pgshift/pgshift/internal/pg"
 	"github.com/pgshift/pgshift/internal/words"
 	"github.com/pgshift/pgshift/plans"
+	"github.com/pgshift/pgshift/steps/stepid"
 )
 
 // healthWindow is how long a worker found down or with errors counted is
@@ -27,6 +28,13 @@ func subscriptionHealth(ctx context.Context, env *engine.Env, blue, green pg.Que
 	if !sub.Exists {
 		return []plans.Precondition{{Name: "apply worker running on green", OK: false,
 			Detail: fmt.Sprintf("subscription %s does not exist on green: run pgshift apply", name)}}, nil
+	}
+	if recorded, _ := env.Output(stepid.Cutover, keyPhase); !sub.Enabled && phase(recorded) == phaseAborted {
+		// An abort that could not reach green leaves it disabled; the
+		// cutover's preparation enables it and watches the worker again
+		// before any freeze.
+		return []plans.Precondition{{Name: "apply worker running on green", OK: true,
+			Detail: fmt.Sprintf("subscription %s was left disabled by the aborted cutover: the cutover enables it and checks its worker before the freeze", name)}}, nil
 	}
 	if !sub.Enabled {
 		return []plans.Precondition{{Name: "apply worker running on green", OK: false,
@@ -78,4 +86,19 @@ func subscriptionHealth(ctx context.Context, env *engine.Env, blue, green pg.Que
 	}
 	pre = append(pre, parity)
 	return pre, nil
+}
+
+// workerSteady fails when sub's apply worker on green is not running
+// steadily: used right after the cutover enables a subscription an abort
+// left disabled, before the freeze.
+func workerSteady(ctx context.Context, green pg.Querier, name string, sub pg.Subscription) error {
+	h, err := pg.CheckApplyWorker(ctx, green, sub, healthWindow)
+	if err != nil {
+		return err
+	}
+	if h.Failing() {
+		return fmt.Errorf("subscription %q was enabled again, but its apply worker on green is not steady (%d new apply errors in %s): green's server log names the change it fails on",
+			name, h.NewErrors, h.Watched.Round(time.Second))
+	}
+	return nil
 }

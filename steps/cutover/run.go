@@ -61,6 +61,9 @@ func (r *run) prepare(ctx context.Context) error {
 		if err := enableSubscription(ctx, r.green, fwd); err != nil {
 			return err
 		}
+		if err := workerSteady(ctx, r.green, fwd, st); err != nil {
+			return err
+		}
 	}
 	if r.spec.Cutover.ReverseReplication {
 		// A reverse slot must not exist before the freeze (it would carry
