@@ -304,7 +304,7 @@ func TestPreflightAuditRolesSchema13To17(t *testing.T) {
 		// adminpack left PostgreSQL in 17.
 		p.blue.Exec(t, "app", `CREATE EXTENSION adminpack`)
 		c = p.observe(t, auditStep)
-		if c.Action != plans.ActionBlocker || !hasLine(c.Blockers, "green does not offer extension adminpack", "postgresql-17-adminpack") {
+		if c.Action != plans.ActionBlocker || !hasLine(c.Blockers, "extension adminpack no longer exists in PostgreSQL 17", "DROP EXTENSION adminpack;") {
 			t.Errorf("an extension green lacks: want a blocker, got %s %q", c.Action, c.Blockers)
 		}
 		p.blue.Exec(t, "app", `DROP EXTENSION adminpack`)
