@@ -24,9 +24,10 @@ func ObjectList(names []string) string {
 	return b.String()
 }
 
-// foldLists shortens each run of more than ListFold object-list lines of a
-// finding to its first ListFold lines and "- and N more".
-func foldLists(s string) string {
+// FoldLists shortens each run of more than ListFold object-list lines of a
+// finding to its first ListFold lines and "- and N more": what the text and
+// markdown renderers (the plan's and the audit report's) show.
+func FoldLists(s string) string {
 	lines := strings.Split(s, "\n")
 	out := make([]string, 0, len(lines))
 	run := 0

@@ -51,7 +51,7 @@ func TestObjectListFoldsInTextOnly(t *testing.T) {
 }
 
 func TestObjectListShortIsWhole(t *testing.T) {
-	got := foldLists("2 tables:" + ObjectList([]string{"a", "b"}) + "\nfix: x")
+	got := FoldLists("2 tables:" + ObjectList([]string{"a", "b"}) + "\nfix: x")
 	if got != "2 tables:\n- a\n- b\nfix: x" {
 		t.Errorf("got %q", got)
 	}
@@ -59,7 +59,7 @@ func TestObjectListShortIsWhole(t *testing.T) {
 	for i := range names {
 		names[i] = fmt.Sprint(i)
 	}
-	if got := foldLists("x:" + ObjectList(names)); !strings.HasSuffix(got, "\n- 9\n- and 1 more") {
+	if got := FoldLists("x:" + ObjectList(names)); !strings.HasSuffix(got, "\n- 9\n- and 1 more") {
 		t.Errorf("one over: %q", got)
 	}
 }

@@ -97,7 +97,7 @@ func (p *Plan) Text(w io.Writer, opts TextOptions) error {
 
 // writeSteps writes one line per step and its details, findings and failed
 // preconditions indented under it; a finding's long object list is folded
-// (foldLists).
+// (FoldLists).
 func writeSteps(b *strings.Builder, steps []Step, color bool) {
 	width := 0
 	for _, st := range steps {
@@ -116,14 +116,14 @@ func writeSteps(b *strings.Builder, steps []Step, color bool) {
 			writeIndented(b, "      ", d)
 		}
 		for _, wn := range st.Warnings {
-			writeIndented(b, "      "+sym(ActionWarning)+" ", foldLists(wn))
+			writeIndented(b, "      "+sym(ActionWarning)+" ", FoldLists(wn))
 		}
 		for _, bl := range st.Blockers {
-			writeIndented(b, "      "+sym(ActionBlocker)+" ", foldLists(bl))
+			writeIndented(b, "      "+sym(ActionBlocker)+" ", FoldLists(bl))
 		}
 		for _, pc := range st.Preconditions {
 			if !pc.OK {
-				writeIndented(b, "      "+sym(ActionBlocker)+" ", foldLists(preconditionText(pc)))
+				writeIndented(b, "      "+sym(ActionBlocker)+" ", FoldLists(preconditionText(pc)))
 			}
 		}
 	}
