@@ -3,6 +3,7 @@ package steps
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgshift/pgshift/engine"
@@ -109,11 +110,13 @@ SELECT r.rolname, current_database(), r.rolsuper, r.rolcreaterole,
 	return nil
 }
 
-// targetWorkers: the subscription needs an apply worker (and table sync
-// workers during the initial copy), drawn from max_logical_replication_workers
-// and max_worker_processes.
+// targetWorkers: the subscription needs an apply worker, and during the
+// native initial copy one table-sync worker per table copied at once
+// (min(tables, max_sync_workers_per_subscription)), all drawn from
+// max_logical_replication_workers and max_worker_processes. Too few is a
+// blocker: the copy would stall or fail rather than wait.
 func targetWorkers(ctx context.Context, f *findings, pool *pgxpool.Pool, env *engine.Env) error {
-	var maxLR, usedLR, maxWorkers, usedWorkers, syncWorkers int
+	var maxLR, usedLR, maxWorkers, usedWorkers int
 	var ours bool
 	err := pool.QueryRow(ctx, `
 SELECT current_setting('max_logical_replication_workers')::int,
@@ -124,33 +127,56 @@ SELECT current_setting('max_logical_replication_workers')::int,
                                     'walsender', 'walreceiver', 'walwriter', 'checkpointer',
                                     'background writer', 'startup', 'archiver', 'io worker',
                                     'slotsync worker', 'walsummarizer', 'standalone backend'))::int,
-       current_setting('max_sync_workers_per_subscription')::int,
        EXISTS (SELECT 1 FROM pg_subscription s JOIN pg_database d ON d.oid = s.subdbid
                 WHERE d.datname = current_database() AND s.subname = $1)`,
-		env.Spec.SubscriptionName()).Scan(&maxLR, &usedLR, &maxWorkers, &usedWorkers, &syncWorkers, &ours)
+		env.Spec.SubscriptionName()).Scan(&maxLR, &usedLR, &maxWorkers, &usedWorkers, &ours)
 	if err != nil {
 		return fmt.Errorf("read logical replication workers: %w", err)
 	}
-	need := 1
-	if ours {
-		need = 0 // the subscription exists and has its workers already
+	var blue pg.Querier
+	if b, err := env.Source.Pool(ctx); err == nil {
+		blue = b
 	}
+	sync, err := readSyncCapacity(ctx, env, blue)
+	if err != nil {
+		return err
+	}
+	apply := 1
+	if ours {
+		apply = 0 // the subscription exists and has its apply worker already
+	}
+	need := apply + max(sync.Need-sync.RunningWorkers, 0)
 	free := maxLR - usedLR
 	f.fact("%d of %d replication workers free", free, maxLR)
 	f.check("green free logical replication workers", free >= need,
 		fmt.Sprintf("%d of max_logical_replication_workers=%d free, %d needed", free, maxLR, need),
-		fmt.Sprintf("green has no free logical replication worker (max_logical_replication_workers=%d, %d in use): ALTER SYSTEM SET max_logical_replication_workers = %d; and restart green",
-			maxLR, usedLR, usedLR+1+syncWorkers))
+		workersBlocker("logical replication workers", "max_logical_replication_workers", free, maxLR, usedLR, apply, need, sync, ""))
 	freeBG := maxWorkers - usedWorkers
 	f.check("green free background workers", freeBG >= need,
 		fmt.Sprintf("%d of max_worker_processes=%d free, %d needed", freeBG, maxWorkers, need),
-		fmt.Sprintf("green has no free background worker (max_worker_processes=%d, %d in use), and replication workers are background workers: ALTER SYSTEM SET max_worker_processes = %d; and restart green",
-			maxWorkers, usedWorkers, usedWorkers+2+syncWorkers))
-	if free >= need && !ours && free < need+syncWorkers {
-		f.warn("green has %d free logical replication workers: the initial copy runs up to %d table sync workers beside the apply worker; with fewer, tables copy one after another",
-			free, syncWorkers)
-	}
+		workersBlocker("background workers", "max_worker_processes", freeBG, maxWorkers, usedWorkers, apply, need, sync,
+			" (logical replication workers are background workers)"))
 	return nil
+}
+
+// workersBlocker says that green lacks workers for the apply worker and the
+// table-sync workers, what the setting must become, and that it takes a
+// restart; lowering max_sync_workers_per_subscription (a reload) is the
+// other way when the sync workers are what does not fit.
+func workersBlocker(what, setting string, free, max, used, apply, need int, sync syncCapacity, why string) string {
+	var parts []string
+	if apply > 0 {
+		parts = append(parts, "1 apply worker")
+	}
+	if n := need - apply; n > 0 {
+		parts = append(parts, fmt.Sprintf("%d table-sync %s (%s)", n, words.Pick(n, "worker", "workers"), sync.why()))
+	}
+	msg := fmt.Sprintf("green has %d free %s (%s=%d, %d in use)%s and the subscription needs %d at once: %s: ALTER SYSTEM SET %s = %d; on green and restart green (%s takes effect only at a restart)",
+		free, what, setting, max, used, why, need, strings.Join(parts, " and "), setting, used+need, setting)
+	if free > apply && free-apply < sync.Need {
+		msg += fmt.Sprintf(", or copy fewer tables at once: ALTER SYSTEM SET max_sync_workers_per_subscription = %d; SELECT pg_reload_conf(); on green (no restart)", free-apply)
+	}
+	return msg
 }
 
 // targetTables compares green's user tables with blue's. Green must be empty
