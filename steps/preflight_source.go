@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgshift/pgshift/engine"
@@ -17,11 +18,6 @@ import (
 // managedReplicationRoles grant logical replication on managed services
 // where REPLICATION itself cannot be given (Amazon RDS and Aurora).
 var managedReplicationRoles = []string{"rds_replication", "rds_superuser"}
-
-// extraSyncSlots is how many more slots and WAL senders the initial copy may
-// take: green's table sync workers (max_sync_workers_per_subscription,
-// default 2) each hold one while they copy a table.
-const extraSyncSlots = 2
 
 // preflightSource checks that blue can publish: version, privileges,
 // wal_level, free slots and WAL senders, and a replica identity on every
@@ -52,7 +48,7 @@ func (preflightSource) inspect(ctx context.Context, env *engine.Env) (*findings,
 		return f, nil
 	}
 	steps := []func(context.Context, *findings, *pgxpool.Pool, *engine.Env) error{
-		sourcePrivileges, sourceWalLevel, sourceSlots, sourceTables,
+		sourcePrivileges, sourceWalLevel, sourceSlots, sourceOtherSlots, sourceOpenTx, sourceTables,
 	}
 	for _, step := range steps {
 		if err := step(ctx, f, pool, env); err != nil {
@@ -124,7 +120,10 @@ func sourceWalLevel(ctx context.Context, f *findings, pool *pgxpool.Pool, env *e
 }
 
 // sourceSlots: one slot and one WAL sender for the subscription (unless
-// pgshift's slot already exists), and a few more for the initial copy.
+// pgshift's slot already exists), and with the native initial copy one more
+// of each per table-sync worker green runs at once: too few is a blocker,
+// since the table sync then fails on blue ("all replication slots are in
+// use") rather than waiting.
 func sourceSlots(ctx context.Context, f *findings, pool *pgxpool.Pool, env *engine.Env) error {
 	var maxSlots, usedSlots, maxSenders, usedSenders int
 	var ours, oursActive bool
@@ -139,32 +138,142 @@ SELECT current_setting('max_replication_slots')::int,
 	if err != nil {
 		return fmt.Errorf("read replication slots and WAL senders: %w", err)
 	}
-	needSlots, needSenders := 1, 1
+	sync, err := readSyncCapacity(ctx, env, pool)
+	if err != nil {
+		return err
+	}
+	mainSlot, mainSender := 1, 1
 	if ours {
-		needSlots = 0
+		mainSlot = 0
 	}
 	if oursActive {
-		needSenders = 0
+		mainSender = 0
 	}
+	needSlots := mainSlot + max(sync.Need-sync.HeldSlots, 0)
+	needSenders := mainSender + max(sync.Need-sync.HeldSenders, 0)
 	freeSlots, freeSenders := maxSlots-usedSlots, maxSenders-usedSenders
 	f.fact("%d of %d slots free", freeSlots, maxSlots)
 	f.check("blue free replication slots", freeSlots >= needSlots,
 		fmt.Sprintf("%d of max_replication_slots=%d free, %d needed", freeSlots, maxSlots, needSlots),
-		fmt.Sprintf("blue has no free replication slot (max_replication_slots=%d, %d in use): drop unused slots (SELECT pg_drop_replication_slot(name)) or raise max_replication_slots (ALTER SYSTEM SET max_replication_slots = %d; and restart blue)",
-			maxSlots, usedSlots, usedSlots+1+extraSyncSlots))
+		capacityBlocker("replication slots", "max_replication_slots", freeSlots, maxSlots, usedSlots, mainSlot, needSlots, sync,
+			" or drop slots nothing uses (SELECT pg_drop_replication_slot('name'))"))
 	f.check("blue free WAL senders", freeSenders >= needSenders,
 		fmt.Sprintf("%d of max_wal_senders=%d free, %d needed", freeSenders, maxSenders, needSenders),
-		fmt.Sprintf("blue has no free WAL sender (max_wal_senders=%d, %d in use): raise max_wal_senders (ALTER SYSTEM SET max_wal_senders = %d; and restart blue)",
-			maxSenders, usedSenders, usedSenders+1+extraSyncSlots))
-	if freeSlots >= needSlots && freeSlots < needSlots+extraSyncSlots {
-		f.warn("blue has %d free replication slots: the initial copy uses up to %d more, one per table sync worker on green (max_sync_workers_per_subscription); with fewer, tables copy one after another",
-			freeSlots, extraSyncSlots)
-	}
-	if freeSenders >= needSenders && freeSenders < needSenders+extraSyncSlots {
-		f.warn("blue has %d free WAL senders: the initial copy uses up to %d more, one per table sync worker on green; with fewer, tables copy one after another",
-			freeSenders, extraSyncSlots)
+		capacityBlocker("WAL senders", "max_wal_senders", freeSenders, maxSenders, usedSenders, mainSender, needSenders, sync, ""))
+	if sync.Assumed != "" && sync.Need > 0 {
+		f.warn("the table-sync slots blue needs are counted with %s", sync.Assumed)
 	}
 	return nil
+}
+
+// capacityBlocker says that blue lacks slots or WAL senders for the
+// subscription and its table-sync workers, what the setting must become, and
+// that it takes a restart; when the sync workers are what does not fit,
+// lowering green's max_sync_workers_per_subscription (a reload) is the other
+// way.
+func capacityBlocker(what, setting string, free, max, used, main, need int, sync syncCapacity, orDrop string) string {
+	var parts []string
+	if main > 0 {
+		parts = append(parts, "1 for the subscription's slot")
+	}
+	if n := need - main; n > 0 {
+		parts = append(parts, fmt.Sprintf("%d for green's table-sync workers (%s)", n, sync.why()))
+	}
+	msg := fmt.Sprintf("blue has %d free %s (%s=%d, %d in use) and the upgrade needs %d at once: %s; with fewer, the initial copy fails on blue: ALTER SYSTEM SET %s = %d; on blue and restart blue (%s takes effect only at a restart)%s",
+		free, what, setting, max, used, need, strings.Join(parts, " and "), setting, used+need, setting, orDrop)
+	if sync.Workers > 0 && free > main && free-main < sync.Need {
+		msg += fmt.Sprintf(", or copy fewer tables at once: ALTER SYSTEM SET max_sync_workers_per_subscription = %d; SELECT pg_reload_conf(); on green (no restart)", free-main)
+	}
+	return msg
+}
+
+// extraSyncSlots is the margin for table-sync workers (PostgreSQL's default
+// max_sync_workers_per_subscription) that preflight.target adds to the
+// settings it suggests.
+const extraSyncSlots = defaultSyncWorkers
+
+// longTxAge is how long a transaction on blue may be open before preflight
+// names it: the slot's creation waits for it.
+var longTxAge = time.Minute
+
+// sourceOpenTx names transactions open on blue for longer than longTxAge
+// while pgshift's slot does not exist yet: creating it waits for every
+// transaction holding a transaction id to end.
+func sourceOpenTx(ctx context.Context, f *findings, pool *pgxpool.Pool, env *engine.Env) error {
+	st, err := pg.ReadSlot(ctx, pool, env.Spec.SlotName())
+	if err != nil {
+		return err
+	}
+	if st.Exists {
+		return nil
+	}
+	now, err := pg.Scalar[time.Time](ctx, pool, "SELECT now()")
+	if err != nil {
+		return fmt.Errorf("read blue's clock: %w", err)
+	}
+	txs, err := listOpenTx(ctx, pool, now.Add(-longTxAge), 0, false)
+	if err != nil {
+		return err
+	}
+	var blocking, reading []openTx
+	for _, tx := range txs {
+		if tx.HoldsXID {
+			blocking = append(blocking, tx)
+		} else {
+			reading = append(reading, tx)
+		}
+	}
+	if len(blocking) > 0 {
+		f.warn("%s on blue open for over %s: creating pgshift's slot (source.slot) waits until %s: %s; %s",
+			words.Plural(len(blocking), "transaction", "transactions"), longTxAge, words.Pick(len(blocking), "it ends", "they end"),
+			describeOpenTx(blocking), endTxFix(blocking))
+	}
+	if len(reading) > 0 {
+		f.warn("%s on blue open for over %s without writing (the slot's creation does not wait for %s, but %s back vacuum): %s",
+			words.Plural(len(reading), "transaction", "transactions"), longTxAge, words.Pick(len(reading), "it", "them"),
+			words.Pick(len(reading), "it holds", "they hold"), describeOpenTx(reading))
+	}
+	return nil
+}
+
+// sourceOtherSlots names the slots on blue that are not pgshift's and keep
+// WAL nobody reads: an inactive slot retains WAL from its restart_lsn on
+// (blue's disk fills while the upgrade runs), and an invalidated one (lost)
+// still takes one of max_replication_slots.
+func sourceOtherSlots(ctx context.Context, f *findings, pool *pgxpool.Pool, env *engine.Env) error {
+	rows, err := pool.Query(ctx, `
+SELECT slot_name, slot_type, active,
+       coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)::bigint, -1),
+       coalesce(to_jsonb(s) ->> 'wal_status', '') -- the column exists from 13 on
+  FROM pg_replication_slots s
+ WHERE slot_name <> $1 AND NOT temporary
+ ORDER BY slot_name`, env.Spec.SlotName())
+	if err != nil {
+		return fmt.Errorf("read replication slots: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var name, kind, walStatus string
+		var active bool
+		var retained int64
+		if err := rows.Scan(&name, &kind, &active, &retained, &walStatus); err != nil {
+			return fmt.Errorf("read replication slots: %w", err)
+		}
+		drop := fmt.Sprintf("SELECT pg_drop_replication_slot(%s);", pg.QuoteLiteral(name))
+		switch {
+		case walStatus == "lost":
+			f.warn("%s replication slot %s on blue is invalidated (wal_status lost): blue removed WAL it needed, nothing can resume from it, and it still takes one of max_replication_slots; drop it: %s",
+				kind, pg.QuoteLiteral(name), drop)
+		case !active:
+			held := "WAL from its restart_lsn on"
+			if retained >= 0 {
+				held = words.Bytes(retained) + " of WAL (pg_current_wal_lsn() - restart_lsn)"
+			}
+			f.warn("%s replication slot %s on blue is inactive (nothing consumes it) and retains %s, more with every write during the upgrade, until blue's disk fills; if it is abandoned, drop it: %s",
+				kind, pg.QuoteLiteral(name), held, drop)
+		}
+	}
+	return rows.Err()
 }
 
 // sourceTables: every selected table can replicate UPDATE and DELETE (a
