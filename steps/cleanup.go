@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/pg"
+	"github.com/pgshift/pgshift/steps/stepid"
 )
 
 // CleanupAction is one replication object `pgshift cleanup` drops. Actions
@@ -108,6 +109,17 @@ func PlanCleanup(ctx context.Context, env *engine.Env) (CleanupPlan, error) {
 		if !st.Exists {
 			continue
 		}
+		if sl.side == "blue" {
+			owned, err := blueSlotOwned(ctx, env, sl.db, st)
+			if err != nil {
+				return plan, err
+			}
+			if !owned {
+				plan.Notes = append(plan.Notes, fmt.Sprintf("slot %s on blue kept: pgshift did not create it (the state records no creation of it); if it is abandoned, drop it yourself: SELECT pg_drop_replication_slot(%s);",
+					sl.name, pg.QuoteLiteral(sl.name)))
+				continue
+			}
+		}
 		sl := sl
 		plan.Actions = append(plan.Actions, CleanupAction{
 			Side: sl.side, Kind: "slot", Name: sl.name,
@@ -154,4 +166,45 @@ func PlanCleanup(ctx context.Context, env *engine.Env) (CleanupPlan, error) {
 		})
 	}
 	return plan, nil
+}
+
+// blueSlotOwned says whether the slot named like pgshift's on blue is
+// pgshift's. The proof is the state (source.slot's claim, see slot_owner.go):
+// env's outputs when the caller seeded them, else the state file at the
+// spec's default path. Without any state the slot counts as pgshift's only
+// when it has pgshift's shape (pgoutput, permanent, in blue's database) and
+// pgshift's marked publication is on blue beside it.
+func blueSlotOwned(ctx context.Context, env *engine.Env, blue pg.Querier, st pg.SlotStatus) (bool, error) {
+	if owned, _ := slotOwnership(env); owned {
+		return true, nil
+	}
+	for _, id := range []string{stepid.Audit, stepid.Roles, stepid.Schema, stepid.Publication, stepid.Slot,
+		stepid.Copy, stepid.Subscription, stepid.Catchup, stepid.Verify, stepid.Cutover} {
+		if len(env.Outputs(id)) > 0 {
+			return false, nil // the state is known and records no creation of the slot
+		}
+	}
+	if state, err := engine.ReadState(env.Spec.StatePath()); err == nil && state.Spec.Name == env.Spec.Name {
+		seeded := engine.NewEnv(env.Spec, nil)
+		engine.SeedOutputs(seeded, state)
+		owned, _ := slotOwnership(seeded)
+		return owned, nil
+	}
+	db, err := currentDatabase(ctx, blue)
+	if err != nil {
+		return false, fmt.Errorf("blue: %w", err)
+	}
+	if slotProblem(env.Spec.SlotName(), st, db) != "" {
+		return false, nil
+	}
+	var comment string
+	err = blue.QueryRow(ctx, `SELECT coalesce(obj_description(oid, 'pg_publication'), '') FROM pg_publication WHERE pubname = $1`,
+		env.Spec.PublicationName()).Scan(&comment)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("blue: read publication %q: %w", env.Spec.PublicationName(), err)
+	}
+	return comment == pg.OwnerMark(env.Spec.Name), nil
 }

@@ -46,6 +46,12 @@ func testSlotCreationAwaited(t *testing.T, p *replPair) {
 	waitUntil(t, "the first creation to hold the slot", func() bool {
 		return p.blue.Scalar(t, "app", "SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'pgshift_orders_pg' AND active") == "1"
 	})
+	// The killed run had claimed the name and recorded its backend before
+	// starting the creation, as source.slot does.
+	creator := p.blue.Scalar(t, "app", "SELECT active_pid FROM pg_replication_slots WHERE slot_name = 'pgshift_orders_pg'")
+	senv := p.env.ForStep(stepid.Slot)
+	senv.Record(SlotClaimed, "true")
+	senv.Record(SlotCreatorPID, creator)
 	_ = dead.Process.Kill()
 	_ = dead.Wait()
 

@@ -64,7 +64,7 @@ func ExportSnapshot(ctx context.Context, cfg *pgx.ConnConfig, slot string) (*Sna
 		conn.Close(context.Background())
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "42710" {
-			return nil, fmt.Errorf("blue: slot %q already exists: its snapshot is gone, so drop it (DropSlot) and empty green's tables before copying again: %w", slot, err)
+			return nil, fmt.Errorf("blue: slot %q already exists, and a slot's exported snapshot lives only as long as the connection that created it: if an interrupted copy of pgshift's made it, empty green's tables and drop it (Reset) before copying again; if pgshift did not create it, drop it yourself or use another slot name: %w", slot, err)
 		}
 		return nil, fmt.Errorf("blue: create logical slot %q with an exported snapshot: %w", slot, err)
 	}
