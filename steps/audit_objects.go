@@ -19,7 +19,7 @@ const sequenceUsedShare = 0.9
 func auditObjects(ctx context.Context, f *findings, blue *pgxpool.Pool, env *engine.Env, r *auditReport) error {
 	var largeObjects int64
 	var sequences int
-	var unlogged, matviews, matviewIdents, foreign, truncTriggers []string
+	var unlogged, matviews, foreign, truncTriggers []string
 	err := blue.QueryRow(ctx, `
 WITH rel AS (
   SELECT c.oid, c.relkind, c.relpersistence, n.nspname, c.relname
@@ -30,18 +30,17 @@ WITH rel AS (
                       AND d.objid = c.oid AND d.deptype = 'e'))
 SELECT (SELECT count(*) FROM pg_largeobject_metadata),
        (SELECT count(*) FROM rel WHERE relkind = 'S')::int,
-       coalesce((SELECT array_agg(nspname || '.' || relname ORDER BY 1) FROM rel WHERE relkind IN ('r', 'p') AND relpersistence = 'u'), '{}'),
-       coalesce((SELECT array_agg(nspname || '.' || relname ORDER BY 1) FROM rel WHERE relkind = 'm'), '{}'),
+       coalesce((SELECT array_agg(format('%I.%I', nspname, relname) ORDER BY nspname, relname) FROM rel WHERE relkind IN ('r', 'p') AND relpersistence = 'u'), '{}'),
        coalesce((SELECT array_agg(format('%I.%I', nspname, relname) ORDER BY nspname, relname) FROM rel WHERE relkind = 'm'), '{}'),
-       coalesce((SELECT array_agg(nspname || '.' || relname ORDER BY 1) FROM rel WHERE relkind = 'f'), '{}'),
-       coalesce((SELECT array_agg(DISTINCT rel.nspname || '.' || rel.relname) FROM rel JOIN pg_trigger t ON t.tgrelid = rel.oid
+       coalesce((SELECT array_agg(format('%I.%I', nspname, relname) ORDER BY nspname, relname) FROM rel WHERE relkind = 'f'), '{}'),
+       coalesce((SELECT array_agg(DISTINCT format('%I.%I', rel.nspname, rel.relname)) FROM rel JOIN pg_trigger t ON t.tgrelid = rel.oid
                   WHERE NOT t.tgisinternal AND t.tgtype & 32 <> 0), '{}')`).
-		Scan(&largeObjects, &sequences, &unlogged, &matviews, &matviewIdents, &foreign, &truncTriggers)
+		Scan(&largeObjects, &sequences, &unlogged, &matviews, &foreign, &truncTriggers)
 	if err != nil {
 		return fmt.Errorf("inspect objects: %w", err)
 	}
 	r.sequences = sequences
-	r.matviews = matviewIdents
+	r.matviews = matviews // quoted where needed: REFRESH takes them as they are
 
 	f.check("no large objects", largeObjects == 0, fmt.Sprintf("%d large objects", largeObjects),
 		fmt.Sprintf("blue holds %s, which logical replication does not carry (pg_largeobject is not published): move them into bytea columns, or remove them (SELECT lo_unlink(oid) FROM pg_largeobject_metadata) once unused",
@@ -99,10 +98,13 @@ SELECT (SELECT count(*) FROM pg_largeobject_metadata),
 // starts over.
 func auditSequencesNearEnd(ctx context.Context, f *findings, blue pg.Querier) error {
 	seqs, err := strings1(ctx, blue, "read sequences near their bound", `
-SELECT format('%s.%s: last value %s of %s to %s: ALTER SEQUENCE %s.%s %s;',
-              quote_ident(schemaname), quote_ident(sequencename), last_value, min_value, max_value,
-              quote_ident(schemaname), quote_ident(sequencename),
-              CASE WHEN increment_by > 0 THEN 'AS bigint MAXVALUE 9223372036854775807' ELSE 'AS bigint MINVALUE -9223372036854775808' END)
+SELECT format('%s.%s: last value %s of %s to %s: %s', quote_ident(schemaname), quote_ident(sequencename),
+              last_value, min_value, max_value,
+              CASE WHEN increment_by > 0 AND max_value < 9223372036854775807
+                     THEN format('ALTER SEQUENCE %s.%s AS bigint MAXVALUE 9223372036854775807;', quote_ident(schemaname), quote_ident(sequencename))
+                   WHEN increment_by < 0 AND min_value > -9223372036854775808
+                     THEN format('ALTER SEQUENCE %s.%s AS bigint MINVALUE -9223372036854775808;', quote_ident(schemaname), quote_ident(sequencename))
+                   ELSE 'already the whole bigint range: plan how its values start over' END)
   FROM pg_catalog.pg_sequences
  WHERE NOT cycle AND last_value IS NOT NULL
    AND schemaname NOT IN ('pg_catalog', 'information_schema')
