@@ -33,6 +33,10 @@ SELECT setval('public.seq_cycle', 99);
 CREATE SEQUENCE public.seq_fresh;
 CREATE EXTENSION adminpack;
 CREATE EXTENSION hstore;
+CREATE TABLE public.lang_snapshots (id int PRIMARY KEY, lang pg_catalog.pg_language);
+CREATE FUNCTION public.on_truncate() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NULL; END';
+CREATE TABLE public.truncated (id int PRIMARY KEY);
+CREATE TRIGGER log_truncate AFTER TRUNCATE ON public.truncated FOR EACH STATEMENT EXECUTE FUNCTION public.on_truncate();
 `
 
 func auditSpec(blue, green *pgtest.Cluster, greenDB string) *spec.Spec {
@@ -125,6 +129,12 @@ func TestAuditPerMajorPair(t *testing.T) {
 		}
 		if w := findingWith(c.Warnings, "will run out"); w == "" || !strings.Contains(w, "public.seq_end: last value 95 of 1 to 100") {
 			t.Errorf("a sequence near its bound: %q", c.Warnings)
+		}
+		if findingWith(c.Warnings, "system catalog's row type", "public.lang_snapshots.lang (pg_language)", "to_jsonb") == "" {
+			t.Errorf("a column of a system row type: %q", c.Warnings)
+		}
+		if findingWith(c.Details, "ON TRUNCATE triggers on public.truncated") == "" {
+			t.Errorf("an ON TRUNCATE trigger: %q", c.Details)
 		}
 		if findingWith(c.Warnings, "seq_cycle") != "" || findingWith(c.Warnings, "seq_fresh") != "" {
 			t.Errorf("a cycling (or unused) sequence is said to run out: %q", c.Warnings)
