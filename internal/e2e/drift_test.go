@@ -27,7 +27,9 @@ import (
 //     worker; the plan names them with the SQL; the cutover is refused
 //     without any freeze (PgBouncer never paused, no cutover phase);
 //   - apply reconciles green (column, table copied with its rows, index),
-//     the plan has nothing to do, the cutover succeeds, and rows are equal.
+//     the plan has nothing to do, the cutover succeeds, and rows are equal;
+//   - rollback --step cutover and a second cutover copy nothing again, rows
+//     equal each time.
 func TestDriftDuringSync(t *testing.T) {
 	integration(t)
 	t.Parallel()
@@ -188,8 +190,33 @@ target:
 	if r.code != 0 || !strings.Contains(r.stdout, "Apply complete") {
 		t.Fatalf("cutover after reconciling:\n%s", r)
 	}
-	bench.stop(t)
 	// Green is live and reverse replication keeps blue current.
+	waitCaughtUp(t, greenConn, "pgshift_drift_reverse")
+	compareAll(t, blue.DSN("app"), green.DSN("app"), "public.audit_log")
+
+	// 4. Back to blue and forward again, still under load: the forward
+	// replication is kept, so nothing is copied again.
+	subOID := scalar[string](t, greenConn, `SELECT oid::text FROM pg_subscription WHERE subname = 'pgshift_drift'`)
+	r = pgshift(t, dir, "rollback", "-f", specPath, "--step", "cutover", "--yes")
+	if r.code != 0 {
+		t.Fatalf("rollback --step cutover:\n%s", r)
+	}
+	if r := pgshift(t, dir, "status", "-f", specPath, "--offline"); !strings.Contains(r.stdout, "Live side: blue") {
+		t.Fatalf("status after the rollback does not say blue is live:\n%s", r)
+	}
+	waitCaughtUp(t, blueConn, "pgshift_drift")
+	compareAll(t, blue.DSN("app"), green.DSN("app"), "public.audit_log")
+	r = pgshift(t, dir, "apply", "-f", specPath, "--approve-cutover")
+	if r.code != 0 || !strings.Contains(r.stdout, "Apply complete") {
+		t.Fatalf("second cutover:\n%s", r)
+	}
+	if got := scalar[string](t, greenConn, `SELECT oid::text FROM pg_subscription WHERE subname = 'pgshift_drift'`); got != subOID {
+		t.Fatalf("the second cutover made a new forward subscription (oid %s, was %s): a recopy", got, subOID)
+	}
+	if n := scalar[int64](t, greenConn, `SELECT count(*) FROM pg_subscription_rel WHERE srsubstate <> 'r'`); n != 0 {
+		t.Fatalf("%d tables left ready on green after the second cutover: a recopy", n)
+	}
+	bench.stop(t)
 	waitCaughtUp(t, greenConn, "pgshift_drift_reverse")
 	compareAll(t, blue.DSN("app"), green.DSN("app"), "public.audit_log")
 }
