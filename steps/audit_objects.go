@@ -66,8 +66,8 @@ SELECT (SELECT count(*) FROM pg_largeobject_metadata),
 			words.Pick(len(foreign), "table", "tables"), words.Pick(len(foreign), "it", "them"), objects(foreign))
 	}
 	if len(truncTriggers) > 0 {
-		f.detail("ON TRUNCATE triggers on %s: a TRUNCATE on blue replicates to green, where triggers do not fire for replicated changes (what they write on blue replicates as rows); they fire on green after the cutover",
-			words.List(truncTriggers))
+		f.detail("ON TRUNCATE triggers: a TRUNCATE on blue replicates to green, where triggers do not fire for replicated changes (what they write on blue replicates as rows); they fire on green after the cutover:%s",
+			objects(truncTriggers))
 	}
 
 	selected, err := pg.SelectedTables(ctx, blue, env.Spec.Tables.Include, env.Spec.Tables.Exclude)
