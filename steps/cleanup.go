@@ -187,8 +187,14 @@ func blueSlotOwned(ctx context.Context, env *engine.Env, blue pg.Querier, st pg.
 	if state, err := engine.ReadState(env.Spec.StatePath()); err == nil && state.Spec.Name == env.Spec.Name {
 		seeded := engine.NewEnv(env.Spec, nil)
 		engine.SeedOutputs(seeded, state)
-		owned, _ := slotOwnership(seeded)
-		return owned, nil
+		if owned, _ := slotOwnership(seeded); owned {
+			return true, nil
+		}
+		// source.slot done: its apply accepts only a slot it claimed (a
+		// foreign one is refused), so the slot is the one it made.
+		claim, _ := seeded.Output(stepid.Slot, SlotClaimed)
+		c := state.Step(stepid.Slot)
+		return c != nil && c.Status == engine.StatusDone && claim != "false", nil
 	}
 	db, err := currentDatabase(ctx, blue)
 	if err != nil {

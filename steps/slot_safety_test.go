@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -285,6 +286,39 @@ func testForeignSlot(t *testing.T, p *replPair) {
 		t.Fatalf("the user's slot is gone")
 	}
 	p.apply(t, p.publication)
+
+	// A state file at the spec's default path (as cleanup finds it) that
+	// records no creation of the slot rules, even beside pgshift's own
+	// publication.
+	savedFile := p.spec.File
+	p.spec.File = filepath.Join(t.TempDir(), "orders.yaml")
+	g, err := engine.Compile(For(p.spec))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := engine.OpenState(p.spec.StatePath(), p.spec, g, engine.StateOptions{Operation: "apply"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = store.UpdateStep(stepid.Publication, func(c *engine.StepState) {
+		c.Status, c.Outputs = engine.StatusDone, map[string]string{"tables": "3"}
+	})
+	_ = store.UpdateStep(stepid.Slot, func(c *engine.StepState) { c.Status, c.Error = engine.StatusFailed, foreignSlotError("pgshift_orders_pg").Error() })
+	store.Close()
+	env, _ = freshEnv(t, p)
+	plan, err = PlanCleanup(testCtx(t), env.ForStep("cleanup"))
+	p.spec.File = savedFile
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range plan.Actions {
+		if a.Kind == "slot" {
+			t.Errorf("cleanup with a state that records no creation would drop: %+v", a)
+		}
+	}
+	if !strings.Contains(strings.Join(plan.Notes, "\n"), "slot pgshift_orders_pg on blue kept") {
+		t.Errorf("cleanup with the state does not say it keeps the slot: %q", plan.Notes)
+	}
 
 	// A creation under pgshift's name that pgshift did not start is not
 	// awaited as its own.
