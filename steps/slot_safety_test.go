@@ -303,7 +303,9 @@ func testForeignSlot(t *testing.T, p *replPair) {
 	_ = store.UpdateStep(stepid.Publication, func(c *engine.StepState) {
 		c.Status, c.Outputs = engine.StatusDone, map[string]string{"tables": "3"}
 	})
-	_ = store.UpdateStep(stepid.Slot, func(c *engine.StepState) { c.Status, c.Error = engine.StatusFailed, foreignSlotError("pgshift_orders_pg").Error() })
+	_ = store.UpdateStep(stepid.Slot, func(c *engine.StepState) {
+		c.Status, c.Error = engine.StatusFailed, foreignSlotError("pgshift_orders_pg").Error()
+	})
 	store.Close()
 	env, _ = freshEnv(t, p)
 	plan, err = PlanCleanup(testCtx(t), env.ForStep("cleanup"))
