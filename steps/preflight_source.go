@@ -160,8 +160,8 @@ SELECT current_setting('max_replication_slots')::int,
 	f.check("blue free WAL senders", freeSenders >= needSenders,
 		fmt.Sprintf("%d of max_wal_senders=%d free, %d needed", freeSenders, maxSenders, needSenders),
 		capacityBlocker("WAL senders", "max_wal_senders", freeSenders, maxSenders, usedSenders, mainSender, needSenders, sync, ""))
-	if sync.Assumed != "" && sync.Need > 0 {
-		f.warn("the table-sync slots blue needs are counted with %s", sync.Assumed)
+	if sync.Assumed && sync.Need > 0 {
+		f.warn("green is out of reach: the slots and WAL senders blue needs for the table sync are counted with PostgreSQL's default max_sync_workers_per_subscription of %d", sync.Workers)
 	}
 	return nil
 }

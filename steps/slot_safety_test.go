@@ -398,6 +398,16 @@ func testSyncCapacity(t *testing.T, p *replPair) {
 			t.Errorf("source.slot's precondition: %+v, want 2 free, 3 needed", pc)
 		}
 	}
+	// Green out of reach: its default is assumed, and said.
+	off := *p.spec
+	off.Target.DSN = "postgres://postgres@127.0.0.1:1/app?sslmode=disable&connect_timeout=2"
+	offEnv := engine.NewEnv(&off, nil)
+	defer offEnv.Close()
+	c = observeIn(t, offEnv, inspecting{preflightSource{}})
+	if !strings.Contains(strings.Join(c.Blockers, "\n"), "ALTER SYSTEM SET max_replication_slots = 3;") ||
+		warningWith(c, "green is out of reach", "default max_sync_workers_per_subscription of 2") == "" {
+		t.Errorf("green out of reach: %s %q %q, want the blocker counted with green's default and a warning saying so", c.Action, c.Blockers, c.Warnings)
+	}
 	// Fewer sync workers on green (a reload) make the copy fit.
 	p.green.Exec(t, "postgres", "ALTER SYSTEM SET max_sync_workers_per_subscription = 1")
 	p.green.Exec(t, "postgres", "SELECT pg_reload_conf()")

@@ -36,17 +36,18 @@ type syncCapacity struct {
 	// SubscriptionOID is pgshift's subscription on green (0: none or unknown),
 	// whose table-sync slots on blue are named pg_<oid>_sync_<relid>_<sysid>.
 	SubscriptionOID uint32
-	// Assumed says what was assumed because a side could not be read.
-	Assumed string
+	// Assumed says that green could not be read, so that Workers is
+	// PostgreSQL's default.
+	Assumed bool
 }
 
 // why says where the number comes from, for messages.
 func (c syncCapacity) why() string {
-	s := fmt.Sprintf("%s to copy, max_sync_workers_per_subscription=%d on green", words.Plural(c.Tables, "table", "tables"), c.Workers)
-	if c.Assumed != "" {
-		s += "; " + c.Assumed
+	if c.Assumed {
+		return fmt.Sprintf("%s to copy, green's max_sync_workers_per_subscription assumed to be PostgreSQL's default of %d: green is out of reach",
+			words.Plural(c.Tables, "table", "tables"), c.Workers)
 	}
-	return s
+	return fmt.Sprintf("%s to copy, max_sync_workers_per_subscription=%d on green", words.Plural(c.Tables, "table", "tables"), c.Workers)
 }
 
 // readSyncCapacity computes the table-sync workers the initial copy runs at
@@ -69,7 +70,7 @@ func readSyncCapacity(ctx context.Context, env *engine.Env, blue pg.Querier) (sy
 	}
 	green, err := env.Target.Pool(ctx)
 	if err != nil {
-		c.Assumed = fmt.Sprintf("green is out of reach, so PostgreSQL's default of %d is assumed", defaultSyncWorkers)
+		c.Assumed = true
 	} else {
 		v, err := pg.Setting(ctx, green, "max_sync_workers_per_subscription")
 		if err != nil {
