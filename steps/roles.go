@@ -25,9 +25,41 @@ import (
 // roles it created carry a comment instead, which survives a crash.
 const RolesGranted = "granted"
 
-// skippedRolePrefixes are roles that belong to the server or a managed
-// service, never copied: predefined roles and the providers' admin roles.
-var skippedRolePrefixes = []string{"pg_", "rds", "cloudsql", "alloydb", "azure_"}
+// managedRoles are the roles managed services create on each instance and
+// manage themselves, never copied; by exact name, since their users' roles
+// may start alike (rds_reader_app is an ordinary role). The value is the
+// service, for the plan.
+var managedRoles = map[string]string{
+	// Amazon RDS and Aurora.
+	"rdsadmin": "Amazon RDS", "rdsrepladmin": "Amazon RDS", "rdstopmgr": "Amazon RDS",
+	"rds_superuser": "Amazon RDS", "rds_replication": "Amazon RDS", "rds_password": "Amazon RDS",
+	"rds_iam": "Amazon RDS", "rds_ad": "Amazon RDS", "rds_extension": "Amazon RDS",
+	// Google Cloud SQL.
+	"cloudsqladmin": "Google Cloud SQL", "cloudsqlsuperuser": "Google Cloud SQL", "cloudsqlagent": "Google Cloud SQL",
+	"cloudsqliamserviceaccount": "Google Cloud SQL", "cloudsqliamuser": "Google Cloud SQL",
+	"cloudsqlimportexport": "Google Cloud SQL", "cloudsqllogical": "Google Cloud SQL",
+	"cloudsqlreplica": "Google Cloud SQL", "cloudsqlinactiveuser": "Google Cloud SQL",
+	// Azure Database for PostgreSQL.
+	"azure_pg_admin": "Azure Database for PostgreSQL", "azuresu": "Azure Database for PostgreSQL",
+	"azure_superuser": "Azure Database for PostgreSQL",
+	// AlloyDB.
+	"alloydbadmin": "AlloyDB", "alloydbsuperuser": "AlloyDB", "alloydbreplica": "AlloyDB", "alloydbiamuser": "AlloyDB",
+}
+
+// skipReason says why a role of blue is never copied, "" when it is copied:
+// predefined roles (pg_ is reserved: every server has its own) and the
+// managed services' roles.
+func skipReason(name string) string {
+	if strings.HasPrefix(name, "pg_") {
+		return "a predefined role of PostgreSQL: green has its own"
+	}
+	if svc, ok := managedRoles[name]; ok {
+		return "a role " + svc + " creates and manages on each instance"
+	}
+	return ""
+}
+
+func skippedRole(name string) bool { return skipReason(name) != "" }
 
 // roles copies blue's roles and memberships to green where missing, so that
 // the schema restore finds every owner and grantee. A role of the same name
@@ -71,23 +103,24 @@ type rolesPlan struct {
 	create        []role
 	grant         []membership
 	existing      int
-	passwords     bool // blue's password hashes were readable
+	passwords     bool // blue's pg_authid is readable: a role without a hash has no password
 	greenSuper    bool
 	greenCanRoles bool
+	skipped       []skipped
+	// blockers: skipped roles green lacks that blue's schema names (as
+	// owner or grantee), on which the restore would fail.
+	blockers []string
+}
+
+// skipped is a role of blue that is never copied, and why.
+type skipped struct {
+	name, why string
+	onGreen   bool
 }
 
 // marker is the comment pgshift leaves on each role it creates, so that a
 // rollback drops those and no other, even after a crash.
 func roleMarker(spec *spec.Spec) string { return "created by pgshift for " + spec.Name }
-
-func skippedRole(name string) bool {
-	for _, p := range skippedRolePrefixes {
-		if strings.HasPrefix(name, p) {
-			return true
-		}
-	}
-	return false
-}
 
 func (roles) plan(ctx context.Context, env *engine.Env) (*rolesPlan, error) {
 	blue, err := env.Source.Pool(ctx)
@@ -127,7 +160,8 @@ func (roles) plan(ctx context.Context, env *engine.Env) (*rolesPlan, error) {
 	}
 	will := map[string]bool{}
 	for _, r := range blueRoles {
-		if skippedRole(r.Name) {
+		if why := skipReason(r.Name); why != "" {
+			p.skipped = append(p.skipped, skipped{name: r.Name, why: why, onGreen: onGreen[r.Name]})
 			continue
 		}
 		if onGreen[r.Name] {
@@ -136,6 +170,20 @@ func (roles) plan(ctx context.Context, env *engine.Env) (*rolesPlan, error) {
 		}
 		p.create = append(p.create, r)
 		will[r.Name] = true
+	}
+
+	for _, sk := range p.skipped {
+		if sk.onGreen {
+			continue
+		}
+		uses, err := roleUses(ctx, blue, sk.name)
+		if err != nil {
+			return nil, fmt.Errorf("blue: %w", err)
+		}
+		if len(uses) > 0 {
+			p.blockers = append(p.blockers, fmt.Sprintf("role %s (%s) is not copied, and green has no such role, but blue's schema names it: %s; the schema restore would fail on it: on blue give these to another role (ALTER ... OWNER TO <role>; REVOKE ... FROM %s), or create the role on green yourself (CREATE ROLE %s NOLOGIN;), then plan again",
+				sk.name, sk.why, words.List(uses), pg.QuoteIdent(sk.name), pg.QuoteIdent(sk.name)))
+		}
 	}
 
 	blueMembers, err := readMemberships(ctx, blue)
@@ -189,6 +237,36 @@ SELECT rolname, rolsuper, rolinherit, rolcreaterole, rolcreatedb, rolcanlogin, r
 		out = append(out, r)
 	}
 	return out, rows.Err()
+}
+
+// roleUsesSQL lists what of the current database names a role, as the
+// schema dump would: objects it owns, privileges granted to it (or by it),
+// policies naming it, default privileges, each with its qualified name
+// (pg_identify_object). Extension members are left out:
+// the dump recreates them with CREATE EXTENSION.
+const roleUsesSQL = `
+SELECT CASE s.deptype WHEN 'o' THEN 'owns ' WHEN 'a' THEN 'has privileges on ' WHEN 'r' THEN 'is named by '
+                      ELSE 'depends on ' END
+       || o.type || ' ' || o.identity
+  FROM pg_catalog.pg_shdepend s,
+       LATERAL pg_catalog.pg_identify_object(s.classid, s.objid, s.objsubid) o
+ WHERE s.dbid = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
+   AND s.refclassid = 'pg_catalog.pg_authid'::pg_catalog.regclass
+   AND s.refobjid = (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = $1)
+   AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend e
+                    WHERE e.classid = s.classid AND e.objid = s.objid AND e.deptype = 'e')
+ ORDER BY 1`
+
+func roleUses(ctx context.Context, db *pgxpool.Pool, name string) ([]string, error) {
+	rows, err := db.Query(ctx, roleUsesSQL, name)
+	if err != nil {
+		return nil, fmt.Errorf("list what role %s owns or is granted: %w", name, err)
+	}
+	uses, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("list what role %s owns or is granted: %w", name, err)
+	}
+	return uses, nil
 }
 
 func readPasswords(ctx context.Context, db *pgxpool.Pool, rs []role) error {
@@ -279,13 +357,38 @@ func (r role) shown(p *rolesPlan) string {
 	switch {
 	case r.password != nil:
 		s += " -- password hash copied from blue"
-	case r.Login && !p.passwords:
+	case p.passwords:
+		s += " -- no password on blue"
+	case r.Login:
 		s += " -- no password: blue's pg_authid is not readable"
 	}
 	if !p.greenSuper && (r.Super || r.Replication || r.BypassRLS) {
 		s += " -- without SUPERUSER/REPLICATION/BYPASSRLS: green's role is not a superuser"
 	}
 	return s
+}
+
+// skippedLines name, in the plan, each role of blue that is not copied and
+// why: the predefined roles on one line, each managed service's role on
+// its own.
+func (p *rolesPlan) skippedLines() []string {
+	var predefined, lines []string
+	for _, sk := range p.skipped {
+		if strings.HasPrefix(sk.name, "pg_") {
+			predefined = append(predefined, sk.name)
+			continue
+		}
+		where := "green has no such role"
+		if sk.onGreen {
+			where = "green has its own"
+		}
+		lines = append(lines, fmt.Sprintf("-- not copied: role %s, %s (%s)", sk.name, sk.why, where))
+	}
+	if len(predefined) > 0 {
+		lines = append([]string{fmt.Sprintf("-- not copied: %s of PostgreSQL (%s): green has its own",
+			words.Plural(len(predefined), "predefined role", "predefined roles"), strings.Join(predefined, ", "))}, lines...)
+	}
+	return lines
 }
 
 func grantSQL(m membership) string {
@@ -300,12 +403,12 @@ func (s roles) Observe(ctx context.Context, env *engine.Env) (plans.Change, erro
 	if err != nil {
 		return plans.Change{}, err
 	}
-	if len(p.create) == 0 && len(p.grant) == 0 {
-		return plans.Change{Action: plans.ActionNone,
-			Summary: fmt.Sprintf("green has blue's %s and their memberships", words.Plural(p.existing, "role", "roles"))}, nil
-	}
 	c := plans.Change{Action: plans.ActionCreate,
 		Summary: fmt.Sprintf("create %s, grant %s", words.Plural(len(p.create), "role", "roles"), words.Plural(len(p.grant), "membership", "memberships"))}
+	if len(p.create) == 0 && len(p.grant) == 0 {
+		c = plans.Change{Action: plans.ActionNone,
+			Summary: fmt.Sprintf("green has blue's %s and their memberships", words.Plural(p.existing, "role", "roles"))}
+	}
 	var noPassword []string
 	for _, r := range p.create {
 		c.Details = append(c.Details, r.shown(p))
@@ -316,11 +419,24 @@ func (s roles) Observe(ctx context.Context, env *engine.Env) (plans.Change, erro
 	for _, m := range p.grant {
 		c.Details = append(c.Details, grantSQL(m))
 	}
-	if len(noPassword) > 0 {
+	c.Details = append(c.Details, p.skippedLines()...)
+	switch {
+	case len(noPassword) == 0:
+	case p.passwords:
+		// Blue's hashes were readable: these roles have none there either,
+		// and log in as blue's pg_hba.conf lets them (trust, peer, cert...).
+		c.Details = append(c.Details, fmt.Sprintf("note: login %s %s %s no password on blue and %s created without one, as on blue",
+			words.Pick(len(noPassword), "role", "roles"), words.List(noPassword), words.Pick(len(noPassword), "has", "have"),
+			words.Pick(len(noPassword), "is", "are")))
+	default:
 		c.Warnings = append(c.Warnings, fmt.Sprintf("login %s %s created without a password (blue's pg_authid is not readable by the source role): set %s on green (ALTER ROLE ... PASSWORD) before the cutover",
 			words.Pick(len(noPassword), "role", "roles"), words.List(noPassword), words.Pick(len(noPassword), "it", "them")))
 	}
-	if !p.greenCanRoles {
+	if len(p.blockers) > 0 {
+		c.Action = plans.ActionBlocker
+		c.Blockers = append(c.Blockers, p.blockers...)
+	}
+	if !p.greenCanRoles && len(p.create) > 0 {
 		c.Action = plans.ActionBlocker
 		c.Blockers = append(c.Blockers, "green's role has neither SUPERUSER nor CREATEROLE: connect to green as a superuser, or create these roles on green yourself, or set schema.roles: false")
 	}
@@ -349,6 +465,9 @@ func (s roles) Apply(ctx context.Context, env *engine.Env) error {
 	p, err := s.plan(ctx, env)
 	if err != nil {
 		return err
+	}
+	if len(p.blockers) > 0 {
+		return fmt.Errorf("%s: %s", stepid.Roles, strings.Join(p.blockers, "; "))
 	}
 	if len(p.create) == 0 && len(p.grant) == 0 {
 		return nil

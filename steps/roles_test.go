@@ -34,12 +34,17 @@ func TestRoleCreateSQLKeepsTheHashOutOfThePlan(t *testing.T) {
 	if s := noPw.shown(&rolesPlan{}); !strings.Contains(s, "no password: blue's pg_authid is not readable") || strings.Contains(s, "CONNECTION LIMIT") {
 		t.Errorf("role without a readable password: %s", s)
 	}
+	if s := noPw.shown(&rolesPlan{passwords: true}); !strings.Contains(s, "-- no password on blue") || strings.Contains(s, "pg_authid") {
+		t.Errorf("role without a password on blue, whose pg_authid is readable: %s", s)
+	}
 }
 
 func TestSkippedRoles(t *testing.T) {
 	for name, skip := range map[string]bool{
 		"pg_read_all_data": true, "rdsadmin": true, "rds_superuser": true, "cloudsqlsuperuser": true,
-		"azure_pg_admin": true, "app": false, "postgres": false, "rdx": false,
+		"azure_pg_admin": true, "alloydbsuperuser": true, "azuresu": true, "rdstopmgr": true,
+		"app": false, "postgres": false, "rdx": false, "rds_reader_app": false, "rdsx": false,
+		"cloudsql_app": false, "azure_app": false, "alloydb_reports": false,
 	} {
 		if skippedRole(name) != skip {
 			t.Errorf("skippedRole(%q) = %v", name, !skip)
