@@ -528,21 +528,49 @@ SELECT (SELECT count(*) FROM rel WHERE relkind IN ('r', 'p', 'f'))::int,
 
 // The restore's bookkeeping runs in its own transaction: the prelude notes
 // every object green holds before, the epilogue lists those the dump added
-// in a comment on the database. Only catalogs whose objects a rollback
-// drops on their own are tracked; indexes, constraints, triggers and the
-// like go with their tables.
+// in a comment on the database. Every catalog a schema dump creates objects
+// in is tracked, so that a rollback leaves nothing behind for the next
+// restore to fail on ("collation already exists"); indexes, constraints,
+// triggers, rules, policies, statistics and the like go with their tables,
+// user mappings with their servers. Objects of extensions are left to
+// DROP EXTENSION. Default privileges are not tracked: they go with their
+// schema, and ALTER DEFAULT PRIVILEGES again changes nothing.
 const (
-	classPgClass     = 1259
-	classPgProc      = 1255
-	classPgType      = 1247
-	classPgNamespace = 2615
-	classPgExtension = 3079
+	classPgClass        = 1259
+	classPgProc         = 1255
+	classPgType         = 1247
+	classPgNamespace    = 2615
+	classPgExtension    = 3079
+	classPgCollation    = 3456
+	classPgOperator     = 2617
+	classPgOpclass      = 2616
+	classPgOpfamily     = 2753
+	classPgCast         = 2605
+	classPgConversion   = 2607
+	classPgTSConfig     = 3602
+	classPgTSDict       = 3600
+	classPgTSParser     = 3601
+	classPgTSTemplate   = 3764
+	classPgFDW          = 2328
+	classPgForeignSrv   = 1417
+	classPgEventTrigger = 3466
+	classPgLanguage     = 2612
+	classPgAm           = 2601
 )
 
-// dropOrder: relations (taking views, indexes and sequences they own with
-// them), then functions, types, schemas, extensions.
-var dropOrder = []int64{classPgClass, classPgProc, classPgType, classPgNamespace, classPgExtension}
+// dropOrder: event triggers first (one on sql_drop would fire during the
+// rollback), relations (taking views, indexes and sequences they own with
+// them), then what hangs on functions and types (casts, operators and
+// their classes, text search objects, conversions, collations), functions,
+// types, foreign servers and their wrappers, languages, access methods,
+// schemas, extensions. Anything an earlier DROP ... CASCADE took along is
+// skipped.
+var dropOrder = []int64{classPgEventTrigger, classPgClass, classPgCast, classPgOpclass, classPgOpfamily, classPgOperator,
+	classPgTSConfig, classPgTSDict, classPgTSParser, classPgTSTemplate, classPgConversion, classPgCollation,
+	classPgProc, classPgType, classPgForeignSrv, classPgFDW, classPgLanguage, classPgAm, classPgNamespace, classPgExtension}
 
+// trackedObjectsSQL lists green's objects of every tracked class (the class
+// oids are fixed in every version: catalogs are bootstrapped with them).
 const trackedObjectsSQL = `
 SELECT 'pg_catalog.pg_namespace'::pg_catalog.regclass::pg_catalog.oid AS classid, n.oid AS objid
   FROM pg_catalog.pg_namespace n
@@ -559,7 +587,37 @@ SELECT 'pg_catalog.pg_type'::pg_catalog.regclass::pg_catalog.oid, t.oid FROM pg_
  WHERE t.typcategory <> 'A'
    AND (t.typtype IN ('e', 'd', 'r', 'b')
         OR (t.typtype = 'c' AND EXISTS (SELECT 1 FROM pg_catalog.pg_class r
-                                         WHERE r.oid = t.typrelid AND r.relkind = 'c')))`
+                                         WHERE r.oid = t.typrelid AND r.relkind = 'c')))
+UNION ALL
+SELECT 'pg_catalog.pg_collation'::pg_catalog.regclass::pg_catalog.oid, o.oid FROM pg_catalog.pg_collation o
+UNION ALL
+SELECT 'pg_catalog.pg_operator'::pg_catalog.regclass::pg_catalog.oid, o.oid FROM pg_catalog.pg_operator o
+UNION ALL
+SELECT 'pg_catalog.pg_opclass'::pg_catalog.regclass::pg_catalog.oid, o.oid FROM pg_catalog.pg_opclass o
+UNION ALL
+SELECT 'pg_catalog.pg_opfamily'::pg_catalog.regclass::pg_catalog.oid, o.oid FROM pg_catalog.pg_opfamily o
+UNION ALL
+SELECT 'pg_catalog.pg_cast'::pg_catalog.regclass::pg_catalog.oid, o.oid FROM pg_catalog.pg_cast o
+UNION ALL
+SELECT 'pg_catalog.pg_conversion'::pg_catalog.regclass::pg_catalog.oid, o.oid FROM pg_catalog.pg_conversion o
+UNION ALL
+SELECT 'pg_catalog.pg_ts_config'::pg_catalog.regclass::pg_catalog.oid, o.oid FROM pg_catalog.pg_ts_config o
+UNION ALL
+SELECT 'pg_catalog.pg_ts_dict'::pg_catalog.regclass::pg_catalog.oid, o.oid FROM pg_catalog.pg_ts_dict o
+UNION ALL
+SELECT 'pg_catalog.pg_ts_parser'::pg_catalog.regclass::pg_catalog.oid, o.oid FROM pg_catalog.pg_ts_parser o
+UNION ALL
+SELECT 'pg_catalog.pg_ts_template'::pg_catalog.regclass::pg_catalog.oid, o.oid FROM pg_catalog.pg_ts_template o
+UNION ALL
+SELECT 'pg_catalog.pg_foreign_data_wrapper'::pg_catalog.regclass::pg_catalog.oid, o.oid FROM pg_catalog.pg_foreign_data_wrapper o
+UNION ALL
+SELECT 'pg_catalog.pg_foreign_server'::pg_catalog.regclass::pg_catalog.oid, o.oid FROM pg_catalog.pg_foreign_server o
+UNION ALL
+SELECT 'pg_catalog.pg_event_trigger'::pg_catalog.regclass::pg_catalog.oid, o.oid FROM pg_catalog.pg_event_trigger o
+UNION ALL
+SELECT 'pg_catalog.pg_language'::pg_catalog.regclass::pg_catalog.oid, o.oid FROM pg_catalog.pg_language o
+UNION ALL
+SELECT 'pg_catalog.pg_am'::pg_catalog.regclass::pg_catalog.oid, o.oid FROM pg_catalog.pg_am o`
 
 const restorePrelude = `CREATE TEMP TABLE pgshift_before ON COMMIT DROP AS ` + trackedObjectsSQL + `;
 `
@@ -647,6 +705,44 @@ func dropStatement(ctx context.Context, tx pgx.Tx, classid, objid int64) (string
 		q = `SELECT 'SCHEMA', pg_catalog.quote_ident(nspname) FROM pg_catalog.pg_namespace WHERE oid = $1`
 	case classPgExtension:
 		q = `SELECT 'EXTENSION', pg_catalog.quote_ident(extname) FROM pg_catalog.pg_extension WHERE oid = $1`
+	case classPgCollation:
+		q = qualifiedDrop("COLLATION", "pg_collation", "collname", "collnamespace")
+	case classPgConversion:
+		q = qualifiedDrop("CONVERSION", "pg_conversion", "conname", "connamespace")
+	case classPgTSConfig:
+		q = qualifiedDrop("TEXT SEARCH CONFIGURATION", "pg_ts_config", "cfgname", "cfgnamespace")
+	case classPgTSDict:
+		q = qualifiedDrop("TEXT SEARCH DICTIONARY", "pg_ts_dict", "dictname", "dictnamespace")
+	case classPgTSParser:
+		q = qualifiedDrop("TEXT SEARCH PARSER", "pg_ts_parser", "prsname", "prsnamespace")
+	case classPgTSTemplate:
+		q = qualifiedDrop("TEXT SEARCH TEMPLATE", "pg_ts_template", "tmplname", "tmplnamespace")
+	case classPgOperator:
+		// regoperator prints name(left,right), NONE for a prefix operator's left.
+		q = `SELECT 'OPERATOR', oid::pg_catalog.regoperator::text FROM pg_catalog.pg_operator WHERE oid = $1`
+	case classPgOpclass:
+		q = `SELECT 'OPERATOR CLASS', pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(o.opcname)
+                    || ' USING ' || pg_catalog.quote_ident(a.amname)
+               FROM pg_catalog.pg_opclass o JOIN pg_catalog.pg_namespace n ON n.oid = o.opcnamespace
+               JOIN pg_catalog.pg_am a ON a.oid = o.opcmethod WHERE o.oid = $1`
+	case classPgOpfamily:
+		q = `SELECT 'OPERATOR FAMILY', pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(o.opfname)
+                    || ' USING ' || pg_catalog.quote_ident(a.amname)
+               FROM pg_catalog.pg_opfamily o JOIN pg_catalog.pg_namespace n ON n.oid = o.opfnamespace
+               JOIN pg_catalog.pg_am a ON a.oid = o.opfmethod WHERE o.oid = $1`
+	case classPgCast:
+		q = `SELECT 'CAST', '(' || pg_catalog.format_type(castsource, NULL) || ' AS ' || pg_catalog.format_type(casttarget, NULL) || ')'
+               FROM pg_catalog.pg_cast WHERE oid = $1`
+	case classPgFDW:
+		q = `SELECT 'FOREIGN DATA WRAPPER', pg_catalog.quote_ident(fdwname) FROM pg_catalog.pg_foreign_data_wrapper WHERE oid = $1`
+	case classPgForeignSrv:
+		q = `SELECT 'SERVER', pg_catalog.quote_ident(srvname) FROM pg_catalog.pg_foreign_server WHERE oid = $1`
+	case classPgEventTrigger:
+		q = `SELECT 'EVENT TRIGGER', pg_catalog.quote_ident(evtname) FROM pg_catalog.pg_event_trigger WHERE oid = $1`
+	case classPgLanguage:
+		q = `SELECT 'LANGUAGE', pg_catalog.quote_ident(lanname) FROM pg_catalog.pg_language WHERE oid = $1`
+	case classPgAm:
+		q = `SELECT 'ACCESS METHOD', pg_catalog.quote_ident(amname) FROM pg_catalog.pg_am WHERE oid = $1`
 	default:
 		return "", nil
 	}
@@ -663,6 +759,14 @@ func dropStatement(ctx context.Context, tx pgx.Tx, classid, objid int64) (string
 		return "", err
 	}
 	return "DROP " + kind + " IF EXISTS " + name + " CASCADE", nil
+}
+
+// qualifiedDrop is the query of dropStatement for an object named by
+// schema and name.
+func qualifiedDrop(kind, catalog, nameCol, nspCol string) string {
+	return `SELECT '` + kind + `', pg_catalog.quote_ident(n.nspname) || '.' || pg_catalog.quote_ident(o.` + nameCol + `)
+               FROM pg_catalog.` + catalog + ` o JOIN pg_catalog.pg_namespace n ON n.oid = o.` + nspCol + `
+              WHERE o.oid = $1`
 }
 
 // userRelationsSQL lists a database's tables, views and sequences outside
