@@ -155,8 +155,7 @@ func (s *slotStep) Apply(ctx context.Context, env *engine.Env) error {
 	// run died while pg_create_logical_replication_slot waited for blue's
 	// running transactions): wait until it is made for good, or gone, if
 	// that backend is the one pgshift recorded as creating it.
-	waitingSince := time.Now()
-	lastLog := time.Time{}
+	var waitingSince, lastLog time.Time // waitingSince on blue's clock
 	for st.Exists && st.Active && !s.byCopy() {
 		var walsender bool
 		if err := db.QueryRow(ctx, "SELECT coalesce((SELECT backend_type = 'walsender' FROM pg_stat_activity WHERE pid = $1), false)", st.ActivePID).Scan(&walsender); err != nil {
@@ -167,6 +166,11 @@ func (s *slotStep) Apply(ctx context.Context, env *engine.Env) error {
 		}
 		if owned, _ := slotOwnership(env); !owned || recordedCreator(env) != st.ActivePID {
 			return fmt.Errorf("%w (backend pid %d on blue is creating it, and pgshift did not start that creation)", foreignSlotError(name), st.ActivePID)
+		}
+		if waitingSince.IsZero() {
+			if waitingSince, err = pg.Scalar[time.Time](ctx, db, "SELECT now()"); err != nil {
+				return fmt.Errorf("blue: read the clock: %w", err)
+			}
 		}
 		if time.Since(lastLog) >= s.logEvery() {
 			lastLog = time.Now()
