@@ -225,6 +225,12 @@ func (s *subscriptionStep) Check(ctx context.Context, env *engine.Env) ([]plans.
 		p.Detail = optErr.Error()
 	}
 	pre = append(pre, p)
+	rights, err := pg.CheckSubscriptionRights(ctx, green)
+	if err != nil {
+		return nil, fmt.Errorf("green: %w", err)
+	}
+	name, ok, detail := pg.SubscriptionPrecondition(rights, "green", "blue", "source.password_env", env.Source.Password() != "")
+	pre = append(pre, plans.Precondition{Name: name, OK: ok, Detail: detail})
 	slot, err := pg.ReadSlot(ctx, blue, s.spec.SlotName())
 	if err != nil {
 		return nil, err

@@ -261,12 +261,21 @@ type pooledPgbench struct {
 	exited chan struct{}
 }
 
-func startPooledPgbench(t *testing.T, b *pgtest.PgBouncer) *pooledPgbench {
+// script, when not "", replaces the built-in TPC-B-like transaction.
+func startPooledPgbench(t *testing.T, b *pgtest.PgBouncer, script ...string) *pooledPgbench {
 	t.Helper()
 	bin := pgtest.RequireClientBin(t, "pgbench")
 	p := &pooledPgbench{exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, "-n", "-c", "2", "-j", "1", "-R", "50", "-T", "3600",
-		"-h", b.Host, "-p", strconv.Itoa(b.Port), "-U", "postgres", "app")
+	args := []string{"-n", "-c", "2", "-j", "1", "-R", "50", "-T", "3600",
+		"-h", b.Host, "-p", strconv.Itoa(b.Port), "-U", "postgres", "app"}
+	if len(script) > 0 {
+		f := filepath.Join(t.TempDir(), "load.sql")
+		if err := os.WriteFile(f, []byte(script[0]), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		args = append(args, "-f", f)
+	}
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

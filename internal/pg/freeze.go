@@ -195,3 +195,31 @@ SELECT count(pg_terminate_backend(pid))
 	}
 	return int(n), nil
 }
+
+// UnendableSessions lists the client sessions on the database that the
+// connected role could not end (pg_terminate_backend needs superuser for a
+// superuser's session, and membership of the session's role or of
+// pg_signal_backend for the others), except keepApplication's, each as
+// "pid N (role R, application A)". The read-only freeze ends every
+// session, so a role without those rights must learn of them before it.
+func UnendableSessions(ctx context.Context, db Querier, name, keepApplication string) ([]string, error) {
+	rows, err := db.Query(ctx, `
+SELECT format('pid %s (role %s, application %s)', a.pid, a.usename, coalesce(nullif(a.application_name, ''), 'none'))
+  FROM pg_stat_activity a
+  JOIN pg_roles r ON r.oid = a.usesysid
+ WHERE a.datname = $1 AND a.pid <> pg_backend_pid()
+   AND a.backend_type = 'client backend'
+   AND ($2 = '' OR a.application_name IS DISTINCT FROM $2)
+   AND NOT (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+   AND NOT pg_has_role(current_user, a.usesysid, 'MEMBER')
+   AND (r.rolsuper OR NOT pg_has_role(current_user, 'pg_signal_backend', 'MEMBER'))
+ ORDER BY a.pid`, name, keepApplication)
+	if err != nil {
+		return nil, fmt.Errorf("database %s: list sessions: %w", name, err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("database %s: list sessions: %w", name, err)
+	}
+	return out, nil
+}

@@ -60,6 +60,22 @@ func (s *cutoverStep) preconditions(ctx context.Context, env *engine.Env) ([]pla
 	if err != nil {
 		return nil, err
 	}
+	if _, readOnly := freezeModes(s.spec.Cutover.Freeze); readOnly {
+		db, err := pg.Scalar[string](ctx, blue, "SELECT current_database()")
+		if err != nil {
+			return nil, fmt.Errorf("blue: %w", err)
+		}
+		stuck, err := pg.UnendableSessions(ctx, blue, db, cutoverApplication)
+		if err != nil {
+			return nil, fmt.Errorf("blue: %w", err)
+		}
+		detail := "the read-only freeze ends every other session on blue's database"
+		if len(stuck) > 0 {
+			detail = fmt.Sprintf("the read-only freeze ends every other session on blue's database, and pgshift's role may not end %s: close them, grant pgshift's role pg_signal_backend (a superuser's session needs a superuser), or set cutover.freeze: pooler",
+				words.List(stuck))
+		}
+		add("every session on blue can be ended by the freeze", len(stuck) == 0, detail)
+	}
 	p, err := pg.MeasureReplication(ctx, blue, green, s.spec.SlotName(), s.spec.SubscriptionName())
 	if err != nil {
 		return nil, err
@@ -119,6 +135,15 @@ func (s *cutoverStep) preconditions(ctx context.Context, env *engine.Env) ([]pla
 		if err != nil {
 			return nil, err
 		}
+		rights, err := pg.CheckSubscriptionRights(ctx, blue)
+		if err != nil {
+			return nil, fmt.Errorf("blue: %w", err)
+		}
+		name, ok, detail := pg.SubscriptionPrecondition(rights, "blue", "green", "target.password_env", env.Target.Password() != "")
+		if !ok {
+			detail += " (or set cutover.reverse_replication: false: no way back without a new copy)"
+		}
+		add(name, ok, detail)
 		add("a free replication slot on green", st.Exists || free > 0,
 			fmt.Sprintf("%d free (raise max_replication_slots on green)", free))
 	}
