@@ -158,7 +158,7 @@ cutover:
 	if r.code != 0 || !strings.Contains(r.stdout, "Apply stopped before cutover") {
 		t.Fatalf("apply as a non-superuser up to the cutover:\n%s", r)
 	}
-	if got := green.Scalar(t, "app", `SELECT has_table_privilege('app_reader', 'public.orders', 'SELECT')`); got != "true" {
+	if got := green.Scalar(t, "app", `SELECT has_table_privilege('app_reader', 'public.orders', 'SELECT')`); got != "t" {
 		t.Fatalf("green: app_reader may read public.orders: %s, want true (roles and grants copied by a non-superuser)", got)
 	}
 	r = pgshiftEnv(t, dir, env, "apply", "-f", specPath, "--approve-cutover")
