@@ -124,6 +124,7 @@ type SequenceSync struct {
 	Value      int64  // setval's value on the target
 	IsCalled   bool   // setval's is_called
 	Clamped    bool   // last ± margin passed the target's bound and was held at it
+	Cycles     bool   // CYCLE on the target: past its bound it starts over, it never runs out
 	Kept       bool   // the target was already ahead: left as it was
 }
 
@@ -150,7 +151,7 @@ func (r SequenceReport) Problems() []string {
 		out = append(out, fmt.Sprintf("sequence %s counts up on one side and down on the other: value not copied", s))
 	}
 	for _, s := range r.Synced {
-		if s.Clamped {
+		if s.Clamped && !s.Cycles {
 			out = append(out, fmt.Sprintf("sequence %s: last value + margin passes its bound; set to the bound %d: it will soon run out", s.Sequence, s.Value))
 		}
 	}
@@ -238,7 +239,7 @@ func planSequenceSync(src, dst []SequenceState, margin int64) (SequenceReport, s
 			report.Mismatched = append(report.Mismatched, name)
 			continue
 		}
-		r := SequenceSync{Sequence: name}
+		r := SequenceSync{Sequence: name, Cycles: d.Cycle}
 		if s.Called {
 			last := s.Last
 			r.SourceLast = &last

@@ -2,6 +2,7 @@ package cutover
 
 import (
 	"math"
+	"strings"
 	"testing"
 
 	"github.com/pgshift/pgshift/internal/pg"
@@ -103,5 +104,21 @@ func TestIsTrue(t *testing.T) {
 		if pg.IsTrue(v) {
 			t.Errorf("isTrue(%q) = true", v)
 		}
+	}
+}
+
+// TestCyclingSequenceNeverRunsOut: a CYCLE sequence held at its bound is
+// not a problem (its next value starts over), a sequence without CYCLE is.
+func TestCyclingSequenceNeverRunsOut(t *testing.T) {
+	cycling := seqState("ring", 1, 1, 100, true, 99)
+	cycling.Cycle = true
+	src := []SequenceState{cycling, seqState("plain", 1, 1, 100, true, 99)}
+	dstCycling := seqState("ring", 1, 1, 100, false, 1)
+	dstCycling.Cycle = true
+	dst := []SequenceState{dstCycling, seqState("plain", 1, 1, 100, false, 1)}
+	report, _ := planSequenceSync(src, dst, 1000)
+	problems := report.Problems()
+	if len(problems) != 1 || !strings.Contains(problems[0], "public.plain") || !strings.Contains(problems[0], "run out") {
+		t.Fatalf("problems %q, want one for public.plain only (public.ring cycles)", problems)
 	}
 }

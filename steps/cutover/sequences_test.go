@@ -109,6 +109,15 @@ SELECT setval('"Sales"."invoice no"', 10);
 	if len(report.Unreadable)+len(report.Mismatched) != 0 {
 		t.Errorf("unexpected problems: %+v", report)
 	}
+	// cyc_seq (CYCLE) starts over past its bound; small_seq runs out.
+	for _, p := range report.Problems() {
+		if strings.Contains(p, "cyc_seq") {
+			t.Errorf("a cycling sequence is reported as a problem: %s", p)
+		}
+	}
+	if !strings.Contains(strings.Join(report.Problems(), "\n"), "small_seq") {
+		t.Errorf("small_seq, held at smallint's bound, is not reported: %q", report.Problems())
+	}
 
 	t.Run("target ahead is kept", func(t *testing.T) {
 		green.Exec(t, "app", "SELECT setval('orders_id_seq', 9000)")
