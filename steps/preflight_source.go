@@ -11,6 +11,7 @@ import (
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/pg"
 	"github.com/pgshift/pgshift/internal/words"
+	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
 	"github.com/pgshift/pgshift/steps/stepid"
 )
@@ -314,9 +315,9 @@ func sourceTables(ctx context.Context, f *findings, pool *pgxpool.Pool, env *eng
 	}
 	f.check("replica identity on every table", len(missing) == 0,
 		fmt.Sprintf("%d of %d without", len(missing), len(tables)),
-		fmt.Sprintf("%s %s %s no primary key or replica identity, so UPDATE and DELETE cannot replicate (and fail on blue once published): add a primary key, or run ALTER TABLE %s REPLICA IDENTITY FULL;%s",
-			words.Pick(len(missing), "table", "tables"), words.List(missing), words.Pick(len(missing), "has", "have"), firstOr(missing, "<table>"),
-			words.Pick(len(missing), "", " and likewise for the others")))
+		fmt.Sprintf("%s %s no primary key or replica identity, so UPDATE and DELETE cannot replicate (and fail on blue once published): add a primary key, or run ALTER TABLE %s REPLICA IDENTITY FULL;%s:%s",
+			words.Plural(len(missing), "table", "tables"), words.Pick(len(missing), "has", "have"), firstOr(missing, "<table>"),
+			words.Pick(len(missing), "", " and likewise for the others"), plans.ObjectList(missing)))
 	if len(missing) == 0 {
 		f.fact("%s with replica identity", words.Plural(len(tables), "table", "tables"))
 	}
@@ -362,11 +363,11 @@ SELECT t.nsp, t.rel,
 		grantUsage = fmt.Sprintf(" GRANT USAGE ON SCHEMA %s TO <role>;", strings.Join(noUsage, ", "))
 	}
 	f.check("publish every table", len(notOwned) == 0, strconv.Itoa(len(notOwned))+" not owned",
-		fmt.Sprintf("the connecting role does not own %s, and only an owner or a superuser may add a table to a publication: connect as the owner or a superuser",
-			words.List(notOwned)))
+		fmt.Sprintf("the connecting role does not own %s, and only an owner or a superuser may add a table to a publication: connect as the owner or a superuser:%s",
+			words.Plural(len(notOwned), "table", "tables"), plans.ObjectList(notOwned)))
 	f.check("read every table", len(notReadable) == 0, strconv.Itoa(len(notReadable))+" not readable",
-		fmt.Sprintf("the connecting role may not read %s for the initial copy: GRANT SELECT ON %s TO <role>;%s",
-			words.List(notReadable), firstOr(notReadable, "<table>"), grantUsage))
+		fmt.Sprintf("the connecting role may not read %s for the initial copy: GRANT SELECT ON %s TO <role>;%s:%s",
+			words.Plural(len(notReadable), "table", "tables"), firstOr(notReadable, "<table>"), grantUsage, plans.ObjectList(notReadable)))
 	return nil
 }
 
