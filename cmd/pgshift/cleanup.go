@@ -87,6 +87,11 @@ func runCleanup(cmd *cobra.Command, a *cleanupArgs) error {
 	defer lock.Release()
 	env := engine.NewEnv(spec, log)
 	defer env.Close()
+	// What the steps recorded (which slot pgshift created, say) decides
+	// what cleanup may drop, wherever --state put the file.
+	if st, err := engine.ReadState(statePath); err == nil && st.Spec.Name == spec.Name {
+		engine.SeedOutputs(env, st)
+	}
 	env = env.ForStep("cleanup")
 
 	plan, err := steps.PlanCleanup(ctx, env)

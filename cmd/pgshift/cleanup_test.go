@@ -81,6 +81,10 @@ func TestCleanupCommand(t *testing.T) {
 		}
 	}
 
+	// The state lives away from the spec (--state): what the steps recorded
+	// must still reach cleanup, which drops a slot only when pgshift made it.
+	statePath := filepath.Join(t.TempDir(), "elsewhere.pgshift-state.json")
+
 	t.Run("lists the drops and drops nothing without a yes", func(t *testing.T) {
 		out, _, err := runCleanupCmd(t, "no\n", "-f", specPath)
 		t.Logf("pgshift cleanup output:\n%s", out)
@@ -109,18 +113,17 @@ func TestCleanupCommand(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		statePath := specs[0].StatePath()
 		store, err := engine.OpenState(statePath, specs[0], g, engine.StateOptions{Operation: "apply"})
 		if err != nil {
 			t.Fatal(err)
 		}
 		// The steps this test applied by hand, recorded as apply would.
 		for _, id := range []string{stepid.Publication, stepid.Slot, stepid.Subscription, stepid.Catchup} {
-			store.UpdateStep(id, func(c *engine.StepState) { c.Status = engine.StatusDone })
+			store.UpdateStep(id, func(c *engine.StepState) { c.Status, c.Outputs = engine.StatusDone, env.Outputs(id) })
 		}
 		store.Close()
 
-		out, stderr, err := runCleanupCmd(t, "yes\n", "-f", specPath)
+		out, stderr, err := runCleanupCmd(t, "yes\n", "-f", specPath, "--state", statePath)
 		if err != nil {
 			t.Fatalf("cleanup: %v\n%s\n%s", err, out, stderr)
 		}
@@ -137,17 +140,17 @@ func TestCleanupCommand(t *testing.T) {
 		if st.CleanedUp == nil || len(st.CleanedUp.Dropped) != 3 || st.CleanedUp.AfterCutover {
 			t.Fatalf("state after cleanup: %+v, want the 3 drops recorded, before any cutover", st.CleanedUp)
 		}
-		status, _, code := runCLI(t, "", "status", "-f", specPath, "--offline")
+		status, _, code := runCLI(t, "", "status", "-f", specPath, "--offline", "--state", statePath)
 		if code != exitOK || !strings.Contains(status, "Cleaned up at ") || !strings.Contains(status, "3 replication objects dropped (subscription pgshift_shop_pg16 on green") {
 			t.Errorf("status after cleanup: exit %d\n%s", code, status)
 		}
 		// The done steps are no longer live: apply must not take them for done.
-		if _, stderr, code := runCLI(t, "", "apply", "-f", specPath); code != exitError || !strings.Contains(stderr, "pgshift cleanup dropped this upgrade's replication objects") ||
+		if _, stderr, code := runCLI(t, "", "apply", "-f", specPath, "--state", statePath); code != exitError || !strings.Contains(stderr, "pgshift cleanup dropped this upgrade's replication objects") ||
 			!strings.Contains(stderr, "pgshift rollback first") {
 			t.Errorf("apply after cleanup: exit %d, want 1 with the reason and the way on\n%s", code, stderr)
 		}
 		// Before a cutover, rollback undoes the rest and lifts the mark.
-		if out, stderr, code := runCLI(t, "", "rollback", "-f", specPath, "--yes"); code != exitOK {
+		if out, stderr, code := runCLI(t, "", "rollback", "-f", specPath, "--yes", "--state", statePath); code != exitOK {
 			t.Fatalf("rollback after cleanup: exit %d\n%s\n%s", code, out, stderr)
 		}
 		if st, err := engine.ReadState(statePath); err != nil || st.CleanedUp != nil {
@@ -177,7 +180,7 @@ func TestCleanupCommand(t *testing.T) {
 		}
 		env.Close() // its pool to blue would outlive the server
 		blue.Stop(t)
-		out, stderr, err := runCleanupCmd(t, "", "-f", specPath, "--yes")
+		out, stderr, err := runCleanupCmd(t, "", "-f", specPath, "--yes", "--state", statePath)
 		// Blue's slot and publication may still exist: the run is incomplete
 		// and says to run it again, with exit status 1.
 		var ec *exitCodeError
@@ -192,7 +195,7 @@ func TestCleanupCommand(t *testing.T) {
 			t.Errorf("green's subscription survived: %s", n)
 		}
 		// A partial cleanup is recorded too: apply must not trust the state.
-		if st, err := engine.ReadState(specs[0].StatePath()); err != nil || st.CleanedUp == nil || !slices.Contains(st.CleanedUp.Dropped, "subscription pgshift_shop_pg16 on green") {
+		if st, err := engine.ReadState(statePath); err != nil || st.CleanedUp == nil || !slices.Contains(st.CleanedUp.Dropped, "subscription pgshift_shop_pg16 on green") {
 			t.Errorf("the partial cleanup is not recorded in the state: %+v, %v", st, err)
 		}
 	})
