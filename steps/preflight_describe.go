@@ -1,6 +1,7 @@
 package steps
 
 import (
+	"strconv"
 	"strings"
 
 	"github.com/pgshift/pgshift/plans"
@@ -12,7 +13,7 @@ import (
 // because a connection came and went.
 
 func (preflightSource) Describe() plans.Change {
-	return plans.Change{Summary: "check blue: version, replication privilege, wal_level=logical, free slots and WAL senders, a replica identity on every selected table"}
+	return plans.Change{Summary: "check blue: version, replication privilege, wal_level=logical, slots and WAL senders for the sync, a replica identity on every selected table, other slots holding WAL, long transactions"}
 }
 
 func (preflightTarget) Describe() plans.Change {
@@ -20,7 +21,7 @@ func (preflightTarget) Describe() plans.Change {
 }
 
 func (audit) Describe() plans.Change {
-	return plans.Change{Summary: "report extensions and what logical replication does not carry: sequences, large objects, unlogged and foreign tables, materialized views, DDL"}
+	return plans.Change{Summary: "report what the major upgrade changes (removed types, extensions and operators, changed array functions, reg* columns, encodings and collations) and what logical replication does not carry (sequences, large objects, unlogged and foreign tables, materialized views, DDL); docs/audit.md lists every check"}
 }
 
 func (preflightSource) DescribeRollback() string {
@@ -35,10 +36,12 @@ func (preflightSource) Fingerprint(c plans.Change) string { return verdictFinger
 func (preflightTarget) Fingerprint(c plans.Change) string { return verdictFingerprint(c) }
 func (audit) Fingerprint(c plans.Change) string           { return verdictFingerprint(c) }
 
-// verdictFingerprint is the action and the blockers: what decides whether
-// apply may go on.
+// verdictFingerprint is whether the step blocks, and its blockers: what
+// decides whether apply may go on. A warning coming or going (a long
+// transaction on blue ended) does not make a saved plan stale.
 func verdictFingerprint(c plans.Change) string {
-	return string(c.Action) + "\n" + strings.Join(c.Blockers, "\n")
+	blocks := c.Action == plans.ActionBlocker
+	return strconv.FormatBool(blocks) + "\n" + strings.Join(c.Blockers, "\n")
 }
 
 func (r roles) Describe() plans.Change {
