@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/pgshift/pgshift/engine"
-	"github.com/pgshift/pgshift/internal/pg"
 	"github.com/pgshift/pgshift/internal/querycompare"
 	"github.com/pgshift/pgshift/internal/words"
 	"github.com/spf13/cobra"
@@ -116,7 +114,7 @@ func runCompareQueries(cmd *cobra.Command, a *compareQueriesArgs) error {
 	stmts := fromFile
 	var unavailable string
 	if a.opts.Top > 0 {
-		top, err := topStatements(ctx, blue, a.opts.Top)
+		top, err := querycompare.TopStatements(ctx, blue, a.opts.Top)
 		var ue *querycompare.UnavailableError
 		switch {
 		case errors.As(err, &ue) && len(fromFile) > 0:
@@ -144,14 +142,6 @@ func runCompareQueries(cmd *cobra.Command, a *compareQueriesArgs) error {
 			words.Count(n, "statement"), commandLine("compare-queries", &a.spec))}
 	}
 	return nil
-}
-
-func topStatements(ctx context.Context, blue *pgx.Conn, top int) ([]querycompare.Statement, error) {
-	major, err := pg.ServerMajor(ctx, blue)
-	if err != nil {
-		return nil, fmt.Errorf("blue: %w", err)
-	}
-	return querycompare.TopStatements(ctx, blue, major, top)
 }
 
 func renderComparison(w io.Writer, r *querycompare.Report, format string) error {

@@ -38,8 +38,8 @@ func Markdown(w io.Writer, r *Report) error {
 		if !detailed(x) {
 			continue
 		}
-		fmt.Fprintf(&b, "\n#### %s %s\n\n", symbol(x), cell(x.Name))
-		fmt.Fprintf(&b, "%s, %s, from %s.", x.Status, x.Kind, x.Origin)
+		fmt.Fprintf(&b, "\n#### %s %s\n\n", symbol(x), cell(title(x, 100)))
+		fmt.Fprintf(&b, "%s, %s, from %s.", x.Status, x.Kind, origin(x))
 		if x.Reason != "" {
 			b.WriteString(" " + x.Reason + ".")
 		}

@@ -173,7 +173,7 @@ func Text(w io.Writer, r *Report) error {
 		if !detailed(x) {
 			continue
 		}
-		fmt.Fprintf(&b, "\n%s %s (%s, %s)\n", symbol(x), x.Name, x.Origin, x.Status)
+		fmt.Fprintf(&b, "\n%s %s (%s, %s)\n", symbol(x), title(x, 100), origin(x), x.Status)
 		b.WriteString(indent(oneLine(x.SQL, 300), "    ") + "\n")
 		if x.Reason != "" {
 			b.WriteString(indent(x.Reason, "    ") + "\n")
@@ -197,6 +197,14 @@ func Text(w io.Writer, r *Report) error {
 	b.WriteString("\n" + r.Summary() + "\n")
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// origin is where a result's statement came from, with its queryid.
+func origin(r Result) string {
+	if r.Origin == FromStatStatements {
+		return fmt.Sprintf("pg_stat_statements queryid %d", r.QueryID)
+	}
+	return string(r.Origin)
 }
 
 func indent(s, prefix string) string {

@@ -44,11 +44,12 @@ func Compare(ctx context.Context, p Pair, stmts []Statement, o Options, log hclo
 		log = hclog.NewNullLogger()
 	}
 	start := time.Now()
-	bv, err := pg.ServerVersionOf(ctx, p.Blue)
+	quietStatStatements(ctx, p.Blue)
+	bv, err := versionOf(ctx, p.Blue)
 	if err != nil {
 		return nil, fmt.Errorf("blue: %w", err)
 	}
-	gv, err := pg.ServerVersionOf(ctx, p.Green)
+	gv, err := versionOf(ctx, p.Green)
 	if err != nil {
 		return nil, fmt.Errorf("green: %w", err)
 	}
@@ -61,7 +62,6 @@ func Compare(ctx context.Context, p Pair, stmts []Statement, o Options, log hclo
 			return nil, err
 		}
 	}
-	quietStatStatements(ctx, p.Blue)
 	c := &comparer{p: p, o: o, blue: bv, green: gv, log: log}
 	for i, s := range stmts {
 		if err := ctx.Err(); err != nil {
@@ -75,6 +75,16 @@ func Compare(ctx context.Context, p Pair, stmts []Statement, o Options, log hclo
 	sortWorstFirst(r.Results)
 	r.ElapsedSeconds = time.Since(start).Seconds()
 	return r, nil
+}
+
+// versionOf reads a server's version with Marker, so that blue's
+// pg_stat_statements leaves the query out.
+func versionOf(ctx context.Context, conn *pgx.Conn) (pg.ServerVersion, error) {
+	num, err := pg.Scalar[int](ctx, conn, Marker+"SELECT current_setting('server_version_num')::int")
+	if err != nil {
+		return pg.ServerVersion{}, fmt.Errorf("read server version: %w", err)
+	}
+	return pg.VersionFromNum(num), nil
 }
 
 // AnalyzeNeverAnalyzed runs ANALYZE on green's tables that have neither
@@ -333,8 +343,10 @@ func (c *comparer) genericPlan(ctx context.Context, conn *pgx.Conn, v pg.ServerV
 			if _, err := conn.PgConn().Exec(ctx, Marker+"PREPARE "+preparedName+" AS "+sql).ReadAll(); err != nil {
 				return err
 			}
-			defer func() { _, _ = conn.PgConn().Exec(context.WithoutCancel(ctx), "DEALLOCATE "+preparedName).ReadAll() }()
-			n, err := pg.Scalar[int](ctx, conn, "SELECT coalesce(cardinality(parameter_types), 0) FROM pg_prepared_statements WHERE name = $1", preparedName)
+			defer func() {
+				_, _ = conn.PgConn().Exec(context.WithoutCancel(ctx), Marker+"DEALLOCATE "+preparedName).ReadAll()
+			}()
+			n, err := pg.Scalar[int](ctx, conn, Marker+"SELECT coalesce(cardinality(parameter_types), 0) FROM pg_prepared_statements WHERE name = $1", preparedName)
 			if err != nil {
 				return err
 			}

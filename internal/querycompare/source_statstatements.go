@@ -31,16 +31,19 @@ func (e *UnavailableError) Error() string {
 // total execution time: at most top of them, pgshift's own left out. Each
 // is named by its queryid. Blue's major chooses the columns (total_time
 // before 13, toplevel since 14).
-func TopStatements(ctx context.Context, db pg.Querier, major, top int) ([]Statement, error) {
+func TopStatements(ctx context.Context, db *pgx.Conn, top int) ([]Statement, error) {
+	quietStatStatements(ctx, db)
 	var dbname, schema string
+	var num int
 	err := db.QueryRow(ctx, Marker+`SELECT current_database(), coalesce((SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
-		WHERE e.extname = 'pg_stat_statements'), '')`).Scan(&dbname, &schema)
+		WHERE e.extname = 'pg_stat_statements'), ''), current_setting('server_version_num')::int`).Scan(&dbname, &schema, &num)
 	if err != nil {
 		return nil, fmt.Errorf("blue: look for pg_stat_statements: %w", err)
 	}
 	if schema == "" {
 		return nil, &UnavailableError{Database: dbname, Reason: "the extension is not installed in this database"}
 	}
+	major := pg.VersionFromNum(num).Major
 	total, mean, toplevel := "total_exec_time", "mean_exec_time", " AND s.toplevel"
 	if major < 13 {
 		total, mean = "total_time", "mean_time"
