@@ -84,6 +84,17 @@ func yamlSyntaxError(file string, data []byte, err error) *Error {
 	if line == 0 {
 		line, col = unlocatedYAMLError(data, msg)
 	}
+	switch {
+	case strings.Contains(msg, "did not find expected key"), strings.Contains(msg, "mapping values are not allowed"),
+		strings.Contains(msg, "did not find expected '-' indicator"), strings.Contains(msg, "block sequence entries are not allowed"):
+		if l, c := indentationFault(data, line); l > 0 {
+			line, col = l, c
+		}
+	case strings.Contains(msg, "did not find expected ',' or ']'"), strings.Contains(msg, "did not find expected ',' or '}'"):
+		if l, c := unclosedFlow(data, line); l > 0 {
+			line, col = l, c
+		}
+	}
 	return &Error{File: file, Line: line, Col: col, Entry: -1, Msg: "invalid YAML: " + msg,
 		Hint: "check indentation and quote values holding ':', '{' or '#'"}
 }
