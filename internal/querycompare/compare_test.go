@@ -2,6 +2,7 @@ package querycompare
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -272,4 +273,18 @@ func TestCompareOnRealServers(t *testing.T) {
 		}
 		t.Logf("50 statements x 5 rounds x 2 sides: %s (%.1f ms per statement)", time.Since(start).Round(time.Millisecond), float64(time.Since(start).Milliseconds())/50)
 	})
+}
+
+func TestStatStatementsNotLoaded(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration: starts servers")
+	}
+	blue := pgtest.StartCluster(t, 13)
+	blue.CreateDatabase(t, "shop")
+	blue.Exec(t, "shop", "CREATE EXTENSION pg_stat_statements")
+	_, err := TopStatements(context.Background(), connect(t, blue, "shop"), 50)
+	var ue *UnavailableError
+	if !errors.As(err, &ue) || !strings.Contains(err.Error(), "the library is not loaded") || !strings.Contains(err.Error(), "ALTER SYSTEM SET shared_preload_libraries") {
+		t.Errorf("installed, not loaded: %v", err)
+	}
 }

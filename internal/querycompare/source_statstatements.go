@@ -57,20 +57,24 @@ func TopStatements(ctx context.Context, db *pgx.Conn, top int) ([]Statement, err
 		  AND s.query NOT LIKE '%%pgshift compare-queries%%'
 		ORDER BY s.%[1]s DESC, s.queryid
 		LIMIT $1`, total, mean, pg.QuoteIdent(schema), toplevel)
-	rows, err := db.Query(ctx, q, top)
-	if err != nil {
+	// pgx reports a query's error at Query or at the end of the rows.
+	readErr := func(err error) error {
 		var pe *pgconn.PgError
 		if errors.As(err, &pe) && strings.Contains(pe.Message, "shared_preload_libraries") {
-			return nil, &UnavailableError{Database: dbname, Reason: "the extension is installed but the library is not loaded (" + pe.Message + ")"}
+			return &UnavailableError{Database: dbname, Reason: "the extension is installed but the library is not loaded (" + pe.Message + ")"}
 		}
-		return nil, fmt.Errorf("blue: read pg_stat_statements: %w", err)
+		return fmt.Errorf("blue: read pg_stat_statements: %w", err)
+	}
+	rows, err := db.Query(ctx, q, top)
+	if err != nil {
+		return nil, readErr(err)
 	}
 	var out []Statement
 	for rows.Next() {
 		var s Statement
 		if err := rows.Scan(&s.QueryID, &s.SQL, &s.Calls, &s.TotalTimeMS, &s.MeanTimeMS); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("blue: read pg_stat_statements: %w", err)
+			return nil, readErr(err)
 		}
 		s.Origin = FromStatStatements
 		s.Name = fmt.Sprintf("queryid %d", s.QueryID)
@@ -78,7 +82,7 @@ func TopStatements(ctx context.Context, db *pgx.Conn, top int) ([]Statement, err
 		out = append(out, s)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("blue: read pg_stat_statements: %w", err)
+		return nil, readErr(err)
 	}
 	return out, nil
 }
