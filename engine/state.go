@@ -124,7 +124,35 @@ func ReadState(path string) (*State, error) {
 	if s.FormatVersion != StateFormatVersion {
 		return nil, fmt.Errorf("state file %s has format_version %d; this pgshift reads version %d: use the pgshift that wrote it", path, s.FormatVersion, StateFormatVersion)
 	}
+	if err := s.check(); err != nil {
+		return nil, fmt.Errorf("state file %s %v: pgshift never writes that, so the file was edited or damaged by hand; restore it from a copy", path, err)
+	}
 	return &s, nil
+}
+
+// check refuses what pgshift never writes: a state without a spec name, a
+// step without an ID or with an unknown status, a step listed twice.
+func (s *State) check() error {
+	if s.Spec.Name == "" {
+		return fmt.Errorf("names no spec (spec.name is empty)")
+	}
+	seen := map[string]bool{}
+	for i, c := range s.Steps {
+		switch {
+		case c == nil || c.ID == "":
+			return fmt.Errorf("has a step without an id (steps[%d])", i)
+		case seen[c.ID]:
+			return fmt.Errorf("lists step %s twice", c.ID)
+		}
+		seen[c.ID] = true
+		switch c.Status {
+		case "", StatusPending, StatusRunning, StatusDone, StatusFailed, StatusUpstreamFailed,
+			StatusRollingBack, StatusRolledBack, StatusRollbackFailed:
+		default:
+			return fmt.Errorf("gives step %s the status %q", c.ID, c.Status)
+		}
+	}
+	return nil
 }
 
 // SpecChangedError is returned when a state holds progress made under a
