@@ -2,9 +2,11 @@ package engine
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -167,6 +169,25 @@ func (d *Database) connectError(err error) error {
 	err = fmt.Errorf("%s: connect to %s: %w", d.Role, d.Redacted(), redactErr(err))
 	if errors.Is(err, syscall.ECONNREFUSED) {
 		return fmt.Errorf("%w (is %s running and accepting TCP connections there? start it, or fix the host and port in %s)", err, d.Role, d.specField()+".dsn")
+	}
+	var unknownCA x509.UnknownAuthorityError
+	var wrongHost x509.HostnameError
+	switch {
+	case errors.As(err, &unknownCA):
+		return fmt.Errorf("%w (%s's certificate is not signed by the CA pgshift trusts: point sslrootcert in %s.dsn at the CA file that signed it)", err, d.Role, d.specField())
+	case errors.As(err, &wrongHost):
+		names := "none"
+		if c := wrongHost.Certificate; c != nil {
+			var all []string
+			all = append(all, c.DNSNames...)
+			for _, ip := range c.IPAddresses {
+				all = append(all, ip.String())
+			}
+			if len(all) > 0 {
+				names = strings.Join(all, ", ")
+			}
+		}
+		return fmt.Errorf("%w (with sslmode=verify-full the host in %s.dsn must be a name %s's certificate holds (%s): use one of those, or have the certificate made for this host)", err, d.specField(), d.Role, names)
 	}
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) || (pgErr.Code != "28P01" && pgErr.Code != "28000") {
