@@ -229,7 +229,9 @@ func (s *subscriptionStep) Check(ctx context.Context, env *engine.Env) ([]plans.
 	if err != nil {
 		return nil, fmt.Errorf("green: %w", err)
 	}
-	name, ok, detail := pg.SubscriptionPrecondition(rights, "green", "blue", "source.password_env", env.Source.Password() != "")
+	peer, _, _ := env.Source.PeerDSN()
+	name, ok, detail := pg.SubscriptionPrecondition(rights, "green", "blue", "source.password_env",
+		env.Source.Password() != "" || pg.ConninfoHasPassword(peer))
 	pre = append(pre, plans.Precondition{Name: name, OK: ok, Detail: detail})
 	slot, err := pg.ReadSlot(ctx, blue, s.spec.SlotName())
 	if err != nil {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/pgshift/pgshift/internal/pgtest"
@@ -23,14 +24,17 @@ GRANT pg_create_subscription, pg_signal_backend, pg_monitor TO app_admin;`
 // requirePassword makes the cluster ask app_admin for its password over
 // TCP, as a managed cloud does: a subscription owned by a non-superuser
 // must authenticate with one (password_required).
-func requirePassword(t *testing.T, c *pgtest.Cluster) {
+func requirePassword(t *testing.T, c *pgtest.Cluster, roles ...string) {
 	t.Helper()
 	hba := filepath.Join(c.DataDir, "pg_hba.conf")
 	old, err := os.ReadFile(hba)
 	if err != nil {
 		t.Fatal(err)
 	}
-	line := "host all app_admin 127.0.0.1/32 scram-sha-256\n"
+	line := ""
+	for _, r := range append([]string{"app_admin"}, roles...) {
+		line += "host all " + r + " 127.0.0.1/32 scram-sha-256\n"
+	}
 	if err := os.WriteFile(hba, append([]byte(line), old...), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -182,4 +186,93 @@ cutover:
 		t.Fatalf("cutover without reverse replication as a non-superuser:\n%s", r)
 	}
 	compareAll(t, blue.DSN("app"), green.DSN("app"))
+}
+
+// TestPasswordFileKeepsSecretsOffTheCatalog: with the password in a
+// password file on the servers' host (passfile= in the DSN, no
+// password_env), pgshift and both subscriptions log in with it and no
+// password lands in pg_subscription on either side, in the state or in any
+// output. PostgreSQL allows this to subscriptions owned by a superuser
+// only (for others CREATE SUBSCRIPTION demands password= in the string),
+// which the precondition says for a non-superuser with a passfile.
+func TestPasswordFileKeepsSecretsOffTheCatalog(t *testing.T) {
+	integration(t)
+	t.Parallel()
+	cs := pgtest.StartClusters(t, []int{16, 17})
+	blue, green := cs[0], cs[1]
+	const secret = "Repl-Secret-6Wd"
+	for _, c := range cs {
+		c.Exec(t, "postgres", cloudRoleGrants)
+		c.Exec(t, "postgres", "CREATE ROLE repl_admin LOGIN SUPERUSER PASSWORD '"+secret+"'")
+		c.Exec(t, "postgres", "ALTER ROLE app_admin PASSWORD '"+secret+"'")
+		c.Exec(t, "postgres", "CREATE DATABASE app OWNER app_admin")
+		requirePassword(t, c, "repl_admin")
+		c.Exec(t, "app", `SET ROLE app_admin; CREATE TABLE public.orders (id bigserial PRIMARY KEY, note text)`)
+	}
+	blue.Exec(t, "app", `INSERT INTO public.orders (note) SELECT 'order ' || g FROM generate_series(1, 300) g`)
+	// One file for both servers' hosts (one machine here), readable by the
+	// servers' user, which reads it when the subscriptions connect.
+	shared := sharedDir(t)
+	passfile := filepath.Join(shared, "pgpass")
+	lines := fmt.Sprintf("127.0.0.1:*:*:repl_admin:%s\n127.0.0.1:*:*:app_admin:%s\n", secret, secret)
+	if err := os.WriteFile(passfile, []byte(lines), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fi, _ := os.Stat(blue.DataDir)
+	st := fi.Sys().(*syscall.Stat_t)
+	if err := os.Chown(passfile, int(st.Uid), int(st.Gid)); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	write := func(role string) string {
+		p := filepath.Join(dir, "passfile.yaml")
+		spec := fmt.Sprintf(`version: 1
+name: passfile
+source:
+  dsn: "postgres://%s@127.0.0.1:%d/app?passfile=%s"
+target:
+  dsn: "postgres://%s@127.0.0.1:%d/app?passfile=%s"
+schema:
+  copy: false
+cutover:
+  freeze: read-only
+  reverse_replication: true
+  switch:
+    exec: {switch: ["true"], back: ["true"]}
+`, role, blue.Port, passfile, role, green.Port, passfile)
+		if err := os.WriteFile(p, []byte(spec), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// A non-superuser cannot own a subscription without password= in it.
+	r := pgshift(t, dir, "apply", "-f", write("app_admin"))
+	if r.code == 0 || !strings.Contains(r.stdout, "a passfile does not count") {
+		t.Fatalf("apply as a non-superuser with only a passfile: want the precondition naming why\n%s", r)
+	}
+	if out, _, code := runRollback(t, dir, write("app_admin")); code != 0 {
+		t.Fatalf("rollback:\n%s", out)
+	}
+	r = pgshift(t, dir, "apply", "-f", write("repl_admin"), "--approve-cutover")
+	if r.code != 0 || !strings.Contains(r.stdout, "Apply complete") {
+		t.Fatalf("apply with a password file:\n%s", r)
+	}
+	for _, c := range cs {
+		ci := c.Scalar(t, "app", `SELECT string_agg(subconninfo, ' | ') FROM pg_subscription`)
+		if strings.Contains(ci, secret) || strings.Contains(ci, "password=") || !strings.Contains(ci, "passfile=") {
+			t.Errorf("PostgreSQL %d stores the subscription's connection as %q: want passfile= and no password", c.Major, strings.ReplaceAll(ci, secret, "<secret>"))
+		}
+	}
+	state, _ := os.ReadFile(filepath.Join(dir, "passfile.pgshift-state.json"))
+	if strings.Contains(r.stdout+r.stderr+string(state), secret) {
+		t.Error("the password shows in apply's output or the state file")
+	}
+	compareAll(t, blue.DSN("app"), green.DSN("app"))
+}
+
+// runRollback rolls the whole spec back without asking.
+func runRollback(t *testing.T, dir, spec string) (string, string, int) {
+	t.Helper()
+	r := pgshift(t, dir, "rollback", "-f", spec, "--yes", "--accept-spec-change")
+	return r.stdout, r.stderr, r.code
 }

@@ -62,9 +62,18 @@ func SubscriptionPrecondition(rights SubscriptionRights, side, otherSide, passwo
 	case !rights.OK:
 		return name, false, rights.Why
 	case !rights.Superuser && !hasPassword:
-		return name, false, fmt.Sprintf("the subscription on %s is owned by a role that is not superuser, and PostgreSQL then requires it to log in to %s with a password (password_required): set %s", side, otherSide, passwordEnvField)
+		return name, false, fmt.Sprintf("the subscription on %s is owned by a role that is not superuser, and PostgreSQL then requires a password in its connection string to %s (password_required; a passfile does not count): set %s, or connect to %s as a superuser to keep the password out of the catalog with a passfile", side, otherSide, passwordEnvField, side)
 	case rights.Superuser:
 		return name, true, "superuser"
 	}
 	return name, true, "not superuser, with the grants a subscription needs and a password for " + otherSide
+}
+
+// ConninfoHasPassword says whether a connection string carries a password
+// itself: what PostgreSQL demands of a subscription whose owner is not
+// superuser (CREATE SUBSCRIPTION checks for password=; a passfile or a
+// service entry does not count).
+func ConninfoHasPassword(dsn string) bool {
+	kv, err := ParseConninfo(dsn)
+	return err == nil && kv["password"] != ""
 }

@@ -139,7 +139,9 @@ func (s *cutoverStep) preconditions(ctx context.Context, env *engine.Env) ([]pla
 		if err != nil {
 			return nil, fmt.Errorf("blue: %w", err)
 		}
-		name, ok, detail := pg.SubscriptionPrecondition(rights, "blue", "green", "target.password_env", env.Target.Password() != "")
+		peer, _, _ := env.Target.PeerDSN()
+		name, ok, detail := pg.SubscriptionPrecondition(rights, "blue", "green", "target.password_env",
+			env.Target.Password() != "" || pg.ConninfoHasPassword(peer))
 		if !ok {
 			detail += " (or set cutover.reverse_replication: false: no way back without a new copy)"
 		}
