@@ -21,18 +21,42 @@ type LockInfo struct {
 	Host      string    `json:"host"`
 	Operation string    `json:"operation"` // apply, rollback
 	Since     time.Time `json:"since"`
+	// Backend is the server process holding the advisory lock of the
+	// postgres backend (pg_locks.pid); 0 for the file backend.
+	Backend int `json:"backend_pid,omitempty"`
 }
+
+// describe is "pid 4242 on db-admin-1 since ... (pgshift apply)".
+func (h *LockInfo) describe() string {
+	if h == nil {
+		return "another pgshift process"
+	}
+	if h.PID == 0 {
+		return fmt.Sprintf("server backend %d (no pgshift holder recorded)", h.Backend)
+	}
+	s := fmt.Sprintf("pid %d on %s since %s (pgshift %s)", h.PID, h.Host, h.Since.UTC().Format(time.RFC3339), h.Operation)
+	if h.Backend != 0 {
+		s += fmt.Sprintf(" through server backend %d", h.Backend)
+	}
+	return s
+}
+
+// String is how messages name a holder.
+func (h *LockInfo) String() string { return h.describe() }
 
 // LockedError is returned when the state is locked by another process.
 type LockedError struct {
-	LockFile string
+	LockFile string    // the lock file; for the postgres backend, where the state is
 	Holder   *LockInfo // nil when the holder had not yet written its info
+	Postgres bool      // an advisory lock of the postgres backend
 }
 
 func (e *LockedError) Error() string {
-	who := "another pgshift process"
-	if h := e.Holder; h != nil {
-		who = fmt.Sprintf("pid %d on %s since %s (pgshift %s)", h.PID, h.Host, h.Since.UTC().Format(time.RFC3339), h.Operation)
+	who := e.Holder.describe()
+	if e.Postgres {
+		return fmt.Sprintf("%s is locked by %s: wait for it to finish. "+
+			"The lock (a session advisory lock on the state's database) is released when that process exits or its connection ends, even if it is killed; "+
+			"if it hangs, stop that process, or end its session with pgshift force-unlock", e.LockFile, who)
 	}
 	return fmt.Sprintf("state is locked by %s: wait for it to finish. "+
 		"The lock (an flock on %s) is released when that process exits, even if it is killed; "+
@@ -44,15 +68,24 @@ func (e *LockedError) Is(target error) bool { return target == ErrLocked }
 
 // Lock is a held state lock.
 type Lock struct {
-	f *os.File
+	f  *os.File // the file backend's flocked file
+	pg *pgLock  // the postgres backend's advisory lock
 }
 
 // LockPath is the lock file of a state file.
 func LockPath(statePath string) string { return statePath + ".lock" }
 
-// AcquireLock takes the exclusive lock of a state file, retrying until
-// timeout (0: one try), and records who holds it.
+// AcquireLock takes the exclusive lock of a state (a file or a postgres
+// location), retrying until timeout (0: one try), and records who holds it.
 func AcquireLock(statePath, operation string, timeout time.Duration) (*Lock, error) {
+	b, err := backendOf(statePath)
+	if err != nil {
+		return nil, err
+	}
+	return b.lock(operation, timeout)
+}
+
+func acquireFileLock(statePath, operation string, timeout time.Duration) (*Lock, error) {
 	path := LockPath(statePath)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
@@ -86,7 +119,13 @@ func AcquireLock(statePath, operation string, timeout time.Duration) (*Lock, err
 
 // Release clears the holder info and unlocks.
 func (l *Lock) Release() error {
-	if l == nil || l.f == nil {
+	if l == nil {
+		return nil
+	}
+	if l.pg != nil {
+		return l.pg.release()
+	}
+	if l.f == nil {
 		return nil
 	}
 	_ = l.f.Truncate(0)
@@ -98,9 +137,33 @@ func (l *Lock) Release() error {
 	return err
 }
 
-// LockHolder reports who holds a state's lock right now, if anyone. It
-// probes with a shared lock that it drops at once.
+// LockHolder reports who holds a state's lock right now, if anyone. For a
+// file it probes with a shared lock that it drops at once; for the
+// postgres backend it looks the advisory lock up in pg_locks (a server it
+// cannot reach: not held, as far as it can tell).
 func LockHolder(statePath string) (*LockInfo, bool) {
+	b, err := backendOf(statePath)
+	if err != nil {
+		return nil, false
+	}
+	return b.holder()
+}
+
+// ForceUnlock frees a state's lock. For a file it removes a lock file no
+// process holds (a held one is a *LockedError: stop that process); for
+// the postgres backend it ends the server session holding the advisory
+// lock, only if it is still the one seen (from LockHolder, shown to the
+// user), and waits until the lock is free. seen nil: the lock was seen
+// free, and only a holder record left behind is cleared.
+func ForceUnlock(statePath string, seen *LockInfo) error {
+	b, err := backendOf(statePath)
+	if err != nil {
+		return err
+	}
+	return b.forceUnlock(seen)
+}
+
+func fileLockHolder(statePath string) (*LockInfo, bool) {
 	path := LockPath(statePath)
 	f, err := os.Open(path)
 	if err != nil {

@@ -110,24 +110,23 @@ func SeedOutputs(env *Env, st *State) {
 	}
 }
 
-// ReadState reads a state file without locking it (writes are atomic, so a
-// reader always sees a whole file). A missing file is os.ErrNotExist.
+// ReadState reads a state without locking it (writes are atomic, so a
+// reader always sees a whole state). path is a file or a postgres location
+// (state_backend.go). None stored is os.ErrNotExist.
 func ReadState(path string) (*State, error) {
+	b, err := backendOf(path)
+	if err != nil {
+		return nil, err
+	}
+	return b.read()
+}
+
+func readStateFile(path string) (*State, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}
-	var s State
-	if err := json.Unmarshal(data, &s); err != nil {
-		return nil, fmt.Errorf("state file %s is not valid JSON (%v): it is written atomically, so it was edited or damaged by hand; restore it from a copy", path, err)
-	}
-	if s.FormatVersion != StateFormatVersion {
-		return nil, fmt.Errorf("state file %s has format_version %d; this pgshift reads version %d: use the pgshift that wrote it", path, s.FormatVersion, StateFormatVersion)
-	}
-	if err := s.check(); err != nil {
-		return nil, fmt.Errorf("state file %s %v: pgshift never writes that, so the file was edited or damaged by hand; restore it from a copy", path, err)
-	}
-	return &s, nil
+	return decodeState("state file "+path, data)
 }
 
 // check refuses what pgshift never writes: a state without a spec name, a
@@ -163,9 +162,9 @@ type SpecChangedError struct {
 }
 
 func (e *SpecChangedError) Error() string {
-	msg := fmt.Sprintf("state file %s holds progress of spec %q with hash %s, but the spec now hashes to %s: "+
+	msg := fmt.Sprintf("%s holds progress of spec %q with hash %s, but the spec now hashes to %s: "+
 		"the spec changed after steps ran under it (comments and formatting do not count; values do, "+
-		"variables given with --var included). ", e.Path, e.Name, shortHash(e.Was), shortHash(e.Now))
+		"variables given with --var included). ", StateWhere(e.Path), e.Name, shortHash(e.Was), shortHash(e.Now))
 	if e.Operation == "rollback" {
 		return msg + "Roll back with the spec (and variables) the steps ran under, or pass --accept-spec-change " +
 			"to undo them with this spec's values"
@@ -188,11 +187,14 @@ type StateOptions struct {
 	AcceptSpecChange bool          // keep progress made under a spec with another hash
 }
 
-// StateStore is a locked state file open for a run. Every Update is written
-// atomically before it returns: temp file in the same folder, fsync, rename,
-// fsync of the folder; mode 0600.
+// StateStore is a locked state open for a run. Every Update is written
+// atomically before it returns: for a file, temp file in the same folder,
+// fsync, rename, fsync of the folder, mode 0600; for the postgres backend,
+// one UPDATE guarded by the previous serial, on the connection holding the
+// lock.
 type StateStore struct {
 	path  string
+	file  fileBackend // the file backend, when lock.pg is nil
 	lock  *Lock
 	state *State
 	mu    chan struct{} // a one-slot semaphore: updates are serialized
@@ -202,7 +204,11 @@ type StateStore struct {
 // checks it belongs to spec, and lists every step of g (missing ones as
 // pending) in g's order.
 func OpenState(path string, sp *spec.Spec, g *Graph, opts StateOptions) (*StateStore, error) {
-	lock, err := AcquireLock(path, opts.Operation, opts.LockTimeout)
+	b, err := backendOf(path)
+	if err != nil {
+		return nil, err
+	}
+	lock, err := b.lock(opts.Operation, opts.LockTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -212,19 +218,24 @@ func OpenState(path string, sp *spec.Spec, g *Graph, opts StateOptions) (*StateS
 			lock.Release()
 		}
 	}()
-	// Temp files a killed run left behind: the lock is held, so no live
-	// writer owns them.
-	atomicfile.RemoveStale(path)
+	var st *State
+	if lock.pg != nil {
+		st, err = lock.pg.read()
+	} else {
+		// Temp files a killed run left behind: the lock is held, so no
+		// live writer owns them.
+		atomicfile.RemoveStale(path)
+		st, err = readStateFile(path)
+	}
 
 	hash := sp.Hash()
-	st, err := ReadState(path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		st = &State{FormatVersion: StateFormatVersion, Spec: StateSpec{Name: sp.Name, Hash: hash}}
 	case err != nil:
 		return nil, err
 	case st.Spec.Name != sp.Name:
-		return nil, fmt.Errorf("state file %s belongs to spec %q, not %q: pass --state with another path for this spec", path, st.Spec.Name, sp.Name)
+		return nil, fmt.Errorf("%s belongs to spec %q, not %q: pass --state with another path for this spec", b.where(), st.Spec.Name, sp.Name)
 	case st.CleanedUp != nil && st.CleanedUp.Refuses(opts.Operation):
 		return nil, &CleanedUpError{Path: path, Record: *st.CleanedUp, Operation: opts.Operation}
 	case st.Spec.Hash != hash:
@@ -235,7 +246,7 @@ func OpenState(path string, sp *spec.Spec, g *Graph, opts StateOptions) (*StateS
 	}
 	st.Steps = syncSteps(st.Steps, g)
 
-	s := &StateStore{path: path, lock: lock, state: st, mu: make(chan struct{}, 1)}
+	s := &StateStore{path: path, file: fileBackend{path: path}, lock: lock, state: st, mu: make(chan struct{}, 1)}
 	if err := s.Update(func(*State) {}); err != nil {
 		return nil, err
 	}
@@ -270,7 +281,7 @@ func syncSteps(old []*StepState, g *Graph) []*StepState {
 	return out
 }
 
-// Path is the state file's path.
+// Path is the state's location: a file path or a postgres location.
 func (s *StateStore) Path() string { return s.path }
 
 // Snapshot is a deep copy of the current state.
@@ -288,11 +299,10 @@ func (s *StateStore) Update(fn func(*State)) error {
 	defer func() { <-s.mu }()
 	fn(s.state)
 	s.state.Serial++
-	data, err := json.MarshalIndent(s.state, "", "  ")
-	if err != nil {
-		return err
+	if s.lock.pg != nil {
+		return s.lock.pg.write(s.state, s.state.Serial-1)
 	}
-	return writeStateAtomic(s.path, append(data, '\n'))
+	return s.file.write(s.state)
 }
 
 // UpdateStep applies fn to one step's checkpoint and writes the state.
@@ -317,6 +327,16 @@ func writeStateAtomic(path string, data []byte) error {
 		return fmt.Errorf("write state %s: %w", path, err)
 	}
 	return nil
+}
+
+// marshalState is the state file's text.
+func marshalState(st *State) []byte {
+	data, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		// Every field of State marshals; this cannot happen.
+		panic("engine: marshal state: " + err.Error())
+	}
+	return append(data, '\n')
 }
 
 // canonicalJSON is the stable JSON used for hashing and fingerprints.

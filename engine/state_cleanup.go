@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -23,31 +22,28 @@ func (r *CleanupRecord) Refuses(operation string) bool {
 	return operation != "rollback" || r.AfterCutover
 }
 
-// RecordCleanup marks the state at path as cleaned up. The caller holds the
-// state's lock. Without a state file there is no run to mark: nothing is
-// written.
+// RecordCleanup marks the state at path (a file or a postgres location)
+// as cleaned up. The caller holds the state's lock. Without a state there
+// is no run to mark: nothing is written.
 func RecordCleanup(path string, rec CleanupRecord) error {
-	st, err := ReadState(path)
+	b, err := backendOf(path)
+	if err != nil {
+		return err
+	}
+	err = b.modify(func(st *State) {
+		// A cleanup run again after a partial one adds to what was dropped.
+		if prev := st.CleanedUp; prev != nil {
+			rec.Dropped = append(append([]string(nil), prev.Dropped...), rec.Dropped...)
+			rec.AfterCutover = rec.AfterCutover || prev.AfterCutover
+		}
+		st.CleanedUp = &rec
+		st.Next = ""
+	})
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
 	if err != nil {
-		return err
-	}
-	// A cleanup run again after a partial one adds to what was dropped.
-	if prev := st.CleanedUp; prev != nil {
-		rec.Dropped = append(append([]string(nil), prev.Dropped...), rec.Dropped...)
-		rec.AfterCutover = rec.AfterCutover || prev.AfterCutover
-	}
-	st.CleanedUp = &rec
-	st.Next = ""
-	st.Serial++
-	data, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return err
-	}
-	if err := writeStateAtomic(path, append(data, '\n')); err != nil {
-		return fmt.Errorf("record the cleanup in %s: %w", path, err)
+		return fmt.Errorf("record the cleanup in %s: %w", b.where(), err)
 	}
 	return nil
 }
@@ -63,8 +59,8 @@ type CleanedUpError struct {
 }
 
 func (e *CleanedUpError) Error() string {
-	msg := fmt.Sprintf("state file %s: pgshift cleanup dropped this upgrade's replication objects at %s, so its steps no longer describe anything live. ",
-		e.Path, e.Record.At.UTC().Format(time.RFC3339))
+	msg := fmt.Sprintf("%s: pgshift cleanup dropped this upgrade's replication objects at %s, so its steps no longer describe anything live. ",
+		StateWhere(e.Path), e.Record.At.UTC().Format(time.RFC3339))
 	if e.Operation == "rollback" {
 		return msg + "There is no reverse replication left to roll back with: to move the application back, start a new upgrade in the other direction"
 	}
