@@ -84,9 +84,9 @@ func indentationFault(data []byte, from int) (line, col int) {
 	return 0, 0
 }
 
-// isMappingKey says whether s starts with "key:" (a colon followed by a
-// space or the end, outside quotes and flow collections).
-func isMappingKey(s string) bool {
+// eachUnquoted calls fn for each rune of s outside single or double
+// quotes, with its byte offset, until fn returns false.
+func eachUnquoted(s string, fn func(i int, r rune) bool) {
 	inQuote := rune(0)
 	for i, r := range s {
 		switch {
@@ -96,31 +96,42 @@ func isMappingKey(s string) bool {
 			}
 		case r == '"' || r == '\'':
 			inQuote = r
+		default:
+			if !fn(i, r) {
+				return
+			}
+		}
+	}
+}
+
+// isMappingKey says whether s starts with "key:" (a colon followed by a
+// space or the end, outside quotes and flow collections).
+func isMappingKey(s string) bool {
+	key := false
+	eachUnquoted(s, func(i int, r rune) bool {
+		switch {
 		case r == '[' || r == '{':
 			return false
 		case r == ':' && (i+1 == len(s) || s[i+1] == ' '):
-			return true
+			key = true
+			return false
 		}
-	}
-	return false
+		return true
+	})
+	return key
 }
 
 // stripComment removes a trailing " # comment" outside quotes.
 func stripComment(s string) string {
-	inQuote := rune(0)
-	for i, r := range s {
-		switch {
-		case inQuote != 0:
-			if r == inQuote {
-				inQuote = 0
-			}
-		case r == '"' || r == '\'':
-			inQuote = r
-		case r == '#' && (i == 0 || s[i-1] == ' '):
-			return strings.TrimRight(s[:i], " ")
+	out := s
+	eachUnquoted(s, func(i int, r rune) bool {
+		if r == '#' && (i == 0 || s[i-1] == ' ') {
+			out = strings.TrimRight(s[:i], " ")
+			return false
 		}
-	}
-	return s
+		return true
+	})
+	return out
 }
 
 // unclosedFlow finds, at or after from, the first line whose [ or { is not
@@ -132,24 +143,18 @@ func unclosedFlow(data []byte, from int) (line, col int) {
 		}
 		body := stripComment(raw)
 		depth, first := 0, -1
-		inQuote := rune(0)
-		for j, r := range body {
-			switch {
-			case inQuote != 0:
-				if r == inQuote {
-					inQuote = 0
-				}
-			case r == '"' || r == '\'':
-				inQuote = r
-			case r == '[' || r == '{':
+		eachUnquoted(body, func(j int, r rune) bool {
+			switch r {
+			case '[', '{':
 				if depth == 0 {
 					first = j
 				}
 				depth++
-			case r == ']' || r == '}':
+			case ']', '}':
 				depth--
 			}
-		}
+			return true
+		})
 		if depth > 0 {
 			return i + 1, first + 1
 		}
