@@ -4,7 +4,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -51,6 +53,42 @@ type Endpoint struct {
 	// replication, when that differs from DSN (pgshift may run where the
 	// servers' own network is not); empty means DSN.
 	SubscriptionDSN string `yaml:"subscription_dsn,omitempty" json:"subscription_dsn,omitempty"`
+	// Settings (target only: the schema refuses it under source) are server
+	// parameters the target.settings step sets on green with ALTER SYSTEM,
+	// by parameter name; values as postgresql.conf takes them ("64MB").
+	Settings Settings `yaml:"settings,omitempty" json:"settings,omitempty"`
+}
+
+// Settings maps server parameter names to values. A value may be written
+// in YAML as a number or a boolean (max_connections: 200); it is kept as
+// the text PostgreSQL reads.
+type Settings map[string]string
+
+// UnmarshalJSON takes string, number and boolean values as their text.
+func (s *Settings) UnmarshalJSON(b []byte) error {
+	var raw map[string]any
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	if raw == nil {
+		*s = nil
+		return nil
+	}
+	out := make(Settings, len(raw))
+	for k, v := range raw {
+		switch x := v.(type) {
+		case string:
+			out[k] = x
+		case float64:
+			out[k] = strconv.FormatFloat(x, 'f', -1, 64)
+		case bool:
+			out[k] = strconv.FormatBool(x)
+		default:
+			return fmt.Errorf("target.settings.%s: want a string, number or boolean", k)
+		}
+	}
+	*s = out
+	return nil
 }
 
 type SchemaSpec struct {
