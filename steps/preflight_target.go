@@ -28,6 +28,11 @@ func (preflightTarget) Needs() []string { return nil }
 
 func (preflightTarget) inspect(ctx context.Context, env *engine.Env) (*findings, error) {
 	f := &findings{}
+	// A database green lacks is its own blocker, with the statement that
+	// creates it as blue's (preflight_target_database.go).
+	if missingTargetDatabase(ctx, f, env) {
+		return f, nil
+	}
 	pool, ok := connectCheck(ctx, f, env.Target, "target.dsn")
 	if !ok {
 		return f, nil
