@@ -22,6 +22,7 @@ func init() { subcommands = append(subcommands, newApplyCommand) }
 // applyArgs are the parsed flags of `pgshift apply`.
 type applyArgs struct {
 	spec             specFlags
+	fleet            fleetFlags
 	log              logFlags
 	metricsListen    string
 	state            string
@@ -57,7 +58,11 @@ spec or what blue and green hold has changed since.
 
 Exit status: 0 when every step is done, or apply stopped as asked (before a
 step awaiting approval, or after --until); 1 when a step failed, the run was
-interrupted or could not start (locked state, stale plan); 2 usage error.`,
+interrupted or could not start (locked state, stale plan); 2 usage error.
+
+With --inventory, every database of the inventory, each as its own apply,
+in waves (docs/fleets.md): exit 0 all succeeded, 1 one needs a person,
+3 every failure is one a retry may get past.`,
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) > 1 {
 				return &usageError{fmt.Errorf("unexpected arguments %q: apply takes at most one saved plan file", args[1:])}
@@ -65,6 +70,9 @@ interrupted or could not start (locked state, stale plan); 2 usage error.`,
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if fleet, err := dispatchFleet(cmd, "apply", &a.spec, &a.fleet, args); fleet {
+				return err
+			}
 			planFile := ""
 			if len(args) == 1 {
 				planFile = args[0]
@@ -72,7 +80,8 @@ interrupted or could not start (locked state, stale plan); 2 usage error.`,
 			return runApply(cmd, &a, planFile)
 		},
 	}
-	a.spec.registerOne(cmd)
+	a.spec.register(cmd)
+	a.fleet.register(cmd, true)
 	a.log.register(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&a.metricsListen, flagMetricsListen, "", "serve Prometheus metrics at http://ADDR/metrics during the run (default: the spec's metrics.listen)")
@@ -219,7 +228,7 @@ func reportApply(w io.Writer, res *engine.ApplyResult, g *engine.Graph, a *apply
 		for _, f := range res.Failed {
 			ids = append(ids, f.ID)
 		}
-		return &exitCodeError{code: exitError, err: fmt.Errorf("apply failed: %s (%s)", words.Count(len(ids), "step"), strings.Join(ids, ", "))}
+		return &exitCodeError{code: exitError, err: stepCauses(fmt.Sprintf("apply failed: %s (%s)", words.Count(len(ids), "step"), strings.Join(ids, ", ")), res.Failed)}
 	}
 	if len(res.NotStarted) > 0 {
 		fmt.Fprintf(w, "\nApply interrupted (%s); %d steps not started. State saved in %s.\nResume with:\n  %s\n", counts, len(res.NotStarted), statePath, again)

@@ -21,6 +21,7 @@ func init() { subcommands = append(subcommands, newCleanupCommand) }
 // cleanupArgs are the parsed flags of `pgshift cleanup`.
 type cleanupArgs struct {
 	spec  specFlags
+	fleet fleetFlags
 	log   logFlags
 	state string
 	yes   bool
@@ -50,13 +51,19 @@ It takes the state's lock, so it never runs beside an apply or a rollback
 of the same spec.
 
 Exit status: 0 done (or nothing to drop), 1 error, cancelled, or a side that
-could not be inspected (run cleanup again once it is back), 2 usage error.`,
+could not be inspected (run cleanup again once it is back), 2 usage error.
+With --inventory (and --yes), every database, in waves (docs/fleets.md;
+exit 3: a retry may get past every failure).`,
 		Args: specNoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if fleet, err := dispatchFleet(cmd, "cleanup", &a.spec, &a.fleet, nil); fleet {
+				return err
+			}
 			return runCleanup(cmd, &a)
 		},
 	}
-	a.spec.registerOne(cmd)
+	a.spec.register(cmd)
+	a.fleet.register(cmd, true)
 	a.log.register(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&a.state, "state", "", "state file whose lock cleanup takes (default <name>.pgshift-state.json beside the spec)")

@@ -20,6 +20,7 @@ func init() { subcommands = append(subcommands, newRollbackCommand) }
 // rollbackArgs are the parsed flags of `pgshift rollback`.
 type rollbackArgs struct {
 	spec             specFlags
+	fleet            fleetFlags
 	log              logFlags
 	metricsListen    string
 	state            string
@@ -47,11 +48,18 @@ apply --approve-cutover cuts over again without copying anything.
 
 Exit status: 0 rolled back (or nothing to undo), 1 a rollback failed, was
 interrupted or cancelled, or steps that ran are no longer in the spec;
-2 usage error.`,
+2 usage error. With --inventory (and --yes), every database, in waves
+(docs/fleets.md; exit 3: a retry may get past every failure).`,
 		Args: specNoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runRollback(cmd, &a) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if fleet, err := dispatchFleet(cmd, "rollback", &a.spec, &a.fleet, nil); fleet {
+				return err
+			}
+			return runRollback(cmd, &a)
+		},
 	}
-	a.spec.registerOne(cmd)
+	a.spec.register(cmd)
+	a.fleet.register(cmd, true)
 	a.log.register(cmd)
 	fl := cmd.Flags()
 	fl.StringVar(&a.metricsListen, flagMetricsListen, "", "serve Prometheus metrics at http://ADDR/metrics during the run (default: the spec's metrics.listen)")
@@ -163,7 +171,7 @@ func runRollback(cmd *cobra.Command, a *rollbackArgs) error {
 			fmt.Fprintf(stdout, "  ! interrupted before: %s\n", strings.Join(res.NotStarted, ", "))
 		}
 		fmt.Fprintf(stdout, "\nState saved in %s. Fix the cause, then run again:\n  %s\n", statePath, again)
-		return &exitCodeError{code: exitError, err: fmt.Errorf("rollback failed: %s", words.Count(len(res.Failed)+len(res.NotStarted), "step"))}
+		return &exitCodeError{code: exitError, err: stepCauses(fmt.Sprintf("rollback failed: %s", words.Count(len(res.Failed)+len(res.NotStarted), "step")), res.Failed)}
 	}
 	fmt.Fprintf(stdout, "\nRollback complete: %d rolled back. State saved in %s.\n", len(res.RolledBack), statePath)
 	if a.step != "" {

@@ -24,6 +24,7 @@ func init() { subcommands = append(subcommands, newStatusCommand) }
 // statusArgs are the parsed flags of `pgshift status`.
 type statusArgs struct {
 	spec    specFlags
+	fleet   fleetFlags
 	out     outputFlags
 	state   string
 	offline bool
@@ -38,15 +39,22 @@ func newStatusCommand() *cobra.Command {
 		Long: `status reads the state file (without locking it: writes are atomic) and
 shows each step's status, duration and note, then the live facts the steps
 report (replication lag, tables still syncing) unless --offline, and how to
-go on. With --inventory it shows one spec after the other.
+go on. With --inventory it shows one line per database (--details: each
+database's status first; docs/fleets.md).
 
 Exit status: 0 when the state could be read, whatever the steps' statuses
 (a side that cannot be reached is shown as "facts unavailable"); 1 when the
 spec or the state cannot be read; 2 usage error.`,
 		Args: specNoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return runStatus(cmd, &a) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if fleet, err := dispatchFleet(cmd, "status", &a.spec, &a.fleet, nil); fleet {
+				return err
+			}
+			return runStatus(cmd, &a)
+		},
 	}
 	a.spec.register(cmd)
+	a.fleet.register(cmd, false)
 	a.out.register(cmd, formatText, formatJSON)
 	fl := cmd.Flags()
 	fl.StringVar(&a.state, "state", "", "state file (default <name>.pgshift-state.json beside the spec)")

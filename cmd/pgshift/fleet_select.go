@@ -1,0 +1,80 @@
+package main
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/spec"
+)
+
+// envJobIndex is the variable a Kubernetes Indexed Job sets in each pod:
+// the pod's completion index, 0-based. With --inventory and neither
+// --index nor --only, it picks the pod's database.
+const envJobIndex = "JOB_COMPLETION_INDEX"
+
+// selectEntries picks the databases of a fleet run from the inventory's
+// specs (in inventory order): --index N the N-th (0-based), or else
+// JOB_COMPLETION_INDEX when set; --only NAME the entries rendering those
+// names; nothing given: all. getenv is os.Getenv outside tests.
+func selectEntries(specs []*spec.Spec, f *fleetFlags, getenv func(string) string) ([]*spec.Spec, error) {
+	index, from := f.index, "--index"
+	if !f.indexGiven {
+		index, from = -1, ""
+		if v := strings.TrimSpace(getenv(envJobIndex)); v != "" && len(f.only) == 0 {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return nil, &usageError{fmt.Errorf("%s=%q: want the completion index of an Indexed Job, a number from 0; unset it to run the whole inventory", envJobIndex, v)}
+			}
+			index, from = n, envJobIndex
+		}
+	}
+	if f.indexGiven && len(f.only) > 0 {
+		return nil, &usageError{fmt.Errorf("--index and --only both pick databases: give one of them")}
+	}
+	if index >= 0 {
+		if index >= len(specs) {
+			return nil, &usageError{fmt.Errorf("%s %d: the inventory has %d entries (indexes 0 to %d); with an Indexed Job, set completions to %d",
+				from, index, len(specs), len(specs)-1, len(specs))}
+		}
+		return specs[index : index+1], nil
+	}
+	if len(f.only) == 0 {
+		return specs, nil
+	}
+	byName := map[string]*spec.Spec{}
+	var names []string
+	for _, s := range specs {
+		byName[s.Name] = s
+		names = append(names, s.Name)
+	}
+	want := map[string]bool{}
+	for _, n := range f.only {
+		if byName[n] == nil {
+			return nil, &usageError{fmt.Errorf("--only %s: no inventory entry renders that name; the names are %s", n, strings.Join(names, ", "))}
+		}
+		want[n] = true
+	}
+	var out []*spec.Spec
+	for _, s := range specs {
+		if want[s.Name] {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// fleetStatePath is where one database of a fleet keeps its state:
+// <name>.pgshift-state.json in --state-dir, the row keyed by its name when
+// --state-dir is a postgres:// state location, or the spec's default.
+func fleetStatePath(dir string, sp *spec.Spec) string {
+	switch {
+	case dir == "":
+		return statePathOf("", sp)
+	case engine.IsPostgresState(dir):
+		return engine.WithStateName(dir, sp.Name)
+	}
+	return filepath.Join(dir, sp.Name+".pgshift-state.json")
+}
