@@ -2,11 +2,13 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
 )
@@ -57,9 +59,11 @@ func BuildPlan(ctx context.Context, g *Graph, env *Env, opts PlanOptions) (*plan
 		versions = ServerVersions
 	}
 	blue, green, err := versions(ctx, env)
-	if err != nil {
+	if err != nil && !greenDatabaseMissing(err) {
 		return nil, fmt.Errorf("%w (to plan without connecting, run plan --offline)", err)
 	}
+	// A database green lacks is preflight.target's blocker, with the
+	// statement that makes it: the plan goes on to show it.
 	p.Blue.Version, p.Green.Version = blue, green
 
 	par := opts.Parallelism
@@ -69,25 +73,38 @@ func BuildPlan(ctx context.Context, g *Graph, env *Env, opts PlanOptions) (*plan
 	var mu sync.Mutex
 	observed := map[string]plans.Step{}
 	inPlace := map[string]bool{}
+	waiting := map[string]bool{} // could not look because a step it needs blocks
 	g.Walk(ctx, WalkOptions{Parallelism: par}, func(ctx context.Context, s Step) error {
 		id := s.ID()
 		senv := env.ForStep(id)
 		ps := plans.Step{ID: id, Needs: nonNilStrings(g.Needs(id))}
 		c, err := s.Observe(ctx, senv)
-		if err != nil {
-			c = plans.Change{Action: plans.ActionBlocker, Summary: "cannot inspect: " + firstLineOf(err.Error())}
-		}
-		ps.Change = c
 		mu.Lock()
 		ready := true
+		var blockedBy []string
 		for _, n := range ps.Needs {
 			// Readiness is transitive: a blocker upstream is reported once,
 			// where it is, not again by every step below it.
 			if !inPlace[n] {
 				ready = false
 			}
+			if observed[n].Action == plans.ActionBlocker || waiting[n] {
+				blockedBy = append(blockedBy, n)
+			}
 		}
 		mu.Unlock()
+		switch {
+		case err != nil && len(blockedBy) > 0:
+			// It cannot look because of what a step it needs blocks on:
+			// that step says why.
+			c = plans.Change{Action: plans.ActionUninspected, Summary: "not inspected: waits for " + strings.Join(blockedBy, ", ")}
+			mu.Lock()
+			waiting[id] = true
+			mu.Unlock()
+		case err != nil:
+			c = plans.Change{Action: plans.ActionBlocker, Summary: "cannot inspect: " + firstLineOf(err.Error())}
+		}
+		ps.Change = c
 		if ready && err == nil {
 			pcs, cerr := s.Check(ctx, senv)
 			if cerr != nil {
@@ -180,11 +197,11 @@ func ServerVersions(ctx context.Context, env *Env) (string, string, error) {
 	for i, db := range []*Database{env.Source, env.Target} {
 		pool, err := db.Pool(ctx)
 		if err != nil {
-			return "", "", err
+			return out[0], out[1], err
 		}
 		var v string
 		if err := pool.QueryRow(ctx, "SHOW server_version").Scan(&v); err != nil {
-			return "", "", fmt.Errorf("%s: read server_version on %s: %w", db.Role, db.Redacted(), err)
+			return out[0], out[1], fmt.Errorf("%s: read server_version on %s: %w", db.Role, db.Redacted(), err)
 		}
 		if f := strings.Fields(v); len(f) > 0 {
 			v = f[0]
@@ -216,4 +233,11 @@ func failedPrecondition(pcs []plans.Precondition) bool {
 		}
 	}
 	return false
+}
+
+// greenDatabaseMissing says whether err is green refusing a connection to
+// a database it does not have (SQLSTATE 3D000).
+func greenDatabaseMissing(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "3D000" && strings.HasPrefix(err.Error(), "green")
 }
