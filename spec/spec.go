@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -28,6 +29,9 @@ type Spec struct {
 	Cutover     CutoverSpec        `yaml:"cutover" json:"cutover"`
 	Metrics     MetricsSpec        `yaml:"metrics" json:"metrics"`
 	Watch       WatchSpec          `yaml:"watch" json:"watch"`
+	// State says where the state and its lock live. It is left out of
+	// Hash: moving the state does not change what the spec does.
+	State StateConfig `yaml:"state" json:"state,omitzero"`
 
 	// File is the path the spec was read from ("" when built in code); the
 	// default state file lives beside it.
@@ -193,6 +197,18 @@ type WatchSpec struct {
 	VerifyEvery Duration `yaml:"verify_every" json:"verify_every"`
 }
 
+// StateConfig is where pgshift keeps a spec's state: a file beside the
+// spec (backend file), or a row of a table in a PostgreSQL database
+// (backend postgres), so that runs from several machines share it. DSN is
+// a postgres:// URL and never holds a password (PasswordEnv names the
+// variable holding it).
+type StateConfig struct {
+	Backend     string `yaml:"backend" json:"backend"` // file or postgres
+	DSN         string `yaml:"dsn,omitempty" json:"dsn,omitempty"`
+	PasswordEnv string `yaml:"password_env,omitempty" json:"password_env,omitempty"`
+	Table       string `yaml:"table,omitempty" json:"table,omitempty"` // [schema.]table, default pgshift_state
+}
+
 // Default values of spec version 1 that SetDefaults fills. The JSON Schema
 // (schemas/upgrade.v1.schema.json) declares the same defaults; a test keeps
 // the two in step.
@@ -211,6 +227,8 @@ const (
 	DefaultWatchInterval         = Duration(15 * time.Second)
 	DefaultWatchMaxRetainedWAL   = ByteSize(10 << 30)
 	DefaultWatchMaxLag           = ByteSize(1 << 30)
+	DefaultStateBackend          = "file"
+	DefaultStateTable            = "pgshift_state"
 )
 
 // SetDefaults fills every unset field. The loader fills defaults from the
@@ -264,6 +282,12 @@ func (s *Spec) SetDefaults() {
 	}
 	if s.Cutover.Approval == "" {
 		s.Cutover.Approval = DefaultApproval
+	}
+	if s.State.Backend == "" {
+		s.State.Backend = DefaultStateBackend
+	}
+	if s.State.Table == "" {
+		s.State.Table = DefaultStateTable
 	}
 	if s.Cutover.PauseTimeout == 0 {
 		s.Cutover.PauseTimeout = DefaultPauseTimeout
@@ -334,6 +358,7 @@ func (s *Spec) Hash() string {
 	c := *s
 	c.Vars = nil
 	c.File = ""
+	c.State = StateConfig{}
 	b, err := json.Marshal(&c)
 	if err != nil {
 		// Every field of Spec marshals; this cannot happen.
@@ -343,9 +368,30 @@ func (s *Spec) Hash() string {
 	return hex.EncodeToString(sum[:])
 }
 
-// StatePath is the default state file: <name>.pgshift-state.json beside the
-// spec file (in the working folder for a spec built in code).
+// StatePath is where the state lives by default: with state.backend
+// postgres, the location of its row (state.dsn with pgshift's parameters
+// password_env and table, and the spec's name as the fragment: the
+// engine's postgres location); otherwise the file <name>.pgshift-state.json
+// beside the spec file (in the working folder for a spec built in code).
 func (s *Spec) StatePath() string {
+	if s.State.Backend == "postgres" && s.State.DSN != "" {
+		q := url.Values{}
+		if s.State.PasswordEnv != "" {
+			q.Set("password_env", s.State.PasswordEnv)
+		}
+		if s.State.Table != "" && s.State.Table != DefaultStateTable {
+			q.Set("table", s.State.Table)
+		}
+		loc := s.State.DSN
+		if len(q) > 0 {
+			sep := "?"
+			if strings.Contains(loc, "?") {
+				sep = "&"
+			}
+			loc += sep + q.Encode()
+		}
+		return loc + "#" + url.PathEscape(s.Name)
+	}
 	dir := "."
 	if s.File != "" {
 		dir = filepath.Dir(s.File)
