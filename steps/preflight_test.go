@@ -63,10 +63,16 @@ func TestObjectCountsAndRestoreHint(t *testing.T) {
 	if got := c.String(); got != "1 table, 13 sequences, 1 function, 2 extensions" {
 		t.Errorf("counts: %q", got)
 	}
-	if h := restoreHint(`psql:schema.sql:20: ERROR:  role "app" does not exist`); !strings.Contains(h, "schema.roles") {
+	if h := restoreHint(`psql:schema.sql:20: ERROR:  role "app" does not exist`, 17); !strings.Contains(h, "schema.roles") {
 		t.Errorf("hint for a missing role: %q", h)
 	}
-	if h := restoreHint(`ERROR:  extension "postgis" is not available`); !strings.Contains(h, "install the extension") {
+	if h := restoreHint(`ERROR:  extension "adminpack" is not available`, 17); !strings.Contains(h, "DROP EXTENSION adminpack") || strings.Contains(h, "postgresql-17-adminpack") {
+		t.Errorf("adminpack on 17: %q, want the drop on blue (it no longer exists)", h)
+	}
+	if h := restoreHint(`ERROR:  extension "postgis" is not available`, 17); !strings.Contains(h, "postgresql-17-postgis") {
+		t.Errorf("postgis on 17: %q, want the package", h)
+	}
+	if h := restoreHint(`ERROR:  extension "postgis" is not available`, 0); !strings.Contains(h, "install the extension") {
 		t.Errorf("hint for a missing extension: %q", h)
 	}
 }

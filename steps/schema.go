@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -450,17 +451,34 @@ func runPsql(ctx context.Context, env *engine.Env, psql string, files ...string)
 	cmd.Stderr = &stderr
 	if err := runChild(cmd); err != nil {
 		msg := lastLines(stderr.String(), 10)
-		return fmt.Errorf("restore into green (%s) failed and was rolled back: %v: %s%s", env.Target.Redacted(), err, msg, restoreHint(msg))
+		greenMajor := 0
+		if green, perr := env.Target.Pool(ctx); perr == nil {
+			greenMajor, _ = pg.ServerMajor(ctx, green)
+		}
+		return fmt.Errorf("restore into green (%s) failed and was rolled back: %v: %s%s", env.Target.Redacted(), err, msg, restoreHint(msg, greenMajor))
 	}
 	return nil
 }
 
-// restoreHint adds the fix for the usual causes of a failed restore.
-func restoreHint(stderr string) string {
+// missingExtensionRE finds the extension a restore could not create.
+var missingExtensionRE = regexp.MustCompile(`extension "([^"]+)" is not available|extension control file "[^"]*/([^/"]+)\.control"`)
+
+// restoreHint adds the fix for the usual causes of a failed restore; an
+// extension green lacks gets the fix right for green's major (greenMajor,
+// 0 when unknown): one removed from PostgreSQL is dropped on blue, not
+// installed.
+func restoreHint(stderr string, greenMajor int) string {
 	switch {
 	case strings.Contains(stderr, "role") && strings.Contains(stderr, "does not exist"):
 		return "\nfix: create the role on green, or set schema.roles: true so that pgshift copies blue's roles first"
 	case strings.Contains(stderr, "extension") && (strings.Contains(stderr, "is not available") || strings.Contains(stderr, "could not open extension control file")):
+		if m := missingExtensionRE.FindStringSubmatch(stderr); m != nil && greenMajor > 0 {
+			name := m[1]
+			if name == "" {
+				name = m[2]
+			}
+			return "\nfix: " + missingExtensionFix(name, greenMajor)
+		}
 		return "\nfix: install the extension's package on green's host (Debian/Ubuntu: postgresql-<major>-<name>)"
 	case strings.Contains(stderr, "tablespace") && strings.Contains(stderr, "does not exist"):
 		return "\nfix: create the tablespace on green first"
