@@ -142,9 +142,15 @@ func (l *Lock) Release() error {
 // postgres backend it looks the advisory lock up in pg_locks (a server it
 // cannot reach: not held, as far as it can tell).
 func LockHolder(statePath string) (*LockInfo, bool) {
+	info, held, _ := LockStatus(statePath)
+	return info, held
+}
+
+// LockStatus is LockHolder with the reason it could not tell, if any.
+func LockStatus(statePath string) (*LockInfo, bool, error) {
 	b, err := backendOf(statePath)
 	if err != nil {
-		return nil, false
+		return nil, false, err
 	}
 	return b.holder()
 }

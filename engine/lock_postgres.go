@@ -125,16 +125,16 @@ func (l *pgLock) release() error {
 	return err
 }
 
-func (b *pgBackend) holder() (*LockInfo, bool) {
+func (b *pgBackend) holder() (*LockInfo, bool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), stateTimeout)
 	defer cancel()
 	conn, err := b.connect(ctx, "status")
 	if err != nil {
-		return nil, false
+		return nil, false, err
 	}
 	defer conn.Close(context.Background())
 	info, held := b.holderOn(ctx, conn)
-	return info, held
+	return info, held, nil
 }
 
 // holderOn says who holds the lock: the backend from pg_locks (the truth),

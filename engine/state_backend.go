@@ -37,8 +37,9 @@ type stateBackend interface {
 	read() (*State, error)
 	// lock takes the exclusive lock of the state, waiting up to timeout.
 	lock(operation string, timeout time.Duration) (*Lock, error)
-	// holder says who holds the lock right now, if anyone.
-	holder() (*LockInfo, bool)
+	// holder says who holds the lock right now, if anyone; an error when
+	// it cannot tell (the state's server unreachable).
+	holder() (*LockInfo, bool, error)
 	// modify reads the stored state, applies fn, and writes it back with
 	// its serial incremented, refusing if another writer got in between.
 	// None stored is os.ErrNotExist, and nothing is written.
@@ -58,6 +59,20 @@ func backendOf(loc string) (stateBackend, error) {
 		return fileBackend{path: loc}, nil
 	}
 	return parsePostgresLocation(loc)
+}
+
+// StateExists says whether a state is stored at a location (a file, or a
+// row with a state in the postgres backend), as rollback asks before
+// taking the lock. An unreadable state is an error, not a no.
+func StateExists(loc string) (bool, error) {
+	_, err := ReadState(loc)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return false, nil
+	case err != nil:
+		return false, err
+	}
+	return true, nil
 }
 
 // StateWhere names a state location in messages without any secret (a
@@ -186,7 +201,10 @@ func (b fileBackend) lock(operation string, timeout time.Duration) (*Lock, error
 	return acquireFileLock(b.path, operation, timeout)
 }
 
-func (b fileBackend) holder() (*LockInfo, bool) { return fileLockHolder(b.path) }
+func (b fileBackend) holder() (*LockInfo, bool, error) {
+	info, held := fileLockHolder(b.path)
+	return info, held, nil
+}
 
 func (b fileBackend) modify(fn func(*State)) error {
 	st, err := readStateFile(b.path)
