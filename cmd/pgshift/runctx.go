@@ -64,10 +64,12 @@ func openState(path string, spec *spec.Spec, g *engine.Graph, opts engine.StateO
 	return store, nil
 }
 
-// statePathOf is the --state flag, or the default beside the spec.
+// statePathOf is the state's location: the --state flag (a file, or a
+// postgres:// URL of the postgres backend, given the spec's name as its
+// row), or the default beside the spec.
 func statePathOf(flag string, spec *spec.Spec) string {
 	if flag != "" {
-		return flag
+		return engine.WithStateName(flag, spec.Name)
 	}
 	return spec.StatePath()
 }
