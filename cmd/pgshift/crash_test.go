@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -43,21 +44,56 @@ cutover:
       back: ["true"]
 `
 
+// crashBackend is where the crash test keeps the state: a file beside the
+// spec, or a table of a real PostgreSQL server.
+type crashBackend struct {
+	name string
+	// location gives a round (its folder, its number) the state's location
+	// and the flags that pass it to pgshift.
+	location func(dir string, round int) (loc string, flags []string)
+	kills    int // apply kills to reach
+}
+
 // TestCrashResume runs the real binary on slow test steps and kills it with
 // SIGKILL at random instants, resuming each time with the same command. After
-// every kill: the state file parses, no step the state recorded as done
+// every kill: the state parses, no step the state recorded as done
 // before the run started ran again, and no step that started is shown as
 // pending (a step is marked running before it starts). After each completed
-// apply: every step done and its effect present exactly once. Each round then
-// rolls back under the same kills: no step recorded rolled back is rolled
-// back again, and at the end every effect is gone.
+// apply: every step done and its effect present exactly once, and the lock
+// free. Each round then rolls back under the same kills: no step recorded
+// rolled back is rolled back again, and at the end every effect is gone. It
+// runs on both state backends: the file, and a table of a real PostgreSQL
+// server (a fresh table per round).
 func TestCrashResume(t *testing.T) {
 	bin := buildTestBinary(t)
+	t.Run("file", func(t *testing.T) {
+		crashResume(t, bin, crashBackend{name: "file", kills: 30, location: func(dir string, _ int) (string, []string) {
+			return filepath.Join(dir, "crash-test.pgshift-state.json"), nil
+		}})
+	})
+	t.Run("postgres", func(t *testing.T) {
+		if testing.Short() {
+			t.Skip("starts a PostgreSQL server for the state")
+		}
+		c := pgtest.StartCluster(t, 17)
+		c.CreateDatabase(t, "ops")
+		crashResume(t, bin, crashBackend{name: "postgres", kills: 20, location: func(_ string, round int) (string, []string) {
+			flag := c.DSN("ops") + "&table=crash_round_" + strconv.Itoa(round)
+			// A killed run's session ends when its server process reads the
+			// closed socket, a moment after the kill: the next run, started
+			// at once, waits for that (a user starting it by hand never
+			// notices).
+			return engine.WithStateName(flag, "crash-test"), []string{"--state", flag, "--lock-timeout", "5s"}
+		}})
+	})
+}
+
+func crashResume(t *testing.T, bin string, backend crashBackend) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 1))
 
-	const wantKills = 30
+	wantKills := backend.kills
 	applyKills, rollbackKills, rounds, runs := 0, 0, 0, 0
 	for applyKills < wantKills {
 		rounds++
@@ -66,7 +102,7 @@ func TestCrashResume(t *testing.T) {
 		if err := os.WriteFile(specPath, []byte(crashSpec), 0o600); err != nil {
 			t.Fatal(err)
 		}
-		statePath := filepath.Join(dir, "crash-test.pgshift-state.json")
+		statePath, stateFlags := backend.location(dir, rounds)
 		// A full apply takes about 0.5 s, a rollback about 0.3 s.
 		for _, phase := range []struct {
 			op     string
@@ -75,8 +111,10 @@ func TestCrashResume(t *testing.T) {
 			kills  *int
 			final  func(*engine.State)
 		}{
-			{"apply", []string{"apply", "-f", specPath}, 350, &applyKills, func(st *engine.State) { checkFinalCrashState(t, dir, st) }},
-			{"rollback", []string{"rollback", "-f", specPath, "--yes"}, 200, &rollbackKills, func(st *engine.State) { checkRolledBack(t, dir, st) }},
+			{"apply", append([]string{"apply", "-f", specPath}, stateFlags...), 350, &applyKills, func(st *engine.State) {
+				checkFinalCrashState(t, dir, st, backend.name == "file")
+			}},
+			{"rollback", append([]string{"rollback", "-f", specPath, "--yes"}, stateFlags...), 200, &rollbackKills, func(st *engine.State) { checkRolledBack(t, dir, st) }},
 		} {
 			finished := false
 			for !finished {
@@ -107,13 +145,16 @@ func TestCrashResume(t *testing.T) {
 				default:
 					finished = true
 				}
+				if phase.op == "rollback" && strings.Contains(out, "No state at") {
+					t.Fatalf("run %d: rollback found no state at %s, though apply saved one there:\n%s", runs, statePath, out)
+				}
 
 				st, err := engine.ReadState(statePath)
 				if errors.Is(err, os.ErrNotExist) && killed && phase.op == "apply" && len(journalBefore) == 0 {
 					continue // killed before the first checkpoint
 				}
 				if err != nil {
-					t.Fatalf("run %d (%s, killed=%v after %v): state file: %v", runs, phase.op, killed, killAfter, err)
+					t.Fatalf("run %d (%s, killed=%v after %v): state: %v", runs, phase.op, killed, killAfter, err)
 				}
 				for _, line := range journalLines(t, dir)[len(journalBefore):] {
 					f := strings.Fields(line)
@@ -129,6 +170,9 @@ func TestCrashResume(t *testing.T) {
 				}
 				if finished {
 					phase.final(st)
+					if info, held := engine.LockHolder(statePath); held {
+						t.Fatalf("run %d: %s completed, yet its lock is still held by %s", runs, phase.op, info)
+					}
 				}
 			}
 		}
@@ -181,7 +225,7 @@ func checkRolledBack(t *testing.T, dir string, st *engine.State) {
 	}
 }
 
-func checkFinalCrashState(t *testing.T, dir string, st *engine.State) {
+func checkFinalCrashState(t *testing.T, dir string, st *engine.State, stateFile bool) {
 	t.Helper()
 	for _, c := range st.Steps {
 		if c.Status != engine.StatusDone {
@@ -205,6 +249,9 @@ func checkFinalCrashState(t *testing.T, dir string, st *engine.State) {
 	}
 	if len(effects) != len(teststeps.Shape) {
 		t.Fatalf("effects %v: unexpected keys", effects)
+	}
+	if !stateFile {
+		return
 	}
 	temps, _ := filepath.Glob(filepath.Join(dir, ".*.tmp-*"))
 	if len(temps) > 0 {
