@@ -29,6 +29,8 @@ type Spec struct {
 	Cutover     CutoverSpec        `yaml:"cutover" json:"cutover"`
 	Metrics     MetricsSpec        `yaml:"metrics" json:"metrics"`
 	Watch       WatchSpec          `yaml:"watch" json:"watch"`
+	// CompareQueries tunes `pgshift compare-queries`.
+	CompareQueries CompareQueriesSpec `yaml:"compare_queries" json:"compare_queries"`
 	// State says where the state and its lock live. It is left out of
 	// Hash: moving the state does not change what the spec does.
 	State StateConfig `yaml:"state" json:"state,omitzero"`
@@ -184,6 +186,17 @@ type MetricsSpec struct {
 	Listen string `yaml:"listen" json:"listen"`
 }
 
+// CompareQueriesSpec tunes `pgshift compare-queries`: what is compared and
+// what counts as a regression. The command's flags override it.
+type CompareQueriesSpec struct {
+	Top              int      `yaml:"top" json:"top"`
+	Rounds           int      `yaml:"rounds" json:"rounds"`
+	MaxRatio         float64  `yaml:"max_ratio" json:"max_ratio"`
+	MinDiff          Duration `yaml:"min_diff" json:"min_diff"`
+	StatementTimeout Duration `yaml:"statement_timeout" json:"statement_timeout"`
+	QueriesFile      string   `yaml:"queries_file" json:"queries_file"`
+}
+
 // WatchSpec tunes `pgshift watch`, which guards blue and the replication
 // between apply and cleanup.
 type WatchSpec struct {
@@ -261,6 +274,22 @@ func (s *Spec) SetDefaults() {
 	}
 	if s.Watch.Interval == 0 {
 		s.Watch.Interval = DefaultWatchInterval
+	}
+	cq := &s.CompareQueries
+	if cq.Top == 0 {
+		cq.Top = 50
+	}
+	if cq.Rounds == 0 {
+		cq.Rounds = 5
+	}
+	if cq.MaxRatio == 0 {
+		cq.MaxRatio = 1.5
+	}
+	if cq.MinDiff == 0 {
+		cq.MinDiff = Duration(2 * time.Millisecond)
+	}
+	if cq.StatementTimeout == 0 {
+		cq.StatementTimeout = Duration(30 * time.Second)
 	}
 	if s.Watch.MaxRetainedWAL == 0 {
 		s.Watch.MaxRetainedWAL = DefaultWatchMaxRetainedWAL

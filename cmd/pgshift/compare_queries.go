@@ -5,10 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"path/filepath"
+	"time"
 
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/querycompare"
 	"github.com/pgshift/pgshift/internal/words"
+	"github.com/pgshift/pgshift/spec"
 	"github.com/spf13/cobra"
 )
 
@@ -74,6 +77,11 @@ func runCompareQueries(cmd *cobra.Command, a *compareQueriesArgs) error {
 	if err := a.out.check(formatText, formatMarkdown, formatJSON); err != nil {
 		return err
 	}
+	s, err := a.spec.loadOne()
+	if err != nil {
+		return err
+	}
+	specOptions(cmd, a, s)
 	if err := a.opts.Check(); err != nil {
 		return &usageError{fmt.Errorf("compare-queries: %w", err)}
 	}
@@ -82,14 +90,9 @@ func runCompareQueries(cmd *cobra.Command, a *compareQueriesArgs) error {
 	}
 	var fromFile []querycompare.Statement
 	if a.queries != "" {
-		var err error
 		if fromFile, err = querycompare.LoadFile(a.queries); err != nil {
 			return &usageError{fmt.Errorf("--queries: %w", err)}
 		}
-	}
-	s, err := a.spec.loadOne()
-	if err != nil {
-		return err
 	}
 	log, err := a.log.logger(cmd.ErrOrStderr())
 	if err != nil {
@@ -152,4 +155,32 @@ func renderComparison(w io.Writer, r *querycompare.Report, format string) error 
 		return querycompare.Markdown(w, r)
 	}
 	return querycompare.Text(w, r)
+}
+
+// specOptions takes from the spec's compare_queries what no flag set: the
+// spec holds the team's thresholds, a flag tries another for one run.
+func specOptions(cmd *cobra.Command, a *compareQueriesArgs, s *spec.Spec) {
+	cq := s.CompareQueries
+	set := cmd.Flags().Changed
+	if !set("top") {
+		a.opts.Top = cq.Top
+	}
+	if !set("rounds") {
+		a.opts.Rounds = cq.Rounds
+	}
+	if !set("max-ratio") {
+		a.opts.MaxRatio = cq.MaxRatio
+	}
+	if !set("min-diff") {
+		a.opts.MinDiff = time.Duration(cq.MinDiff)
+	}
+	if !set("statement-timeout") {
+		a.opts.StatementTimeout = time.Duration(cq.StatementTimeout)
+	}
+	if !set("queries") && cq.QueriesFile != "" {
+		a.queries = cq.QueriesFile
+		if !filepath.IsAbs(a.queries) && s.File != "" {
+			a.queries = filepath.Join(filepath.Dir(s.File), a.queries)
+		}
+	}
 }
