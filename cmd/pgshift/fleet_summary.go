@@ -101,12 +101,12 @@ func fillFromState(row *fleetRow, st *engine.State) {
 		row.Result = "failed"
 	case counts[engine.StatusRunning]+counts[engine.StatusRollingBack] > 0:
 		row.Result = "running or interrupted"
+	case counts[engine.StatusRolledBack] > 0 && counts[engine.StatusDone] == 0:
+		row.Result = "rolled back"
 	case len(held) > 0:
 		row.Result = "waiting for approval: " + strings.Join(held, ", ")
 	case counts[engine.StatusDone] == len(st.Steps) && len(st.Steps) > 0:
 		row.Result = "done"
-	case counts[engine.StatusRolledBack] > 0 && counts[engine.StatusDone] == 0:
-		row.Result = "rolled back"
 	case counts[engine.StatusDone] > 0 && st.Next != "":
 		row.Result = "stopped: " + clip(st.Next, 60)
 	case counts[engine.StatusDone] > 0:
