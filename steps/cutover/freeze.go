@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgshift/pgshift/internal/pg"
@@ -48,7 +50,11 @@ func (r *run) freeze(ctx context.Context, db *pgxpool.Pool, dbname string) error
 	pooler, readOnly := freezeModes(r.spec.Cutover.Freeze)
 	if pooler {
 		if err := r.drv.Freeze(ctx); err != nil {
-			return fmt.Errorf("freeze writes with %s: %w", r.drv.Name(), err)
+			err = fmt.Errorf("freeze writes with %s: %w", r.drv.Name(), err)
+			if errors.Is(err, switcher.ErrFreezeTimeout) {
+				err = r.nameOpenTransactions(ctx, db, dbname, err)
+			}
+			return err
 		}
 	}
 	if readOnly {
@@ -121,4 +127,42 @@ func (r *run) howToUnfreeze(side switcher.Side) string {
 		s += ", and " + how[1]
 	}
 	return s
+}
+
+// nameOpenTransactions adds to a pooler freeze that timed out the sessions
+// whose open transactions it waited for, and how to end them. ctx has
+// expired by then: the lookup gets a few seconds of its own.
+func (r *run) nameOpenTransactions(ctx context.Context, db *pgxpool.Pool, dbname string, cause error) error {
+	if db == nil {
+		return cause
+	}
+	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	open, err := pg.OpenTransactions(lctx, db, dbname, cutoverApplication)
+	if err != nil || len(open) == 0 {
+		return cause
+	}
+	return fmt.Errorf("%w; still open in database %s: %s; PAUSE waits for every running transaction to end: have them commit, or end them with SELECT pg_terminate_backend(<pid>) (idle_in_transaction_session_timeout ends idle ones for you)",
+		cause, dbname, strings.Join(open, ", "))
+}
+
+// freezeHolds checks, just before the switch, that a pooler freeze is still
+// in place: a PgBouncer restarted inside the pause has forgotten its PAUSE
+// and let writes reach the frozen side, which the drain did not carry over,
+// so the switch must not happen. The read-only freeze survives restarts;
+// with both, it still holds the writes.
+func (r *run) freezeHolds(ctx context.Context, dbname string) error {
+	pooler, readOnly := freezeModes(r.spec.Cutover.Freeze)
+	fc, ok := r.drv.(switcher.FreezeChecker)
+	if !pooler || readOnly || !ok {
+		return nil
+	}
+	frozen, err := fc.Frozen(ctx)
+	if err != nil {
+		return fmt.Errorf("cannot tell whether %s still holds database %s paused, so not switching: %w", r.drv.Name(), dbname, err)
+	}
+	if !frozen {
+		return fmt.Errorf("%s no longer holds database %s paused (restarted, or someone ran RESUME, inside the freeze): writes may have gone through since the drain, so not switching", r.drv.Name(), dbname)
+	}
+	return nil
 }

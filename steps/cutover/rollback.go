@@ -177,8 +177,14 @@ func (r *run) switchBackFresh(ctx context.Context) error {
 		return fail("read blue's position", err)
 	}
 	r.record(keyRollbackBlueLSN, blueLSN)
+	if err := r.freezeHolds(fctx, r.greenDB); err != nil {
+		return fail("before the switch", err)
+	}
 	r.setRB(rollbackSwitching)
 	if err := r.drv.Switch(fctx, switcher.Blue); err != nil {
+		if errors.Is(err, switcher.ErrNotSwitched) {
+			r.setRB(rollbackFreezing) // traffic never left green
+		}
 		return fail("switch to blue", err)
 	}
 	r.setRB(rollbackSwitchedBack)

@@ -193,9 +193,16 @@ func (r *run) freezeAndSwitch(ctx context.Context) error {
 	if err := r.stage("before-switch"); err != nil {
 		return fail("before the switch", err)
 	}
+	if err := r.freezeHolds(fctx, r.blueDB); err != nil {
+		return fail("before the switch", err)
+	}
 
 	r.setPhase(phaseSwitching)
 	if err := r.drv.Switch(fctx, switcher.Green); err != nil {
+		if errors.Is(err, switcher.ErrNotSwitched) {
+			// Traffic never moved: the abort has nothing to switch back.
+			r.setPhase(phaseFreezing)
+		}
 		return fail("switch to green", err)
 	}
 	if err := r.stage("after-switch"); err != nil {

@@ -40,6 +40,8 @@ type pgBouncer struct {
 	conn *pgconn.PgConn
 }
 
+var _ FreezeChecker = (*pgBouncer)(nil)
+
 func newPgBouncer(s *spec.PgBouncerSwitch, blue, green Endpoint) (*pgBouncer, error) {
 	if s.AdminDSN == "" || s.Config == "" || s.Database == "" {
 		return nil, errors.New("cutover.switch.pgbouncer: admin_dsn, config and database are required")
@@ -370,6 +372,19 @@ func (p *pgBouncer) Freeze(ctx context.Context) error {
 		return fmt.Errorf("%v; and RESUME failed too, run RESUME %s on the admin console: %w", err, p.dbArg(), rerr)
 	}
 	return err
+}
+
+// Frozen says whether PgBouncer still holds the database paused. A
+// PgBouncer restarted since Freeze has forgotten the PAUSE and passes
+// writes to whichever side its file names.
+func (p *pgBouncer) Frozen(ctx context.Context) (bool, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	db, err := p.showDatabase(ctx)
+	if err != nil {
+		return false, err
+	}
+	return db.paused, nil
 }
 
 // Unfreeze resumes the database with server_login_retry at 0 until the

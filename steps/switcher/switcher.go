@@ -65,6 +65,20 @@ type BeforeFreezer interface {
 	BeforeFreeze(ctx context.Context)
 }
 
+// FreezeChecker is a driver that can tell whether its freeze still holds:
+// PgBouncer forgets a PAUSE when it restarts, and then lets writes reach
+// blue while the cutover believes it frozen. The cutover asks just before
+// the switch and aborts when the freeze was lost.
+type FreezeChecker interface {
+	// Frozen says whether the freeze Freeze put in place is still in place.
+	Frozen(ctx context.Context) (bool, error)
+}
+
+// ErrNotSwitched is wrapped by Switch when it failed before changing
+// anything (the switch could not be reached at all): traffic is where it
+// was, and an abort need not, and often could not, switch back.
+var ErrNotSwitched = errors.New("the switch was not reached: traffic did not move")
+
 // ErrFreezeTimeout is wrapped by Freeze when its context expired before the
 // freeze was in place (PgBouncer waits for running transactions to end).
 var ErrFreezeTimeout = errors.New("freeze did not complete in time")
