@@ -223,3 +223,29 @@ SELECT format('pid %s (role %s, application %s)', a.pid, a.usename, coalesce(nul
 	}
 	return out, nil
 }
+
+// OpenTransactions lists the other client sessions on the database inside
+// a transaction, oldest first, except keepApplication's (when not ""), each
+// as "pid N (role R, application A, idle in transaction for 9s)". A pooler
+// freeze (PgBouncer PAUSE) waits for them to end: when it times out, they
+// are what to name.
+func OpenTransactions(ctx context.Context, db Querier, name, keepApplication string) ([]string, error) {
+	rows, err := db.Query(ctx, `
+SELECT format('pid %s (role %s, application %s, %s for %s s)', pid, usename,
+              coalesce(nullif(application_name, ''), 'none'), coalesce(state, 'unknown'),
+              round(extract(epoch FROM clock_timestamp() - xact_start)::numeric, 1))
+  FROM pg_stat_activity
+ WHERE datname = $1 AND pid <> pg_backend_pid()
+   AND backend_type = 'client backend'
+   AND xact_start IS NOT NULL
+   AND ($2 = '' OR application_name IS DISTINCT FROM $2)
+ ORDER BY xact_start, pid`, name, keepApplication)
+	if err != nil {
+		return nil, fmt.Errorf("database %s: list open transactions: %w", name, err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("database %s: list open transactions: %w", name, err)
+	}
+	return out, nil
+}
