@@ -74,11 +74,18 @@ func (h *haProxy) dial(ctx context.Context) (net.Conn, error) {
 			return conn, nil
 		}
 		if !errors.Is(err, syscall.ECONNREFUSED) && !errors.Is(err, syscall.EAGAIN) || time.Now().After(deadline) || ctx.Err() != nil {
-			return nil, fmt.Errorf("haproxy runtime API %s: %w (check cutover.switch.haproxy.socket and the stats socket line of haproxy.cfg)", h.addr, err)
+			return nil, &dialError{fmt.Errorf("haproxy runtime API %s: %w (check cutover.switch.haproxy.socket and the stats socket line of haproxy.cfg)", h.addr, err)}
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 }
+
+// dialError is a runtime API connection that could not be opened: the
+// command was never sent.
+type dialError struct{ err error }
+
+func (e *dialError) Error() string { return e.err.Error() }
+func (e *dialError) Unwrap() error { return e.err }
 
 // runtimeRetryBudget bounds the retries of a refused runtime API connection.
 const runtimeRetryBudget = time.Second
@@ -286,12 +293,17 @@ func (h *haProxy) Switch(ctx context.Context, to Side) error {
 		return fmt.Errorf("switch: unknown side %q", to)
 	}
 	on, off := h.server(to), h.server(to.Other())
-	for _, cmd := range []string{
+	for i, cmd := range []string{
 		fmt.Sprintf("set server %s/%s state ready", h.backend, on),
 		fmt.Sprintf("set server %s/%s state maint", h.backend, off),
 		fmt.Sprintf("shutdown sessions server %s/%s", h.backend, off),
 	} {
 		if err := h.mutate(ctx, cmd); err != nil {
+			var de *dialError
+			if i == 0 && errors.As(err, &de) {
+				// Nothing reached HAProxy: both servers are as they were.
+				return fmt.Errorf("%w: %w", ErrNotSwitched, err)
+			}
 			return err
 		}
 	}
