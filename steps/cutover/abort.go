@@ -89,14 +89,16 @@ func (r *run) restoreForward(ctx context.Context) error {
 	}
 	st, err := pg.ReadSubscription(ctx, r.green, fwd)
 	if err != nil {
-		return errors.Join(append(errs, err)...)
-	}
-	if st.Exists && !st.Enabled {
+		errs = append(errs, err)
+	} else if st.Exists && !st.Enabled {
 		if err := enableSubscription(ctx, r.green, fwd); err != nil {
 			errs = append(errs, err)
 		}
 	}
-	return errors.Join(errs...)
+	if len(errs) > 0 {
+		return fmt.Errorf("the forward subscription %s may stay disabled on green, so green falls behind blue (%w): pgshift apply --approve-cutover re-enables it once green answers, or run ALTER SUBSCRIPTION %s ENABLE on green", fwd, errors.Join(errs...), pg.QuoteIdent(fwd))
+	}
+	return nil
 }
 
 // recoverToBlue aborts a cutover a killed run left inside its freeze.

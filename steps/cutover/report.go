@@ -31,7 +31,7 @@ func (s *cutoverStep) Report(ctx context.Context, env *engine.Env) ([]string, er
 	case ph == phaseDone || ph == phaseLive:
 		facts = append(facts, "cutover done: write pause "+out(keyPauseMS)+" ms")
 	case ph == phaseAborted:
-		facts = append(facts, "last cutover aborted, traffic on blue: "+out(keyAborted))
+		facts = append(facts, "last cutover aborted, traffic on blue, blue takes writes, nothing lost: "+out(keyAborted)+"; fix the cause and run pgshift apply --approve-cutover again")
 	}
 	switch confirmed := out(keyConfirmed); {
 	case rb != rollbackNone:
