@@ -1,0 +1,286 @@
+package cutover_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pgtest"
+	"github.com/pgshift/pgshift/spec"
+	"github.com/pgshift/pgshift/steps/cutover"
+	"github.com/pgshift/pgshift/steps/switcher"
+)
+
+// TestCutoverFaultsPgBouncer breaks what production breaks inside the
+// cutover's freeze, through a real PgBouncer with application clients
+// writing all along (reconnecting after errors, as applications do):
+//   - PgBouncer killed and restarted inside the freeze: it forgets its
+//     PAUSE, so writes reach blue after the drain; the cutover must not
+//     switch (those writes would not be on green) and aborts to blue;
+//   - a transaction left open on blue: PgBouncer's PAUSE waits for it, the
+//     freeze is bounded by pause_timeout, the abort names its pid;
+//   - green stopped at the switch: aborted back to blue;
+//
+// each time nothing is lost (every acknowledged row on blue, green equal
+// to blue once it catches up), PgBouncer is not left paused, and status
+// says what happened and how to go on; then a clean cutover succeeds.
+func TestCutoverFaultsPgBouncer(t *testing.T) {
+	requireIntegration(t)
+	var bouncer *pgtest.PgBouncer
+	r := newCutoverRig(t, func(r *cutoverRig) {
+		bouncer = pgtest.StartPgBouncer(t, pgtest.PgBouncerOptions{Databases: map[string]string{
+			"app": fmt.Sprintf("host=127.0.0.1 port=%d dbname=app", r.blue.Port),
+		}})
+		r.spec.Cutover.Freeze = "pooler"
+		r.spec.Cutover.Switch.PgBouncer = &spec.PgBouncerSwitch{AdminDSN: bouncer.AdminDSN, Config: bouncer.ConfigPath, Database: "app"}
+	})
+	// PgBouncer 1.18 carries no prepared statement across transactions.
+	clientDSN := bouncer.DSN("app") + "&default_query_exec_mode=simple_protocol"
+	ctx := testCtx(t)
+	before := 0
+
+	// aborted checks what every fault must leave: traffic on blue, nothing
+	// paused or read-only, every acknowledged row on blue and, once
+	// replication catches up, green equal to blue; status names the abort
+	// and the next command.
+	aborted := func(t *testing.T, w *appWriters, what string) {
+		t.Helper()
+		if side := currentSide(t, r.spec); side != switcher.Blue {
+			t.Fatalf("%s: PgBouncer sends traffic to %s, want blue", what, side)
+		}
+		if r.output(cutover.CoPhase) != cutover.PhaseAborted {
+			t.Fatalf("%s: phase %q, want aborted", what, r.output(cutover.CoPhase))
+		}
+		if pausedDB(t, bouncer, "app") {
+			t.Fatalf("%s: PgBouncer still holds database app paused", what)
+		}
+		requireUnfrozen(t, r.blue, what)
+		requireUnfrozen(t, r.green, what)
+		time.Sleep(time.Second) // writes go on after the abort
+		w.halt()
+		t.Logf("%s: clients %s", what, w.summary())
+		w.requireAcked(t, r.blue, before, what+": blue")
+		before = count(t, r.blue, "SELECT count(*) FROM ledger WHERE note = 'go'")
+		waitCount(t, r.green, "SELECT count(*) FROM ledger", count(t, r.blue, "SELECT count(*) FROM ledger"), what+": green catching up")
+		requireRowsEqual(t, r, what)
+		requireLive(t, r, cutover.LiveBlue, what)
+		if text := r.report(t); !strings.Contains(text, "last cutover aborted, traffic on blue") || !strings.Contains(text, "pgshift apply --approve-cutover again") {
+			t.Fatalf("%s: status should say the cutover aborted and how to go on:\n%s", what, text)
+		}
+	}
+
+	t.Run("PgBouncer killed and restarted inside the freeze", func(t *testing.T) {
+		w := startWriters(t, clientDSN, 3)
+		time.Sleep(time.Second)
+		r.step.SetHook(func(stage string) error {
+			if stage == "frozen" {
+				bouncer.Kill(t)
+				bouncer.Start(t)
+				time.Sleep(300 * time.Millisecond) // clients reconnect and write to blue
+			}
+			return nil
+		})
+		defer r.step.SetHook(nil)
+		err := cutoverError(t, r.engineApply(t, true))
+		if err == nil || !strings.Contains(err.Error(), "cutover aborted") || !strings.Contains(err.Error(), "no longer holds database app paused") {
+			t.Fatalf("cutover with PgBouncer restarted inside the freeze: %v, want an abort saying the pause was lost\nlog:\n%s", err, r.logs)
+		}
+		t.Logf("abort: %v", err)
+		aborted(t, w, "PgBouncer restarted inside the freeze")
+	})
+
+	t.Run("a transaction left open on blue bounds the freeze by pause_timeout", func(t *testing.T) {
+		w := startWriters(t, clientDSN, 3)
+		cfg, err := pgx.ParseConfig(clientDSN)
+		if err != nil {
+			t.Fatal(err)
+		}
+		long, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer long.Close(context.Background())
+		tx, err := long.Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var pid int
+		if err := tx.QueryRow(ctx, "INSERT INTO ledger (client, note) VALUES (99, 'long') RETURNING pg_backend_pid()").Scan(&pid); err != nil {
+			t.Fatal(err)
+		}
+		const pause = 4 * time.Second
+		short := *r.spec
+		short.Cutover.PauseTimeout = spec.Duration(pause)
+		step := cutover.NewStep(&short, nil)
+		began := time.Now()
+		r.direct(t, func(env *engine.Env) {
+			err = step.Apply(ctx, env)
+		})
+		took := time.Since(began)
+		if err == nil || !strings.Contains(err.Error(), "cutover aborted") || !strings.Contains(err.Error(), fmt.Sprintf("pid %d ", pid)) ||
+			!strings.Contains(err.Error(), "pg_terminate_backend") || !strings.Contains(err.Error(), "pause_timeout 4s reached") {
+			t.Fatalf("cutover with a transaction open on blue (pid %d): %v, want an abort at pause_timeout naming the pid and how to end it\nlog:\n%s", pid, err, r.logs)
+		}
+		t.Logf("abort after %s: %v", took.Round(time.Millisecond), err)
+		ms, _ := strconv.Atoi(r.output(cutover.CoPauseMS))
+		if time.Duration(ms)*time.Millisecond > pause+time.Second {
+			t.Fatalf("the freeze lasted %d ms, past pause_timeout %s", ms, pause)
+		}
+		// The transaction was never broken: it commits, and its row
+		// reaches green.
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatalf("the open transaction could not commit after the abort: %v", err)
+		}
+		aborted(t, w, "a transaction open on blue")
+		if n := count(t, r.green, "SELECT count(*) FROM ledger WHERE note = 'long'"); n != 1 {
+			t.Fatalf("green holds %d rows of the long transaction, want 1", n)
+		}
+	})
+
+	t.Run("green refusing connections at the switch", func(t *testing.T) {
+		w := startWriters(t, clientDSN, 3)
+		time.Sleep(time.Second)
+		r.step.SetHook(func(stage string) error {
+			if stage == "before-switch" {
+				r.green.Stop(t)
+			}
+			return nil
+		})
+		defer r.step.SetHook(nil)
+		err := cutoverError(t, r.engineApply(t, true))
+		if err == nil || !strings.Contains(err.Error(), "cutover aborted") || !strings.Contains(err.Error(), "traffic is on blue") ||
+			!strings.Contains(err.Error(), `ALTER SUBSCRIPTION "pgshift_shop" ENABLE`) {
+			t.Fatalf("cutover with green stopped at the switch: %v, want an abort to blue saying how to re-enable the forward subscription\nlog:\n%s", err, r.logs)
+		}
+		t.Logf("abort: %v", err)
+		r.green.Start(t)
+		// What the abort says to do, by hand here (the next apply
+		// --approve-cutover does it too, then cuts over).
+		r.green.Exec(t, "app", `ALTER SUBSCRIPTION "pgshift_shop" ENABLE`)
+		aborted(t, w, "green stopped at the switch")
+	})
+
+	t.Run("a clean cutover after the faults", func(t *testing.T) {
+		w := startWriters(t, clientDSN, 3)
+		time.Sleep(time.Second)
+		if err := cutoverError(t, r.engineApply(t, true)); err != nil {
+			t.Fatalf("cutover after the faults: %v\nlog:\n%s", err, r.logs)
+		}
+		time.Sleep(time.Second)
+		w.halt()
+		if side := currentSide(t, r.spec); side != switcher.Green {
+			t.Fatalf("traffic on %s after the cutover", side)
+		}
+		if pausedDB(t, bouncer, "app") {
+			t.Fatal("PgBouncer left paused after the cutover")
+		}
+		w.requireAcked(t, r.green, before, "green after the cutover")
+		waitCount(t, r.blue, "SELECT count(*) FROM ledger", count(t, r.green, "SELECT count(*) FROM ledger"), "blue through reverse replication")
+		requireRowsEqual(t, r, "after the cutover")
+		requireLive(t, r, cutover.LiveGreen, "after the cutover")
+	})
+}
+
+// TestCutoverFaultsHAProxy: HAProxy's runtime socket gone when the switch
+// begins (the switch cannot be reached, traffic did not move): the cutover
+// aborts back to blue and unfreezes it, rather than leave blue read-only
+// for want of a switch back it does not need.
+func TestCutoverFaultsHAProxy(t *testing.T) {
+	requireIntegration(t)
+	var proxy *pgtest.HAProxy
+	r := newCutoverRig(t, func(r *cutoverRig) {
+		proxy = pgtest.StartHAProxy(t, pgtest.HAProxyOptions{Backend: "pg", Active: "blue", Servers: []pgtest.HAProxyServer{
+			{Name: "blue", Addr: fmt.Sprintf("127.0.0.1:%d", r.blue.Port)},
+			{Name: "green", Addr: fmt.Sprintf("127.0.0.1:%d", r.green.Port)},
+		}})
+		r.spec.Cutover.Freeze = "read-only"
+		r.spec.Cutover.Switch.HAProxy = &spec.HAProxySwitch{Socket: proxy.Socket, Backend: "pg", BlueServer: "blue", GreenServer: "green"}
+	})
+	w := startWriters(t, proxy.DSN("app"), 3)
+	time.Sleep(time.Second)
+	gone := proxy.Socket + ".gone"
+	r.step.SetHook(func(stage string) error {
+		if stage == "before-switch" {
+			if err := os.Rename(proxy.Socket, gone); err != nil {
+				t.Error(err)
+			}
+		}
+		return nil
+	})
+	err := cutoverError(t, r.engineApply(t, true))
+	r.step.SetHook(nil)
+	if _, serr := os.Stat(gone); serr == nil {
+		if err := os.Rename(gone, proxy.Socket); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err == nil || !strings.Contains(err.Error(), "cutover aborted") || !strings.Contains(err.Error(), "traffic did not move") ||
+		!strings.Contains(err.Error(), "cutover.switch.haproxy.socket") {
+		t.Fatalf("cutover with HAProxy's socket gone: %v, want an abort saying traffic did not move and naming the socket setting\nlog:\n%s", err, r.logs)
+	}
+	t.Logf("abort: %v", err)
+	requireUnfrozen(t, r.blue, "blue after the abort")
+	if side := currentSide(t, r.spec); side != switcher.Blue {
+		t.Fatalf("HAProxy sends traffic to %s after the abort", side)
+	}
+	if r.output(cutover.CoPhase) != cutover.PhaseAborted {
+		t.Fatalf("phase %q after the abort", r.output(cutover.CoPhase))
+	}
+	time.Sleep(time.Second)
+	w.halt()
+	t.Logf("clients: %s", w.summary())
+	w.requireAcked(t, r.blue, 0, "blue after the abort")
+	waitCount(t, r.green, "SELECT count(*) FROM ledger", count(t, r.blue, "SELECT count(*) FROM ledger"), "green catching up")
+	requireRowsEqual(t, r, "after the abort")
+	requireLive(t, r, cutover.LiveBlue, "after the abort")
+	if text := r.report(t); !strings.Contains(text, "last cutover aborted") || !strings.Contains(text, "traffic did not move") || !strings.Contains(text, "apply --approve-cutover again") {
+		t.Fatalf("status after the abort:\n%s", text)
+	}
+}
+
+// pausedDB reads SHOW DATABASES on PgBouncer's admin console.
+func pausedDB(t *testing.T, b *pgtest.PgBouncer, db string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cfg, err := pgx.ParseConfig(b.AdminDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		t.Fatalf("PgBouncer's admin console: %v", err)
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx, "SHOW DATABASES")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		vals, err := rows.Values()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var name, paused string
+		for i, f := range rows.FieldDescriptions() {
+			switch f.Name {
+			case "name":
+				name = fmt.Sprint(vals[i])
+			case "paused":
+				paused = fmt.Sprint(vals[i])
+			}
+		}
+		if name == db {
+			return paused == "1"
+		}
+	}
+	return false
+}
