@@ -9,6 +9,7 @@ const (
 	Audit           = "audit"               // the compatibility report
 	Roles           = "target.roles"        // blue's roles on green
 	Schema          = "target.schema"       // blue's schema on green
+	Settings        = "target.settings"     // blue's settings, and the spec's, on green
 	Publication     = "source.publication"  // blue publishes the selected tables
 	Slot            = "source.slot"         // blue keeps WAL for green
 	Copy            = "target.copy"         // pgshift's own snapshot copy
