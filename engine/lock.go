@@ -61,7 +61,7 @@ func (e *LockedError) Error() string {
 	return fmt.Sprintf("state is locked by %s: wait for it to finish. "+
 		"The lock (an flock on %s) is released when that process exits, even if it is killed; "+
 		"if it hangs, stop that process. On a network filesystem without flock support, "+
-		"make sure no pgshift runs and delete %s", who, e.LockFile, e.LockFile)
+		"make sure no pgshift runs and run pgshift force-unlock, which removes %s", who, e.LockFile, e.LockFile)
 }
 
 func (e *LockedError) Is(target error) bool { return target == ErrLocked }
