@@ -2,12 +2,16 @@ package main
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 
 	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
+	"github.com/spf13/cobra"
 )
 
 // envJobIndex is the variable a Kubernetes Indexed Job sets in each pod:
@@ -77,4 +81,38 @@ func fleetStatePath(dir string, sp *spec.Spec) string {
 		return engine.WithStateName(dir, sp.Name)
 	}
 	return filepath.Join(dir, sp.Name+".pgshift-state.json")
+}
+
+// registerSelect adds --only and --index alone (plan takes them, not the
+// run flags).
+func (f *fleetFlags) registerSelect(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringArrayVar(&f.only, flagOnly, nil, "with --inventory: only the entry rendering this spec name (repeatable)")
+	fl.IntVar(&f.index, flagIndex, -1, "with --inventory: only entry N, 0-based in inventory order (default: $"+envJobIndex+" when set, as in a Kubernetes Indexed Job)")
+}
+
+// selectForPlan applies --only and --index to the specs plan renders;
+// without --inventory they are a usage error.
+func selectForPlan(cmd *cobra.Command, sf *specFlags, f *fleetFlags, specs []*spec.Spec) ([]*spec.Spec, error) {
+	if sf.inventory == "" {
+		for _, name := range []string{flagOnly, flagIndex} {
+			if fl := cmd.Flags().Lookup(name); fl != nil && fl.Changed {
+				return nil, &usageError{fmt.Errorf("--%s %v: pass --inventory with it", name, errFleetUsage)}
+			}
+		}
+		return specs, nil
+	}
+	f.indexGiven = cmd.Flags().Changed(flagIndex)
+	return selectEntries(specs, f, os.Getenv)
+}
+
+// renderFleetPlan writes the plans of several databases as one markdown
+// comment (plans.FleetMarkdown).
+func renderFleetPlan(w io.Writer, ps []*plans.Plan, a *planArgs) error {
+	extra := []string{"--format", "markdown"}
+	if a.offline {
+		extra = append([]string{"--offline"}, extra...)
+	}
+	extra = append(extra, "--only", "NAME")
+	return plans.FleetMarkdown(w, ps, plans.FleetMarkdownOptions{Inventory: a.spec.inventory, OneCommand: commandLine("plan", &a.spec, extra...)})
 }

@@ -21,6 +21,7 @@ func init() { subcommands = append(subcommands, newPlanCommand) }
 // planArgs are the parsed flags of `pgshift plan`.
 type planArgs struct {
 	spec             specFlags
+	fleet            fleetFlags
 	out              outputFlags
 	log              logFlags
 	offline          bool
@@ -42,7 +43,9 @@ func newPlanCommand() *cobra.Command {
 
 The output is deterministic (same inputs, same bytes): review it in a pull
 request with --format markdown, or feed --format json to tools (a versioned
-format, see docs/plan-format.md).
+format, see docs/plan-format.md). With --inventory and --format markdown,
+the databases make one comment: a table of counts, then each plan folded
+(docs/fleets.md); --only NAME and --index N narrow the inventory.
 
 -out FILE saves the plan with the spec's hash and a fingerprint of what was
 observed; "pgshift apply FILE" applies it only if neither has moved on.
@@ -66,6 +69,7 @@ Exit status: 0 on success, 1 on error or when the plan has blockers; with
 		},
 	}
 	a.spec.register(cmd)
+	a.fleet.registerSelect(cmd)
 	a.out.register(cmd, formatText, formatMarkdown, formatJSON)
 	a.log.register(cmd)
 	fl := cmd.Flags()
@@ -105,6 +109,9 @@ func runPlan(cmd *cobra.Command, a *planArgs) error {
 	if err != nil {
 		return err
 	}
+	if specs, err = selectForPlan(cmd, &a.spec, &a.fleet, specs); err != nil {
+		return err
+	}
 	log, err := a.log.logger(cmd.ErrOrStderr())
 	if err != nil {
 		return err
@@ -114,10 +121,18 @@ func runPlan(cmd *cobra.Command, a *planArgs) error {
 
 	stdout := cmd.OutOrStdout()
 	changes, blockers := false, 0
+	// Several databases in markdown: one comment, a table over folded plans.
+	var fleet []*plans.Plan
 	for i, spec := range specs {
 		p, err := planSpec(ctx, spec, a, log)
 		if err != nil {
 			return &exitCodeError{code: exitError, err: err}
+		}
+		if a.out.format == formatMarkdown && len(specs) > 1 {
+			fleet = append(fleet, p)
+			changes = changes || p.Summarize().HasChanges()
+			blockers += p.Summary.Blockers
+			continue
 		}
 		if i > 0 && a.out.format != formatJSON {
 			fmt.Fprintln(stdout)
@@ -137,6 +152,11 @@ func runPlan(cmd *cobra.Command, a *planArgs) error {
 		}
 		changes = changes || p.Summary.HasChanges()
 		blockers += p.Summary.Blockers
+	}
+	if fleet != nil {
+		if err := renderFleetPlan(stdout, fleet, a); err != nil {
+			return err
+		}
 	}
 	if blockers > 0 {
 		return &exitCodeError{code: exitError, err: fmt.Errorf("the plan has %s: apply would refuse; fix each ✗ line and run plan again", words.Count(blockers, "blocker"))}
