@@ -66,20 +66,6 @@ func (p *settingsPlan) pendingRestart() []string {
 	return out
 }
 
-// work counts the statements applying runs.
-func (p *settingsPlan) work() int {
-	n := len(p.sets)
-	for _, s := range p.system {
-		if s.write || s.reload {
-			n++
-		}
-	}
-	if p.owner != nil {
-		n++
-	}
-	return n
-}
-
 // plan compares blue's settings with green's, and green's with the spec.
 func (settingsStep) plan(ctx context.Context, env *engine.Env) (*settingsPlan, error) {
 	blue, err := env.Source.Pool(ctx)
