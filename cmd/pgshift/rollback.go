@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strings"
 	"time"
@@ -80,7 +79,7 @@ func runRollback(cmd *cobra.Command, a *rollbackArgs) error {
 	}
 	stdout := cmd.OutOrStdout()
 	statePath := statePathOf(a.state, spec)
-	if _, err := os.Stat(statePath); errors.Is(err, os.ErrNotExist) {
+	if exists, err := engine.StateExists(statePath); err == nil && !exists {
 		fmt.Fprintf(stdout, "No changes. No state at %s: nothing was applied, so nothing to roll back.\n", statePath)
 		return nil
 	}
