@@ -44,6 +44,7 @@ type settingsPlan struct {
 	sets                  []dbRoleSet
 	owner                 *ownerSet
 	details               []string // what is only named: server differences, extensions
+	rolesCopied           bool     // schema.roles: target.roles creates blue's roles on green first
 	warnings, blockers    []string
 }
 
@@ -108,6 +109,9 @@ func (settingsStep) plan(ctx context.Context, env *engine.Env) (*settingsPlan, e
 	if err := p.compareServer(env, blueSettings, greenSettings, walSeg); err != nil {
 		return nil, err
 	}
+	// With schema.roles, target.roles (which this step needs) creates
+	// blue's missing roles on green before this step applies.
+	p.rolesCopied = env.Spec.Schema.Roles
 	if err := p.planDBRole(ctx, blue, green, greenSettings, walSeg); err != nil {
 		return nil, err
 	}
@@ -330,7 +334,7 @@ func (p *settingsPlan) planDBRole(ctx context.Context, blue, green pg.Querier, g
 		if k.Role != "" && skippedRole(k.Role) {
 			continue
 		}
-		if k.Role != "" && !greenRoles[k.Role] {
+		if k.Role != "" && !greenRoles[k.Role] && !p.rolesCopied {
 			missingRoles[k.Role] = append(missingRoles[k.Role], k.Name)
 			continue
 		}
@@ -423,7 +427,7 @@ func (p *settingsPlan) planOwner(ctx context.Context, blue, green pg.Querier) er
 	if err != nil {
 		return fmt.Errorf("green: look up role %s: %w", blueOwner, err)
 	}
-	if !exists {
+	if !exists && !p.rolesCopied {
 		p.warnings = append(p.warnings, fmt.Sprintf("blue's database is owned by %s and green has no such role: green's database %s stays owned by %s; create the role on green (schema.roles: true copies it) and plan again",
 			blueOwner, pg.ShowIdent(p.greenDB), greenOwner))
 		return nil

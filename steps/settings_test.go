@@ -130,6 +130,8 @@ ALTER ROLE app_user SET work_mem = '8MB';
 ALTER ROLE app_user SET operator_precedence_warning = on;
 ALTER ROLE app_user SET app.api_token = '`+secret+`';
 ALTER ROLE app_user IN DATABASE app SET lock_timeout = '5s';
+CREATE ROLE app_reader NOLOGIN;
+ALTER ROLE app_reader SET work_mem = '16MB';
 `)
 	// Green already has values of its own where the step sets others:
 	// rollback gives them back.
@@ -197,6 +199,7 @@ ALTER ROLE app_user SET work_mem = '2MB';
 		{"role app_user", "app.api_token", "secret", "set it on green yourself"},
 		{"target.settings.max_connections = 150", "restart green"},
 		{"1 server setting of blue differs from green's: maintenance_work_mem"},
+		{"role app_reader has settings on blue (work_mem) and green has no such role", "not copied"},
 	} {
 		if !has(c.Warnings, want...) {
 			t.Errorf("the plan warns of no %q", want)
@@ -204,6 +207,17 @@ ALTER ROLE app_user SET work_mem = '2MB';
 	}
 	if has(c.Details, "-- server: work_mem:") {
 		t.Error("work_mem is in target.settings and still named as a difference")
+	}
+	// With schema.roles, target.roles creates app_reader before this step
+	// applies: its settings are planned, not refused.
+	sp.Schema.Roles = true
+	withRoles, err := step.Observe(ctx, env)
+	sp.Schema.Roles = false
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !has(withRoles.Details, `ALTER ROLE "app_reader" SET "work_mem" TO '16MB'`) || has(withRoles.Warnings, "app_reader") {
+		t.Errorf("with schema.roles the plan does not set app_reader's settings:\n%s\n%s", strings.Join(withRoles.Details, "\n"), strings.Join(withRoles.Warnings, "\n"))
 	}
 
 	greenState := func() string {
