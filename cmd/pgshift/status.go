@@ -123,7 +123,7 @@ func statusOne(cmd *cobra.Command, a *statusArgs, spec *spec.Spec) error {
 	case err != nil:
 		return &exitCodeError{code: exitError, err: err}
 	case st.Spec.Name != spec.Name:
-		return &exitCodeError{code: exitError, err: fmt.Errorf("state file %s belongs to spec %q, not %q: pass --state with this spec's state file", path, st.Spec.Name, spec.Name)}
+		return &exitCodeError{code: exitError, err: fmt.Errorf("%s belongs to spec %q, not %q: pass --state with this spec's state", engine.StateWhere(path), st.Spec.Name, spec.Name)}
 	}
 	holder, locked := engine.LockHolder(path)
 

@@ -184,7 +184,7 @@ func readWatchState(path string, sp *spec.Spec) (*watch.StateReading, error) {
 		return nil, err
 	}
 	if st.Spec.Name != sp.Name {
-		return nil, fmt.Errorf("state file %s belongs to spec %q, not %q: pass --state with this spec's state file", path, st.Spec.Name, sp.Name)
+		return nil, fmt.Errorf("%s belongs to spec %q, not %q: pass --state with this spec's state", engine.StateWhere(path), st.Spec.Name, sp.Name)
 	}
 	r := &watch.StateReading{}
 	for _, s := range []engine.Status{engine.StatusPending, engine.StatusRunning, engine.StatusDone, engine.StatusFailed,
