@@ -19,7 +19,8 @@ import (
 // start; with the fault fixed, --index (as a Kubernetes Indexed Job gives
 // it) and --only run single entries, then the whole fleet converges to the
 // cutover gate with 3 databases at once, the summary lists all 6, status
-// prints the same table, and a fleet rollback undoes everything.
+// prints the same table, a fleet rollback undoes everything, and a fleet
+// cleanup then finds nothing to drop.
 func TestFleetApplyWaves(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration: starts servers")
@@ -164,6 +165,11 @@ cutover:
 		if !strings.Contains(tableLine(out, db+"-pg17"), "rolled back") || subscriptions(db) != "0" {
 			t.Errorf("%s not rolled back: %q, %s subscriptions", db, tableLine(out, db+"-pg17"), subscriptions(db))
 		}
+	}
+	// Nothing is left for a fleet cleanup to drop.
+	code, out, errOut = fleet("cleanup", "--yes", "--parallel-databases", "3")
+	if code != exitOK || strings.Count(out, "No changes. No pgshift replication objects exist on blue or green.") != 6 {
+		t.Errorf("cleanup --inventory after the rollback: exit %d\n%s\n%s", code, out, errOut)
 	}
 	t.Logf("whole test: %s", time.Since(began).Round(time.Millisecond))
 }

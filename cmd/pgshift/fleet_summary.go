@@ -205,6 +205,9 @@ type fleetStatusJSON struct {
 func runFleetStatus(cmd *cobra.Command, sf *specFlags, f *fleetFlags, sel []*spec.Spec) error {
 	out := cmd.OutOrStdout()
 	format, _ := cmd.Flags().GetString(flagFormat)
+	if format != formatText && format != formatJSON {
+		return &usageError{fmt.Errorf("--format %q: use %s, %s", format, formatText, formatJSON)}
+	}
 	if format == formatJSON {
 		doc := fleetStatusJSON{FormatVersion: 1, Databases: []fleetRow{}}
 		for _, sp := range sel {

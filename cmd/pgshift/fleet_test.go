@@ -342,6 +342,7 @@ func TestFleetFlagUsage(t *testing.T) {
 		{[]string{"apply", "-f", specPath, "--inventory", invPath, "--parallel-databases", "0"}, "want 1 or more"},
 		{[]string{"apply", "-f", specPath, "--inventory", invPath, "--only", "orders"}, "--only orders: no inventory entry renders that name; the names are db0-pg17, db1-pg17"},
 		{[]string{"apply", "-f", specPath, "--inventory", invPath, "plan.json"}, "takes no saved plan"},
+		{[]string{"status", "-f", specPath, "--inventory", invPath, "--format", "markdown"}, `--format "markdown": use text, json`},
 	}
 	for _, c := range cases {
 		code, out, errOut := runSpecCommand(t, c.args...)
