@@ -132,6 +132,8 @@ ALTER ROLE app_user SET app.api_token = '`+secret+`';
 ALTER ROLE app_user IN DATABASE app SET lock_timeout = '5s';
 CREATE ROLE app_reader NOLOGIN;
 ALTER ROLE app_reader SET work_mem = '16MB';
+CREATE EXTENSION hstore;
+CREATE EXTENSION citext;
 `)
 	// Green already has values of its own where the step sets others:
 	// rollback gives them back.
@@ -141,6 +143,7 @@ ALTER ROLE app_reader SET work_mem = '16MB';
 CREATE ROLE app_owner LOGIN;
 CREATE ROLE app_user LOGIN;
 ALTER ROLE app_user SET work_mem = '2MB';
+CREATE EXTENSION citext VERSION '1.5';
 `)
 
 	sp := &spec.Spec{
@@ -188,6 +191,8 @@ ALTER ROLE app_user SET work_mem = '2MB';
 		{`ALTER ROLE "app_user" IN DATABASE "app" SET "lock_timeout" TO '5s'`},
 		{`ALTER DATABASE "app" OWNER TO "app_owner" -- green: postgres`},
 		{`-- server: maintenance_work_mem: blue 256MB (configuration file), green 64MB (default)`},
+		{`-- extension hstore: blue 1.7, the schema restore creates 1.8 on green (the default version green offers)`},
+		{`-- extension citext: blue 1.6, green has 1.5 and offers 1.6`},
 	} {
 		if !has(c.Details, want...) {
 			t.Errorf("the plan lacks %q", want)
@@ -199,6 +204,7 @@ ALTER ROLE app_user SET work_mem = '2MB';
 		{"role app_user", "app.api_token", "secret", "set it on green yourself"},
 		{"target.settings.max_connections = 150", "restart green"},
 		{"1 server setting of blue differs from green's: maintenance_work_mem"},
+		{"extension citext on green is 1.5 and green offers 1.6", "ALTER EXTENSION citext UPDATE"},
 		{"role app_reader has settings on blue (work_mem) and green has no such role", "not copied"},
 	} {
 		if !has(c.Warnings, want...) {
