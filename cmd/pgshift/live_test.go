@@ -132,7 +132,7 @@ cutover:
 
 	out, stderr, code = runCLI(t, "", "rollback", "-f", spec, "--yes", "--log-level", "debug")
 	seen.WriteString(out + stderr)
-	if code != exitOK || !strings.Contains(out, "Rollback complete: 10 rolled back.") {
+	if code != exitOK || !strings.Contains(out, fmt.Sprintf("Rollback complete: %d rolled back.", len(st.Steps)-1)) {
 		t.Fatalf("rollback: exit %d\n%s\n%s", code, out, stderr)
 	}
 	if n := blue.Scalar(t, "app", "SELECT count(*) FROM pg_replication_slots"); n != "0" {
