@@ -304,11 +304,16 @@ func stateFlag(path string) []string {
 	return []string{"--state", shellQuote(path)}
 }
 
-// holdConvergence keeps done steps as they are once the application may
-// run on green: the forward pipeline is then the way back, changed only by
-// a rollback.
+// holdConvergence keeps done steps as they are while a freeze may be in
+// place (a killed cutover: its own step must end it first, and a frozen
+// blue refuses DDL) and once the application may run on green (the forward
+// pipeline is then the way back, changed only by a rollback).
 func holdConvergence(env *engine.Env) string {
-	if cutover.TrafficMayBeOnGreen(env.Outputs(stepid.Cutover)) {
+	out := env.Outputs(stepid.Cutover)
+	switch {
+	case cutover.FreezeInPlace(out):
+		return "a cutover or its rollback was cut short with writes frozen: apply finishes it first; run apply again afterwards"
+	case cutover.TrafficMayBeOnGreen(out):
 		return "the application runs on green since the cutover; roll back first to change the forward replication"
 	}
 	return ""

@@ -101,6 +101,13 @@ func TrafficMayBeOnGreen(outputs map[string]string) bool {
 	return phase(outputs[keyPhase]).reached(phaseSwitching) && !rollbackPhase(outputs[keyRollbackPhase]).back()
 }
 
+// FreezeInPlace says whether a cutover or its rollback, killed or under
+// way, may have left a side frozen: nothing else may change the databases
+// until the cutover step finishes or undoes it.
+func FreezeInPlace(outputs map[string]string) bool {
+	return phase(outputs[keyPhase]).frozen() || rollbackPhase(outputs[keyRollbackPhase]).frozen()
+}
+
 // cutoverApplication names pgshift's sessions, which the read-only freeze
 // keeps when it ends every other session.
 const cutoverApplication = "pgshift-cutover"

@@ -32,3 +32,23 @@ func TestLiveSide(t *testing.T) {
 		t.Errorf("no outputs (never ran, or rolled back): live side %s, want blue", got)
 	}
 }
+
+func TestFreezeInPlace(t *testing.T) {
+	for _, tc := range []struct {
+		outputs map[string]string
+		want    bool
+	}{
+		{map[string]string{}, false},
+		{map[string]string{keyPhase: string(phasePrepared)}, false},
+		{map[string]string{keyPhase: string(phaseFreezing)}, true},
+		{map[string]string{keyPhase: string(phaseSwitched)}, true},
+		{map[string]string{keyPhase: string(phaseLive)}, false},
+		{map[string]string{keyPhase: string(phaseAborted)}, false},
+		{map[string]string{keyPhase: string(phaseDone), keyRollbackPhase: string(rollbackFreezing)}, true},
+		{map[string]string{keyPhase: string(phaseDone), keyRollbackPhase: string(rollbackDone)}, false},
+	} {
+		if got := FreezeInPlace(tc.outputs); got != tc.want {
+			t.Errorf("%v: FreezeInPlace %t, want %t", tc.outputs, got, tc.want)
+		}
+	}
+}
