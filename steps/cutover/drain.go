@@ -199,7 +199,11 @@ func waitLagUnder(ctx context.Context, env *engine.Env, db *pgxpool.Pool, slot s
 		if !st.Exists {
 			return fmt.Errorf("replication slot %q does not exist", slot)
 		}
-		if st.LagBytes >= 0 && st.LagBytes <= max {
+		// A subscriber must also be streaming: the drain inside the freeze
+		// waits for its confirmation, and a worker just enabled again
+		// (after an abort, or a killed run) may take seconds to connect
+		// (the launcher waits wal_retrieve_retry_interval between starts).
+		if st.LagBytes >= 0 && st.LagBytes <= max && st.Active {
 			return nil
 		}
 		if time.Since(lastNudge) > 500*time.Millisecond {
@@ -214,6 +218,9 @@ func waitLagUnder(ctx context.Context, env *engine.Env, db *pgxpool.Pool, slot s
 		}
 		select {
 		case <-ctx.Done():
+			if !st.Active {
+				return fmt.Errorf("no subscriber streams from replication slot %q after %s: its subscription's apply worker is not connected; check that the subscription is enabled and read the subscriber's server log, then run again", slot, budget)
+			}
 			return fmt.Errorf("replication through slot %q did not get under %s of lag within %s (lag %s): writes outpace the subscriber; try again at a quieter time or raise cutover.max_lag_bytes",
 				slot, words.Bytes(max), budget, words.Bytes(st.LagBytes))
 		case <-time.After(20 * time.Millisecond):
