@@ -225,11 +225,12 @@ SELECT format('pid %s (role %s, application %s)', a.pid, a.usename, coalesce(nul
 }
 
 // OpenTransactions lists the other client sessions on the database inside
-// a transaction, oldest first, except keepApplication's (when not ""), each
-// as "pid N (role R, application A, idle in transaction for 9s)". A pooler
-// freeze (PgBouncer PAUSE) waits for them to end: when it times out, they
+// a transaction begun before startedBefore, oldest first, except
+// keepApplication's (when not ""), each as "pid N (role R, application A,
+// idle in transaction for 9.1 s)". A pooler freeze (PgBouncer PAUSE) waits
+// for the transactions running when it was issued: when it times out, they
 // are what to name.
-func OpenTransactions(ctx context.Context, db Querier, name, keepApplication string) ([]string, error) {
+func OpenTransactions(ctx context.Context, db Querier, name, keepApplication string, startedBefore time.Time) ([]string, error) {
 	rows, err := db.Query(ctx, `
 SELECT format('pid %s (role %s, application %s, %s for %s s)', pid, usename,
               coalesce(nullif(application_name, ''), 'none'), coalesce(state, 'unknown'),
@@ -237,9 +238,9 @@ SELECT format('pid %s (role %s, application %s, %s for %s s)', pid, usename,
   FROM pg_stat_activity
  WHERE datname = $1 AND pid <> pg_backend_pid()
    AND backend_type = 'client backend'
-   AND xact_start IS NOT NULL
+   AND xact_start < $3
    AND ($2 = '' OR application_name IS DISTINCT FROM $2)
- ORDER BY xact_start, pid`, name, keepApplication)
+ ORDER BY xact_start, pid`, name, keepApplication, startedBefore)
 	if err != nil {
 		return nil, fmt.Errorf("database %s: list open transactions: %w", name, err)
 	}

@@ -138,7 +138,11 @@ func (r *run) nameOpenTransactions(ctx context.Context, db *pgxpool.Pool, dbname
 	}
 	lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	open, err := pg.OpenTransactions(lctx, db, dbname, cutoverApplication)
+	began := r.frozen
+	if began.IsZero() {
+		began = time.Now()
+	}
+	open, err := pg.OpenTransactions(lctx, db, dbname, cutoverApplication, began)
 	if err != nil || len(open) == 0 {
 		return cause
 	}
