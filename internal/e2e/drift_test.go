@@ -190,13 +190,18 @@ target:
 	if r.code != 0 || !strings.Contains(r.stdout, "Apply complete") {
 		t.Fatalf("cutover after reconciling:\n%s", r)
 	}
-	// Green is live and reverse replication keeps blue current.
+	// Green is live and reverse replication keeps blue current. The rows
+	// are compared with the load stopped: a table pgbench updates moves
+	// between reading blue and reading green.
+	bench.stop(t)
 	waitCaughtUp(t, greenConn, "pgshift_drift_reverse")
 	compareAll(t, blue.DSN("app"), green.DSN("app"), "public.audit_log")
 
-	// 4. Back to blue and forward again, still under load: the forward
+	// 4. Back to blue and forward again, each under load: the forward
 	// replication is kept, so nothing is copied again.
 	subOID := scalar[string](t, greenConn, `SELECT oid::text FROM pg_subscription WHERE subname = 'pgshift_drift'`)
+	bench = startPooledPgbench(t, bouncer)
+	time.Sleep(time.Second)
 	r = pgshift(t, dir, "rollback", "-f", specPath, "--step", "cutover", "--yes")
 	if r.code != 0 {
 		t.Fatalf("rollback --step cutover:\n%s", r)
@@ -204,8 +209,11 @@ target:
 	if r := pgshift(t, dir, "status", "-f", specPath, "--offline"); !strings.Contains(r.stdout, "Live side: blue") {
 		t.Fatalf("status after the rollback does not say blue is live:\n%s", r)
 	}
+	bench.stop(t)
 	waitCaughtUp(t, blueConn, "pgshift_drift")
 	compareAll(t, blue.DSN("app"), green.DSN("app"), "public.audit_log")
+	bench = startPooledPgbench(t, bouncer)
+	time.Sleep(time.Second)
 	r = pgshift(t, dir, "apply", "-f", specPath, "--approve-cutover")
 	if r.code != 0 || !strings.Contains(r.stdout, "Apply complete") {
 		t.Fatalf("second cutover:\n%s", r)
