@@ -268,17 +268,24 @@ func (s *cutoverStep) Apply(ctx context.Context, env *engine.Env) error {
 }
 
 // switchedTo says whether a switch that a killed run began towards side took
-// effect. A switch that cannot report its side (exec) counts as done: the
-// side left behind was drained into the other before the switch began, so
-// finishing forward loses nothing, while going back would lose the writes
-// the new side took since.
+// effect. A switch that cannot report its side (exec), or cannot tell now
+// (unreachable, or halfway: both HAProxy servers in service), counts as
+// done: the side left behind was drained into the other before the switch
+// began, so finishing forward loses nothing, while going back would lose
+// the writes the new side may have taken since. Finishing forward runs the
+// switch again; while it cannot be reached, that fails and the freeze stays,
+// saying so.
 func (r *run) switchedTo(ctx context.Context, side switcher.Side) bool {
 	got, err := r.drv.Current(ctx)
-	if errors.Is(err, switcher.ErrUnknownSide) {
+	switch {
+	case errors.Is(err, switcher.ErrUnknownSide):
 		r.env.Log.Warn("the switch cannot report where traffic goes: finishing the interrupted switch (its command runs again)", "to", side)
 		return true
+	case err != nil:
+		r.env.Log.Warn("the switch cannot tell where traffic goes now: finishing the interrupted switch, which loses nothing, rather than going back, which could lose what the new side took", "to", side, "error", err)
+		return true
 	}
-	return err == nil && got == side
+	return got == side
 }
 
 // confirmDone checks, on a re-run after success, that traffic is on green.

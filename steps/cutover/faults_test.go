@@ -190,7 +190,9 @@ func TestCutoverFaultsPgBouncer(t *testing.T) {
 // TestCutoverFaultsHAProxy: HAProxy's runtime socket gone when the switch
 // begins (the switch cannot be reached, traffic did not move): the cutover
 // aborts back to blue and unfreezes it, rather than leave blue read-only
-// for want of a switch back it does not need.
+// for want of a switch back it does not need. Then a run killed inside its
+// switch with both servers left in service: the next apply finishes
+// forward, and green's writes are kept.
 func TestCutoverFaultsHAProxy(t *testing.T) {
 	requireIntegration(t)
 	var proxy *pgtest.HAProxy
@@ -241,6 +243,37 @@ func TestCutoverFaultsHAProxy(t *testing.T) {
 	requireLive(t, r, cutover.LiveBlue, "after the abort")
 	if text := r.report(t); !strings.Contains(text, "last cutover aborted") || !strings.Contains(text, "traffic did not move") || !strings.Contains(text, "apply --approve-cutover again") {
 		t.Fatalf("status after the abort:\n%s", text)
+	}
+
+	// A run killed inside its switch, and HAProxy left with both servers
+	// in service (as when the socket went between the switch's commands):
+	// clients reaching green write there. The next apply cannot tell where
+	// traffic goes; it must finish forward (blue was drained before the
+	// switch began), since going back would lose green's writes.
+	before := count(t, r.blue, "SELECT count(*) FROM ledger WHERE note = 'go'")
+	w = startWriters(t, proxy.DSN("app"), 3)
+	time.Sleep(time.Second)
+	r.killedRun(t, "after-switch", false)
+	if out := proxy.Command(t, "set server pg/blue state ready"); strings.TrimSpace(out) != "" {
+		t.Fatalf("set server pg/blue state ready: %s", out)
+	}
+	time.Sleep(time.Second) // new connections land on both; green takes writes
+	if err := cutoverError(t, r.engineApply(t, true)); err != nil {
+		t.Fatalf("apply after a run killed inside its switch, both servers in service: %v\nlog:\n%s", err, r.logs)
+	}
+	time.Sleep(time.Second)
+	w.halt()
+	t.Logf("finished forward: clients %s", w.summary())
+	if side := currentSide(t, r.spec); side != switcher.Green {
+		t.Fatalf("HAProxy sends traffic to %s after finishing the interrupted switch", side)
+	}
+	requireUnfrozen(t, r.blue, "blue after finishing the interrupted switch")
+	w.requireAcked(t, r.green, before, "green after finishing the interrupted switch")
+	waitCount(t, r.blue, "SELECT count(*) FROM ledger", count(t, r.green, "SELECT count(*) FROM ledger"), "blue through reverse replication")
+	requireRowsEqual(t, r, "after finishing the interrupted switch")
+	requireLive(t, r, cutover.LiveGreen, "after finishing the interrupted switch")
+	if text := r.report(t); !strings.Contains(text, "cutover done") {
+		t.Fatalf("status after finishing the interrupted switch:\n%s", text)
 	}
 }
 
