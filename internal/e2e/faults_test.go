@@ -154,28 +154,23 @@ func TestRetainedWALWhileGreenDown(t *testing.T) {
 	if code, body := httpStatus(t, "http://"+addr+"/healthz"); code != http.StatusServiceUnavailable || !strings.Contains(body, "green") {
 		t.Errorf("/healthz with green down and WAL held: %d %q, want 503 naming green", code, body)
 	}
-	// The gap this test found: with green unreachable, watch's collection
-	// (internal/watch/collect.go) returns before it reads blue's slots, so
-	// neither the retained WAL nor its warning appear, in the very case
-	// where blue's disk fills. Until that is fixed, the rest of the test
-	// runs and the test is reported skipped with what it saw.
-	gap := ""
-	if warned {
-		for _, want := range []string{fmt.Sprintf("replication slot %q", slot), "Make green catch up", "give blue's pg_wal more disk"} {
-			if !strings.Contains(log, want) {
-				t.Errorf("watch's warning lacks %q:\n%s", want, log)
-			}
-		}
-		if retained < 32<<20 {
-			t.Errorf("/metrics: pgshift_slot_retained_wal_bytes{slot=%q} = %v, want over 32 MiB", slot, retained)
-		}
-		t.Logf("retained %.1f MiB; watch said:\n%s", retained/(1<<20), grepLines(log, "max_retained_wal"))
-	} else {
+	// With green unreachable watch still reads blue's slots: the retained
+	// WAL and its warning must show in the very case where blue's disk
+	// fills.
+	if !warned {
 		held := f.blue.Scalar(t, "app", "SELECT pg_size_pretty(pg_wal_lsn_diff(pg_current_wal_lsn(), restart_lsn)) FROM pg_replication_slots WHERE slot_name = '"+slot+"'")
-		gap = fmt.Sprintf("with green down, blue retains %s of WAL for %s (over watch.max_retained_wal 32 MiB), but watch did not warn within 30s and /metrics has no pgshift_slot_retained_wal_bytes (retained series seen: %v); its log:\n%s",
+		t.Fatalf("with green down, blue retains %s of WAL for %s (over watch.max_retained_wal 32 MiB), but watch did not warn within 30s (retained series seen: %v); its log:\n%s",
 			held, slot, retained, log)
-		t.Log("KNOWN GAP: " + gap)
 	}
+	for _, want := range []string{fmt.Sprintf("replication slot %q", slot), "Make green catch up", "give blue's pg_wal more disk"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("watch's warning lacks %q:\n%s", want, log)
+		}
+	}
+	if retained < 32<<20 {
+		t.Errorf("/metrics: pgshift_slot_retained_wal_bytes{slot=%q} = %v, want over 32 MiB", slot, retained)
+	}
+	t.Logf("retained %.1f MiB; watch said:\n%s", retained/(1<<20), grepLines(log, "max_retained_wal"))
 	if t.Failed() {
 		t.FailNow()
 	}
@@ -191,16 +186,11 @@ func TestRetainedWALWhileGreenDown(t *testing.T) {
 	// Green confirmed what blue kept: the WAL is released at blue's
 	// next checkpoint, and watch says so.
 	f.blue.Exec(t, "app", "CHECKPOINT")
-	if warned {
-		waitFor(t, 2*time.Minute, "watch to see the retained WAL back under the limit", func() bool {
-			return strings.Contains(readLog(), "back under watch.max_retained_wal")
-		})
-	}
+	waitFor(t, 2*time.Minute, "watch to see the retained WAL back under the limit", func() bool {
+		return strings.Contains(readLog(), "back under watch.max_retained_wal")
+	})
 	if s := pgshift(t, f.dir, "status", "-f", f.spec); !strings.Contains(s.stdout, "approve-cutover") {
 		t.Fatalf("status once green is back does not say what comes next:\n%s", s)
-	}
-	if gap != "" {
-		t.Skip("convergence checked; the watch part waits for a fix in internal/watch: " + gap)
 	}
 }
 

@@ -60,9 +60,12 @@ type Sample struct {
 	// read (both sides reached, every query answered).
 	Err error
 
-	Replicated bool        // Progress, Slots, Settings and the worker state were read
-	Progress   pg.Progress // subscription, tables, main slot, worker errors
-	Slots      []SlotSample
+	Replicated bool // Progress, Slots, Settings and the worker state were read
+	// SlotsRead says Slots and MaxSlotWALKeepSize were read: also when
+	// only green was out of reach, which is when WAL piles up on blue.
+	SlotsRead bool
+	Progress  pg.Progress // subscription, tables, main slot, worker errors
+	Slots     []SlotSample
 	// MaxSlotWALKeepSize is blue's max_slot_wal_keep_size in bytes (-1:
 	// unlimited); HasMaxSlotWALKeepSize is false before PostgreSQL 13.
 	MaxSlotWALKeepSize    int64
@@ -166,6 +169,12 @@ func (c *Collector) Collect(ctx context.Context) *Sample {
 	if gerr != nil {
 		fail(gerr)
 	}
+	if berr == nil && gerr != nil {
+		// Green is down: blue keeps WAL for it, and that is the watch's
+		// first reason to exist. Read blue's slots anyway.
+		c.readBlueSlots(ctx, s, blue, pg.Subscription{}, fail)
+		return s
+	}
 	if berr != nil || gerr != nil {
 		return s
 	}
@@ -175,12 +184,7 @@ func (c *Collector) Collect(ctx context.Context) *Sample {
 		fail(err)
 		return s
 	}
-	if s.Slots, err = readSlots(ctx, blue, c.Slot, s.Progress.Subscription); err != nil {
-		fail(fmt.Errorf("blue: %w", err))
-		return s
-	}
-	if s.MaxSlotWALKeepSize, s.HasMaxSlotWALKeepSize, err = readMaxSlotWALKeepSize(ctx, blue); err != nil {
-		fail(fmt.Errorf("blue: %w", err))
+	if !c.readBlueSlots(ctx, s, blue, s.Progress.Subscription, fail) {
 		return s
 	}
 	if s.Progress.Subscription.Exists {
@@ -306,4 +310,20 @@ func applyWorkerUp(ctx context.Context, green pg.Querier, subOID uint32) (bool, 
 		return false, fmt.Errorf("read the apply worker of the subscription: %w", err)
 	}
 	return n > 0, nil
+}
+
+// readBlueSlots reads blue's slots and max_slot_wal_keep_size into s; false
+// when it could not.
+func (c *Collector) readBlueSlots(ctx context.Context, s *Sample, blue pg.Querier, sub pg.Subscription, fail func(error)) bool {
+	var err error
+	if s.Slots, err = readSlots(ctx, blue, c.Slot, sub); err != nil {
+		fail(fmt.Errorf("blue: %w", err))
+		return false
+	}
+	if s.MaxSlotWALKeepSize, s.HasMaxSlotWALKeepSize, err = readMaxSlotWALKeepSize(ctx, blue); err != nil {
+		fail(fmt.Errorf("blue: %w", err))
+		return false
+	}
+	s.SlotsRead = true
+	return true
 }

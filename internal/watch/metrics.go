@@ -184,6 +184,9 @@ func (e *exporter) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	gauge(descReady, b2f(s.ReadyForCutover()))
+	if s.SlotsRead || s.Replicated {
+		e.slotsLocked(s, gauge)
+	}
 	if !s.Replicated {
 		return
 	}
@@ -192,35 +195,6 @@ func (e *exporter) Collect(ch chan<- prometheus.Metric) {
 	sub := e.subscription
 	if p.Slot.Exists && p.Slot.LagBytes >= 0 {
 		gauge(descReplicationLag, float64(p.Slot.LagBytes), sub)
-	}
-	for _, sl := range s.Slots {
-		gauge(descSlotExists, b2f(sl.Exists), sl.Name)
-		if !sl.Exists {
-			continue
-		}
-		gauge(descSlotActive, b2f(sl.Active), sl.Name)
-		for _, st := range []struct {
-			stage string
-			v     int64
-		}{{"sent", sl.SentLag}, {"flushed", sl.FlushLag}, {"applied", sl.ApplyLag}, {"confirmed", sl.ConfirmedLag}} {
-			if st.v >= 0 {
-				gauge(descSlotLag, float64(st.v), sl.Name, st.stage)
-			}
-		}
-		if sl.RetainedBytes >= 0 {
-			gauge(descSlotRetained, float64(sl.RetainedBytes), sl.Name)
-		}
-		if sl.HasSafeWAL {
-			gauge(descSlotSafeWAL, float64(sl.SafeWALBytes), sl.Name)
-		}
-		if sl.WALStatus != "" {
-			for _, w := range walStatuses {
-				gauge(descSlotWALStatus, b2f(sl.WALStatus == w), sl.Name, w)
-			}
-		}
-	}
-	if s.HasMaxSlotWALKeepSize {
-		gauge(descMaxSlotKeep, float64(s.MaxSlotWALKeepSize))
 	}
 
 	gauge(descSubExists, b2f(p.Subscription.Exists), sub)
@@ -250,4 +224,38 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// slotsLocked exports blue's slots, also from a sample where green was out
+// of reach. e.mu is held.
+func (e *exporter) slotsLocked(s *Sample, gauge func(d *prometheus.Desc, v float64, labels ...string)) {
+	for _, sl := range s.Slots {
+		gauge(descSlotExists, b2f(sl.Exists), sl.Name)
+		if !sl.Exists {
+			continue
+		}
+		gauge(descSlotActive, b2f(sl.Active), sl.Name)
+		for _, st := range []struct {
+			stage string
+			v     int64
+		}{{"sent", sl.SentLag}, {"flushed", sl.FlushLag}, {"applied", sl.ApplyLag}, {"confirmed", sl.ConfirmedLag}} {
+			if st.v >= 0 {
+				gauge(descSlotLag, float64(st.v), sl.Name, st.stage)
+			}
+		}
+		if sl.RetainedBytes >= 0 {
+			gauge(descSlotRetained, float64(sl.RetainedBytes), sl.Name)
+		}
+		if sl.HasSafeWAL {
+			gauge(descSlotSafeWAL, float64(sl.SafeWALBytes), sl.Name)
+		}
+		if sl.WALStatus != "" {
+			for _, w := range walStatuses {
+				gauge(descSlotWALStatus, b2f(sl.WALStatus == w), sl.Name, w)
+			}
+		}
+	}
+	if s.HasMaxSlotWALKeepSize {
+		gauge(descMaxSlotKeep, float64(s.MaxSlotWALKeepSize))
+	}
 }

@@ -148,7 +148,7 @@ func (w *watcher) observe(s *Sample) {
 			w.o.Log.Info("state file readable again")
 		}
 	}
-	if s.Replicated {
+	if s.Replicated || s.SlotsRead {
 		for _, t := range w.thresholds.Update(w.readings(s)) {
 			w.logTransition(t, s)
 		}
@@ -179,10 +179,12 @@ const (
 	keySlot        = "slot_usable/"
 )
 
-// readings turns a complete sample into threshold verdicts.
+// readings turns a sample into threshold verdicts: all of them from a
+// complete one, the slots' alone when only blue could be read (the lag is
+// then unknown, so its warning stays as it was).
 func (w *watcher) readings(s *Sample) []Reading {
 	lag := s.Progress.Slot.LagBytes
-	rs := []Reading{{Key: keyMaxLag, Over: lag > w.o.Limits.MaxLag, Known: lag >= 0}}
+	rs := []Reading{{Key: keyMaxLag, Over: lag > w.o.Limits.MaxLag, Known: s.Replicated && lag >= 0}}
 	for _, sl := range s.Slots {
 		if sl.Exists && sl.RetainedBytes >= 0 {
 			rs = append(rs, Reading{Key: keyMaxRetained + sl.Name, Over: sl.RetainedBytes > w.o.Limits.MaxRetainedWAL, Known: true})
