@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"context"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgshift/pgshift/spec"
 )
 
@@ -47,6 +49,18 @@ func (e *Env) ForStep(id string) *Env {
 	c.StepID = id
 	c.Log = e.Log.Named(id)
 	return &c
+}
+
+// Pools opens (or reuses) the pools of both sides, blue first: what most
+// observations need.
+func (e *Env) Pools(ctx context.Context) (blue, green *pgxpool.Pool, err error) {
+	if blue, err = e.Source.Pool(ctx); err != nil {
+		return nil, nil, err
+	}
+	if green, err = e.Target.Pool(ctx); err != nil {
+		return nil, nil, err
+	}
+	return blue, green, nil
 }
 
 // Record stores an output of the running step (never a secret). During

@@ -123,11 +123,7 @@ type skipped struct {
 func roleMarker(spec *spec.Spec) string { return "created by pgshift for " + spec.Name }
 
 func (roles) plan(ctx context.Context, env *engine.Env) (*rolesPlan, error) {
-	blue, err := env.Source.Pool(ctx)
-	if err != nil {
-		return nil, err
-	}
-	green, err := env.Target.Pool(ctx)
+	blue, green, err := env.Pools(ctx)
 	if err != nil {
 		return nil, err
 	}

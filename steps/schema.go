@@ -77,11 +77,7 @@ type schemaState struct {
 }
 
 func (s schemaStep) state(ctx context.Context, env *engine.Env) (*schemaState, error) {
-	blue, err := env.Source.Pool(ctx)
-	if err != nil {
-		return nil, err
-	}
-	green, err := env.Target.Pool(ctx)
+	blue, green, err := env.Pools(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -190,11 +190,7 @@ func (s schemaStep) restoreTables(ctx context.Context, env *engine.Env, st *sche
 // Report, for `pgshift status`: how blue's and green's replicated tables
 // differ now, each difference with what reconciles it.
 func (s schemaStep) Report(ctx context.Context, env *engine.Env) ([]string, error) {
-	blue, err := env.Source.Pool(ctx)
-	if err != nil {
-		return nil, err
-	}
-	green, err := env.Target.Pool(ctx)
+	blue, green, err := env.Pools(ctx)
 	if err != nil {
 		return nil, err
 	}

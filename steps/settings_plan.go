@@ -69,11 +69,7 @@ func (p *settingsPlan) pendingRestart() []string {
 
 // plan compares blue's settings with green's, and green's with the spec.
 func (settingsStep) plan(ctx context.Context, env *engine.Env) (*settingsPlan, error) {
-	blue, err := env.Source.Pool(ctx)
-	if err != nil {
-		return nil, err
-	}
-	green, err := env.Target.Pool(ctx)
+	blue, green, err := env.Pools(ctx)
 	if err != nil {
 		return nil, err
 	}
