@@ -39,8 +39,11 @@ type DriftItem struct {
 	Blue     string    // what blue has ("" when absent)
 	Green    string    // what green has ("" when absent)
 	Additive bool      // apply reconciles it on green
-	SQL      string    // for green; empty for DriftTableMissing (a pg_dump of the table creates it)
-	Fix      string    // what to do, for the items apply does not do
+	// Blocks says a column only on green makes blue's rows fail there (NOT
+	// NULL without a default); one that takes NULL or its default does not.
+	Blocks bool
+	SQL    string // for green; empty for DriftTableMissing (a pg_dump of the table creates it)
+	Fix    string // what to do, for the items apply does not do
 }
 
 // String is the item as a plan line.
@@ -123,8 +126,16 @@ func compareTable(t Table, b, g *tableShape) []DriftItem {
 			if bc.NotNull && bc.Default != "" {
 				d.SQL += " NOT NULL"
 			}
-			if bc.Generated {
+			switch {
+			case bc.Generated:
 				d.Fix = "add the generated column on green yourself (" + d.SQL + ")"
+			case isIdentity(bc.Default) || strings.Contains(bc.Default, "("):
+				// An identity, a sequence or a function fills green's
+				// existing rows with green's own values, and blue never
+				// sends those rows again: they would differ for good.
+				d.Additive = false
+				d.Fix = "its default (" + bc.Default + ") would give green's existing rows other values than blue's: add the column on green (" + d.SQL +
+					"), then copy its values from blue for the existing rows (or roll the table back and apply again to copy it anew)"
 			}
 			out = append(out, d)
 			continue
@@ -166,6 +177,7 @@ func compareTable(t Table, b, g *tableShape) []DriftItem {
 		d := DriftItem{Table: t, Kind: DriftColumnExtra, Object: name, Green: gc.Type,
 			SQL: alter + "DROP COLUMN " + QuoteIdent(name)}
 		if gc.NotNull && gc.Default == "" {
+			d.Blocks = true
 			d.Fix = "blue no longer has this column and green requires a value in it, so rows from blue fail on green: drop the column on green now (" + d.SQL + ")"
 		} else {
 			d.Fix = "blue no longer has this column; green fills it with its default: drop it on green (" + d.SQL + ") now or after the cutover"

@@ -70,7 +70,7 @@ func subscriptionHealth(ctx context.Context, env *engine.Env, blue, green pg.Que
 	}
 	var breaking []string
 	for _, d := range drift {
-		if d.Kind == pg.DriftIndexExtra || d.Kind == pg.DriftConstraintExtra {
+		if d.Kind == pg.DriftIndexExtra || d.Kind == pg.DriftConstraintExtra || (d.Kind == pg.DriftColumnExtra && !d.Blocks) {
 			continue // green's own additions: named by target.schema, they do not stop rows
 		}
 		fix := d.Fix
