@@ -23,16 +23,17 @@ type SubscriptionRights struct {
 func CheckSubscriptionRights(ctx context.Context, db Querier) (SubscriptionRights, error) {
 	var super, member, create, cloud bool
 	var major int
-	var user string
+	var user, database string
 	err := db.QueryRow(ctx, `
 SELECT r.rolsuper,
        current_setting('server_version_num')::int / 10000,
        current_user,
+       current_database(),
        coalesce(pg_has_role(current_user, to_regrole('pg_create_subscription'), 'MEMBER'), false),
        has_database_privilege(current_database(), 'CREATE'),
        EXISTS (SELECT 1 FROM unnest($1::text[]) c(name)
                 WHERE to_regrole(c.name) IS NOT NULL AND pg_has_role(current_user, to_regrole(c.name), 'MEMBER'))
-  FROM pg_roles r WHERE r.rolname = current_user`, cloudAdminRoles).Scan(&super, &major, &user, &member, &create, &cloud)
+  FROM pg_roles r WHERE r.rolname = current_user`, cloudAdminRoles).Scan(&super, &major, &user, &database, &member, &create, &cloud)
 	if err != nil {
 		return SubscriptionRights{}, fmt.Errorf("read the privileges of the connected role: %w", err)
 	}
@@ -44,7 +45,7 @@ SELECT r.rolsuper,
 	case major >= 16 && !member:
 		return SubscriptionRights{Why: fmt.Sprintf("role %s is neither superuser nor a member of pg_create_subscription: GRANT pg_create_subscription TO %s", user, ShowIdent(user))}, nil
 	case major >= 16:
-		return SubscriptionRights{Why: fmt.Sprintf("role %s lacks CREATE on the database: GRANT CREATE ON DATABASE ... TO %s", user, ShowIdent(user))}, nil
+		return SubscriptionRights{Why: fmt.Sprintf("role %s lacks CREATE on database %s: GRANT CREATE ON DATABASE %s TO %s", user, database, QuoteIdent(database), ShowIdent(user))}, nil
 	case cloud:
 		return SubscriptionRights{OK: true}, nil
 	}
