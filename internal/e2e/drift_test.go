@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -14,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/pgshift/pgshift/internal/pgtest"
 )
 
@@ -176,7 +174,7 @@ target:
 	if ph := st.output("cutover", "phase"); ph != "" {
 		t.Fatalf("the refused cutover reached phase %q; it must not start", ph)
 	}
-	if paused := bouncerPaused(t, bouncer); paused {
+	if paused := bouncer.Paused(t, "app"); paused {
 		t.Fatal("PgBouncer is paused after the refused cutover")
 	}
 	r = pgshift(t, dir, "plan", "-f", specPath, "--no-color")
@@ -325,47 +323,4 @@ func (p *pooledPgbench) stop(t *testing.T) {
 	if strings.Contains(out, "ERROR") || strings.Contains(out, "aborted") {
 		t.Fatalf("pgbench reported errors:\n%s", out)
 	}
-}
-
-// bouncerPaused says whether PgBouncer holds the database paused.
-func bouncerPaused(t *testing.T, b *pgtest.PgBouncer) bool {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cfg, err := pgx.ParseConfig(b.AdminDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatalf("PgBouncer's admin console: %v", err)
-	}
-	defer conn.Close(context.Background())
-	rows, err := conn.Query(ctx, "SHOW DATABASES")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		vals, err := rows.Values()
-		if err != nil {
-			t.Fatal(err)
-		}
-		fields := rows.FieldDescriptions()
-		var db string
-		paused := false
-		for i, f := range fields {
-			switch f.Name {
-			case "name":
-				db = fmt.Sprint(vals[i])
-			case "paused":
-				paused = fmt.Sprint(vals[i]) == "1"
-			}
-		}
-		if db == "app" && paused {
-			return true
-		}
-	}
-	return false
 }

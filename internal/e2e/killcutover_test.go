@@ -230,16 +230,15 @@ func checkConverged(t *testing.T, dir, specPath string, bouncer *pgtest.PgBounce
 	if live == "green" {
 		port = green.Port
 	}
-	if got := bouncerTarget(t, bouncer); got != port {
+	if got := bouncer.ServerPort(t, "app"); got != port {
 		t.Fatalf("%s: PgBouncer sends app to port %d, want %s's %d", what, got, live, port)
 	}
-	if bouncerPaused(t, bouncer) {
+	if bouncer.Paused(t, "app") {
 		t.Fatalf("%s: PgBouncer left app paused", what)
 	}
-	for _, c := range []*pgx.Conn{blueConn, greenConn} {
-		if n := scalar[int](t, c, `SELECT count(*)::int FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
-			CROSS JOIN LATERAL unnest(s.setconfig) AS cfg WHERE d.datname = 'app' AND cfg LIKE 'default\_transaction\_read\_only=%'`); n != 0 {
-			t.Fatalf("%s: database app on port %d still has default_transaction_read_only set", what, c.Config().Port)
+	for _, c := range []*pgtest.Cluster{blue, green} {
+		if c.ReadOnly(t, "app") {
+			t.Fatalf("%s: database app on PostgreSQL %d still has default_transaction_read_only set", what, c.Major)
 		}
 	}
 	// Forward objects always; reverse ones while green is live.
@@ -283,47 +282,4 @@ func checkConverged(t *testing.T, dir, specPath string, bouncer *pgtest.PgBounce
 	if n := scalar[int64](t, other, `SELECT count(*) - count(DISTINCT id) FROM public.ledger`); n != 0 {
 		t.Fatalf("%s: %d duplicate ledger ids", what, n)
 	}
-}
-
-// bouncerTarget is the port PgBouncer sends database app to.
-func bouncerTarget(t *testing.T, b *pgtest.PgBouncer) int {
-	t.Helper()
-	cfg, err := pgx.ParseConfig(b.AdminDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	ctx := t.Context()
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatalf("PgBouncer's admin console: %v", err)
-	}
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, "SHOW DATABASES")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		vals, err := rows.Values()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var name, port string
-		for i, f := range rows.FieldDescriptions() {
-			switch f.Name {
-			case "name":
-				name = fmt.Sprint(vals[i])
-			case "port":
-				port = fmt.Sprint(vals[i])
-			}
-		}
-		if name == "app" {
-			var p int
-			fmt.Sscan(port, &p)
-			return p
-		}
-	}
-	t.Fatal("PgBouncer has no database app")
-	return 0
 }

@@ -403,8 +403,7 @@ func currentSide(t *testing.T, sp *spec.Spec) switcher.Side {
 
 func requireUnfrozen(t *testing.T, c *pgtest.Cluster, what string) {
 	t.Helper()
-	if got := c.Scalar(t, "app", `SELECT count(*) FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase
-	                                WHERE d.datname = 'app' AND array_to_string(s.setconfig, ',') LIKE '%default_transaction_read_only%'`); got != "0" {
+	if c.ReadOnly(t, "app") {
 		t.Fatalf("%s: database app on PostgreSQL %d still has a default_transaction_read_only setting", what, c.Major)
 	}
 }

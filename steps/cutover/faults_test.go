@@ -57,7 +57,7 @@ func TestCutoverFaultsPgBouncer(t *testing.T) {
 		if r.output(cutover.CoPhase) != cutover.PhaseAborted {
 			t.Fatalf("%s: phase %q, want aborted", what, r.output(cutover.CoPhase))
 		}
-		if pausedDB(t, bouncer, "app") {
+		if bouncer.Paused(t, "app") {
 			t.Fatalf("%s: PgBouncer still holds database app paused", what)
 		}
 		requireUnfrozen(t, r.blue, what)
@@ -177,7 +177,7 @@ func TestCutoverFaultsPgBouncer(t *testing.T) {
 		if side := currentSide(t, r.spec); side != switcher.Green {
 			t.Fatalf("traffic on %s after the cutover", side)
 		}
-		if pausedDB(t, bouncer, "app") {
+		if bouncer.Paused(t, "app") {
 			t.Fatal("PgBouncer left paused after the cutover")
 		}
 		w.requireAcked(t, r.green, before, "green after the cutover")
@@ -275,45 +275,4 @@ func TestCutoverFaultsHAProxy(t *testing.T) {
 	if text := r.report(t); !strings.Contains(text, "cutover done") {
 		t.Fatalf("status after finishing the interrupted switch:\n%s", text)
 	}
-}
-
-// pausedDB reads SHOW DATABASES on PgBouncer's admin console.
-func pausedDB(t *testing.T, b *pgtest.PgBouncer, db string) bool {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	cfg, err := pgx.ParseConfig(b.AdminDSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatalf("PgBouncer's admin console: %v", err)
-	}
-	defer conn.Close(context.Background())
-	rows, err := conn.Query(ctx, "SHOW DATABASES")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		vals, err := rows.Values()
-		if err != nil {
-			t.Fatal(err)
-		}
-		var name, paused string
-		for i, f := range rows.FieldDescriptions() {
-			switch f.Name {
-			case "name":
-				name = fmt.Sprint(vals[i])
-			case "paused":
-				paused = fmt.Sprint(vals[i])
-			}
-		}
-		if name == db {
-			return paused == "1"
-		}
-	}
-	return false
 }
