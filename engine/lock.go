@@ -87,26 +87,28 @@ func AcquireLock(statePath, operation string, timeout time.Duration) (*Lock, err
 
 func acquireFileLock(statePath, operation string, timeout time.Duration) (*Lock, error) {
 	path := LockPath(statePath)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, fmt.Errorf("open lock file %s: %w", path, err)
-	}
 	deadline := time.Now().Add(timeout)
+	var f *os.File
 	for {
-		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
-		if err == nil {
+		var err error
+		f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("open lock file %s: %w", path, err)
+		}
+		if testHookLockFileOpened != nil {
+			testHookLockFileOpened()
+		}
+		if err := flockUntil(f, path, deadline); err != nil {
+			f.Close()
+			return nil, err
+		}
+		// A force-unlock may have removed the file between the open and the
+		// flock: a lock on a file no longer at path is no lock (the next
+		// run creates a new file and locks that). Try again on the new one.
+		if sameFile(f, path) {
 			break
 		}
-		if !errors.Is(err, syscall.EWOULDBLOCK) {
-			f.Close()
-			return nil, fmt.Errorf("lock %s: %w", path, err)
-		}
-		if time.Now().After(deadline) {
-			holder := readLockInfo(path)
-			f.Close()
-			return nil, &LockedError{LockFile: path, Holder: holder}
-		}
-		time.Sleep(100 * time.Millisecond)
+		f.Close()
 	}
 	host, _ := os.Hostname()
 	info, _ := json.Marshal(LockInfo{PID: os.Getpid(), Host: host, Operation: operation, Since: time.Now().UTC().Truncate(time.Second)})
@@ -116,6 +118,42 @@ func acquireFileLock(statePath, operation string, timeout time.Duration) (*Lock,
 	}
 	return &Lock{f: f}, nil
 }
+
+// flockUntil takes the exclusive flock of f (the lock file at path),
+// retrying until deadline; held by another process past it is a
+// *LockedError naming the holder.
+func flockUntil(f *os.File, path string, deadline time.Time) error {
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			return fmt.Errorf("lock %s: %w", path, err)
+		}
+		if time.Now().After(deadline) {
+			return &LockedError{LockFile: path, Holder: readLockInfo(path)}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// sameFile says whether the open file f is still the file at path (same
+// device and inode): false once path was removed or replaced.
+func sameFile(f *os.File, path string) bool {
+	var open, named syscall.Stat_t
+	if syscall.Fstat(int(f.Fd()), &open) != nil || syscall.Stat(path, &named) != nil {
+		return false
+	}
+	return open.Dev == named.Dev && open.Ino == named.Ino
+}
+
+// Test hooks: run between the steps of the file lock whose interleaving
+// with another process matters (nil outside tests).
+var (
+	testHookLockFileOpened   func() // acquireFileLock: the file is open, not yet flocked
+	testHookBeforeLockUnlink func() // fileBackend.forceUnlock: the lock was seen free, the file not yet removed
+)
 
 // Release clears the holder info and unlocks.
 func (l *Lock) Release() error {

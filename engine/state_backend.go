@@ -7,6 +7,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/pgshift/pgshift/internal/pg"
@@ -221,13 +222,45 @@ func (b fileBackend) write(st *State) error {
 	return writeStateAtomic(b.path, marshalState(st))
 }
 
+// forceUnlock removes a lock file no process holds. It takes the flock
+// itself while it removes the file, so that no run can take the lock in
+// between and go on holding a file no longer at the path (a third run
+// would create a new file and hold the lock too); a run that opened the
+// file before it was removed finds it gone once it has the flock, and
+// takes the new one (acquireFileLock).
 func (b fileBackend) forceUnlock(*LockInfo) error {
 	path := LockPath(b.path)
-	if info, held := fileLockHolder(b.path); held {
-		return &LockedError{LockFile: path, Holder: info}
+	for {
+		f, err := os.OpenFile(path, os.O_RDWR, 0)
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("open lock file %s: %w", path, err)
+		}
+		err = syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return &LockedError{LockFile: path, Holder: readLockInfo(path)}
+		}
+		if err != nil {
+			f.Close()
+			return fmt.Errorf("lock %s: %w", path, err)
+		}
+		if !sameFile(f, path) {
+			// Removed or replaced since the open: look at the new one.
+			f.Close()
+			continue
+		}
+		if testHookBeforeLockUnlink != nil {
+			testHookBeforeLockUnlink()
+		}
+		err = os.Remove(path)
+		_ = syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
+		f.Close()
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("remove lock file %s: %w", path, err)
+		}
+		return nil
 	}
-	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("remove lock file %s: %w", path, err)
-	}
-	return nil
 }
