@@ -4,6 +4,7 @@ import (
 	"context"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"testing"
 
 	"github.com/pgshift/pgshift/plans"
@@ -71,5 +72,70 @@ func TestApplyConvergesDoneSteps(t *testing.T) {
 	}
 	if !res.Complete() {
 		t.Fatalf("converging apply incomplete: %+v", res)
+	}
+}
+
+// TestApplyNeverAppliesABlockerAgain: a done step whose fresh observation
+// is a blocker is reported drifted and not applied, also when the blocker
+// lists no reasons.
+func TestApplyNeverAppliesABlockerAgain(t *testing.T) {
+	for _, blockers := range [][]string{nil, {"column public.t.c is an identity on blue"}} {
+		r := &recorder{}
+		pub := convergingStep{r.step("pub")}
+		g := mustCompile(t, pub)
+		path := filepath.Join(t.TempDir(), "s.json")
+		spec := testSpec()
+		store := openStore(t, path, spec, g)
+		if _, err := Apply(context.Background(), g, NewEnv(spec, nil), store, ApplyOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		pub.change = plans.Change{Action: plans.ActionBlocker, Summary: "cannot add column public.t.c", Blockers: blockers}
+		res, err := Apply(context.Background(), g, NewEnv(spec, nil), store, ApplyOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.count("pub") != 1 || len(res.Converged) != 0 || !reflect.DeepEqual(res.Drifted, []string{"pub"}) {
+			t.Fatalf("blockers %q: pub applied %d times, converged %v, drifted %v: want applied once, reported drifted",
+				blockers, r.count("pub"), res.Converged, res.Drifted)
+		}
+		if got := statuses(t, path); got["pub"] != StatusDone {
+			t.Fatalf("blockers %q: state %v, want pub still done", blockers, got)
+		}
+	}
+}
+
+// TestApplyFailedConvergenceIsNotConverged: a drifted step whose apply
+// fails is listed as failed only, not as converged too.
+func TestApplyFailedConvergenceIsNotConverged(t *testing.T) {
+	r := &recorder{failApply: map[string]bool{}}
+	pub := convergingStep{r.step("pub")}
+	verify := recheckingStep{r.step("verify", "pub")}
+	other := convergingStep{r.step("other")}
+	check := recheckingStep{r.step("check", "other")}
+	g := mustCompile(t, pub, verify, other, check)
+	path := filepath.Join(t.TempDir(), "s.json")
+	spec := testSpec()
+	store := openStore(t, path, spec, g)
+	if _, err := Apply(context.Background(), g, NewEnv(spec, nil), store, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Both drift; pub's apply fails, and so does check's (a Rechecker
+	// applied again because other was).
+	pub.change = plans.Change{Action: plans.ActionChange, Summary: "+ table public.new"}
+	other.change = plans.Change{Action: plans.ActionChange, Summary: "+ table public.other"}
+	r.mu.Lock()
+	r.failApply["pub"], r.failApply["check"] = true, true
+	r.mu.Unlock()
+	res, err := Apply(context.Background(), g, NewEnv(spec, nil), store, ApplyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var failed []string
+	for _, f := range res.Failed {
+		failed = append(failed, f.ID)
+	}
+	sort.Strings(failed)
+	if !reflect.DeepEqual(res.Converged, []string{"other"}) || !reflect.DeepEqual(failed, []string{"check", "pub"}) {
+		t.Fatalf("converged %v, failed %v: want converged [other], failed [check pub]", res.Converged, failed)
 	}
 }

@@ -108,15 +108,15 @@ func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts Appl
 
 	res := &ApplyResult{Gates: map[string]string{}}
 	var resMu sync.Mutex
+	// converging: done steps applied again in this run; they are listed as
+	// Converged once they succeeded (a failure is listed as such, only).
+	converging := map[string]bool{}
 	results := g.Walk(ctx, WalkOptions{Only: only, Parallelism: par}, func(ctx context.Context, s Step) error {
 		id := s.ID()
-		converging := false
+		again := false
 		if c := store.Snapshot().Step(id); c != nil && c.Status == StatusDone && r.recheck(s, g) {
 			log.Info("done, but a step it needs was applied again: applying it again", "step", id)
-			resMu.Lock()
-			res.Converged = append(res.Converged, id)
-			resMu.Unlock()
-			converging = true
+			again = true
 		} else if c != nil && c.Status == StatusDone {
 			drift, hold := r.drift(ctx, s, opts)
 			resMu.Lock()
@@ -125,8 +125,6 @@ func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts Appl
 				res.Skipped = append(res.Skipped, id)
 			case hold != "":
 				res.Drifted = append(res.Drifted, id)
-			default:
-				res.Converged = append(res.Converged, id)
 			}
 			resMu.Unlock()
 			if drift == "" {
@@ -138,12 +136,14 @@ func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts Appl
 				return nil
 			}
 			log.Info("done, but drifted since: applying it again", "step", id, "change", drift)
-			converging = true
+			again = true
 		}
-		if !converging {
-			if err := r.gate(id, s, opts, res, &resMu); err != nil {
-				return err
-			}
+		if again {
+			resMu.Lock()
+			converging[id] = true
+			resMu.Unlock()
+		} else if err := r.gate(id, s, opts, res, &resMu); err != nil {
+			return err
 		}
 		err := r.step(ctx, id, applying, func(c *StepState) { c.Attempts++ }, nil, func(senv *Env) error {
 			if err := checkPreconditions(ctx, s, senv); err != nil {
@@ -169,8 +169,10 @@ func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts Appl
 		}
 		var up *UpstreamError
 		switch {
+		case err == nil && converging[id]:
+			res.Converged = append(res.Converged, id)
 		case err == nil:
-			if !slices.Contains(res.Skipped, id) && !slices.Contains(res.Converged, id) && !slices.Contains(res.Drifted, id) {
+			if !slices.Contains(res.Skipped, id) && !slices.Contains(res.Drifted, id) {
 				res.Applied = append(res.Applied, id)
 			}
 		case errors.Is(err, ErrHeld):
@@ -260,7 +262,16 @@ func (r *run) drift(ctx context.Context, s Step, opts ApplyOptions) (drift, hold
 	switch c.Action {
 	case plans.ActionChange, plans.ActionCreate:
 	case plans.ActionBlocker:
-		return c.Summary, strings.Join(c.Blockers, "; ")
+		// A blocker is never applied again, whether or not it lists what
+		// blocks it: it is reported as drifted, for a person to act.
+		drift, hold = c.Summary, strings.Join(c.Blockers, "; ")
+		if drift == "" {
+			drift = "blocked"
+		}
+		if hold == "" {
+			hold = "its observation is a blocker: " + drift
+		}
+		return drift, hold
 	default:
 		return "", ""
 	}
