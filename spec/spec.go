@@ -119,6 +119,23 @@ type ReplicationSpec struct {
 	// adds what is additive); "capture" (an event trigger replaying blue's
 	// DDL on green) is reserved and refused by validation until it exists.
 	DDL string `yaml:"ddl" json:"ddl"`
+	// OutageTimeout bounds how long catch-up and verify wait for a side
+	// they lost (a restart, a failover) to come back; 0 means
+	// DefaultOutageTimeout. Left out of the JSON when unset, so that specs
+	// without it keep their hash.
+	OutageTimeout Duration `yaml:"outage_timeout,omitempty" json:"outage_timeout,omitempty"`
+}
+
+// DefaultOutageTimeout is replication.outage_timeout when the spec leaves
+// it out: long enough for a restart with crash recovery or a failover.
+const DefaultOutageTimeout = 5 * time.Minute
+
+// Outage is replication.outage_timeout, or its default.
+func (r ReplicationSpec) Outage() time.Duration {
+	if r.OutageTimeout > 0 {
+		return r.OutageTimeout.D()
+	}
+	return DefaultOutageTimeout
 }
 
 type InitialCopySpec struct {

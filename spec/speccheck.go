@@ -23,6 +23,7 @@ func semanticChecks(doc *document) errList {
 		return nil
 	}
 	c.duration("cutover", "pause_timeout")
+	c.duration("replication", "outage_timeout")
 	c.size("replication", "initial_copy", "split_tables_larger_than")
 	c.globs("tables", "include")
 	c.globs("tables", "exclude")
