@@ -47,6 +47,12 @@ type Collector struct {
 	// collection (-1: none yet), for "no new apply errors".
 	lastApplyErrors int64
 	started         bool
+	// sub is the subscription as green last showed it (subKnown: green was
+	// read at least once). Table-sync slots on blue are named after the
+	// subscription's OID, which only green knows: while green is down they
+	// are found with the OID last seen.
+	sub      pg.Subscription
+	subKnown bool
 }
 
 // Sample is one collection. Parts that could not be read are left unset
@@ -64,8 +70,13 @@ type Sample struct {
 	// SlotsRead says Slots and MaxSlotWALKeepSize were read: also when
 	// only green was out of reach, which is when WAL piles up on blue.
 	SlotsRead bool
-	Progress  pg.Progress // subscription, tables, main slot, worker errors
-	Slots     []SlotSample
+	// SyncSlotsUnknown says Slots holds the main slot alone because the
+	// table-sync slots could not be told apart: green was out of reach and
+	// has not been read since watch started, so the subscription's OID in
+	// their names is unknown. Their retained WAL is unknown, not zero.
+	SyncSlotsUnknown bool
+	Progress         pg.Progress // subscription, tables, main slot, worker errors
+	Slots            []SlotSample
 	// MaxSlotWALKeepSize is blue's max_slot_wal_keep_size in bytes (-1:
 	// unlimited); HasMaxSlotWALKeepSize is false before PostgreSQL 13.
 	MaxSlotWALKeepSize    int64
@@ -170,9 +181,7 @@ func (c *Collector) Collect(ctx context.Context) *Sample {
 		fail(gerr)
 	}
 	if berr == nil && gerr != nil {
-		// Green is down: blue keeps WAL for it, and that is the watch's
-		// first reason to exist. Read blue's slots anyway.
-		c.readBlueSlots(ctx, s, blue, pg.Subscription{}, fail)
+		c.readBlueSlotsGreenDown(ctx, s, blue, fail)
 		return s
 	}
 	if berr != nil || gerr != nil {
@@ -182,8 +191,15 @@ func (c *Collector) Collect(ctx context.Context) *Sample {
 	var err error
 	if s.Progress, err = pg.MeasureReplication(ctx, blue, green, c.Slot, c.Subscription); err != nil {
 		fail(err)
+		// A pool opened while green was up still hands out connections
+		// when green is down, and they fail: ask green itself.
+		if _, perr := green.Exec(ctx, "SELECT 1"); perr != nil {
+			s.GreenErr = fmt.Errorf("green: %w", perr)
+			c.readBlueSlotsGreenDown(ctx, s, blue, fail)
+		}
 		return s
 	}
+	c.sub, c.subKnown = s.Progress.Subscription, true
 	if !c.readBlueSlots(ctx, s, blue, s.Progress.Subscription, fail) {
 		return s
 	}
@@ -310,6 +326,15 @@ func applyWorkerUp(ctx context.Context, green pg.Querier, subOID uint32) (bool, 
 		return false, fmt.Errorf("read the apply worker of the subscription: %w", err)
 	}
 	return n > 0, nil
+}
+
+// readBlueSlotsGreenDown reads blue's slots while green is down: blue keeps
+// WAL for it, and that is the watch's first reason to exist. The table-sync
+// slots are those of the subscription as green last showed it; when green
+// was never read they are unknown.
+func (c *Collector) readBlueSlotsGreenDown(ctx context.Context, s *Sample, blue pg.Querier, fail func(error)) {
+	s.SyncSlotsUnknown = !c.subKnown
+	c.readBlueSlots(ctx, s, blue, c.sub, fail)
 }
 
 // readBlueSlots reads blue's slots and max_slot_wal_keep_size into s; false

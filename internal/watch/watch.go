@@ -136,8 +136,14 @@ func (w *watcher) observe(s *Sample) {
 	for _, t := range w.reach.Update([]Reading{
 		{Key: "collection", Over: s.Err != nil, Known: true},
 		{Key: "state", Over: s.StateErr != nil, Known: true},
+		{Key: "sync_slots", Over: s.SyncSlotsUnknown, Known: s.SlotsRead},
 	}) {
 		switch {
+		case t.Key == "sync_slots" && t.Over:
+			w.o.Log.Warn(fmt.Sprintf("watch has not reached green since it started, so it cannot tell which slots on blue are the table-sync slots of subscription %q (their names carry the subscription's OID, which only green knows): the WAL they retain is not measured, and watch.max_retained_wal watches slot %q alone until green answers",
+				w.o.Collector.Subscription, w.o.Collector.Slot), "subscription", w.o.Collector.Subscription)
+		case t.Key == "sync_slots":
+			w.o.Log.Info("the subscription's table-sync slots on blue are watched again", "subscription", w.o.Collector.Subscription)
 		case t.Key == "collection" && t.Over:
 			w.o.Log.Warn("watch cannot read everything; its metrics are partial and /healthz fails until it can", "error", s.Err)
 		case t.Key == "collection":
