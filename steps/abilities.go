@@ -33,6 +33,12 @@ var (
 	_ engine.Describer         = schemaStep{}
 	_ engine.RollbackDescriber = schemaStep{}
 
+	_ engine.Step              = settingsStep{}
+	_ engine.Converger         = settingsStep{}
+	_ engine.Reporter          = settingsStep{}
+	_ engine.Describer         = settingsStep{}
+	_ engine.RollbackDescriber = settingsStep{}
+
 	_ engine.Step              = (*publicationStep)(nil)
 	_ engine.Converger         = (*publicationStep)(nil)
 	_ engine.Describer         = (*publicationStep)(nil)

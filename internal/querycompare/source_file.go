@@ -1,23 +1,13 @@
 package querycompare
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 
-	"gopkg.in/yaml.v3"
+	"github.com/pgshift/pgshift/spec"
 )
-
-// fileEntry is one statement of a YAML queries file.
-type fileEntry struct {
-	Name   string      `yaml:"name"`
-	SQL    string      `yaml:"sql"`
-	Params []yaml.Node `yaml:"params"`
-}
 
 // LoadFile reads the statements of a --queries file: YAML (.yaml, .yml), a
 // list of {name, sql, params}, or SQL (.sql), statements ended by ';' with
@@ -38,19 +28,14 @@ func LoadFile(path string) ([]Statement, error) {
 }
 
 func parseYAML(path string, data []byte) ([]Statement, error) {
-	var entries []fileEntry
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(&entries); err != nil {
-		if errors.Is(err, io.EOF) {
-			return nil, fmt.Errorf("%s: no statements: want a YAML list of {name, sql, params}", path)
-		}
-		return nil, fmt.Errorf("%s: %w (want a YAML list of {name, sql, params})", path, err)
+	entries, err := spec.DecodeQueries(path, data)
+	if err != nil {
+		return nil, err
 	}
 	var out []Statement
 	seen := map[string]bool{}
 	for i, e := range entries {
-		where := fmt.Sprintf("%s: entry %d", path, i+1)
+		where := fmt.Sprintf("%s:%d: entry %d", path, e.Line, i+1)
 		if e.Name != "" {
 			where += fmt.Sprintf(" (%q)", e.Name)
 		}
@@ -64,11 +49,7 @@ func parseYAML(path string, data []byte) ([]Statement, error) {
 			return nil, fmt.Errorf("%s: name used twice: names tell statements apart in the report", where)
 		}
 		seen[e.Name] = true
-		params, err := paramsOf(e.Params)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", where, err)
-		}
-		s := Statement{Name: e.Name, SQL: strings.TrimSpace(e.SQL), Origin: FromFile, Params: params}
+		s := Statement{Name: e.Name, SQL: strings.TrimSpace(e.SQL), Origin: FromFile, Params: e.Params}
 		if err := checkParams(s); err != nil {
 			return nil, fmt.Errorf("%s: %w", where, err)
 		}
@@ -76,24 +57,6 @@ func parseYAML(path string, data []byte) ([]Statement, error) {
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("%s: no statements: want a YAML list of {name, sql, params}", path)
-	}
-	return out, nil
-}
-
-// paramsOf turns YAML scalars into parameter text: the value as written
-// (42, 2024-01-31, abc), null or ~ as NULL.
-func paramsOf(nodes []yaml.Node) ([]*string, error) {
-	var out []*string
-	for i, n := range nodes {
-		if n.Kind != yaml.ScalarNode {
-			return nil, fmt.Errorf("params[%d]: want a scalar (a number, a string, null), not a list or map; pass arrays as PostgreSQL text, e.g. '{1,2,3}'", i)
-		}
-		if n.Tag == "!!null" {
-			out = append(out, nil)
-			continue
-		}
-		v := n.Value
-		out = append(out, &v)
 	}
 	return out, nil
 }
@@ -156,13 +119,9 @@ func parseSQL(path, text string) ([]Statement, error) {
 		seen[name] = true
 		s := Statement{Name: name, SQL: sql, Origin: FromFile}
 		if params != "" {
-			var nodes []yaml.Node
-			if err := yaml.Unmarshal([]byte(params), &nodes); err != nil {
-				return nil, fmt.Errorf("%s: -- params: %w (want a list such as [42, 'abc', null])", where, err)
-			}
 			var err error
-			if s.Params, err = paramsOf(nodes); err != nil {
-				return nil, fmt.Errorf("%s: %w", where, err)
+			if s.Params, err = spec.DecodeParams(params); err != nil {
+				return nil, fmt.Errorf("%s: -- params: %w", where, err)
 			}
 		}
 		if err := checkParams(s); err != nil {
