@@ -108,10 +108,39 @@ func (b *pgBackend) connect(ctx context.Context, purpose string) (*pgx.Conn, err
 	return conn, nil
 }
 
-// ensureTable creates the state table if missing. Concurrent runs each
-// try; a transaction-level advisory lock serializes them, since two
+// stateTableDDL is the state table's definition (docs/state.md gives it
+// for a DBA to run beforehand).
+const stateTableDDL = ` (
+	name        text PRIMARY KEY,
+	spec_hash   text NOT NULL DEFAULT '',
+	serial      bigint NOT NULL DEFAULT 0,
+	state       jsonb,
+	updated_at  timestamptz NOT NULL DEFAULT now(),
+	lock_holder jsonb
+)`
+
+// ensureTable creates the state table if missing. A table that exists is
+// left alone: CREATE TABLE IF NOT EXISTS needs CREATE on the schema even
+// then, and a DBA may have created the table and granted the state's role
+// SELECT, INSERT and UPDATE only. Concurrent runs that find it missing
+// each try; a transaction-level advisory lock serializes them, since two
 // CREATE TABLE IF NOT EXISTS racing may both go on to create it.
 func (b *pgBackend) ensureTable(ctx context.Context, conn *pgx.Conn) error {
+	var exists bool
+	// The quoted name is a parameter: to_regclass parses it as a name.
+	err := conn.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", b.table.Sanitize()).Scan(&exists)
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" && len(b.table) == 2 {
+		role := b.currentRole(ctx, conn)
+		return fmt.Errorf("look up the state table %s on %s: %w: role %s has no USAGE on schema %q: GRANT USAGE ON SCHEMA %s TO %s; (docs/state.md)",
+			b.tableName, b.display, err, role, b.table[0], pgx.Identifier{b.table[0]}.Sanitize(), role)
+	}
+	if err != nil {
+		return fmt.Errorf("look up the state table %s on %s: %w", b.tableName, b.display, err)
+	}
+	if exists {
+		return nil
+	}
 	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return err
@@ -121,18 +150,50 @@ func (b *pgBackend) ensureTable(ctx context.Context, conn *pgx.Conn) error {
 	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1, -1)", k1); err != nil {
 		return err
 	}
-	_, err = tx.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+b.table.Sanitize()+` (
-	name        text PRIMARY KEY,
-	spec_hash   text NOT NULL DEFAULT '',
-	serial      bigint NOT NULL DEFAULT 0,
-	state       jsonb,
-	updated_at  timestamptz NOT NULL DEFAULT now(),
-	lock_holder jsonb
-)`)
+	_, err = tx.Exec(ctx, "CREATE TABLE IF NOT EXISTS "+b.table.Sanitize()+stateTableDDL)
+	if errors.As(err, &pgErr) && pgErr.Code == "42501" {
+		_ = tx.Rollback(ctx)
+		return b.createRefused(ctx, conn, err)
+	}
 	if err != nil {
-		return fmt.Errorf("create the state table %s on %s: %w (the state's user needs CREATE on the schema, or create the table beforehand: docs/state.md)", b.tableName, b.display, err)
+		return fmt.Errorf("create the state table %s on %s: %w (docs/state.md gives the table to create beforehand)", b.tableName, b.display, err)
 	}
 	return tx.Commit(ctx)
+}
+
+// createRefused explains a CREATE of the state table refused for want of
+// privilege: the table, its schema, and the two ways out (grant CREATE on
+// the schema, or create the table beforehand and grant the DML).
+func (b *pgBackend) createRefused(ctx context.Context, conn *pgx.Conn, cause error) error {
+	schema := ""
+	if len(b.table) == 2 {
+		schema = b.table[0]
+	} else {
+		// An unqualified table is created in the first schema of the
+		// search_path.
+		_ = conn.QueryRow(ctx, "SELECT coalesce(current_schema(), '')").Scan(&schema)
+	}
+	if schema == "" {
+		schema = "public"
+	}
+	table := pgx.Identifier{schema, b.table[len(b.table)-1]}.Sanitize()
+	grantee := b.currentRole(ctx, conn)
+	return fmt.Errorf("create the state table %s on %s: %w: the table does not exist and role %s may not create it in schema %q. "+
+		"Either grant it that: GRANT CREATE ON SCHEMA %s TO %s; or create the table beforehand as its owner and grant the state's role what it needs: "+
+		"CREATE TABLE %s%s; GRANT SELECT, INSERT, UPDATE ON %s TO %s; (docs/state.md)",
+		b.tableName, b.display, cause, grantee, schema,
+		pgx.Identifier{schema}.Sanitize(), grantee,
+		table, " "+strings.Join(strings.Fields(stateTableDDL), " "), table, grantee)
+}
+
+// currentRole is the connection's role, quoted, for the GRANTs messages
+// give ("the state's role" if it cannot tell).
+func (b *pgBackend) currentRole(ctx context.Context, conn *pgx.Conn) string {
+	var role string
+	if err := conn.QueryRow(ctx, "SELECT current_user").Scan(&role); err != nil || role == "" {
+		return "<the state's role>"
+	}
+	return pgx.Identifier{role}.Sanitize()
 }
 
 // lockKeys are the advisory lock's two keys: one for the table, one for
