@@ -294,15 +294,25 @@ func (s *StateStore) Snapshot() *State {
 // Update applies fn to the state and writes it durably before returning.
 // On a write error the in-memory state keeps the change, and the error is
 // returned: the caller must stop, since the file no longer tells the truth.
+// The serial, though, stays the stored one's: it counts writes that were
+// made, so that a later write (a retry, the run's last checkpoint) is
+// guarded by the serial actually stored and is not taken for a lost race.
 func (s *StateStore) Update(fn func(*State)) error {
 	s.mu <- struct{}{}
 	defer func() { <-s.mu }()
 	fn(s.state)
+	old := s.state.Serial
 	s.state.Serial++
+	var err error
 	if s.lock.pg != nil {
-		return s.lock.pg.write(s.state, s.state.Serial-1)
+		err = s.lock.pg.write(s.state, old)
+	} else {
+		err = s.file.write(s.state)
 	}
-	return s.file.write(s.state)
+	if err != nil {
+		s.state.Serial = old
+	}
+	return err
 }
 
 // UpdateStep applies fn to one step's checkpoint and writes the state.
