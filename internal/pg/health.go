@@ -19,6 +19,10 @@ type ApplyWorkerHealth struct {
 	// the window.
 	ApplyErrors, NewErrors int64
 	Watched                time.Duration // 0 when one look was enough
+	// SteadySince is when the worker with PID was first seen steady (zero
+	// when it is not): a later look that finds the same pid and the same
+	// error count knows it has been steady since then.
+	SteadySince time.Time
 }
 
 // Failing says whether the worker is down or failing now.
@@ -36,7 +40,10 @@ SELECT coalesce((SELECT s.pid FROM pg_stat_subscription s
 // CheckApplyWorker looks at sub's apply worker on green. When the first
 // look finds it missing or with errors counted, it looks again until the
 // worker has been up for window with no new error, or window has passed.
-func CheckApplyWorker(ctx context.Context, green Querier, sub Subscription, window time.Duration) (ApplyWorkerHealth, error) {
+// prior is an earlier result for the same subscription (zero if none): when
+// it was steady and the first look finds the same pid and error count, the
+// worker has neither restarted nor failed since, and no window is needed.
+func CheckApplyWorker(ctx context.Context, green Querier, sub Subscription, window time.Duration, prior ApplyWorkerHealth) (ApplyWorkerHealth, error) {
 	look := func() (int32, int64, error) {
 		pid, err := Scalar[int32](ctx, green, applyWorkerSQL, sub.OID)
 		if err != nil {
@@ -50,7 +57,12 @@ func CheckApplyWorker(ctx context.Context, green Querier, sub Subscription, wind
 		return ApplyWorkerHealth{}, err
 	}
 	h := ApplyWorkerHealth{Running: pid != 0, PID: pid, ApplyErrors: errs}
+	if pid != 0 && !prior.SteadySince.IsZero() && prior.PID == pid && prior.ApplyErrors == errs {
+		h.SteadySince, h.Watched = prior.SteadySince, time.Since(prior.SteadySince)
+		return h, nil
+	}
 	if pid != 0 && errs <= 0 {
+		h.SteadySince = time.Now()
 		return h, nil
 	}
 	start, firstErrs, firstPID := time.Now(), errs, pid
@@ -76,5 +88,8 @@ func CheckApplyWorker(ctx context.Context, green Querier, sub Subscription, wind
 	}
 	h.Watched = time.Since(start)
 	h.Running = pid != 0 && pid == firstPID
+	if !h.Failing() {
+		h.SteadySince = start
+	}
 	return h, nil
 }

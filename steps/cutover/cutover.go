@@ -38,6 +38,10 @@ type cutoverStep struct {
 	// hook, when set, runs at named stages of the freeze: tests use it to
 	// break something at a precise moment (stop green before the switch).
 	hook func(stage string) error
+
+	// workerHealth is the forward apply worker's last health seen by the
+	// preconditions (see subscriptionHealth).
+	workerHealth pg.ApplyWorkerHealth
 }
 
 func (s *cutoverStep) ID() string      { return stepid.Cutover }

@@ -22,7 +22,11 @@ const healthWindow = 7 * time.Second
 // whether green is applying blue's changes at all: a freeze waits for green
 // to confirm blue's last position, which a stopped or failing worker never
 // does, so these are checked before any freeze, never by one.
-func subscriptionHealth(ctx context.Context, env *engine.Env, blue, green pg.Querier, sub pg.Subscription, tables []pg.Table) ([]plans.Precondition, error) {
+//
+// prior is the worker's last health this process saw (updated here): the
+// engine checks the preconditions and the cutover checks them again right
+// after, and a worker steady since the first check needs no second window.
+func subscriptionHealth(ctx context.Context, env *engine.Env, blue, green pg.Querier, sub pg.Subscription, tables []pg.Table, prior *pg.ApplyWorkerHealth) ([]plans.Precondition, error) {
 	var pre []plans.Precondition
 	name := env.Spec.SubscriptionName()
 	if !sub.Exists {
@@ -40,10 +44,11 @@ func subscriptionHealth(ctx context.Context, env *engine.Env, blue, green pg.Que
 		return []plans.Precondition{{Name: "apply worker running on green", OK: false,
 			Detail: fmt.Sprintf("subscription %s is disabled on green: run pgshift apply (it enables it), or ALTER SUBSCRIPTION %s ENABLE", name, pg.QuoteIdent(name))}}, nil
 	}
-	h, err := pg.CheckApplyWorker(ctx, green, sub, healthWindow)
+	h, err := pg.CheckApplyWorker(ctx, green, sub, healthWindow, *prior)
 	if err != nil {
 		return nil, err
 	}
+	*prior = h
 	logHint := "green's server log names the change it fails on"
 	running := plans.Precondition{Name: "apply worker running on green", OK: h.Running,
 		Detail: fmt.Sprintf("pid %d", h.PID)}
@@ -92,7 +97,7 @@ func subscriptionHealth(ctx context.Context, env *engine.Env, blue, green pg.Que
 // steadily: used right after the cutover enables a subscription an abort
 // left disabled, before the freeze.
 func workerSteady(ctx context.Context, green pg.Querier, name string, sub pg.Subscription) error {
-	h, err := pg.CheckApplyWorker(ctx, green, sub, healthWindow)
+	h, err := pg.CheckApplyWorker(ctx, green, sub, healthWindow, pg.ApplyWorkerHealth{})
 	if err != nil {
 		return err
 	}

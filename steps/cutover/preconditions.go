@@ -87,7 +87,7 @@ func (s *cutoverStep) preconditions(ctx context.Context, env *engine.Env) ([]pla
 	if err != nil {
 		return nil, fmt.Errorf("blue: %w", err)
 	}
-	health, err := subscriptionHealth(ctx, env, blue, green, p.Subscription, tables)
+	health, err := subscriptionHealth(ctx, env, blue, green, p.Subscription, tables, &s.workerHealth)
 	if err != nil {
 		return nil, err
 	}
