@@ -30,6 +30,15 @@ type catchupStep struct {
 	maxErrors int64
 }
 
+// outageBound is how long catch-up waits for a side it lost.
+func (s *catchupStep) outageBound() time.Duration { return s.spec.Replication.Outage() }
+
+// workerErrorGrace is how long after an outage the subscription's worker
+// errors are not held against it: while blue is down, and until its next
+// attempt (wal_retrieve_retry_interval, 5s by default) after blue is back,
+// the apply worker fails to connect, and green's own restart restarts it.
+const workerErrorGrace = 30 * time.Second
+
 func (s *catchupStep) ID() string { return stepid.Catchup }
 
 // Rechecks: after the subscription took up new tables, catching up means
@@ -66,7 +75,7 @@ func (s *catchupStep) Observe(ctx context.Context, env *engine.Env) (plans.Chang
 }
 
 func (s *catchupStep) Check(ctx context.Context, env *engine.Env) ([]plans.Precondition, error) {
-	p, err := measureReplication(ctx, env, s.spec)
+	p, err := measureRiding(ctx, env, s.spec, newOutageRider(env, s.outageBound(), 0))
 	if err != nil {
 		return nil, err
 	}
@@ -100,8 +109,9 @@ func (s *catchupStep) Apply(ctx context.Context, env *engine.Env) error {
 			bar.Finish()
 		}
 	}()
+	rider := newOutageRider(env, s.outageBound(), poll)
 	for {
-		p, err := measureReplication(ctx, env, s.spec)
+		p, err := measureRiding(ctx, env, s.spec, rider)
 		if err != nil {
 			return err
 		}
@@ -111,7 +121,9 @@ func (s *catchupStep) Apply(ctx context.Context, env *engine.Env) error {
 		if bar != nil {
 			bar.Set(int64(p.Ready), "lag "+words.Bytes(p.Slot.LagBytes))
 		}
-		if baseSync < 0 {
+		if baseSync < 0 || rider.recent(workerErrorGrace) {
+			// Errors of the worker while a side was away are the outage's,
+			// not a cause that waiting will not cure.
 			baseSync, baseApply = p.SyncErrors, p.ApplyErrors
 		}
 		if p.Slot.Lost {
@@ -227,15 +239,30 @@ func (s *catchupStep) Describe() plans.Change {
 // tables ready) moves all the time without making a saved plan stale.
 func (s *catchupStep) Fingerprint(plans.Change) string { return stepid.Catchup }
 
-// measureReplication measures the pipeline and exports the lag.
+// measureRiding measures the pipeline, riding out an outage of either side
+// (see outageRider).
+func measureRiding(ctx context.Context, env *engine.Env, s *spec.Spec, rider *outageRider) (pg.Progress, error) {
+	for {
+		p, err := measureReplication(ctx, env, s)
+		if err = rider.ride(ctx, err); err != nil {
+			return p, err
+		}
+		if rider.since.IsZero() {
+			return p, nil
+		}
+	}
+}
+
+// measureReplication measures the pipeline and exports the lag. Errors
+// carry the side they came from (pg.SideOf).
 func measureReplication(ctx context.Context, env *engine.Env, s *spec.Spec) (pg.Progress, error) {
 	green, err := env.Target.Pool(ctx)
 	if err != nil {
-		return pg.Progress{}, err
+		return pg.Progress{}, pg.OnSide("green", err)
 	}
 	blue, err := env.Source.Pool(ctx)
 	if err != nil {
-		return pg.Progress{}, err
+		return pg.Progress{}, pg.OnSide("blue", err)
 	}
 	p, err := pg.MeasureReplication(ctx, blue, green, s.SlotName(), s.SubscriptionName())
 	if err == nil && p.Slot.Exists {

@@ -1,6 +1,9 @@
 package pg
 
-import "context"
+import (
+	"context"
+	"errors"
+)
 
 // minCatchupLag is the floor of the catch-up threshold. Catch-up only has to
 // bring green close enough that verify and the cutover drain are short: the
@@ -40,19 +43,48 @@ func MeasureReplication(ctx context.Context, blue, green Querier, slot, subscrip
 	var p Progress
 	var err error
 	if p.Subscription, err = ReadSubscription(ctx, green, subscription); err != nil {
-		return p, err
+		return p, OnSide("green", err)
 	}
 	if p.Subscription.Exists {
 		if p.Tables, err = ReadRelStates(ctx, green, subscription); err != nil {
-			return p, err
+			return p, OnSide("green", err)
 		}
 		p.Ready = CountReady(p.Tables)
 		if p.SyncErrors, p.ApplyErrors, err = WorkerErrors(ctx, green, p.Subscription.OID); err != nil {
-			return p, err
+			return p, OnSide("green", err)
 		}
 	}
 	if p.Slot, err = ReadSlot(ctx, blue, slot); err != nil {
-		return p, err
+		return p, OnSide("blue", err)
 	}
 	return p, nil
+}
+
+// SideError is an error met on one side ("blue" or "green"). Its message is
+// the error's own: it only tells a caller which server to wait for.
+type SideError struct {
+	Side string
+	Err  error
+}
+
+func (e *SideError) Error() string { return e.Err.Error() }
+func (e *SideError) Unwrap() error { return e.Err }
+
+// OnSide tags err with the side it came from (nil stays nil; an error
+// already tagged keeps its side).
+func OnSide(side string, err error) error {
+	var se *SideError
+	if err == nil || errors.As(err, &se) {
+		return err
+	}
+	return &SideError{Side: side, Err: err}
+}
+
+// SideOf is the side an error was tagged with, or "" when it was not.
+func SideOf(err error) string {
+	var se *SideError
+	if errors.As(err, &se) {
+		return se.Side
+	}
+	return ""
 }
