@@ -500,7 +500,24 @@ func (s roles) Apply(ctx context.Context, env *engine.Env) error {
 		b, _ := json.Marshal(granted)
 		env.Record(RolesGranted, string(b))
 	}
+	var hashed []string
+	for _, r := range p.create {
+		if r.password != nil {
+			hashed = append(hashed, r.Name)
+		}
+	}
 	err = pgx.BeginFunc(ctx, green, func(tx pgx.Tx) error {
+		if len(hashed) > 0 {
+			notSet, err := keepStatementsOutOfLog(ctx, tx)
+			if err != nil {
+				return err
+			}
+			if len(notSet) > 0 {
+				env.Log.Warn(fmt.Sprintf("green's role may not set %s (superuser settings), so green's server log may record the password %s of %s %s copied from blue: with the statement if it fails (log_min_error_statement), and anyway when log_statement is all or ddl or log_min_duration_statement catches it. Connect to green as a superuser to keep the hashes out of its log, or look at green's log after this step",
+					words.List(notSet), words.Pick(len(hashed), "hash", "hashes"), words.Pick(len(hashed), "role", "roles"), words.List(hashed)),
+					"settings", strings.Join(notSet, ","))
+			}
+		}
 		for _, r := range p.create {
 			if _, err := tx.Exec(ctx, r.createSQL(p.greenSuper, true)); err != nil {
 				// The error never quotes the statement, so no hash leaks.
@@ -527,6 +544,46 @@ func (s roles) Apply(ctx context.Context, env *engine.Env) error {
 		return fmt.Errorf("%s: %w", stepid.Roles, err)
 	}
 	return nil
+}
+
+// quietLogSettings keep the statements of a transaction out of green's
+// server log, for CREATE ROLE ... PASSWORD '<hash>': log_statement logs
+// statements as they arrive, log_min_error_statement the one that fails,
+// and the duration settings those that run long enough.
+var quietLogSettings = []struct{ name, value string }{
+	{"log_statement", "none"},
+	{"log_min_error_statement", "panic"},
+	{"log_min_duration_statement", "-1"},
+	{"log_min_duration_sample", "-1"},
+}
+
+// keepStatementsOutOfLog sets quietLogSettings for the rest of tx (SET
+// LOCAL), each in a savepoint: they are superuser settings, and a role
+// that may not set one is refused without the transaction being lost.
+// notSet names those refused.
+func keepStatementsOutOfLog(ctx context.Context, tx pgx.Tx) (notSet []string, err error) {
+	for _, st := range quietLogSettings {
+		sp, err := tx.Begin(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("green: %w", err)
+		}
+		if _, err := sp.Exec(ctx, "SET LOCAL "+st.name+" = "+pg.QuoteLiteral(st.value)); err != nil {
+			var pgErr *pgconn.PgError
+			if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+				_ = sp.Rollback(ctx)
+				return nil, fmt.Errorf("green: set %s for the statements that carry password hashes: %w", st.name, err)
+			}
+			if err := sp.Rollback(ctx); err != nil {
+				return nil, fmt.Errorf("green: %w", err)
+			}
+			notSet = append(notSet, st.name)
+			continue
+		}
+		if err := sp.Commit(ctx); err != nil {
+			return nil, fmt.Errorf("green: %w", err)
+		}
+	}
+	return notSet, nil
 }
 
 // Rollback drops the roles pgshift created (found by their comment) and

@@ -1,8 +1,15 @@
 package steps
 
 import (
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/pgshift/pgshift/internal/pgtest"
+	"github.com/pgshift/pgshift/spec"
+	"github.com/pgshift/pgshift/steps/stepid"
 )
 
 func TestRoleCreateSQLKeepsTheHashOutOfThePlan(t *testing.T) {
@@ -50,4 +57,113 @@ func TestSkippedRoles(t *testing.T) {
 			t.Errorf("skippedRole(%q) = %v", name, !skip)
 		}
 	}
+}
+
+// hashInLog finds a password hash as pg_authid stores it; hashKind says
+// which kind it found, never any of the hash.
+var hashInLog = regexp.MustCompile(`md5[0-9a-f]{32}|SCRAM-SHA-256\$`)
+
+func hashKind(m string) string {
+	if strings.HasPrefix(m, "md5") {
+		return "md5"
+	}
+	return "SCRAM-SHA-256"
+}
+
+// TestRolePasswordsStayOutOfGreensLog: with log_statement = all on green,
+// neither a CREATE ROLE that fails nor one that succeeds leaves the
+// password hash in green's server log; a role on green that may not quiet
+// the log is warned about, without the hash.
+func TestRolePasswordsStayOutOfGreensLog(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration: starts servers")
+	}
+	blue := pgtest.StartCluster(t, 13)
+	// passwordcheck refuses a hash of a password equal to the role's name:
+	// a CREATE ROLE that fails after the hash was sent.
+	green := pgtest.StartCluster(t, 17, pgtest.ClusterOptions{Settings: map[string]string{
+		"log_statement": "all", "shared_preload_libraries": "passwordcheck"}})
+	blue.CreateDatabase(t, "app")
+	green.CreateDatabase(t, "app")
+	blue.Exec(t, "app", `CREATE ROLE leaky LOGIN PASSWORD 'leaky'; CREATE ROLE fine LOGIN PASSWORD 'fine-Secret1'`)
+	greenLog := func() string {
+		b, err := os.ReadFile(filepath.Join(green.DataDir, "server.log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	noHash := func(what, log string) {
+		t.Helper()
+		if m := hashInLog.FindString(log); m != "" {
+			t.Errorf("%s: green's log holds a password hash (%s)", what, hashKind(m))
+		}
+	}
+	p := &prepPair{blue: blue, green: green, log: &pgtest.LogBuffer{}}
+	p.spec = &spec.Spec{
+		Name:   "roles-pg17",
+		Source: spec.Endpoint{DSN: blue.DSN("app")},
+		Target: spec.Endpoint{DSN: green.DSN("app")},
+		Schema: spec.SchemaSpec{Roles: true},
+	}
+	p.spec.SetDefaults()
+	rolesStep := stepOf(t, p.spec, stepid.Roles)
+
+	t.Run("a CREATE ROLE that fails", func(t *testing.T) {
+		err := p.apply(t, p.env(t), rolesStep)
+		if err == nil || !strings.Contains(err.Error(), "create role leaky on green") {
+			t.Fatalf("apply with passwordcheck refusing leaky's password: %v, want the error naming leaky", err)
+		}
+		log := greenLog()
+		if !strings.Contains(log, "password must not equal user name") || !strings.Contains(log, "statement: begin") {
+			t.Fatalf("green's log shows neither the failure nor log_statement at work:\n%s", log)
+		}
+		noHash("a failed CREATE ROLE", log)
+		noHash("pgshift's log", p.log.String())
+	})
+
+	t.Run("CREATE ROLEs that succeed", func(t *testing.T) {
+		blue.Exec(t, "app", `ALTER ROLE leaky PASSWORD 'leaky-Other2'`)
+		if err := p.apply(t, p.env(t), rolesStep); err != nil {
+			t.Fatal(err)
+		}
+		pw := `SELECT string_agg(rolpassword, ' ' ORDER BY rolname) FROM pg_authid WHERE rolname IN ('leaky', 'fine')`
+		if b, g := blue.Scalar(t, "app", pw), green.Scalar(t, "app", pw); b != g || !strings.Contains(g, " ") {
+			t.Fatalf("the hashes of leaky and fine on green are not blue's")
+		}
+		log := greenLog()
+		if strings.Count(log, "statement: begin") != 2 {
+			t.Fatalf("green's log does not show the second apply's transaction:\n%s", log)
+		}
+		noHash("CREATE ROLEs that succeeded", log)
+		noHash("pgshift's log", p.log.String())
+	})
+
+	t.Run("a role on green that may not quiet the log is warned about", func(t *testing.T) {
+		green.Exec(t, "postgres", `CREATE ROLE creator LOGIN CREATEROLE`)
+		blue.Exec(t, "app", `CREATE ROLE later LOGIN PASSWORD 'later-Secret3'`)
+		np := &prepPair{blue: blue, green: green, log: &pgtest.LogBuffer{}, spec: &spec.Spec{
+			Name:   "roles-pg17",
+			Source: spec.Endpoint{DSN: blue.DSN("app")},
+			Target: spec.Endpoint{DSN: strings.Replace(green.DSN("app"), "postgres@", "creator@", 1)},
+			Schema: spec.SchemaSpec{Roles: true},
+		}}
+		np.spec.SetDefaults()
+		if err := np.apply(t, np.env(t), rolesStep); err != nil {
+			t.Fatal(err)
+		}
+		out := np.log.String()
+		for _, want := range []string{"may not set log_statement, log_min_error_statement", "password hash of role later", "log_statement is all or ddl", "Connect to green as a superuser"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("pgshift's warning lacks %q:\n%s", want, out)
+			}
+		}
+		if m := hashInLog.FindString(out); m != "" {
+			t.Errorf("pgshift's log holds a password hash (%s)", hashKind(m))
+		}
+		// What the warning says: log_statement = all records it.
+		if !hashInLog.MatchString(greenLog()) {
+			t.Errorf("the warning says green's log may hold the hash, and with log_statement = all it does not")
+		}
+	})
 }
