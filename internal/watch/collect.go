@@ -192,8 +192,9 @@ func (c *Collector) Collect(ctx context.Context) *Sample {
 	if s.Progress, err = pg.MeasureReplication(ctx, blue, green, c.Slot, c.Subscription); err != nil {
 		fail(err)
 		// A pool opened while green was up still hands out connections
-		// when green is down, and they fail: ask green itself.
-		if _, perr := green.Exec(ctx, "SELECT 1"); perr != nil {
+		// when green is down, and they fail: ask green itself (unless the
+		// collection ran out of time, which says nothing about green).
+		if _, perr := green.Exec(ctx, "SELECT 1"); perr != nil && ctx.Err() == nil {
 			s.GreenErr = fmt.Errorf("green: %w", perr)
 			c.readBlueSlotsGreenDown(ctx, s, blue, fail)
 		}
