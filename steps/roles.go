@@ -549,12 +549,15 @@ func (s roles) Apply(ctx context.Context, env *engine.Env) error {
 // quietLogSettings keep the statements of a transaction out of green's
 // server log, for CREATE ROLE ... PASSWORD '<hash>': log_statement logs
 // statements as they arrive, log_min_error_statement the one that fails,
-// and the duration settings those that run long enough.
+// and the duration settings those that run long enough; pg_stat_statements
+// (when loaded: a placeholder otherwise, gone with the transaction) keeps
+// utility statements' text where pg_read_all_stats members read it.
 var quietLogSettings = []struct{ name, value string }{
 	{"log_statement", "none"},
 	{"log_min_error_statement", "panic"},
 	{"log_min_duration_statement", "-1"},
 	{"log_min_duration_sample", "-1"},
+	{"pg_stat_statements.track_utility", "off"},
 }
 
 // keepStatementsOutOfLog sets quietLogSettings for the rest of tx (SET

@@ -82,9 +82,11 @@ func TestRolePasswordsStayOutOfGreensLog(t *testing.T) {
 	// passwordcheck refuses a hash of a password equal to the role's name:
 	// a CREATE ROLE that fails after the hash was sent.
 	green := pgtest.StartCluster(t, 17, pgtest.ClusterOptions{Settings: map[string]string{
-		"log_statement": "all", "shared_preload_libraries": "passwordcheck"}})
+		"log_statement": "all", "shared_preload_libraries": "passwordcheck,pg_stat_statements",
+		"pg_stat_statements.track_utility": "on"}})
 	blue.CreateDatabase(t, "app")
 	green.CreateDatabase(t, "app")
+	green.Exec(t, "app", "CREATE EXTENSION pg_stat_statements")
 	blue.Exec(t, "app", `CREATE ROLE leaky LOGIN PASSWORD 'leaky'; CREATE ROLE fine LOGIN PASSWORD 'fine-Secret1'`)
 	greenLog := func() string {
 		b, err := os.ReadFile(filepath.Join(green.DataDir, "server.log"))
@@ -137,6 +139,13 @@ func TestRolePasswordsStayOutOfGreensLog(t *testing.T) {
 		}
 		noHash("CREATE ROLEs that succeeded", log)
 		noHash("pgshift's log", p.log.String())
+		// pg_stat_statements keeps utility statements' text too.
+		if m := hashInLog.FindString(green.Scalar(t, "app", "SELECT coalesce(string_agg(query, E'\\n'), '') FROM pg_stat_statements")); m != "" {
+			t.Errorf("green's pg_stat_statements holds a password hash (%s)", hashKind(m))
+		}
+		if n := green.Scalar(t, "app", "SELECT count(*) FROM pg_stat_statements WHERE query ILIKE 'begin%'"); n == "0" {
+			t.Errorf("pg_stat_statements tracks no utility statement: the check above proves nothing")
+		}
 	})
 
 	t.Run("a role on green that may not quiet the log is warned about", func(t *testing.T) {
