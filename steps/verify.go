@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/pg"
 	"github.com/pgshift/pgshift/internal/words"
@@ -107,11 +108,11 @@ func (s *verifyStep) DescribeRollback() string { return "nothing: verify only re
 func (s *verifyStep) selected(ctx context.Context, env *engine.Env) ([]pg.Table, int64, error) {
 	blue, err := env.Source.Pool(ctx)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, pg.OnSide("blue", err)
 	}
 	tables, err := pg.SelectedTables(ctx, blue, s.spec.Tables.Include, s.spec.Tables.Exclude)
 	if err != nil {
-		return nil, 0, fmt.Errorf("blue: %w", err)
+		return nil, 0, pg.OnSide("blue", fmt.Errorf("blue: %w", err))
 	}
 	var bytes int64
 	for _, t := range tables {
@@ -122,9 +123,23 @@ func (s *verifyStep) selected(ctx context.Context, env *engine.Env) ([]pg.Table,
 
 func (s *verifyStep) Check(ctx context.Context, env *engine.Env) ([]plans.Precondition, error) {
 	var pre []plans.Precondition
-	blue, berr := env.Source.Pool(ctx)
+	// A server restarting is waited for (replication.outage_timeout), as
+	// Apply does; one that stays away fails the precondition.
+	rider := newOutageRider(env, s.spec.Replication.Outage(), 0)
+	var blue, green *pgxpool.Pool
+	var berr, gerr error
+	for {
+		blue, berr = env.Source.Pool(ctx)
+		green, gerr = env.Target.Pool(ctx)
+		err := pg.OnSide("blue", berr)
+		if berr == nil {
+			err = pg.OnSide("green", gerr)
+		}
+		if rider.ride(ctx, err) != nil || err == nil {
+			break
+		}
+	}
 	pre = append(pre, verifyPrecondition("connect to blue", berr, env.Source.Redacted()))
-	green, gerr := env.Target.Pool(ctx)
 	pre = append(pre, verifyPrecondition("connect to green", gerr, env.Target.Redacted()))
 	if berr != nil || gerr != nil {
 		return pre, nil
@@ -156,9 +171,20 @@ func verifyPrecondition(name string, err error, detail string) plans.Preconditio
 }
 
 func (s *verifyStep) Apply(ctx context.Context, env *engine.Env) error {
-	tables, bytes, err := s.selected(ctx, env)
-	if err != nil {
-		return err
+	// A restart of blue or green is ridden out (replication.outage_timeout):
+	// the tables a lost connection cut are compared again once it is back.
+	rider := newOutageRider(env, s.spec.Replication.Outage(), 0)
+	var tables []pg.Table
+	var bytes int64
+	for {
+		var err error
+		tables, bytes, err = s.selected(ctx, env)
+		if err = rider.ride(ctx, err); err != nil {
+			return err
+		}
+		if rider.since.IsZero() {
+			break
+		}
 	}
 	vt := make([]verify.Table, len(tables))
 	for i, t := range tables {
@@ -178,6 +204,7 @@ func (s *verifyStep) Apply(ctx context.Context, env *engine.Env) error {
 		Workers:      s.workers(),
 		Subscription: s.spec.SubscriptionName(),
 		Log:          env.Log,
+		Ride:         rider.ride,
 		Progress: func(p verify.Progress) {
 			mu.Lock()
 			defer mu.Unlock()

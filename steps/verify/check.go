@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/pgshift/pgshift/internal/pg"
 )
 
 // agg is one bucket's aggregate: row count and sum of row hashes.
@@ -252,7 +253,7 @@ func aggregate(ctx context.Context, s *side, seg segment, mode Mode) (map[int64]
 	q, args := seg.aggregateSQL(mode)
 	rows, err := s.conn.Query(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("%s: hash %s: %w", s.name, seg.info, err)
+		return nil, pg.OnSide(s.name, fmt.Errorf("%s: hash %s: %w", s.name, seg.info, err))
 	}
 	out := map[int64]agg{}
 	var b int64
@@ -262,7 +263,7 @@ func aggregate(ctx context.Context, s *side, seg segment, mode Mode) (map[int64]
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("%s: hash %s: %w", s.name, seg.info, err)
+		return nil, pg.OnSide(s.name, fmt.Errorf("%s: hash %s: %w", s.name, seg.info, err))
 	}
 	return out, nil
 }
@@ -317,7 +318,7 @@ func lookupRows(ctx context.Context, s *side, seg segment, mode Mode, ids []stri
 func collectRows(ctx context.Context, s *side, seg segment, q string, args []any) (map[string]rowval, error) {
 	rows, err := s.conn.Query(ctx, q, args...)
 	if err != nil {
-		return nil, fmt.Errorf("%s: read rows of %s: %w", s.name, seg.info, err)
+		return nil, pg.OnSide(s.name, fmt.Errorf("%s: read rows of %s: %w", s.name, seg.info, err))
 	}
 	defer rows.Close()
 	out := map[string]rowval{}
@@ -336,7 +337,7 @@ func collectRows(ctx context.Context, s *side, seg segment, q string, args []any
 	}
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
-			return nil, fmt.Errorf("%s: read rows of %s: %w", s.name, seg.info, err)
+			return nil, pg.OnSide(s.name, fmt.Errorf("%s: read rows of %s: %w", s.name, seg.info, err))
 		}
 		if keyed {
 			out[joinID(keys)] = rowval{hash: hash, n: 1}
@@ -345,7 +346,7 @@ func collectRows(ctx context.Context, s *side, seg segment, q string, args []any
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("%s: read rows of %s: %w", s.name, seg.info, err)
+		return nil, pg.OnSide(s.name, fmt.Errorf("%s: read rows of %s: %w", s.name, seg.info, err))
 	}
 	return out, nil
 }

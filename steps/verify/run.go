@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/pgshift/pgshift/internal/pg"
 )
 
 // Options tune a verification. Zero values take the defaults.
@@ -28,6 +29,12 @@ type Options struct {
 	MaxKeys  int
 	Log      hclog.Logger
 	Progress func(Progress) // called after each segment, from one goroutine at a time
+	// Ride, when set, decides what an error cutting the verification
+	// short becomes: nil (after waiting for the lost server to come back,
+	// as steps' outage rider does) has the tables not finished yet
+	// compared again from the start, the finished ones kept; an error ends
+	// the run with it. It is called with nil once both sides answer again.
+	Ride func(ctx context.Context, err error) error
 }
 
 // Progress is how far a verification has come.
@@ -82,12 +89,45 @@ func Run(ctx context.Context, blue, green Connector, tables []Table, opts Option
 		return nil, fmt.Errorf("verify mode %q is not count or checksum", opts.Mode)
 	}
 	start := time.Now()
+	var kept []TableReport
+	workersUsed := 0
+	remaining := tables
+	for {
+		finished, left, err := runOnce(ctx, blue, green, remaining, &opts)
+		kept = append(kept, finished...)
+		if err == nil {
+			workersUsed = opts.Workers
+			break
+		}
+		if opts.Ride == nil {
+			return nil, err
+		}
+		if err := opts.Ride(ctx, err); err != nil {
+			return nil, err
+		}
+		opts.Log.Info("verify cut short by a lost connection: comparing again the tables it had not finished",
+			"again", len(left), "kept", len(kept))
+		remaining = left
+	}
+	rep := &Report{Mode: opts.Mode, Workers: workersUsed, Tables: kept}
+	sort.SliceStable(rep.Tables, func(i, j int) bool { return rep.Tables[i].Table < rep.Tables[j].Table })
+	rep.Duration = time.Since(start)
+	return rep, nil
+}
+
+// runOnce compares tables over one set of connections. It returns the
+// reports of the tables it finished and, on an error, the tables left to
+// compare (all of them when the error came before any was finished).
+func runOnce(ctx context.Context, blue, green Connector, tables []Table, opts *Options) (finished []TableReport, left []Table, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	workers, err := openWorkers(ctx, blue, green, &opts)
+	workers, err := openWorkers(ctx, blue, green, opts)
 	if err != nil {
-		return nil, err
+		return nil, tables, err
+	}
+	if opts.Ride != nil {
+		_ = opts.Ride(ctx, nil) // both sides answer
 	}
 	defer func() {
 		for _, w := range workers {
@@ -97,16 +137,16 @@ func Run(ctx context.Context, blue, green Connector, tables []Table, opts Option
 	if opts.Mode == ModeChecksum {
 		var num int
 		if err := workers[0].blue.conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&num); err != nil {
-			return nil, fmt.Errorf("blue: read server version: %w", err)
+			return nil, tables, fmt.Errorf("blue: read server version: %w", pg.OnSide("blue", err))
 		}
 		if num < 110000 {
-			return nil, fmt.Errorf("blue runs PostgreSQL %d.%d: checksum mode needs 11 or later (hashtextextended); set verify.mode: count", num/10000, num%10000)
+			return nil, tables, fmt.Errorf("blue runs PostgreSQL %d.%d: checksum mode needs 11 or later (hashtextextended); set verify.mode: count", num/10000, num%10000)
 		}
 	}
 	if opts.Subscription != "" {
 		s, err := lookupSync(ctx, workers[0].green, opts.Subscription, opts.WaitTimeout)
 		if err != nil {
-			return nil, err
+			return nil, tables, err
 		}
 		for _, w := range workers {
 			c := *s
@@ -114,16 +154,19 @@ func Run(ctx context.Context, blue, green Connector, tables []Table, opts Option
 		}
 	}
 
-	infos, err := planAll(ctx, workers, tables, &opts)
+	infos, err := planAll(ctx, workers, tables, opts)
 	if err != nil {
-		return nil, err
+		return nil, tables, err
 	}
-	report, err := checkAll(ctx, workers, infos, &opts)
-	if err != nil {
-		return nil, err
+	reports, done, err := checkAll(ctx, workers, infos, opts)
+	for i, t := range infos {
+		if done[t] {
+			finished = append(finished, *reports[t])
+		} else {
+			left = append(left, tables[i])
+		}
 	}
-	report.Duration = time.Since(start)
-	return report, nil
+	return finished, left, err
 }
 
 func openWorkers(ctx context.Context, blue, green Connector, opts *Options) ([]*worker, error) {
@@ -189,7 +232,11 @@ func planAll(ctx context.Context, workers []*worker, tables []Table, opts *Optio
 // that neither waits for the other chunk by chunk (a side may run at most
 // maxSkew segments ahead, so both read each segment at about the same time).
 // Second pass: the worker pairs re-check the segments that differed.
-func checkAll(ctx context.Context, workers []*worker, infos []*tableInfo, opts *Options) (*Report, error) {
+//
+// It returns every table's report and which tables were finished: all of
+// them without an error; with one, those whose segments were all compared
+// and settled before it (their reports are whole).
+func checkAll(ctx context.Context, workers []*worker, infos []*tableInfo, opts *Options) (map[*tableInfo]*TableReport, map[*tableInfo]bool, error) {
 	order := append([]*tableInfo(nil), infos...)
 	sort.SliceStable(order, func(i, j int) bool { return order[i].Bytes > order[j].Bytes })
 	var segs []segment
@@ -202,7 +249,17 @@ func checkAll(ctx context.Context, workers []*worker, infos []*tableInfo, opts *
 	prog.Segments = len(segs)
 
 	reports := map[*tableInfo]*TableReport{}
+	// Per table, first-pass segments and re-checks not done yet.
+	segsLeft, rechecksLeft := map[*tableInfo]int{}, map[*tableInfo]int{}
+	finished := func() map[*tableInfo]bool {
+		done := map[*tableInfo]bool{}
+		for _, t := range infos {
+			done[t] = segsLeft[t] == 0 && rechecksLeft[t] == 0
+		}
+		return done
+	}
 	for _, t := range infos {
+		segsLeft[t] = len(t.Segments)
 		method := "primary-key ranges"
 		segments := len(t.Segments)
 		if !t.Ordered {
@@ -234,7 +291,9 @@ func checkAll(ctx context.Context, workers []*worker, infos []*tableInfo, opts *
 			}
 			fp.rechecks = append(fp.rechecks, recheckTask{seg: s, bad: bad, rows: rows})
 			reports[s.info].Rechecked++
+			rechecksLeft[s.info]++
 		}
+		segsLeft[s.info]--
 		prog.SegmentsDone++
 		prog.Rows += rows
 		prog.Bytes += s.info.Bytes / int64(len(s.info.Segments))
@@ -254,10 +313,10 @@ func checkAll(ctx context.Context, workers []*worker, infos []*tableInfo, opts *
 	}
 	wg.Wait()
 	if fp.err != nil {
-		return nil, fp.err
+		return reports, finished(), fp.err
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return reports, finished(), err
 	}
 
 	// Second pass: re-check, worker pairs sharing the differing segments.
@@ -275,9 +334,12 @@ func checkAll(ctx context.Context, workers []*worker, infos []*tableInfo, opts *
 					firstErr = fmt.Errorf("verify %s (%s): %w", task.seg.info, task.seg, err)
 					cancel()
 				}
-				r := reports[task.seg.info]
-				r.Differences = append(r.Differences, diffs...)
-				r.Rounds = max(r.Rounds, rounds)
+				if err == nil {
+					r := reports[task.seg.info]
+					r.Differences = append(r.Differences, diffs...)
+					r.Rounds = max(r.Rounds, rounds)
+					rechecksLeft[task.seg.info]--
+				}
 				mu.Unlock()
 			}
 		}()
@@ -292,20 +354,17 @@ feed:
 	}
 	close(next)
 	wg.Wait()
-	if firstErr != nil {
-		return nil, firstErr
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	rep := &Report{Mode: opts.Mode, Workers: len(workers)}
 	for _, t := range infos {
 		r := reports[t]
 		sort.SliceStable(r.Differences, func(i, j int) bool { return r.Differences[i].Segment < r.Differences[j].Segment })
-		rep.Tables = append(rep.Tables, *r)
 	}
-	sort.SliceStable(rep.Tables, func(i, j int) bool { return rep.Tables[i].Table < rep.Tables[j].Table })
-	return rep, nil
+	if firstErr != nil {
+		return reports, finished(), firstErr
+	}
+	if err := ctx.Err(); err != nil {
+		return reports, finished(), err
+	}
+	return reports, finished(), nil
 }
 
 type recheckTask struct {

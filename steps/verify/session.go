@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/pgshift/pgshift/internal/pg"
 )
 
 // SessionSettings are pinned on every connection before any row is turned
@@ -57,11 +58,11 @@ type side struct {
 func openSide(ctx context.Context, name string, connect Connector) (*side, error) {
 	conn, err := connect(ctx)
 	if err != nil {
-		return nil, err
+		return nil, pg.OnSide(name, err)
 	}
 	if err := pinSession(ctx, conn); err != nil {
 		conn.Close(ctx)
-		return nil, fmt.Errorf("%s: %w", name, err)
+		return nil, pg.OnSide(name, fmt.Errorf("%s: %w", name, err))
 	}
 	return &side{name: name, conn: conn}, nil
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/pgshift/pgshift/internal/pg"
 )
 
 // replSync waits until green has applied blue's WAL up to a position, read
@@ -38,7 +39,7 @@ func lookupSync(ctx context.Context, green *side, subscription string, timeout t
 		return nil, fmt.Errorf("green: subscription %q not found in this database: verify compares a replicating pair (create the subscription first)", subscription)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("green: read subscription %q: %w", subscription, err)
+		return nil, pg.OnSide("green", fmt.Errorf("green: read subscription %q: %w", subscription, err))
 	}
 	if !enabled {
 		return nil, fmt.Errorf("green: subscription %q is disabled, so green is not following blue: enable it (ALTER SUBSCRIPTION ... ENABLE) and verify again", subscription)
@@ -51,7 +52,7 @@ func lookupSync(ctx context.Context, green *side, subscription string, timeout t
 func currentLSN(ctx context.Context, blue *side) (string, error) {
 	var lsn string
 	if err := blue.conn.QueryRow(ctx, "SELECT pg_catalog.pg_current_wal_lsn()::text").Scan(&lsn); err != nil {
-		return "", fmt.Errorf("blue: read WAL position: %w", err)
+		return "", pg.OnSide("blue", fmt.Errorf("blue: read WAL position: %w", err))
 	}
 	return lsn, nil
 }
@@ -72,7 +73,7 @@ func (s *replSync) waitApplied(ctx context.Context, blue, green *side, lsn strin
 			case errors.As(err, &pgErr) && pgErr.Code == "42501":
 				s.originOK = false // not allowed to read origins: the slot alone tells
 			case err != nil:
-				return fmt.Errorf("green: read progress of subscription %q: %w", s.subscription, err)
+				return pg.OnSide("green", fmt.Errorf("green: read progress of subscription %q: %w", s.subscription, err))
 			case done:
 				return nil
 			}
@@ -83,7 +84,7 @@ func (s *replSync) waitApplied(ctx context.Context, blue, green *side, lsn strin
 				"SELECT coalesce((SELECT confirmed_flush_lsn >= $2::text::pg_lsn FROM pg_catalog.pg_replication_slots WHERE slot_name = $1), false)",
 				s.slot, lsn).Scan(&done)
 			if err != nil {
-				return fmt.Errorf("blue: read slot %q: %w", s.slot, err)
+				return pg.OnSide("blue", fmt.Errorf("blue: read slot %q: %w", s.slot, err))
 			}
 			if done {
 				return nil

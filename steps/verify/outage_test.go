@@ -1,0 +1,178 @@
+package verify_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/pgshift/pgshift/engine"
+	"github.com/pgshift/pgshift/internal/pg"
+	"github.com/pgshift/pgshift/internal/pgtest"
+	"github.com/pgshift/pgshift/spec"
+	"github.com/pgshift/pgshift/steps"
+	"github.com/pgshift/pgshift/steps/verify"
+)
+
+// TestVerifyRidesOutRestarts restarts blue (immediate: every session cut,
+// crash recovery) and green (fast) in the middle of a verification: the
+// tables the restart cut are compared again once the server is back, the
+// finished ones are kept, and the report covers every table with the rows
+// of a run without a restart; a real difference planted on green is still
+// found across a restart; the verify step, started while green is down,
+// waits for it and passes.
+func TestVerifyRidesOutRestarts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration: starts servers")
+	}
+	p := startPair(t, 13, 17, 2)
+	clean := p.verify(t, verify.ModeChecksum)
+	if !clean.OK() {
+		t.Fatalf("setup: verify without a restart found differences:\n%s", clean.Error())
+	}
+
+	// run verifies while restart restarts a server once the largest
+	// table is done; it returns the report, the errors Ride was given and
+	// the log.
+	run := func(t *testing.T, restart func(testing.TB)) (*verify.Report, []error, string) {
+		t.Helper()
+		logs := &pgtest.LogBuffer{}
+		var mu sync.Mutex
+		var rode []error
+		restarted := false
+		r, err := verify.Run(context.Background(), p.connect(p.blue), p.connect(p.green), p.tables(t), verify.Options{
+			Mode: verify.ModeChecksum, Workers: 2, ChunkBytes: 64 << 10, Subscription: sub,
+			Log: hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}),
+			Progress: func(pr verify.Progress) {
+				if !restarted && pr.SegmentsDone >= pr.Segments-20 { // past pgbench_accounts, the largest
+					restarted = true
+					restart(t)
+				}
+			},
+			Ride: func(ctx context.Context, err error) error {
+				if err == nil {
+					return nil
+				}
+				mu.Lock()
+				rode = append(rode, err)
+				n := len(rode)
+				mu.Unlock()
+				if !pg.IsTransient(err) || n > 20 {
+					return err
+				}
+				time.Sleep(500 * time.Millisecond)
+				return nil
+			},
+		})
+		if err != nil {
+			t.Fatalf("verify across a restart: %v\nlog:\n%s", err, logs)
+		}
+		if !restarted {
+			t.Fatal("setup: the server was not restarted during the verification")
+		}
+		t.Logf("across the restart: %s", grepLine(logs.String(), "comparing again"))
+		return r, rode, logs.String()
+	}
+	check := func(t *testing.T, r *verify.Report, rode []error, logs string) {
+		t.Helper()
+		if len(rode) == 0 {
+			t.Errorf("the restart cut no query of the verification (Ride never called)")
+		}
+		if !strings.Contains(logs, "comparing again the tables it had not finished") {
+			t.Errorf("the log does not say which tables are compared again:\n%s", logs)
+		}
+		if strings.Contains(logs, "kept=0") {
+			t.Errorf("every table was compared again, the finished ones too:\n%s", logs)
+		}
+		if len(r.Tables) != len(clean.Tables) || r.Rows() != clean.Rows() {
+			t.Errorf("across a restart: %d tables, %d rows; without one: %d tables, %d rows", len(r.Tables), r.Rows(), len(clean.Tables), clean.Rows())
+		}
+		for i := range r.Tables {
+			if i < len(clean.Tables) && r.Tables[i].Table != clean.Tables[i].Table {
+				t.Errorf("table %d: %s across a restart, %s without", i, r.Tables[i].Table, clean.Tables[i].Table)
+			}
+		}
+	}
+
+	t.Run("blue restarted (immediate)", func(t *testing.T) {
+		r, rode, logs := run(t, p.blue.RestartImmediate)
+		check(t, r, rode, logs)
+		if !r.OK() {
+			t.Errorf("equal data across a restart of blue reported differences:\n%s", r.Error())
+		}
+	})
+
+	t.Run("a real difference is still found across a green restart", func(t *testing.T) {
+		p.green.Exec(t, db, "UPDATE pgbench_branches SET filler = 'planted on green' WHERE bid = 1")
+		defer p.green.Exec(t, db, "UPDATE pgbench_branches SET filler = NULL WHERE bid = 1")
+		r, rode, logs := run(t, p.green.Restart)
+		check(t, r, rode, logs)
+		if got := differingTables(r); len(got) != 1 || got[0] != "public.pgbench_branches" {
+			t.Errorf("planted difference across a restart of green: differing tables %v, want [public.pgbench_branches]\n%s", got, r.Error())
+		}
+	})
+
+	t.Run("the verify step waits for green to come back", func(t *testing.T) {
+		s := &spec.Spec{Name: "verify-outage"}
+		s.Source.DSN = p.blue.DSN(db)
+		s.Target.DSN = p.green.DSN(db)
+		s.Replication.Subscription = sub
+		s.SetDefaults()
+		logs := &pgtest.LogBuffer{}
+		env := engine.NewEnv(s, hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}))
+		t.Cleanup(env.Close)
+		var step engine.Step
+		for _, st := range steps.For(s) {
+			if st.ID() == "verify" {
+				step = st
+			}
+		}
+		env = env.ForStep("verify")
+		p.green.Stop(t)
+		done := make(chan error, 1)
+		go func() { done <- step.Apply(context.Background(), env) }()
+		for deadline := time.Now().Add(time.Minute); !strings.Contains(logs.String(), "green unreachable ("); time.Sleep(50 * time.Millisecond) {
+			select {
+			case err := <-done:
+				p.green.Start(t)
+				t.Fatalf("verify with green down returned (%v) without waiting for it:\n%s", err, logs)
+			default:
+			}
+			if time.Now().After(deadline) {
+				p.green.Start(t)
+				t.Fatalf("verify did not log green's outage within a minute:\n%s", logs)
+			}
+		}
+		time.Sleep(2 * time.Second)
+		p.green.Start(t)
+		var err error
+		select {
+		case err = <-done:
+		case <-time.After(5 * time.Minute):
+			err = errors.New("still running 5 minutes after green came back")
+		}
+		if err != nil {
+			t.Fatalf("verify step across green's outage: %v\nlog:\n%s", err, logs)
+		}
+		if res, _ := env.Output("verify", "result"); res != "passed" {
+			t.Errorf("recorded result %q, want passed", res)
+		}
+		for _, w := range []string{"waiting up to 5m0s for it to come back", "connection back, going on", "verify passed"} {
+			if !strings.Contains(logs.String(), w) {
+				t.Errorf("the verify step's log across green's outage lacks %q:\n%s", w, logs)
+			}
+		}
+	})
+}
+
+func grepLine(s, sub string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			return l
+		}
+	}
+	return ""
+}
