@@ -135,6 +135,15 @@ func (s *subscriptionStep) Observe(ctx context.Context, env *engine.Env) (plans.
 		return plans.Change{}, err
 	}
 	if add, drop, err := s.unsubscribedTables(ctx, env, states); err == nil && len(add)+len(drop) > 0 {
+		filled, err := rejoiningWithRows(ctx, green, add)
+		if err != nil {
+			return plans.Change{}, err
+		}
+		if len(filled) > 0 {
+			return plans.Change{Action: plans.ActionBlocker,
+				Summary:  fmt.Sprintf("subscription %s: %s would be copied again onto rows green still holds", name, words.Count(len(filled), "table")),
+				Blockers: filled}, nil
+		}
 		for _, t := range add {
 			details = append(details, "+ table "+t)
 		}
@@ -185,6 +194,34 @@ func (s *subscriptionStep) unsubscribedTables(ctx context.Context, env *engine.E
 	}
 	add, drop = pg.DiffTables(have, st.Tables)
 	return add, drop, nil
+}
+
+// rejoiningWithRows names, with the fix, each table of add (tables about
+// to join the subscription) that green already holds rows of: REFRESH
+// PUBLICATION ... copy_data = true copies every row of blue's on top of
+// them, which doubles the rows of a table without a key and leaves the
+// table-sync worker failing on the key forever with one. That is a table
+// that left the selection (or blue's publication) and came back, or one
+// dropped and made again on blue: green kept its copy meanwhile. A new
+// table is empty on green (target.schema made it) and passes.
+func rejoiningWithRows(ctx context.Context, green pg.Querier, add []string) ([]string, error) {
+	if len(add) == 0 {
+		return nil, nil
+	}
+	tables, err := pg.ResolveTables(ctx, green, add)
+	if err != nil {
+		return nil, fmt.Errorf("green: %w", err)
+	}
+	filled, err := pg.TablesWithRows(ctx, green, tables)
+	if err != nil {
+		return nil, fmt.Errorf("green: %w", err)
+	}
+	var out []string
+	for _, f := range filled {
+		out = append(out, fmt.Sprintf("green's %s already holds %s from before it left the replication, and joining the subscription copies all of blue's rows on top of them: TRUNCATE it on green (TRUNCATE %s;), then apply; blue's rows, those written since included, are copied again",
+			f.DisplayName(), f.RowsText(), f.DisplayName()))
+	}
+	return out, nil
 }
 
 // binaryCopyNote explains, when the spec asks for binary, that the initial
@@ -253,6 +290,34 @@ func (s *subscriptionStep) Check(ctx context.Context, env *engine.Env) ([]plans.
 		tp.Detail = "missing on green: " + strings.Join(missing, ", ") + " (target.schema creates them; with schema.copy false create them yourself)"
 	}
 	pre = append(pre, tp)
+	// Tables joining an existing subscription are copied whole: green's
+	// copies of them must be empty.
+	sub, err := pg.ReadSubscription(ctx, green, s.spec.SubscriptionName())
+	if err != nil {
+		return nil, err
+	}
+	if sub.Exists && s.conflict(sub) == "" {
+		states, err := pg.ReadRelStates(ctx, green, s.spec.SubscriptionName())
+		if err != nil {
+			return nil, err
+		}
+		add, _, err := s.unsubscribedTables(ctx, env, states)
+		if err != nil {
+			return nil, err
+		}
+		filled, err := rejoiningWithRows(ctx, green, add)
+		if err != nil {
+			return nil, err
+		}
+		if len(add) > 0 {
+			rp := plans.Precondition{Name: "tables joining the subscription are empty on green", OK: len(filled) == 0,
+				Detail: fmt.Sprintf("%s to copy: %s", words.Count(len(add), "table"), words.List(add))}
+			if len(filled) > 0 {
+				rp.Detail = strings.Join(filled, "; ")
+			}
+			pre = append(pre, rp)
+		}
+	}
 	return pre, nil
 }
 
@@ -317,6 +382,23 @@ func (s *subscriptionStep) Apply(ctx context.Context, env *engine.Env) error {
 		if p := s.conflict(st); p != "" {
 			return errors.New(p)
 		}
+		// What REFRESH PUBLICATION will do is settled before anything
+		// changes: a table green would get twice refuses the whole of it.
+		states, err := pg.ReadRelStates(ctx, green, name)
+		if err != nil {
+			return err
+		}
+		add, drop, err := s.unsubscribedTables(ctx, env, states)
+		if err != nil {
+			return err
+		}
+		filled, err := rejoiningWithRows(ctx, green, add)
+		if err != nil {
+			return err
+		}
+		if len(filled) > 0 {
+			return fmt.Errorf("subscription %q on green not refreshed (nothing changed): %s", name, strings.Join(filled, "; "))
+		}
 		if st.Slot == "" {
 			if _, err := green.Exec(ctx, fmt.Sprintf("ALTER SUBSCRIPTION %s SET (slot_name = %s)", pg.QuoteIdent(name), pg.QuoteLiteral(s.spec.SlotName()))); err != nil {
 				return fmt.Errorf("attach subscription %q on green to slot %q: %w", name, s.spec.SlotName(), err)
@@ -326,14 +408,6 @@ func (s *subscriptionStep) Apply(ctx context.Context, env *engine.Env) error {
 			if _, err := green.Exec(ctx, fmt.Sprintf("ALTER SUBSCRIPTION %s ENABLE", pg.QuoteIdent(name))); err != nil {
 				return fmt.Errorf("enable subscription %q on green: %w", name, err)
 			}
-		}
-		states, err := pg.ReadRelStates(ctx, green, name)
-		if err != nil {
-			return err
-		}
-		add, drop, err := s.unsubscribedTables(ctx, env, states)
-		if err != nil {
-			return err
 		}
 		if len(add)+len(drop) > 0 {
 			env.Log.Info("refreshing the subscription: the publication's tables changed", "added", strings.Join(add, ", "), "removed", strings.Join(drop, ", "))

@@ -109,3 +109,80 @@ func MatchAny(globs []string, name string) bool {
 
 // DisplayName is the table's name for messages (see DisplayName).
 func (t Table) DisplayName() string { return DisplayName(t.Schema, t.Name) }
+
+// ResolveTables finds the tables ("schema.table", as publications and
+// subscriptions list them) in db's catalog, so that each is quoted from its
+// own schema and name, never from the joined string. Names db does not hold
+// are left out.
+func ResolveTables(ctx context.Context, db Querier, names []string) ([]Table, error) {
+	if len(names) == 0 {
+		return nil, nil
+	}
+	rows, err := db.Query(ctx, `
+SELECT n.nspname, c.relname, c.relkind = 'p'
+  FROM pg_class c
+  JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE c.relkind IN ('r', 'p') AND n.nspname || '.' || c.relname = ANY ($1::text[])
+ ORDER BY 1, 2`, names)
+	if err != nil {
+		return nil, fmt.Errorf("look up tables %v: %w", names, err)
+	}
+	var out []Table
+	for rows.Next() {
+		var t Table
+		if err := rows.Scan(&t.Schema, &t.Name, &t.Partitioned); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("look up tables: %w", err)
+		}
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// RowsCountedUpTo is how many rows CountRows counts at most: past it, a
+// table is said to hold "more than" that many.
+const RowsCountedUpTo = 100000
+
+// FilledTable is a table that holds rows, with their count (at most
+// RowsCountedUpTo+1: More says the count stopped there).
+type FilledTable struct {
+	Table
+	Rows int64
+	More bool
+}
+
+// RowsText is "5000 rows", or "more than 100000 rows".
+func (f FilledTable) RowsText() string {
+	if f.More {
+		return fmt.Sprintf("more than %d rows", RowsCountedUpTo)
+	}
+	if f.Rows == 1 {
+		return "1 row"
+	}
+	return fmt.Sprintf("%d rows", f.Rows)
+}
+
+// TablesWithRows lists the tables of tables that hold at least one row on
+// db, each with its row count up to RowsCountedUpTo (a partitioned table
+// counts its partitions' rows). An empty table costs one probe; a
+// full one reads at most RowsCountedUpTo+1 rows.
+func TablesWithRows(ctx context.Context, db Querier, tables []Table) ([]FilledTable, error) {
+	var out []FilledTable
+	for _, t := range tables {
+		var has bool
+		if err := db.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+t.Ident()+")").Scan(&has); err != nil {
+			return nil, fmt.Errorf("read %s: %w", t.DisplayName(), err)
+		}
+		if !has {
+			continue
+		}
+		f := FilledTable{Table: t}
+		q := fmt.Sprintf("SELECT count(*) FROM (SELECT 1 FROM %s LIMIT %d) x", t.Ident(), RowsCountedUpTo+1)
+		if err := db.QueryRow(ctx, q).Scan(&f.Rows); err != nil {
+			return nil, fmt.Errorf("count rows of %s: %w", t.DisplayName(), err)
+		}
+		f.More = f.Rows > RowsCountedUpTo
+		out = append(out, f)
+	}
+	return out, nil
+}
