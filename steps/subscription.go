@@ -296,6 +296,36 @@ func (s *subscriptionStep) Check(ctx context.Context, env *engine.Env) ([]plans.
 	if err != nil {
 		return nil, err
 	}
+	if !sub.Exists && s.copyData() {
+		// preflight.target checks this before the first copy; a
+		// subscription rolled back on its own (rollback --step) is created
+		// again long after it, onto tables that kept their rows.
+		gone := map[string]bool{}
+		for _, m := range missing {
+			gone[m] = true
+		}
+		var present []pg.Table
+		for _, t := range tables {
+			if !gone[t.QualifiedName()] {
+				present = append(present, t)
+			}
+		}
+		filled, err := pg.TablesWithRows(ctx, green, present)
+		if err != nil {
+			return nil, fmt.Errorf("green: %w", err)
+		}
+		ep := plans.Precondition{Name: "green tables empty before the initial copy", OK: len(filled) == 0,
+			Detail: words.Count(len(present), "table") + " empty"}
+		if len(filled) > 0 {
+			var msgs []string
+			for _, f := range filled {
+				msgs = append(msgs, fmt.Sprintf("green's %s already holds %s, and the initial copy adds all of blue's rows on top of them: TRUNCATE it on green (TRUNCATE %s;), then apply, or exclude it in tables.exclude",
+					f.DisplayName(), f.RowsText(), f.DisplayName()))
+			}
+			ep.Detail = strings.Join(msgs, "; ")
+		}
+		pre = append(pre, ep)
+	}
 	if sub.Exists && s.conflict(sub) == "" {
 		states, err := pg.ReadRelStates(ctx, green, s.spec.SubscriptionName())
 		if err != nil {

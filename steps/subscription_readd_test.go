@@ -86,21 +86,12 @@ func testRejoiningTable(t *testing.T, method string) {
 			t.Errorf("the plan's blockers lack %q:\n%s", want, text)
 		}
 	}
-	pre, err := p.subscription.Check(testCtx(t), p.env.ForStep(p.subscription.ID()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	failed := ""
-	for _, pc := range pre {
-		if !pc.OK {
-			failed += pc.Name + ": " + pc.Detail + "\n"
-		}
-	}
+	failed := failedPreconditions(t, p)
 	if !strings.Contains(failed, "public.accounts already holds 5000 rows") || !strings.Contains(failed, "public.notes already holds 100 rows") {
 		t.Errorf("preconditions must fail naming both tables, failed:\n%s", failed)
 	}
 	before := subscribed() + " " + counts(p.green)
-	err = p.subscription.Apply(testCtx(t), p.env.ForStep(p.subscription.ID()))
+	err := p.subscription.Apply(testCtx(t), p.env.ForStep(p.subscription.ID()))
 	if err == nil || !strings.Contains(err.Error(), "public.accounts") || !strings.Contains(err.Error(), "public.notes") || !strings.Contains(err.Error(), "TRUNCATE") {
 		t.Errorf("apply with rows on green: %v, want a refusal naming both tables and the fix", err)
 	}
@@ -135,5 +126,57 @@ func testRejoiningTable(t *testing.T, method string) {
 	}
 	if c := p.observe(t, p.subscription); c.Action != plans.ActionNone {
 		t.Errorf("plan after the rejoin: %s %q %v", c.Action, c.Summary, c.Details)
+	}
+	if method == "native" {
+		testRecreatedOntoRows(t, p)
+	}
+}
+
+// failedPreconditions runs the step's Check as apply does before Apply.
+func failedPreconditions(t *testing.T, p *replPair) string {
+	t.Helper()
+	pre, err := p.subscription.Check(testCtx(t), p.env.ForStep(p.subscription.ID()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	failed := ""
+	for _, pc := range pre {
+		if !pc.OK {
+			failed += pc.Name + ": " + pc.Detail + "\n"
+		}
+	}
+	return failed
+}
+
+// testRecreatedOntoRows: a subscription rolled back on its own (rollback
+// --step target.subscription) is created again with the native copy long
+// after preflight.target looked, onto tables that kept their rows: its
+// preconditions must stop that copy, and pass once green is emptied.
+func testRecreatedOntoRows(t *testing.T, p *replPair) {
+	p.rollback(t, p.subscription)
+	failed := failedPreconditions(t, p)
+	for _, want := range []string{
+		"green tables empty before the initial copy",
+		"green's public.accounts already holds 5030 rows, and the initial copy adds all of blue's rows on top of them: TRUNCATE it on green (TRUNCATE public.accounts;), then apply",
+		"green's public.notes already holds 119 rows",
+	} {
+		if !strings.Contains(failed, want) {
+			t.Errorf("preconditions of a second CREATE SUBSCRIPTION onto full tables lack %q; failed:\n%s", want, failed)
+		}
+	}
+	p.green.Exec(t, "app", "TRUNCATE accounts, notes")
+	if failed := failedPreconditions(t, p); failed != "" {
+		t.Errorf("preconditions after TRUNCATE on green failed:\n%s", failed)
+	}
+	p.apply(t, p.subscription, p.catchup)
+	p.waitSame(t, "accounts", "notes")
+	res, err := rowcompare.Compare(testCtx(t), p.blue.Conn(t, "app"), p.green.Conn(t, "app"), []string{"public.accounts", "public.notes"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res {
+		if !r.Equal || r.GreenRows != map[string]int64{"public.accounts": 5030, "public.notes": 119}[r.Table] {
+			t.Errorf("after the second copy: %s", r)
+		}
 	}
 }
