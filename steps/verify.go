@@ -2,13 +2,13 @@ package steps
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/pg"
 	"github.com/pgshift/pgshift/internal/words"
@@ -122,32 +122,56 @@ func (s *verifyStep) selected(ctx context.Context, env *engine.Env) ([]pg.Table,
 }
 
 func (s *verifyStep) Check(ctx context.Context, env *engine.Env) ([]plans.Precondition, error) {
-	var pre []plans.Precondition
 	// A server restarting is waited for (replication.outage_timeout), as
 	// Apply does; one that stays away fails the precondition.
 	rider := newOutageRider(env, s.spec.Replication.Outage(), 0)
-	var blue, green *pgxpool.Pool
-	var berr, gerr error
 	for {
-		blue, berr = env.Source.Pool(ctx)
-		green, gerr = env.Target.Pool(ctx)
-		err := pg.OnSide("blue", berr)
-		if berr == nil {
-			err = pg.OnSide("green", gerr)
+		pre, err := s.check(ctx, env)
+		if err = rider.ride(ctx, err); err != nil {
+			var conn *connectFailed
+			if errors.As(err, &conn) {
+				for i := range conn.pre {
+					if !conn.pre[i].OK {
+						conn.pre[i].Detail = err.Error() // past the bound, it says so
+					}
+				}
+				return conn.pre, nil
+			}
+			return nil, err
 		}
-		if rider.ride(ctx, err) != nil || err == nil {
-			break
+		if rider.since.IsZero() {
+			return pre, nil
 		}
 	}
+}
+
+// connectFailed is a side check could not reach: the preconditions to show
+// once the outage rider gives up waiting.
+type connectFailed struct {
+	pre []plans.Precondition
+	err error
+}
+
+func (e *connectFailed) Error() string { return e.err.Error() }
+func (e *connectFailed) Unwrap() error { return e.err }
+
+// check is one attempt of Check. Errors carry their side (pg.OnSide).
+func (s *verifyStep) check(ctx context.Context, env *engine.Env) ([]plans.Precondition, error) {
+	var pre []plans.Precondition
+	blue, berr := env.Source.Pool(ctx)
 	pre = append(pre, verifyPrecondition("connect to blue", berr, env.Source.Redacted()))
+	green, gerr := env.Target.Pool(ctx)
 	pre = append(pre, verifyPrecondition("connect to green", gerr, env.Target.Redacted()))
-	if berr != nil || gerr != nil {
-		return pre, nil
+	if berr != nil {
+		return pre, &connectFailed{pre: pre, err: pg.OnSide("blue", berr)}
+	}
+	if gerr != nil {
+		return pre, &connectFailed{pre: pre, err: pg.OnSide("green", gerr)}
 	}
 	if s.mode() == verify.ModeChecksum {
 		v, err := pg.ServerVersionOf(ctx, blue)
 		if err != nil {
-			return nil, fmt.Errorf("blue: %w", err)
+			return nil, pg.OnSide("blue", fmt.Errorf("blue: %w", err))
 		}
 		pre = append(pre, plans.Precondition{Name: "blue supports checksum mode (PostgreSQL 11+)", OK: v.Major >= 11,
 			Detail: "blue runs " + v.String() + "; on older servers set verify.mode: count"})
@@ -157,6 +181,9 @@ func (s *verifyStep) Check(ctx context.Context, env *engine.Env) ([]plans.Precon
 	err := green.QueryRow(ctx, `SELECT s.subenabled FROM pg_catalog.pg_subscription s
 		JOIN pg_catalog.pg_database d ON d.oid = s.subdbid
 		WHERE s.subname = $1 AND d.datname = pg_catalog.current_database()`, sub).Scan(&enabled)
+	if pg.IsTransient(err) {
+		return nil, pg.OnSide("green", fmt.Errorf("green: read subscription %q: %w", sub, err))
+	}
 	found := err == nil
 	pre = append(pre, plans.Precondition{Name: "subscription enabled on green", OK: found && enabled,
 		Detail: fmt.Sprintf("%s: re-checks wait for green to apply blue's writes", sub)})

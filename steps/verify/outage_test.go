@@ -12,6 +12,7 @@ import (
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/internal/pg"
 	"github.com/pgshift/pgshift/internal/pgtest"
+	"github.com/pgshift/pgshift/plans"
 	"github.com/pgshift/pgshift/spec"
 	"github.com/pgshift/pgshift/steps"
 	"github.com/pgshift/pgshift/steps/verify"
@@ -22,8 +23,8 @@ import (
 // tables the restart cut are compared again once the server is back, the
 // finished ones are kept, and the report covers every table with the rows
 // of a run without a restart; a real difference planted on green is still
-// found across a restart; the verify step, started while green is down,
-// waits for it and passes.
+// found across a restart; the verify step's preconditions and the step,
+// started while green is down, wait for it and pass.
 func TestVerifyRidesOutRestarts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration: starts servers")
@@ -131,30 +132,54 @@ func TestVerifyRidesOutRestarts(t *testing.T) {
 			}
 		}
 		env = env.ForStep("verify")
-		p.green.Stop(t)
-		done := make(chan error, 1)
-		go func() { done <- step.Apply(context.Background(), env) }()
-		for deadline := time.Now().Add(time.Minute); !strings.Contains(logs.String(), "green unreachable ("); time.Sleep(50 * time.Millisecond) {
+		// outage runs fn with green stopped until fn has logged the
+		// outage, then starts green and returns fn's error.
+		outage := func(what string, fn func() error) error {
+			t.Helper()
+			mark := len(logs.String())
+			p.green.Stop(t)
+			done := make(chan error, 1)
+			go func() { done <- fn() }()
+			for deadline := time.Now().Add(time.Minute); !strings.Contains(logs.String()[mark:], "green unreachable ("); time.Sleep(50 * time.Millisecond) {
+				select {
+				case err := <-done:
+					p.green.Start(t)
+					t.Fatalf("%s with green down returned (%v) without waiting for it:\n%s", what, err, logs)
+				default:
+				}
+				if time.Now().After(deadline) {
+					p.green.Start(t)
+					t.Fatalf("%s did not log green's outage within a minute:\n%s", what, logs)
+				}
+			}
+			time.Sleep(2 * time.Second)
+			p.green.Start(t)
 			select {
 			case err := <-done:
-				p.green.Start(t)
-				t.Fatalf("verify with green down returned (%v) without waiting for it:\n%s", err, logs)
-			default:
-			}
-			if time.Now().After(deadline) {
-				p.green.Start(t)
-				t.Fatalf("verify did not log green's outage within a minute:\n%s", logs)
+				return err
+			case <-time.After(5 * time.Minute):
+				return errors.New("still running 5 minutes after green came back")
 			}
 		}
-		time.Sleep(2 * time.Second)
-		p.green.Start(t)
-		var err error
-		select {
-		case err = <-done:
-		case <-time.After(5 * time.Minute):
-			err = errors.New("still running 5 minutes after green came back")
+		// Pools open before the outage, as in a run: their connections die
+		// with green.
+		if _, _, err := env.Pools(context.Background()); err != nil {
+			t.Fatal(err)
 		}
+		var pre []plans.Precondition
+		err := outage("the preconditions", func() (err error) {
+			pre, err = step.Check(context.Background(), env)
+			return err
+		})
 		if err != nil {
+			t.Fatalf("verify's preconditions across green's outage: %v\nlog:\n%s", err, logs)
+		}
+		for _, c := range pre {
+			if !c.OK {
+				t.Errorf("precondition %q failed across green's outage: %s", c.Name, c.Detail)
+			}
+		}
+		if err := outage("verify", func() error { return step.Apply(context.Background(), env) }); err != nil {
 			t.Fatalf("verify step across green's outage: %v\nlog:\n%s", err, logs)
 		}
 		if res, _ := env.Output("verify", "result"); res != "passed" {
