@@ -23,11 +23,13 @@ import (
 // supervisors do (pg_ctl restart -m fast, and -m immediate: every session
 // cut, crash recovery) while apply waits for the catch-up or runs verify,
 // with pgbench writing through PgBouncer. (A kill -9 of a postmaster during
-// the copy, the catch-up and verify is TestServerCrashes.) A run may fail
-// while a server is down: status then names the failed or interrupted step
-// and the command to go on with, and that command, run again, stops at the
-// cutover gate; at the end green equals blue row by row, with exactly one
-// publication, slot and subscription.
+// the copy, the catch-up and verify is TestServerCrashes.) The same apply
+// rides the restart out: it waits for the server, reconnects and stops at
+// the cutover gate, its log naming the outage and the reconnection when the
+// restart cut one of its queries; green then equals blue row by row, with
+// exactly one publication, slot and subscription. A server that stays down
+// past replication.outage_timeout fails the run, and status says how to go
+// on.
 func TestServerRestarts(t *testing.T) {
 	integration(t)
 	t.Parallel()
@@ -49,16 +51,22 @@ func TestServerRestarts(t *testing.T) {
 	for _, mode := range []string{"fast", "immediate"} {
 		faults = append(faults, fault{"replication.catchup", f.green, "green", mode})
 	}
-	for _, fl := range faults {
-		what := fmt.Sprintf("%s restarted (%s) during %s", fl.name, fl.mode, fl.step)
-		// Catch-up and verify run again once the steps before them have
-		// something new: rolling back the catch-up (it only waits) makes
-		// the next apply run both. A burst of rows gives green work to
-		// catch up with and verify rows to compare.
-		if r := pgshift(t, f.dir, "rollback", "-f", f.spec, "--step", "replication.catchup", "--yes"); r.code != 0 {
+	// rerun has the next apply run catch-up and verify again: they run
+	// again once the steps before them have something new, and rolling back
+	// the catch-up (it only waits) does that. A burst of rows gives green
+	// work to catch up with and verify rows to compare.
+	rerun := func(what string, extra ...string) {
+		t.Helper()
+		args := append([]string{"rollback", "-f", f.spec, "--step", "replication.catchup", "--yes"}, extra...)
+		if r := pgshift(t, f.dir, args...); r.code != 0 {
 			t.Fatalf("%s: rollback --step replication.catchup:\n%s", what, r)
 		}
 		f.blue.Exec(t, "app", `INSERT INTO public.ledger (note) SELECT 'burst' FROM generate_series(1, 200000)`)
+	}
+	noticed := 0
+	for _, fl := range faults {
+		what := fmt.Sprintf("%s restarted (%s) during %s", fl.name, fl.mode, fl.step)
+		rerun(what)
 		p := startPgshift(t, f.dir, "apply", "-f", f.spec)
 		seen := waitRunning(t, p, f.statePath, fl.step)
 		if fl.mode == "fast" {
@@ -67,17 +75,25 @@ func TestServerRestarts(t *testing.T) {
 			fl.side.RestartImmediate(t)
 		}
 		code := p.exitCode()
+		out := p.out.String()
 		st, _ := readState(t, f.statePath)
 		t.Logf("%s (seen running: %v): apply exit %d, %s", what, seen, code, stepSummary(st))
-		s := pgshift(t, f.dir, "status", "-f", f.spec, "--offline")
-		switch {
-		case code == 0:
-			// The restart did not break the run (the step retried, or
-			// ended before it).
-		case !strings.Contains(s.stdout, "continue with: pgshift apply -f ") && !strings.Contains(s.stdout, "Resume with: pgshift apply -f "):
-			t.Fatalf("%s: apply failed (exit %d) and status does not say how to go on:\n%s\napply:\n%s", what, code, s, p.out.String())
+		if code != 0 || !strings.Contains(out, "Apply stopped before cutover") {
+			t.Fatalf("%s: apply did not ride the restart out (exit %d):\n%s", what, code, out)
+		}
+		// pgshift notices a restart when it cuts one of its queries; one
+		// that falls between two polls of the catch-up goes unseen (the
+		// pool dials afresh), which is fine too.
+		switch outage := grepLines(out, "unreachable ("); {
+		case outage == "":
+			t.Logf("%s: the restart cut none of pgshift's queries", what)
+		case !strings.Contains(outage, fl.name+" unreachable (") || !strings.Contains(outage, "waiting up to 5m0s for it to come back"):
+			t.Fatalf("%s: apply's log names another outage than %s's:\n%s", what, fl.name, outage)
+		case !strings.Contains(out, "connection back, going on"):
+			t.Fatalf("%s: apply's log names the outage but not the reconnection:\n%s", what, out)
 		default:
-			t.Logf("%s: status says:\n%s", what, lastLines(s.stdout, 2))
+			noticed++
+			t.Logf("%s: apply said:\n%s\n%s", what, outage, grepLines(out, "connection back"))
 		}
 		if fl.side == f.blue {
 			// pgbench's connections through PgBouncer died with blue.
@@ -85,12 +101,48 @@ func TestServerRestarts(t *testing.T) {
 			waitThroughBouncer(t, f.bouncer)
 			bench = startPooledPgbench(t, f.bouncer, ledgerLoad)
 		}
-		r := pgshift(t, f.dir, "apply", "-f", f.spec)
-		if r.code != 0 || !strings.Contains(r.stdout, "Apply stopped before cutover") {
-			t.Fatalf("%s: apply again:\n%s", what, r)
-		}
 		f.requireEqual(t, what)
 	}
+	if noticed == 0 {
+		t.Errorf("none of the %d restarts cut a query of pgshift: the test did not exercise the wait", len(faults))
+	}
+
+	// A server that stays down past replication.outage_timeout fails the
+	// run, naming the side, the bound and how to go on.
+	what := "green down past replication.outage_timeout"
+	rerun(what)
+	b, err := os.ReadFile(f.spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(f.spec, append(b, "replication:\n  outage_timeout: 10s\n"...), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := startPgshift(t, f.dir, "apply", "-f", f.spec, "--accept-spec-change")
+	seen := waitRunning(t, p, f.statePath, "replication.catchup")
+	f.green.Stop(t)
+	code := p.exitCode()
+	out := p.out.String()
+	t.Logf("%s (catch-up seen running: %v): apply exit %d", what, seen, code)
+	if code == 0 {
+		f.green.Start(t)
+		t.Fatalf("%s: apply succeeded:\n%s", what, out)
+	}
+	for _, want := range []string{"green unreachable for ", "longer than replication.outage_timeout (10s)", "bring green back, or raise replication.outage_timeout"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("%s: apply's output lacks %q:\n%s", what, want, out)
+		}
+	}
+	s := pgshift(t, f.dir, "status", "-f", f.spec, "--offline")
+	if !strings.Contains(s.stdout, "continue with: pgshift apply -f ") && !strings.Contains(s.stdout, "Resume with: pgshift apply -f ") {
+		t.Errorf("%s: status does not say how to go on:\n%s", what, s)
+	}
+	f.green.Start(t)
+	if r := pgshift(t, f.dir, "apply", "-f", f.spec, "--accept-spec-change"); r.code != 0 || !strings.Contains(r.stdout, "Apply stopped before cutover") {
+		t.Fatalf("%s: apply once green is back:\n%s", what, r)
+	}
+	f.requireEqual(t, "green back")
+
 	bench.stop(t)
 	f.requireEqual(t, "after the restarts, load stopped")
 	compareAll(t, f.blue.DSN("app"), f.green.DSN("app"))
@@ -316,14 +368,6 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // killNow ends pgbench without judging its output (its connections died
