@@ -129,6 +129,28 @@ func testRejoiningTable(t *testing.T, method string) {
 	}
 	if method == "native" {
 		testRecreatedOntoRows(t, p)
+		testTableRemadeOnBlue(t, p)
+	}
+}
+
+// testTableRemadeOnBlue: a table dropped and made again on blue leaves the
+// publication and comes back while green keeps its old copy: the same
+// blocker, the same fix.
+func testTableRemadeOnBlue(t *testing.T, p *replPair) {
+	p.blue.Exec(t, "app", "DROP TABLE notes")
+	p.apply(t, p.publication, p.subscription)
+	p.blue.Exec(t, "app", `CREATE TABLE notes (body text); ALTER TABLE notes REPLICA IDENTITY FULL;
+		INSERT INTO notes SELECT 'remade ' || g FROM generate_series(1, 7) g`)
+	p.apply(t, p.publication)
+	c := p.observe(t, p.subscription)
+	if text := strings.Join(c.Blockers, "\n"); c.Action != plans.ActionBlocker || !strings.Contains(text, "green's public.notes already holds 119 rows") {
+		t.Errorf("plan for notes made again on blue: %s %q %v, want a blocker naming green's 119 rows", c.Action, c.Summary, c.Blockers)
+	}
+	p.green.Exec(t, "app", "TRUNCATE notes")
+	p.apply(t, p.subscription, p.catchup)
+	p.waitSame(t, "notes")
+	if n := p.green.Scalar(t, "app", "SELECT count(*) FROM notes"); n != "7" {
+		t.Errorf("green's notes after the copy: %s rows, want 7", n)
 	}
 }
 
