@@ -90,7 +90,7 @@ func Run(ctx context.Context, blue, green Connector, tables []Table, opts Option
 	}
 	start := time.Now()
 	var kept []TableReport
-	workersUsed := 0
+	workersUsed, redos := 0, 0
 	remaining := tables
 	for {
 		finished, left, err := runOnce(ctx, blue, green, remaining, &opts)
@@ -105,6 +105,11 @@ func Run(ctx context.Context, blue, green Connector, tables []Table, opts Option
 		if err := opts.Ride(ctx, err); err != nil {
 			return nil, err
 		}
+		if redos++; redos > maxRedos {
+			// A server that crashes on the comparison itself, or keeps
+			// restarting, would have it start over forever.
+			return nil, fmt.Errorf("verify cut short by a lost connection %d times, giving up: %w (blue's and green's server logs say why the connections ended; verify again once they stay up)", redos, err)
+		}
 		opts.Log.Info("verify cut short by a lost connection: comparing again the tables it had not finished",
 			"again", len(left), "kept", len(kept))
 		remaining = left
@@ -114,6 +119,10 @@ func Run(ctx context.Context, blue, green Connector, tables []Table, opts Option
 	rep.Duration = time.Since(start)
 	return rep, nil
 }
+
+// maxRedos bounds how many times in a run the tables a lost connection cut
+// are compared again.
+const maxRedos = 10
 
 // runOnce compares tables over one set of connections. It returns the
 // reports of the tables it finished and, on an error, the tables left to
