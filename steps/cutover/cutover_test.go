@@ -831,6 +831,30 @@ func TestCutoverHAProxy(t *testing.T) {
 		})
 	})
 
+	t.Run("a table published but not subscribed stops the cutover before the freeze", func(t *testing.T) {
+		for _, c := range []*pgtest.Cluster{r.blue, r.green} {
+			c.Exec(t, "app", `CREATE TABLE "Late Table" (id int PRIMARY KEY)`)
+		}
+		pub := pgx.Identifier{r.spec.PublicationName()}.Sanitize()
+		r.blue.Exec(t, "app", `ALTER PUBLICATION `+pub+` ADD TABLE "Late Table"`)
+		defer func() {
+			r.blue.Exec(t, "app", `ALTER PUBLICATION `+pub+` DROP TABLE "Late Table"`)
+			for _, c := range []*pgtest.Cluster{r.blue, r.green} {
+				c.Exec(t, "app", `DROP TABLE "Late Table"`)
+			}
+		}()
+		r.session(t, "status", func(env *engine.Env, _ *engine.StateStore) {
+			pre, err := r.step.Check(ctx, env.ForStep(stepid.Cutover))
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = cutover.FailedPreconditions(pre)
+			if err == nil || !strings.Contains(err.Error(), "every published table subscribed") || !strings.Contains(err.Error(), "public.Late Table") {
+				t.Fatalf("a table in blue's publication and not in green's subscription: %v", err)
+			}
+		})
+	})
+
 	t.Run("killed inside the freeze, then rolled back", func(t *testing.T) {
 		r.killedRun(t, "frozen", false)
 		if !cutover.FrozenPhase(r.output(cutover.CoPhase)) {

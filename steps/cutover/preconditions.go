@@ -83,6 +83,16 @@ func (s *cutoverStep) preconditions(ctx context.Context, env *engine.Env) ([]pla
 	threshold := pg.CatchupThreshold(s.spec.Cutover.MaxLagBytes)
 	add("every table ready", p.Subscription.Exists && len(p.Tables) > 0 && p.Ready == len(p.Tables),
 		fmt.Sprintf("%d/%d tables ready on green (subscription %s)", p.Ready, len(p.Tables), s.spec.SubscriptionName()))
+	unsubscribed, err := publishedNotSubscribed(ctx, blue, s.spec, p.Tables)
+	if err != nil {
+		return nil, err
+	}
+	detail := "green's subscription holds every table blue publishes"
+	if len(unsubscribed) > 0 {
+		detail = fmt.Sprintf("blue publishes %s that green's subscription does not hold, so green would go live without their rows: run pgshift plan, which names why (a table back in the selection while green still holds its old rows must be truncated on green first), then pgshift apply",
+			words.List(unsubscribed))
+	}
+	add("every published table subscribed", len(unsubscribed) == 0, detail)
 	tables, err := pg.SelectedTables(ctx, blue, s.spec.Tables.Include, s.spec.Tables.Exclude)
 	if err != nil {
 		return nil, fmt.Errorf("blue: %w", err)
@@ -211,4 +221,21 @@ func sequencesCopyable(ctx context.Context, env *engine.Env, margin int64) (bool
 		return false, strings.Join(problems, "; "), nil
 	}
 	return true, fmt.Sprintf("%s on both sides", words.Plural(len(report.Synced), "sequence", "sequences")), nil
+}
+
+// publishedNotSubscribed lists the tables of blue's publication that green's
+// subscription does not hold: a table target.subscription refused to add
+// (or a refresh not yet run) is ready nowhere, so "every table ready" alone
+// would not see it.
+func publishedNotSubscribed(ctx context.Context, blue pg.Querier, spec *spec.Spec, states []pg.RelState) ([]string, error) {
+	pub, err := pg.ReadPublication(ctx, blue, spec.PublicationName(), spec.Name)
+	if err != nil {
+		return nil, fmt.Errorf("blue: %w", err)
+	}
+	have := make([]string, len(states))
+	for i, r := range states {
+		have[i] = r.Table
+	}
+	missing, _ := pg.DiffTables(have, pub.Tables)
+	return missing, nil
 }
