@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/pgshift/pgshift/plans"
@@ -100,6 +101,18 @@ func TestApplyNeverAppliesABlockerAgain(t *testing.T) {
 		}
 		if got := statuses(t, path); got["pub"] != StatusDone {
 			t.Fatalf("blockers %q: state %v, want pub still done", blockers, got)
+		}
+		if !reflect.DeepEqual(res.Blocked, []string{"pub"}) || !strings.Contains(res.Why["pub"], "cannot add column public.t.c") && !strings.Contains(res.Why["pub"], "identity on blue") {
+			t.Fatalf("blockers %q: blocked %v, why %q: want pub blocked with its reason", blockers, res.Blocked, res.Why["pub"])
+		}
+		// Once traffic may be on green, the same blocker is drift held
+		// like any other, not what stops the pipeline.
+		held, err := Apply(context.Background(), g, NewEnv(spec, nil), store, ApplyOptions{HoldConvergence: func(*Env) string { return "traffic may be on green" }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(held.Blocked) != 0 || !reflect.DeepEqual(held.Drifted, []string{"pub"}) || !strings.Contains(held.Why["pub"], "traffic may be on green") {
+			t.Fatalf("blockers %q with convergence held: blocked %v, drifted %v, why %q", blockers, held.Blocked, held.Drifted, held.Why["pub"])
 		}
 	}
 }

@@ -37,7 +37,12 @@ type ApplyResult struct {
 	Applied     []string    // done in this run
 	Skipped     []string    // already done by an earlier run, nothing to change
 	Converged   []string    // done by an earlier run, drifted, and applied again in this one
-	Drifted     []string    // done, drifted, and not converged: a person has to act (see the log)
+	Drifted     []string    // done, drifted, and not converged: a person has to act
+	// Why says, for each drifted step, why it was not applied again; a
+	// step in Blocked was held by its own observation (a blocker), not by
+	// HoldConvergence: the pipeline cannot go on until a person acts.
+	Why     map[string]string
+	Blocked []string
 	Failed      []StepError // root causes
 	Upstream    []StepError // not run: a step they need failed (knock-on, not causes)
 	Held        []string    // gated steps that wait for approval
@@ -106,7 +111,7 @@ func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts Appl
 	}
 	progress()
 
-	res := &ApplyResult{Gates: map[string]string{}}
+	res := &ApplyResult{Gates: map[string]string{}, Why: map[string]string{}}
 	var resMu sync.Mutex
 	// converging: done steps applied again in this run; they are listed as
 	// Converged once they succeeded (a failure is listed as such, only).
@@ -118,13 +123,17 @@ func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts Appl
 			log.Info("done, but a step it needs was applied again: applying it again", "step", id)
 			again = true
 		} else if c != nil && c.Status == StatusDone {
-			drift, hold := r.drift(ctx, s, opts)
+			drift, hold, blocked := r.drift(ctx, s, opts)
 			resMu.Lock()
 			switch {
 			case drift == "":
 				res.Skipped = append(res.Skipped, id)
 			case hold != "":
 				res.Drifted = append(res.Drifted, id)
+				res.Why[id] = hold
+				if blocked {
+					res.Blocked = append(res.Blocked, id)
+				}
 			}
 			resMu.Unlock()
 			if drift == "" {
@@ -247,17 +256,18 @@ func (r *run) gate(id string, s Step, opts ApplyOptions, res *ApplyResult, mu *s
 
 // drift observes a done step again: drift is the change it would make now
 // ("" when none, or when the step does not converge), hold why it must not
-// be applied again now. A failed observation is not drift: the step stays
-// done, and plan shows why it could not look.
-func (r *run) drift(ctx context.Context, s Step, opts ApplyOptions) (drift, hold string) {
+// be applied again now, blocked whether its own observation is a blocker.
+// A failed observation is not drift: the step stays done, and plan shows
+// why it could not look.
+func (r *run) drift(ctx context.Context, s Step, opts ApplyOptions) (drift, hold string, blocked bool) {
 	if _, ok := s.(Converger); !ok {
-		return "", ""
+		return "", "", false
 	}
 	senv := r.env.ForStep(s.ID())
 	c, err := s.Observe(ctx, senv)
 	if err != nil {
 		r.log.Warn("could not observe a done step again; it stays done", "step", s.ID(), "error", err)
-		return "", ""
+		return "", "", false
 	}
 	switch c.Action {
 	case plans.ActionChange, plans.ActionCreate:
@@ -271,14 +281,21 @@ func (r *run) drift(ctx context.Context, s Step, opts ApplyOptions) (drift, hold
 		if hold == "" {
 			hold = "its observation is a blocker: " + drift
 		}
-		return drift, hold
+		// Once traffic may be on green nothing converges anyway: the
+		// blocker is reported as drift, not as what stops the pipeline.
+		if opts.HoldConvergence != nil {
+			if why := opts.HoldConvergence(senv); why != "" {
+				return drift, hold + " (" + why + ")", false
+			}
+		}
+		return drift, hold, true
 	default:
-		return "", ""
+		return "", "", false
 	}
 	if opts.HoldConvergence != nil {
 		hold = opts.HoldConvergence(senv)
 	}
-	return c.Summary, hold
+	return c.Summary, hold, false
 }
 
 func checkPreconditions(ctx context.Context, s Step, env *Env) error {

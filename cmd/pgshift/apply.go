@@ -205,8 +205,19 @@ func reportApply(w io.Writer, res *engine.ApplyResult, g *engine.Graph, a *apply
 		counts += fmt.Sprintf(", %d applied again to catch up with the spec and blue (%s)", len(res.Converged), strings.Join(res.Converged, ", "))
 	}
 	if len(res.Drifted) > 0 {
-		counts += fmt.Sprintf(", %d drifted and left as they are (%s: see the log)", len(res.Drifted), strings.Join(res.Drifted, ", "))
+		counts += fmt.Sprintf(", %d drifted and left as they are (%s)", len(res.Drifted), strings.Join(res.Drifted, ", "))
 	}
+	// What drifted and why is printed whatever else happened: a person has
+	// to act on it.
+	defer func() {
+		if len(res.Drifted) == 0 {
+			return
+		}
+		fmt.Fprintf(w, "\nDrifted and not applied again:\n")
+		for _, id := range res.Drifted {
+			fmt.Fprintf(w, "  ! %s: %s\n", id, res.Why[id])
+		}
+	}()
 
 	if len(res.Failed) > 0 {
 		fmt.Fprintf(w, "\nApply failed (%s).\n\n", counts)
@@ -229,6 +240,11 @@ func reportApply(w io.Writer, res *engine.ApplyResult, g *engine.Graph, a *apply
 			ids = append(ids, f.ID)
 		}
 		return &exitCodeError{code: exitError, err: stepCauses(fmt.Sprintf("apply failed: %s (%s)", words.Count(len(ids), "step"), strings.Join(ids, ", ")), res.Failed)}
+	}
+	if len(res.Blocked) > 0 {
+		fmt.Fprintf(w, "\nApply stopped short (%s): %s blocked until the cause is fixed; the steps that need %s are not trusted to be current.\nFix what is named below, then run:\n  %s\n",
+			counts, strings.Join(res.Blocked, ", "), words.Pick(len(res.Blocked), "it", "them"), again)
+		return &exitCodeError{code: exitError, err: fmt.Errorf("apply stopped short: %s blocked (%s)", strings.Join(res.Blocked, ", "), res.Why[res.Blocked[0]])}
 	}
 	if len(res.NotStarted) > 0 {
 		fmt.Fprintf(w, "\nApply interrupted (%s); %d steps not started. State saved in %s.\nResume with:\n  %s\n", counts, len(res.NotStarted), statePath, again)
@@ -268,6 +284,8 @@ func nextCommand(res *engine.ApplyResult, a *applyArgs, interrupted bool) string
 			ids = append(ids, f.ID)
 		}
 		return strings.Join(ids, ", ") + " failed: fix the cause, then run " + again
+	case len(res.Blocked) > 0:
+		return strings.Join(res.Blocked, ", ") + " blocked (run pgshift plan for why): fix the cause, then run " + again
 	case len(res.Held) > 0:
 		flags := stateFlag(a.state)
 		for _, id := range res.Held {
