@@ -34,15 +34,15 @@ type StepError struct {
 
 // ApplyResult says what an apply did, each list in graph order.
 type ApplyResult struct {
-	Applied     []string    // done in this run
-	Skipped     []string    // already done by an earlier run, nothing to change
-	Converged   []string    // done by an earlier run, drifted, and applied again in this one
-	Drifted     []string    // done, drifted, and not converged: a person has to act
+	Applied   []string // done in this run
+	Skipped   []string // already done by an earlier run, nothing to change
+	Converged []string // done by an earlier run, drifted, and applied again in this one
+	Drifted   []string // done, drifted, and not converged: a person has to act
 	// Why says, for each drifted step, why it was not applied again; a
 	// step in Blocked was held by its own observation (a blocker), not by
 	// HoldConvergence: the pipeline cannot go on until a person acts.
-	Why     map[string]string
-	Blocked []string
+	Why         map[string]string
+	Blocked     []string
 	Failed      []StepError // root causes
 	Upstream    []StepError // not run: a step they need failed (knock-on, not causes)
 	Held        []string    // gated steps that wait for approval
