@@ -258,20 +258,18 @@ SELECT EXISTS (SELECT 1 FROM pg_subscription s JOIN pg_database d ON d.oid = s.s
 	if subscribed {
 		return nil
 	}
+	withRows, err := pg.TablesWithRows(ctx, green, presentTables)
+	if err != nil {
+		return fmt.Errorf("green: %w", err)
+	}
 	var filled []string
-	for _, t := range presentTables {
-		has, err := pg.Scalar[bool](ctx, green, "SELECT EXISTS (SELECT 1 FROM "+t.Ident()+")")
-		if err != nil {
-			return fmt.Errorf("green: read %s: %w", t.DisplayName(), err)
-		}
-		if has {
-			filled = append(filled, t.DisplayName())
-		}
+	for _, t := range withRows {
+		filled = append(filled, t.DisplayName())
 	}
 	f.check("green tables empty", len(filled) == 0, fmt.Sprintf("%d of %d hold rows", len(filled), len(presentTables)),
 		fmt.Sprintf("green %s %s already %s rows and the initial copy would add blue's on top (duplicates or key conflicts): empty %s on green (TRUNCATE %s;) or exclude %s in tables.exclude",
 			words.Pick(len(filled), "table", "tables"), words.List(filled), words.Pick(len(filled), "holds", "hold"),
-			words.Pick(len(filled), "it", "them"), firstOr(filled, "<table>"), words.Pick(len(filled), "it", "them")))
+			words.Pick(len(filled), "it", "them"), strings.Join(filled, ", "), words.Pick(len(filled), "it", "them")))
 	return nil
 }
 
