@@ -130,6 +130,9 @@ func TestFullSpecEveryField(t *testing.T) {
 	if d := s.Vars["green_host"]; d.Default == nil || *d.Default != "127.0.0.2" || d.Description != "green cluster address" {
 		t.Errorf("vars %+v", s.Vars)
 	}
+	if got := s.Replication.Outage(); got != 10*time.Minute {
+		t.Errorf("outage_timeout %v, want 10m", got)
+	}
 	if s.PublicationName() != "orders_pub" || s.SubscriptionName() != "orders_sub" || s.SlotName() != "orders_slot" {
 		t.Errorf("names %s %s %s", s.PublicationName(), s.SubscriptionName(), s.SlotName())
 	}
