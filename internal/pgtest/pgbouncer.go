@@ -153,6 +153,17 @@ func (b *PgBouncer) Admin(t testing.TB, command string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	conn := b.adminConn(ctx, t)
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, command); err != nil {
+		t.Fatalf("pgtest: PgBouncer admin console on port %d: %s: %v", b.Port, command, err)
+	}
+}
+
+// adminConn connects to PgBouncer's admin console, which speaks only the
+// simple query protocol; it fails the test when it cannot.
+func (b *PgBouncer) adminConn(ctx context.Context, t testing.TB) *pgx.Conn {
+	t.Helper()
 	cfg, err := pgx.ParseConfig(b.AdminDSN)
 	if err != nil {
 		t.Fatalf("pgtest: PgBouncer admin DSN: %v", err)
@@ -162,8 +173,5 @@ func (b *PgBouncer) Admin(t testing.TB, command string) {
 	if err != nil {
 		t.Fatalf("pgtest: connect to PgBouncer admin console on port %d: %v", b.Port, err)
 	}
-	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, command); err != nil {
-		t.Fatalf("pgtest: PgBouncer admin console on port %d: %s: %v", b.Port, command, err)
-	}
+	return conn
 }

@@ -6,8 +6,6 @@ import (
 	"strconv"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // ShowDatabase is PgBouncer's SHOW DATABASES row for database db, column
@@ -17,15 +15,7 @@ func (b *PgBouncer) ShowDatabase(t testing.TB, db string) map[string]string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	cfg, err := pgx.ParseConfig(b.AdminDSN)
-	if err != nil {
-		t.Fatalf("pgtest: PgBouncer admin DSN: %v", err)
-	}
-	cfg.DefaultQueryExecMode = pgx.QueryExecModeSimpleProtocol
-	conn, err := pgx.ConnectConfig(ctx, cfg)
-	if err != nil {
-		t.Fatalf("pgtest: connect to PgBouncer admin console on port %d: %v", b.Port, err)
-	}
+	conn := b.adminConn(ctx, t)
 	defer conn.Close(context.Background())
 	rows, err := conn.Query(ctx, "SHOW DATABASES")
 	if err != nil {
