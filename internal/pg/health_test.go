@@ -24,14 +24,15 @@ func TestCheckApplyWorkerReusesASteadyWindow(t *testing.T) {
 		c.Exec(t, "app", "CREATE TABLE t (id int PRIMARY KEY)")
 	}
 	blue.Exec(t, "app", "CREATE PUBLICATION p FOR TABLE t")
-	green.Exec(t, "app", fmt.Sprintf(`CREATE SUBSCRIPTION s CONNECTION 'host=127.0.0.1 port=%d user=postgres dbname=app' PUBLICATION p`, blue.Port))
+	green.Exec(t, "app", fmt.Sprintf(`CREATE SUBSCRIPTION s CONNECTION 'host=127.0.0.1 port=%d user=postgres dbname=app' PUBLICATION p WITH (copy_data = false)`, blue.Port))
 	ctx := context.Background()
 	conn := green.Conn(t, "app")
 	sub, err := ReadSubscription(ctx, conn, "s")
 	if err != nil || !sub.Exists {
 		t.Fatalf("ReadSubscription = %+v, %v", sub, err)
 	}
-	// A conflict: the worker fails on id 1 until green's row is gone.
+	// A conflict: the apply worker (no initial copy: its table-sync worker
+	// would meet the conflict instead) fails on id 1 until green's row is gone.
 	green.Exec(t, "app", "INSERT INTO t VALUES (1)")
 	blue.Exec(t, "app", "INSERT INTO t VALUES (1)")
 	waitFor(t, "an apply error counted", func() bool {
