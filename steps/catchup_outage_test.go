@@ -33,7 +33,7 @@ func TestCatchupRidesOutRestarts(t *testing.T) {
 	}
 	mark := 0
 	logs := func() string { return p.logs.String()[mark:] }
-	waitLog := func(what string, done chan error) {
+	waitLog := func(t *testing.T, what string, done chan error) {
 		t.Helper()
 		for deadline := time.Now().Add(time.Minute); !strings.Contains(logs(), what); time.Sleep(50 * time.Millisecond) {
 			select {
@@ -60,7 +60,7 @@ func TestCatchupRidesOutRestarts(t *testing.T) {
 		c.down()
 		done := run(testCtx(t))
 		want := c.side + " unreachable ("
-		waitLog(want, done)
+		waitLog(t, want, done)
 		time.Sleep(2 * time.Second) // a few reconnection attempts
 		c.up()
 		p.blue.Exec(t, "app", fmt.Sprintf("INSERT INTO accounts SELECT g, 'after the outage', 0 FROM generate_series(%d, %d) g", next, next+499))
@@ -110,9 +110,9 @@ func TestCatchupRidesOutRestarts(t *testing.T) {
 		p.green.Stop(t)
 		defer p.green.Start(t)
 		ctx, cancel := context.WithCancel(testCtx(t))
+		mark = len(p.logs.String()) // before the run: it may log at once
 		done := run(ctx)
-		mark = len(p.logs.String())
-		waitLog("green unreachable (", done)
+		waitLog(t, "green unreachable (", done)
 		cancel()
 		select {
 		case err := <-done:
