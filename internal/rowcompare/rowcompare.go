@@ -106,7 +106,10 @@ func Compare(ctx context.Context, blue, green *pgx.Conn, tables []string) ([]Res
 	return out, nil
 }
 
-// dumpQuery selects the table's columns ordered by primary key, collatable
+// dumpQuery selects the table's columns ordered by primary key (each key
+// column's place read with ORDINALITY: int2vector's array form starts at
+// subscript 0, so array_position gave the first key column 0, taken for no
+// key, and a two-column key sorted by its second column alone), collatable
 // key columns in byte order (COLLATE "C") so that both servers sort alike
 // whatever their collation libraries; with no primary key, by the row's
 // text form in byte order.
@@ -114,7 +117,7 @@ func dumpQuery(ctx context.Context, conn *pgx.Conn, schema, table string) (strin
 	ident := pgx.Identifier{schema, table}.Sanitize()
 	rows, err := conn.Query(ctx, `
 SELECT a.attname::text, t.typcollation <> 0,
-       coalesce(array_position(i.indkey::int2[], a.attnum), 0)
+       coalesce((SELECT k.ord FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) WHERE k.attnum = a.attnum), 0)::int
   FROM pg_catalog.pg_attribute a
   JOIN pg_catalog.pg_type t ON t.oid = a.atttypid
   LEFT JOIN pg_catalog.pg_index i ON i.indrelid = a.attrelid AND i.indisprimary

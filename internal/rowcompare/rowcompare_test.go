@@ -24,6 +24,16 @@ func TestCompare(t *testing.T) {
 		c.CreateDatabase(t, db)
 		c.Exec(t, db, schema)
 	}
+	// Partitioned differently on each side: by range on blue, by hash on green.
+	c.Exec(t, "blue", `CREATE TABLE events (id bigint NOT NULL, at date NOT NULL, payload text, PRIMARY KEY (id, at)) PARTITION BY RANGE (at);
+		CREATE TABLE events_2024 PARTITION OF events FOR VALUES FROM ('2024-01-01') TO ('2025-01-01');
+		CREATE TABLE events_2025 PARTITION OF events FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
+		INSERT INTO events SELECT g, date '2024-01-01' + (g % 700), 'payload ' || g FROM generate_series(1, 3000) g`)
+	c.Exec(t, "green", `CREATE TABLE events (id bigint NOT NULL, at date NOT NULL, payload text, PRIMARY KEY (id, at)) PARTITION BY HASH (id);
+		CREATE TABLE events_h0 PARTITION OF events FOR VALUES WITH (MODULUS 3, REMAINDER 0);
+		CREATE TABLE events_h1 PARTITION OF events FOR VALUES WITH (MODULUS 3, REMAINDER 1);
+		CREATE TABLE events_h2 PARTITION OF events FOR VALUES WITH (MODULUS 3, REMAINDER 2);
+		INSERT INTO events SELECT g, date '2024-01-01' + (g % 700), 'payload ' || g FROM generate_series(3000, 1, -1) g`)
 	// Same rows, inserted in different orders (different physical order).
 	c.Exec(t, "blue", `
 		INSERT INTO keyed SELECT i, 'v' || i, i / 3.0 FROM generate_series(1, 500) i;
@@ -48,8 +58,8 @@ func TestCompare(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(tables) != 3 {
-		t.Fatalf("tables %v, want bag, keyed, words", tables)
+	if len(tables) != 4 {
+		t.Fatalf("tables %v, want bag, events, keyed, words", tables)
 	}
 	compare := func() map[string]rowcompare.Result {
 		res, err := rowcompare.Compare(ctx, blue, green, tables)
