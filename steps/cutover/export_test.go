@@ -5,6 +5,7 @@ import (
 
 	"github.com/pgshift/pgshift/engine"
 	"github.com/pgshift/pgshift/spec"
+	"github.com/pgshift/pgshift/steps/switcher"
 )
 
 // What the integration tests (package cutover_test, which runs the real
@@ -40,6 +41,10 @@ func ConfirmThroughSwitch(ctx context.Context, step *cutoverStep, env *engine.En
 	defer r.close()
 	return r.confirmThroughSwitch(ctx)
 }
+
+// SetDriver replaces how the step builds its switch driver (tests wrap the
+// real one to break it at a precise moment).
+func (s *cutoverStep) SetDriver(build func(*spec.Spec) (switcher.Driver, error)) { s.newDriver = build }
 
 // SetHook replaces the step's stage hook (nil: none).
 func (s *cutoverStep) SetHook(hook func(stage string) error) { s.hook = hook }

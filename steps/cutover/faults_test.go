@@ -14,6 +14,7 @@ import (
 	"github.com/pgshift/pgshift/internal/pgtest"
 	"github.com/pgshift/pgshift/spec"
 	"github.com/pgshift/pgshift/steps/cutover"
+	"github.com/pgshift/pgshift/steps/stepid"
 	"github.com/pgshift/pgshift/steps/switcher"
 )
 
@@ -275,4 +276,71 @@ func TestCutoverFaultsHAProxy(t *testing.T) {
 	if text := r.report(t); !strings.Contains(text, "cutover done") {
 		t.Fatalf("status after finishing the interrupted switch:\n%s", text)
 	}
+
+	// HAProxy's socket lost between the switch's commands within one run:
+	// green is already in service and takes writes, so the run must finish
+	// forward once the socket is back, not go back to blue (which would
+	// strand green's writes).
+	r.session(t, "rollback", func(env *engine.Env, store *engine.StateStore) {
+		if _, err := engine.Rollback(testCtx(t), r.graph, env, store, engine.RollbackOptions{Step: stepid.Cutover}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if side := currentSide(t, r.spec); side != switcher.Blue {
+		t.Fatalf("HAProxy sends traffic to %s after rollback --step cutover", side)
+	}
+	before = count(t, r.blue, "SELECT count(*) FROM ledger WHERE note = 'go'")
+	w = startWriters(t, proxy.DSN("app"), 3)
+	time.Sleep(time.Second)
+	r.step.SetDriver(func(sp *spec.Spec) (switcher.Driver, error) {
+		d, err := cutover.NewSwitchDriver(sp)
+		return &socketLostMidSwitch{Driver: d, t: t, proxy: proxy, gone: gone}, err
+	})
+	err = cutoverError(t, r.engineApply(t, true))
+	r.step.SetDriver(nil)
+	if err != nil {
+		t.Fatalf("cutover with HAProxy's socket lost between the switch's commands: %v\nlog:\n%s", err, r.logs)
+	}
+	if !strings.Contains(r.logs.String(), "finishing it forward") {
+		t.Fatalf("the run did not say it finished the partial switch forward:\n%s", r.logs)
+	}
+	time.Sleep(time.Second)
+	w.halt()
+	t.Logf("partial switch finished forward: clients %s", w.summary())
+	if side := currentSide(t, r.spec); side != switcher.Green {
+		t.Fatalf("HAProxy sends traffic to %s after finishing the partial switch", side)
+	}
+	requireUnfrozen(t, r.blue, "blue after finishing the partial switch")
+	w.requireAcked(t, r.green, before, "green after finishing the partial switch")
+	waitCount(t, r.blue, "SELECT count(*) FROM ledger", count(t, r.green, "SELECT count(*) FROM ledger"), "blue through reverse replication")
+	requireRowsEqual(t, r, "after finishing the partial switch")
+	requireLive(t, r, cutover.LiveGreen, "after finishing the partial switch")
+}
+
+// socketLostMidSwitch is the HAProxy driver whose first switch to green
+// gets one command through (green in service: both servers take traffic),
+// then loses the runtime socket for two seconds.
+type socketLostMidSwitch struct {
+	switcher.Driver
+	t     *testing.T
+	proxy *pgtest.HAProxy
+	gone  string
+	broke bool
+}
+
+func (d *socketLostMidSwitch) Switch(ctx context.Context, to switcher.Side) error {
+	if d.broke || to != switcher.Green {
+		return d.Driver.Switch(ctx, to)
+	}
+	d.broke = true
+	if out := d.proxy.Command(d.t, "set server pg/green state ready"); strings.TrimSpace(out) != "" {
+		return fmt.Errorf("set server pg/green state ready: %s", out)
+	}
+	if err := os.Rename(d.proxy.Socket, d.gone); err != nil {
+		return err
+	}
+	time.AfterFunc(2*time.Second, func() { _ = os.Rename(d.gone, d.proxy.Socket) })
+	// As the real driver fails when its second command cannot connect:
+	// the first got through, so this is no ErrNotSwitched.
+	return fmt.Errorf("haproxy runtime API %s: set server pg/blue state maint: connect: no such file or directory", d.proxy.Socket)
 }

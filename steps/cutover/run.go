@@ -202,6 +202,10 @@ func (r *run) freezeAndSwitch(ctx context.Context) error {
 		if errors.Is(err, switcher.ErrNotSwitched) {
 			// Traffic never moved: the abort has nothing to switch back.
 			r.setPhase(phaseFreezing)
+			return fail("switch to green", err)
+		}
+		if r.partlySwitched(context.WithoutCancel(ctx)) {
+			return r.finishPartialSwitch(ctx, err)
 		}
 		return fail("switch to green", err)
 	}
@@ -290,3 +294,59 @@ func (r *run) finish(ctx context.Context, fresh bool) error {
 
 // joinLines formats problems for an error.
 func joinLines(errs []string) string { return strings.Join(errs, "; ") }
+
+// partlySwitched says, after Switch(green) failed, whether traffic may
+// already reach green while blue refuses writes: then only finishing
+// forward is safe. That is a read-only freeze (blue took no write since its
+// drain, whatever the switch did) with a switch that reports green, or
+// cannot tell (HAProxy's socket gone, or both servers in service). Other
+// failures abort back to blue: under a pooler freeze alone blue is not
+// read-only, and an exec switch cannot report where traffic goes, so its
+// failure is taken at its word.
+func (r *run) partlySwitched(ctx context.Context) bool {
+	if _, readOnly := freezeModes(r.spec.Cutover.Freeze); !readOnly {
+		return false
+	}
+	side, err := r.drv.Current(ctx)
+	switch {
+	case errors.Is(err, switcher.ErrUnknownSide):
+		return false
+	case err != nil:
+		return true
+	}
+	return side == switcher.Green
+}
+
+// partialSwitchBudget bounds how long a switch that failed partway is tried
+// again before the run gives up and leaves the freeze in place.
+const partialSwitchBudget = 30 * time.Second
+
+// finishPartialSwitch ends a cutover whose switch failed partway (HAProxy's
+// socket lost between its commands, say) while traffic may already reach
+// green: green may have taken writes, so going back to blue could lose them,
+// while blue was drained into green before the switch began, so finishing
+// forward loses nothing. The switch is run again until it answers, within
+// partialSwitchBudget; past it blue stays frozen, and the error says how to
+// finish.
+func (r *run) finishPartialSwitch(ctx context.Context, cause error) error {
+	r.env.Log.Warn("the switch to green failed partway and traffic may already reach green: finishing it forward, since going back could lose green's writes", "error", cause)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), partialSwitchBudget)
+	defer cancel()
+	pause := 100 * time.Millisecond
+	for {
+		err := r.finish(fctx, false)
+		if err == nil {
+			took := time.Since(r.frozen)
+			r.recordPause(keyPauseMS, "cutover", took)
+			r.env.Log.Info(fmt.Sprintf("cutover done after finishing a partial switch: write pause %s", took.Round(time.Millisecond)), "pause_ms", took.Milliseconds())
+			return r.confirmThroughSwitch(ctx)
+		}
+		select {
+		case <-fctx.Done():
+			return fmt.Errorf("the switch to green failed partway (%w) and could not be finished within %s (%v): traffic may reach both sides, so blue stays frozen; once %s answers, run pgshift apply --approve-cutover to finish it forward",
+				cause, partialSwitchBudget, err, r.drv.Name())
+		case <-time.After(pause):
+		}
+		pause = min(2*pause, 2*time.Second)
+	}
+}
