@@ -152,3 +152,39 @@ func TestApplyFailedConvergenceIsNotConverged(t *testing.T) {
 		t.Fatalf("converged %v, failed %v: want converged [other], failed [check pub]", res.Converged, failed)
 	}
 }
+
+// TestApplyBlockedStepStopsWhatNeedsIt: the steps that need a blocked step
+// are not run (a pending one stays pending, a done one stays done), and
+// the run is not complete.
+func TestApplyBlockedStepStopsWhatNeedsIt(t *testing.T) {
+	r := &recorder{failApply: map[string]bool{"cutover": true}}
+	pub := convergingStep{r.step("pub")}
+	plain := r.step("plain", "pub")
+	cut := r.step("cutover", "plain")
+	g := mustCompile(t, pub, plain, cut)
+	path := filepath.Join(t.TempDir(), "s.json")
+	spec := testSpec()
+	store := openStore(t, path, spec, g)
+	if _, err := Apply(context.Background(), g, NewEnv(spec, nil), store, ApplyOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r.mu.Lock()
+	r.failApply["cutover"] = false
+	r.mu.Unlock()
+	pub.change = plans.Change{Action: plans.ActionBlocker, Summary: "a role green lacks", Blockers: []string{"role app is a superuser on blue"}}
+	res, err := Apply(context.Background(), g, NewEnv(spec, nil), store, ApplyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.count("cutover") != 1 || r.count("plain") != 1 || r.count("pub") != 1 {
+		t.Fatalf("applies after pub was blocked: pub %d plain %d cutover %d, want 1 1 1 (nothing run)", r.count("pub"), r.count("plain"), r.count("cutover"))
+	}
+	sort.Strings(res.Stalled)
+	if !reflect.DeepEqual(res.Blocked, []string{"pub"}) || !reflect.DeepEqual(res.Stalled, []string{"cutover", "plain"}) || len(res.Failed) != 0 || res.Complete() {
+		t.Fatalf("blocked %v, stalled %v, failed %v, complete %v: want pub blocked, plain and cutover stalled, none failed, incomplete",
+			res.Blocked, res.Stalled, res.Failed, res.Complete())
+	}
+	if got := statuses(t, path); got["pub"] != StatusDone || got["plain"] != StatusDone || got["cutover"] == StatusDone {
+		t.Fatalf("state %v: want pub and plain still done, cutover not done", got)
+	}
+}

@@ -16,16 +16,31 @@ var ErrHeld = errors.New("held")
 // depends on failed or was held. Root names the root cause, so that knock-on
 // errors are shown as such and never as causes.
 type UpstreamError struct {
-	Root string // the failed (or held) step at the origin
-	Held bool   // the root was held, not failed
+	Root    string // the failed (or held, or blocked) step at the origin
+	Held    bool   // the root was held, not failed
+	Blocked bool   // the root was blocked by its own observation (BlockedError)
 }
 
 func (e *UpstreamError) Error() string {
-	if e.Held {
+	switch {
+	case e.Held:
 		return fmt.Sprintf("not run: waits for %s", e.Root)
+	case e.Blocked:
+		return fmt.Sprintf("not run: %s is blocked", e.Root)
 	}
 	return fmt.Sprintf("not run: %s failed", e.Root)
 }
+
+// BlockedError is the outcome of a done step whose fresh observation is a
+// blocker: it stays done and is not applied again, and the steps that need
+// it do not run, since what they build on is no longer what the spec and
+// the servers say.
+type BlockedError struct {
+	ID  string
+	Why string
+}
+
+func (e *BlockedError) Error() string { return e.ID + " is blocked: " + e.Why }
 
 // NotStartedError is the outcome of a step the walk never started because
 // the run was interrupted (its context ended) first.
@@ -134,7 +149,7 @@ func callSafely(ctx context.Context, s Step, fn func(ctx context.Context, s Step
 func upstreamOf(dep string, err error) error {
 	var u *UpstreamError
 	if errors.As(err, &u) {
-		return &UpstreamError{Root: u.Root, Held: u.Held}
+		return &UpstreamError{Root: u.Root, Held: u.Held, Blocked: u.Blocked}
 	}
-	return &UpstreamError{Root: dep, Held: errors.Is(err, ErrHeld)}
+	return &UpstreamError{Root: dep, Held: errors.Is(err, ErrHeld), Blocked: errors.As(err, new(*BlockedError))}
 }

@@ -43,6 +43,7 @@ type ApplyResult struct {
 	// HoldConvergence: the pipeline cannot go on until a person acts.
 	Why         map[string]string
 	Blocked     []string
+	Stalled     []string    // not run: they need a blocked step (done ones stay done)
 	Failed      []StepError // root causes
 	Upstream    []StepError // not run: a step they need failed (knock-on, not causes)
 	Held        []string    // gated steps that wait for approval
@@ -54,7 +55,7 @@ type ApplyResult struct {
 
 // Complete says every step of the walk is done.
 func (r *ApplyResult) Complete() bool {
-	return len(r.Failed)+len(r.Upstream)+len(r.Held)+len(r.Waiting)+len(r.NotStarted)+len(r.Interrupted) == 0
+	return len(r.Failed)+len(r.Upstream)+len(r.Held)+len(r.Waiting)+len(r.NotStarted)+len(r.Interrupted)+len(r.Blocked)+len(r.Stalled) == 0
 }
 
 // PreconditionError lists the preconditions that do not hold.
@@ -142,6 +143,9 @@ func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts Appl
 			}
 			if hold != "" {
 				log.Warn("done, but no longer what the spec and the servers say: not applied again", "step", id, "change", drift, "why", hold)
+				if blocked {
+					return &BlockedError{ID: id, Why: hold}
+				}
 				return nil
 			}
 			log.Info("done, but drifted since: applying it again", "step", id, "change", drift)
@@ -186,6 +190,15 @@ func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts Appl
 			}
 		case errors.Is(err, ErrHeld):
 			res.Held = append(res.Held, id)
+		case errors.As(err, new(*BlockedError)):
+			// In Drifted and Blocked already; it stays done.
+		case errors.As(err, &up) && up.Blocked:
+			res.Stalled = append(res.Stalled, id)
+			r.update(id, func(c *StepState) {
+				if c.Status != StatusDone {
+					c.Note = "not run: " + up.Root + " is blocked"
+				}
+			})
 		case errors.As(err, &up) && up.Held:
 			res.Waiting = append(res.Waiting, id)
 			r.update(id, func(c *StepState) { c.Note = "waits for approval of " + up.Root })

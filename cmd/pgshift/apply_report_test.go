@@ -23,12 +23,12 @@ func TestReportApplyDrift(t *testing.T) {
 	why := "green's public.notes already holds 100 rows from before it left the replication: TRUNCATE it on green, then apply"
 
 	var out strings.Builder
-	err = reportApply(&out, &engine.ApplyResult{Skipped: []string{"a"}, Drifted: []string{"b"}, Blocked: []string{"b"}, Why: map[string]string{"b": why}}, g, a, "shop.state.json")
+	err = reportApply(&out, &engine.ApplyResult{Skipped: []string{"a"}, Drifted: []string{"b"}, Blocked: []string{"b"}, Stalled: []string{"c"}, Why: map[string]string{"b": why}}, g, a, "shop.state.json")
 	var ec *exitCodeError
 	if !errors.As(err, &ec) || ec.code != exitError || !strings.Contains(err.Error(), "b blocked") {
 		t.Fatalf("blocked: err = %v, want exit status %d naming b", err, exitError)
 	}
-	for _, want := range []string{"Apply stopped short", "b blocked until the cause is fixed", "pgshift apply -f shop.yaml", "! b: " + why} {
+	for _, want := range []string{"Apply stopped short", "b blocked until the cause is fixed", "were not run (what they build on is no longer what the spec and the servers say): c.", "pgshift apply -f shop.yaml", "! b: " + why} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("blocked: output lacks %q:\n%s", want, out.String())
 		}
