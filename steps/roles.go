@@ -508,7 +508,7 @@ func (s roles) Apply(ctx context.Context, env *engine.Env) error {
 	}
 	err = pgx.BeginFunc(ctx, green, func(tx pgx.Tx) error {
 		if len(hashed) > 0 {
-			notSet, err := keepStatementsOutOfLog(ctx, tx)
+			notSet, err := keepStatementsOutOfLog(ctx, tx, quietLogSettings)
 			if err != nil {
 				return err
 			}
@@ -546,13 +546,16 @@ func (s roles) Apply(ctx context.Context, env *engine.Env) error {
 	return nil
 }
 
+// quietSetting is one setting set for the transaction that creates roles.
+type quietSetting struct{ name, value string }
+
 // quietLogSettings keep the statements of a transaction out of green's
 // server log, for CREATE ROLE ... PASSWORD '<hash>': log_statement logs
 // statements as they arrive, log_min_error_statement the one that fails,
 // and the duration settings those that run long enough; pg_stat_statements
 // (when loaded: a placeholder otherwise, gone with the transaction) keeps
 // utility statements' text where pg_read_all_stats members read it.
-var quietLogSettings = []struct{ name, value string }{
+var quietLogSettings = []quietSetting{
 	{"log_statement", "none"},
 	{"log_min_error_statement", "panic"},
 	{"log_min_duration_statement", "-1"},
@@ -560,18 +563,26 @@ var quietLogSettings = []struct{ name, value string }{
 	{"pg_stat_statements.track_utility", "off"},
 }
 
-// keepStatementsOutOfLog sets quietLogSettings for the rest of tx (SET
+// keepStatementsOutOfLog sets settings (quietLogSettings) for the rest of tx (SET
 // LOCAL), each in a savepoint: they are superuser settings, and a role
 // that may not set one is refused without the transaction being lost.
 // notSet names those refused.
-func keepStatementsOutOfLog(ctx context.Context, tx pgx.Tx) (notSet []string, err error) {
-	for _, st := range quietLogSettings {
+func keepStatementsOutOfLog(ctx context.Context, tx pgx.Tx, settings []quietSetting) (notSet []string, err error) {
+	for _, st := range settings {
 		sp, err := tx.Begin(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("green: %w", err)
 		}
 		if _, err := sp.Exec(ctx, "SET LOCAL "+st.name+" = "+pg.QuoteLiteral(st.value)); err != nil {
 			var pgErr *pgconn.PgError
+			if errors.As(err, &pgErr) && pgErr.Code == "42704" {
+				// The setting does not exist on this major
+				// (log_min_duration_sample came in 13): nothing to quiet.
+				if err := sp.Rollback(ctx); err != nil {
+					return nil, fmt.Errorf("green: %w", err)
+				}
+				continue
+			}
 			if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
 				_ = sp.Rollback(ctx)
 				return nil, fmt.Errorf("green: set %s for the statements that carry password hashes: %w", st.name, err)

@@ -176,3 +176,27 @@ func TestRolePasswordsStayOutOfGreensLog(t *testing.T) {
 		}
 	})
 }
+
+// A quieting setting green's major does not have (log_min_duration_sample
+// before 13; here a made-up name) is skipped, not an error, and the others
+// still apply to the transaction.
+func TestKeepStatementsOutOfLogSkipsMissingSettings(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration: starts servers")
+	}
+	green := pgtest.StartCluster(t, 13)
+	ctx := prepCtx(t)
+	tx, err := green.Conn(t, "postgres").Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	notSet, err := keepStatementsOutOfLog(ctx, tx, []quietSetting{{"log_setting_no_major_has", "-1"}, {"log_statement", "none"}})
+	if err != nil || len(notSet) != 0 {
+		t.Fatalf("keepStatementsOutOfLog with a missing setting = %v, %v; want it skipped", notSet, err)
+	}
+	var v string
+	if err := tx.QueryRow(ctx, "SHOW log_statement").Scan(&v); err != nil || v != "none" {
+		t.Fatalf("log_statement in the transaction = %q, %v; want none", v, err)
+	}
+}
