@@ -34,6 +34,10 @@ type Options struct {
 	// as steps' outage rider does) has the tables not finished yet
 	// compared again from the start, the finished ones kept; an error ends
 	// the run with it. It is called with nil once both sides answer again.
+	// An attempt whose connections do not open (the server still away) is
+	// handed to Ride too and tried again as long as Ride says nil: Ride
+	// bounds an outage; the cap of 10 redos counts only comparisons that
+	// started and were cut.
 	Ride func(ctx context.Context, err error) error
 }
 
@@ -93,7 +97,7 @@ func Run(ctx context.Context, blue, green Connector, tables []Table, opts Option
 	workersUsed, redos := 0, 0
 	remaining := tables
 	for {
-		finished, left, err := runOnce(ctx, blue, green, remaining, &opts)
+		finished, left, started, err := runOnce(ctx, blue, green, remaining, &opts)
 		kept = append(kept, finished...)
 		if err == nil {
 			workersUsed = opts.Workers
@@ -104,6 +108,12 @@ func Run(ctx context.Context, blue, green Connector, tables []Table, opts Option
 		}
 		if err := opts.Ride(ctx, err); err != nil {
 			return nil, err
+		}
+		if !started {
+			// The connections did not open: the server is still away, and
+			// how long that may last is Ride's to bound, not the redo cap's.
+			remaining = left
+			continue
 		}
 		if redos++; redos > maxRedos {
 			// A server that crashes on the comparison itself, or keeps
@@ -121,20 +131,24 @@ func Run(ctx context.Context, blue, green Connector, tables []Table, opts Option
 }
 
 // maxRedos bounds how many times in a run the tables a lost connection cut
-// are compared again.
+// are compared again. Only comparisons that started count: attempts whose
+// connections did not open (a server still restarting) are bounded by Ride
+// (replication.outage_timeout), however many there are.
 const maxRedos = 10
 
 // runOnce compares tables over one set of connections. It returns the
 // reports of the tables it finished and, on an error, the tables left to
 // compare (all of them when the error came before any was finished).
-func runOnce(ctx context.Context, blue, green Connector, tables []Table, opts *Options) (finished []TableReport, left []Table, err error) {
+// started says whether the connections opened, so that a comparison began.
+func runOnce(ctx context.Context, blue, green Connector, tables []Table, opts *Options) (finished []TableReport, left []Table, started bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
 	workers, err := openWorkers(ctx, blue, green, opts)
 	if err != nil {
-		return nil, tables, err
+		return nil, tables, false, err
 	}
+	started = true
 	if opts.Ride != nil {
 		_ = opts.Ride(ctx, nil) // both sides answer
 	}
@@ -146,16 +160,16 @@ func runOnce(ctx context.Context, blue, green Connector, tables []Table, opts *O
 	if opts.Mode == ModeChecksum {
 		var num int
 		if err := workers[0].blue.conn.QueryRow(ctx, "SELECT current_setting('server_version_num')::int").Scan(&num); err != nil {
-			return nil, tables, fmt.Errorf("blue: read server version: %w", pg.OnSide("blue", err))
+			return nil, tables, started, fmt.Errorf("blue: read server version: %w", pg.OnSide("blue", err))
 		}
 		if num < 110000 {
-			return nil, tables, fmt.Errorf("blue runs PostgreSQL %d.%d: checksum mode needs 11 or later (hashtextextended); set verify.mode: count", num/10000, num%10000)
+			return nil, tables, started, fmt.Errorf("blue runs PostgreSQL %d.%d: checksum mode needs 11 or later (hashtextextended); set verify.mode: count", num/10000, num%10000)
 		}
 	}
 	if opts.Subscription != "" {
 		s, err := lookupSync(ctx, workers[0].green, opts.Subscription, opts.WaitTimeout)
 		if err != nil {
-			return nil, tables, err
+			return nil, tables, started, err
 		}
 		for _, w := range workers {
 			c := *s
@@ -165,7 +179,7 @@ func runOnce(ctx context.Context, blue, green Connector, tables []Table, opts *O
 
 	infos, err := planAll(ctx, workers, tables, opts)
 	if err != nil {
-		return nil, tables, err
+		return nil, tables, started, err
 	}
 	reports, done, err := checkAll(ctx, workers, infos, opts)
 	for i, t := range infos {
@@ -175,7 +189,7 @@ func runOnce(ctx context.Context, blue, green Connector, tables []Table, opts *O
 			left = append(left, tables[i])
 		}
 	}
-	return finished, left, err
+	return finished, left, started, err
 }
 
 func openWorkers(ctx context.Context, blue, green Connector, opts *Options) ([]*worker, error) {
