@@ -2,6 +2,8 @@ package pg
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"io"
 	"net"
@@ -42,7 +44,12 @@ func IsTransient(err error) bool {
 			pgErr.Code == "57P01" || pgErr.Code == "57P02" || pgErr.Code == "57P03"
 	}
 	// A failed dial or TLS handshake is a *pgconn.ConnectError too: only
-	// the network errors it wraps are transient, not a certificate refused.
+	// the network errors it wraps are transient, not a certificate refused,
+	// by either side (a server's refusal comes as a TLS alert inside a
+	// *net.OpError of Op "remote error").
+	if refusedTLS(err) {
+		return false
+	}
 	var netErr net.Error
 	var opErr *net.OpError
 	return errors.As(err, &netErr) || errors.As(err, &opErr) ||
@@ -50,6 +57,20 @@ func IsTransient(err error) bool {
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ENOENT) ||
 		errors.Is(err, pgconn.ErrConnClosed) || pgconn.SafeToRetry(err)
+}
+
+// refusedTLS says whether err is a TLS handshake that failed on a
+// certificate: ours refused by the server, or the server's by us.
+func refusedTLS(err error) bool {
+	var alert tls.AlertError
+	var verify *tls.CertificateVerificationError
+	var opErr *net.OpError
+	var unknownCA x509.UnknownAuthorityError
+	var host x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	return errors.As(err, &alert) || errors.As(err, &verify) ||
+		errors.As(err, &opErr) && opErr.Op == "remote error" ||
+		errors.As(err, &unknownCA) || errors.As(err, &host) || errors.As(err, &invalid)
 }
 
 // TransientReason is the short cause of a transient error for a log line:

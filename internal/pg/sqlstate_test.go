@@ -2,8 +2,12 @@ package pg
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,10 +29,16 @@ func TestIsTransientCodes(t *testing.T) {
 			t.Errorf("IsTransient(SQLSTATE %s) = %v, want %v", code, got, want)
 		}
 	}
-	for _, err := range []error{nil, context.Canceled, fmt.Errorf("wait: %w", context.DeadlineExceeded), errors.New("subscription \"x\" does not exist")} {
+	refusedCert := &net.OpError{Op: "remote error", Err: tls.AlertError(42)} // bad_certificate, as crypto/tls returns it
+	for _, err := range []error{nil, context.Canceled, fmt.Errorf("wait: %w", context.DeadlineExceeded), errors.New("subscription \"x\" does not exist"),
+		fmt.Errorf("connect: %w", refusedCert), fmt.Errorf("connect: %w", &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}),
+		fmt.Errorf("connect: %w", x509.HostnameError{Host: "green.example"})} {
 		if IsTransient(err) {
 			t.Errorf("IsTransient(%v) = true, want false", err)
 		}
+	}
+	if reset := fmt.Errorf("read: %w", &net.OpError{Op: "read", Net: "tcp", Err: syscall.ECONNRESET}); !IsTransient(reset) {
+		t.Errorf("IsTransient(%v) = false, want true", reset)
 	}
 }
 
