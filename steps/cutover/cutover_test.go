@@ -849,7 +849,7 @@ func TestCutoverHAProxy(t *testing.T) {
 				t.Fatal(err)
 			}
 			err = cutover.FailedPreconditions(pre)
-			if err == nil || !strings.Contains(err.Error(), "every published table subscribed") || !strings.Contains(err.Error(), "public.Late Table") {
+			if err == nil || !strings.Contains(err.Error(), "every published table subscribed") || !strings.Contains(err.Error(), `public."Late Table"`) {
 				t.Fatalf("a table in blue's publication and not in green's subscription: %v", err)
 			}
 		})

@@ -237,5 +237,13 @@ func publishedNotSubscribed(ctx context.Context, blue pg.Querier, spec *spec.Spe
 		have[i] = r.Table
 	}
 	missing, _ := pg.DiffTables(have, pub.Tables)
-	return missing, nil
+	tables, err := pg.ResolveTables(ctx, blue, missing)
+	if err != nil {
+		return nil, fmt.Errorf("blue: %w", err)
+	}
+	names := make([]string, len(tables))
+	for i, t := range tables {
+		names[i] = t.DisplayName()
+	}
+	return names, nil
 }
