@@ -198,6 +198,13 @@ func TestCopyStepSnapshotMethod(t *testing.T) {
 	// and the plan must say so rather than call the copy done.
 	sub := pg.QuoteIdent(spec.SubscriptionName())
 	green.Exec(t, "app", "ALTER SUBSCRIPTION "+sub+" DISABLE; ALTER SUBSCRIPTION "+sub+" SET (slot_name = NONE)")
+	// The disabled worker's walsender on blue ends a moment later: the
+	// slot can be dropped only once it is released.
+	for deadline := time.Now().Add(time.Minute); blue.Scalar(t, "app", "SELECT active FROM pg_replication_slots WHERE slot_name = "+pg.QuoteLiteral(spec.SlotName())) == "t"; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("slot %s still active on blue a minute after the subscription was disabled", spec.SlotName())
+		}
+	}
 	blue.Exec(t, "app", "SELECT pg_drop_replication_slot("+pg.QuoteLiteral(spec.SlotName())+")")
 	if c, err := step(stepid.Copy).Observe(ctx, env.ForStep(stepid.Copy)); err != nil || c.Action != plans.ActionBlocker ||
 		!hasLine(c.Blockers, "slot "+spec.SlotName()+" is gone from blue", "pgshift rollback") {
