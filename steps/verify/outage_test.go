@@ -37,45 +37,74 @@ func TestVerifyRidesOutRestarts(t *testing.T) {
 
 	// run verifies while restart restarts a server once the largest
 	// table is done; it returns the report, the errors Ride was given and
-	// the log.
+	// the log. The Progress callback only signals, and holds the
+	// verification (the first pass waits on its lock) until the test
+	// goroutine has restarted the server: restart may fail the test, which
+	// only the test goroutine may do.
 	run := func(t *testing.T, restart func(testing.TB)) (*verify.Report, []error, string) {
 		t.Helper()
 		logs := &pgtest.LogBuffer{}
 		var mu sync.Mutex
 		var rode []error
-		restarted := false
-		r, err := verify.Run(context.Background(), p.connect(p.blue), p.connect(p.green), p.tables(t), verify.Options{
-			Mode: verify.ModeChecksum, Workers: 2, ChunkBytes: 64 << 10, Subscription: sub,
-			Log: hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}),
-			Progress: func(pr verify.Progress) {
-				if !restarted && pr.SegmentsDone >= pr.Segments-20 { // past pgbench_accounts, the largest
-					restarted = true
-					restart(t)
-				}
-			},
-			Ride: func(ctx context.Context, err error) error {
-				if err == nil {
-					return nil
-				}
-				mu.Lock()
-				rode = append(rode, err)
-				n := len(rode)
-				mu.Unlock()
-				if !pg.IsTransient(err) || n > 20 {
-					return err
-				}
-				time.Sleep(500 * time.Millisecond)
-				return nil
-			},
-		})
-		if err != nil {
-			t.Fatalf("verify across a restart: %v\nlog:\n%s", err, logs)
+		reached, resume := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		type result struct {
+			r   *verify.Report
+			err error
 		}
-		if !restarted {
-			t.Fatal("setup: the server was not restarted during the verification")
+		res := make(chan result, 1)
+		tables := p.tables(t)
+		go func() {
+			r, err := verify.Run(context.Background(), p.connect(p.blue), p.connect(p.green), tables, verify.Options{
+				Mode: verify.ModeChecksum, Workers: 2, ChunkBytes: 64 << 10, Subscription: sub,
+				Log: hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}),
+				Progress: func(pr verify.Progress) {
+					if pr.SegmentsDone >= pr.Segments-20 { // past pgbench_accounts, the largest
+						once.Do(func() {
+							close(reached)
+							<-resume
+						})
+					}
+				},
+				Ride: func(ctx context.Context, err error) error {
+					if err == nil {
+						return nil
+					}
+					mu.Lock()
+					rode = append(rode, err)
+					n := len(rode)
+					mu.Unlock()
+					if !pg.IsTransient(err) || n > 20 {
+						return err
+					}
+					time.Sleep(500 * time.Millisecond)
+					return nil
+				},
+			})
+			res <- result{r, err}
+		}()
+		// The verification ends before the test does, whatever happens.
+		t.Cleanup(func() { once.Do(func() {}); <-res; res <- result{} })
+		var out result
+		func() {
+			defer close(resume) // also when restart fails the test
+			select {
+			case <-reached:
+				restart(t)
+			case out = <-res:
+				res <- out // for the cleanup
+				t.Fatalf("setup: the server was not restarted during the verification (it returned %v)", out.err)
+			}
+		}()
+		out = <-res
+		res <- out // for the cleanup
+		if out.err != nil {
+			t.Fatalf("verify across a restart: %v\nlog:\n%s", out.err, logs)
 		}
 		t.Logf("across the restart: %s", grepLine(logs.String(), "comparing again"))
-		return r, rode, logs.String()
+		mu.Lock()
+		defer mu.Unlock()
+		return out.r, rode, logs.String()
 	}
 	check := func(t *testing.T, r *verify.Report, rode []error, logs string) {
 		t.Helper()
