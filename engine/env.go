@@ -23,6 +23,10 @@ type Env struct {
 	// elsewhere.
 	Progress Progress
 	StepID   string
+	// Planning is set on the copies BuildPlan hands to steps: what a plan
+	// observes and checks reports the servers as they are now, without
+	// waiting (for a restarting server, say) as apply does.
+	Planning bool
 
 	outputs *outputStore
 }

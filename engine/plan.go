@@ -77,6 +77,7 @@ func BuildPlan(ctx context.Context, g *Graph, env *Env, opts PlanOptions) (*plan
 	g.Walk(ctx, WalkOptions{Parallelism: par}, func(ctx context.Context, s Step) error {
 		id := s.ID()
 		senv := env.ForStep(id)
+		senv.Planning = true
 		ps := plans.Step{ID: id, Needs: nonNilStrings(g.Needs(id))}
 		c, err := s.Observe(ctx, senv)
 		mu.Lock()

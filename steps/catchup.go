@@ -74,6 +74,8 @@ func (s *catchupStep) Observe(ctx context.Context, env *engine.Env) (plans.Chang
 	return plans.Change{Action: plans.ActionCreate, Summary: "wait: " + summary}, nil
 }
 
+// Check rides out an outage during apply; a plan (env.Planning) reports it
+// at once.
 func (s *catchupStep) Check(ctx context.Context, env *engine.Env) ([]plans.Precondition, error) {
 	p, err := measureRiding(ctx, env, s.spec, newOutageRider(env, s.outageBound(), 0))
 	if err != nil {

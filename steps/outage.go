@@ -16,11 +16,14 @@ import (
 // waited out, reconnecting with backoff, for up to the bound
 // (replication.outage_timeout); then, or for any other error, the step
 // fails with the error it met. The pools reconnect by themselves: pgxpool
-// drops a dead connection and dials a new one at the next query.
+// drops a dead connection and dials a new one at the next query. While
+// planning (engine.Env.Planning) it waits for nothing: a plan reports an
+// unreachable side as it finds it.
 type outageRider struct {
-	log   hclog.Logger
-	bound time.Duration
-	first time.Duration // first pause between attempts
+	log    hclog.Logger
+	bound  time.Duration
+	first  time.Duration // first pause between attempts
+	noWait bool          // planning: every error is returned as it is
 
 	since   time.Time       // start of the current outage; zero while both sides answer
 	logged  map[string]bool // sides already named in this outage's log
@@ -35,14 +38,14 @@ func newOutageRider(env *engine.Env, bound, first time.Duration) *outageRider {
 	if first <= 0 {
 		first = time.Second
 	}
-	return &outageRider{log: env.Log, bound: bound, first: first}
+	return &outageRider{log: env.Log, bound: bound, first: first, noWait: env.Planning}
 }
 
 // ride takes the outcome of one attempt. nil: both sides answer (ending an
 // outage, which is logged). A transient error within the bound: logged once
 // per outage and side, then a pause, and nil, so that the caller tries
-// again. Any other error, a transient one past the bound, and a cancelled
-// context are returned.
+// again. Any other error, a transient one past the bound or while
+// planning, and a cancelled context are returned.
 func (o *outageRider) ride(ctx context.Context, err error) error {
 	now := time.Now()
 	if err == nil {
@@ -52,7 +55,7 @@ func (o *outageRider) ride(ctx context.Context, err error) error {
 		}
 		return nil
 	}
-	if ctx.Err() != nil || !pg.IsTransient(err) {
+	if ctx.Err() != nil || !pg.IsTransient(err) || o.noWait {
 		return err
 	}
 	side := pg.SideOf(err)

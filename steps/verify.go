@@ -122,8 +122,10 @@ func (s *verifyStep) selected(ctx context.Context, env *engine.Env) ([]pg.Table,
 }
 
 func (s *verifyStep) Check(ctx context.Context, env *engine.Env) ([]plans.Precondition, error) {
-	// A server restarting is waited for (replication.outage_timeout), as
-	// Apply does; one that stays away fails the precondition.
+	// During apply a server restarting is waited for
+	// (replication.outage_timeout), as Apply does; one that stays away fails
+	// the precondition. A plan (env.Planning) does not wait: the connection
+	// error fails the precondition at once.
 	rider := newOutageRider(env, s.spec.Replication.Outage(), 0)
 	for {
 		pre, err := s.check(ctx, env)
