@@ -108,9 +108,20 @@ func TestServerRestarts(t *testing.T) {
 	}
 
 	// A server that stays down past replication.outage_timeout fails the
-	// run, naming the side, the bound and how to go on.
+	// run, naming the side, the bound and how to go on. Green is stopped
+	// while the catch-up runs, which cannot finish first: a transaction on
+	// green holds ledger in SHARE mode (reads go on, the apply worker's
+	// inserts wait), taken before the burst, whose WAL alone is over the
+	// catch-up threshold (16 MiB); the stop ends it.
 	what := "green down past replication.outage_timeout"
+	hold := f.green.Conn(t, "app")
+	if _, err := hold.Exec(context.Background(), "BEGIN; LOCK TABLE public.ledger IN SHARE MODE"); err != nil {
+		t.Fatalf("%s: hold green's apply worker: %v", what, err)
+	}
 	rerun(what)
+	if lag := f.blue.Scalar(t, "app", "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), confirmed_flush_lsn) > 16 * 1024 * 1024 FROM pg_replication_slots WHERE slot_name = 'pgshift_"+f.name+"'"); lag != "t" {
+		t.Fatalf("%s: setup: with green's apply worker held, blue's slot lags by no more than 16 MiB: the catch-up could finish before green stops", what)
+	}
 	b, err := os.ReadFile(f.spec)
 	if err != nil {
 		t.Fatal(err)
@@ -124,9 +135,12 @@ func TestServerRestarts(t *testing.T) {
 	code := p.exitCode()
 	out := p.out.String()
 	t.Logf("%s (catch-up seen running: %v): apply exit %d", what, seen, code)
-	if code == 0 {
+	if !seen || code == 0 {
 		f.green.Start(t)
-		t.Fatalf("%s: apply succeeded:\n%s", what, out)
+		t.Fatalf("%s: apply did not fail in the catch-up (seen running: %v, exit %d):\n%s", what, seen, code, out)
+	}
+	if st, _ := readState(t, f.statePath); st.status("replication.catchup") != "failed" {
+		t.Errorf("%s: the state file says replication.catchup is %q, want failed: %s", what, st.status("replication.catchup"), stepSummary(st))
 	}
 	for _, want := range []string{"green unreachable for ", "longer than replication.outage_timeout (10s)", "bring green back, or raise replication.outage_timeout"} {
 		if !strings.Contains(out, want) {
