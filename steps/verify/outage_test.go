@@ -3,6 +3,7 @@ package verify_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -48,6 +49,8 @@ func TestVerifyRidesOutRestarts(t *testing.T) {
 		var rode []error
 		reached, resume := make(chan struct{}), make(chan struct{})
 		var once sync.Once
+		var lastProgress verify.Progress // Progress is called from one goroutine at a time
+		progressWent := ""
 		type result struct {
 			r   *verify.Report
 			err error
@@ -59,6 +62,12 @@ func TestVerifyRidesOutRestarts(t *testing.T) {
 				Mode: verify.ModeChecksum, Workers: 2, ChunkBytes: 64 << 10, Subscription: sub,
 				Log: hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}),
 				Progress: func(pr verify.Progress) {
+					// The gauges keep the whole verification's size across
+					// the restart (only the cut tables' part is redone).
+					if lastProgress.BytesTotal != 0 && pr.BytesTotal != lastProgress.BytesTotal {
+						progressWent = fmt.Sprintf("bytes %d of %d after %d of %d", pr.Bytes, pr.BytesTotal, lastProgress.Bytes, lastProgress.BytesTotal)
+					}
+					lastProgress = pr
 					if pr.SegmentsDone >= pr.Segments-20 { // past pgbench_accounts, the largest
 						once.Do(func() {
 							close(reached)
@@ -102,6 +111,9 @@ func TestVerifyRidesOutRestarts(t *testing.T) {
 			t.Fatalf("verify across a restart: %v\nlog:\n%s", out.err, logs)
 		}
 		t.Logf("across the restart: %s", grepLine(logs.String(), "comparing again"))
+		if progressWent != "" {
+			t.Errorf("verify's total changed across the restart: %s", progressWent)
+		}
 		mu.Lock()
 		defer mu.Unlock()
 		return out.r, rode, logs.String()

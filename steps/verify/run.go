@@ -94,11 +94,32 @@ func Run(ctx context.Context, blue, green Connector, tables []Table, opts Option
 	}
 	start := time.Now()
 	var kept []TableReport
+	// A pass after a restart compares only the tables left: progress adds
+	// the kept ones, so that the total stays the whole verification's and
+	// only the cut tables' part is counted again.
+	var base Progress
+	if report := opts.Progress; report != nil {
+		opts.Progress = func(p Progress) {
+			p.Tables += base.Tables
+			p.Segments += base.Segments
+			p.SegmentsDone += base.Segments
+			p.Rows += base.Rows
+			p.Bytes += base.Bytes
+			p.BytesTotal += base.Bytes
+			report(p)
+		}
+	}
 	workersUsed, redos := 0, 0
 	remaining := tables
 	for {
 		finished, left, started, err := runOnce(ctx, blue, green, remaining, &opts)
 		kept = append(kept, finished...)
+		for _, r := range finished {
+			base.Tables++
+			base.Segments += r.Segments
+			base.Rows += r.Rows
+			base.Bytes += r.Bytes
+		}
 		if err == nil {
 			workersUsed = opts.Workers
 			break
