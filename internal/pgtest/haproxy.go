@@ -23,6 +23,9 @@ type HAProxyOptions struct {
 	// Active names the server taking traffic at start (default: the first); the others start in
 	// maintenance, to be made ready through the runtime API.
 	Active string
+	// HealthCheck checks every server (a TCP connect every 200 ms): one
+	// that does not answer is DOWN and takes no traffic, as in production.
+	HealthCheck bool
 }
 
 // HAProxy is a running HAProxy of the rig in TCP mode on 127.0.0.1, stopped in t.Cleanup.
@@ -128,6 +131,9 @@ func haproxyConfig(h *HAProxy, opts HAProxyOptions) string {
 		state := ""
 		if srv.Name != opts.Active {
 			state = " disabled"
+		}
+		if opts.HealthCheck {
+			state += " check inter 200ms fall 1 rise 1"
 		}
 		fmt.Fprintf(&s, "    server %s %s%s\n", srv.Name, srv.Addr, state)
 	}

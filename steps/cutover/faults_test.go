@@ -328,6 +328,11 @@ type socketLostMidSwitch struct {
 	broke bool
 }
 
+// Serving is the real driver's (the wrapper must not hide it).
+func (d *socketLostMidSwitch) Serving(ctx context.Context, side switcher.Side) (bool, error) {
+	return d.Driver.(switcher.ServingReporter).Serving(ctx, side)
+}
+
 func (d *socketLostMidSwitch) Switch(ctx context.Context, to switcher.Side) error {
 	if d.broke || to != switcher.Green {
 		return d.Driver.Switch(ctx, to)
@@ -342,5 +347,105 @@ func (d *socketLostMidSwitch) Switch(ctx context.Context, to switcher.Side) erro
 	time.AfterFunc(2*time.Second, func() { _ = os.Rename(d.gone, d.proxy.Socket) })
 	// As the real driver fails when its second command cannot connect:
 	// the first got through, so this is no ErrNotSwitched.
+	return fmt.Errorf("haproxy runtime API %s: set server pg/blue state maint: connect: no such file or directory", d.proxy.Socket)
+}
+
+// TestCutoverHAProxyGreenDown: green stops answering at the switch and
+// HAProxy's health check marks it down. Whether the switch then fails
+// partway (green put in service, the socket lost before blue went to
+// maintenance) or completes, green served no client, so the cutover aborts
+// back to blue (blue unfrozen and serving again) instead of finishing
+// forward into an outage.
+func TestCutoverHAProxyGreenDown(t *testing.T) {
+	requireIntegration(t)
+	var proxy *pgtest.HAProxy
+	r := newCutoverRig(t, func(r *cutoverRig) {
+		proxy = pgtest.StartHAProxy(t, pgtest.HAProxyOptions{Backend: "pg", Active: "blue", HealthCheck: true, Servers: []pgtest.HAProxyServer{
+			{Name: "blue", Addr: fmt.Sprintf("127.0.0.1:%d", r.blue.Port)},
+			{Name: "green", Addr: fmt.Sprintf("127.0.0.1:%d", r.green.Port)},
+		}})
+		r.spec.Cutover.Freeze = "read-only"
+		r.spec.Cutover.PauseTimeout = spec.Duration(3 * time.Second)
+		r.spec.Cutover.Switch.HAProxy = &spec.HAProxySwitch{Socket: proxy.Socket, Backend: "pg", BlueServer: "blue", GreenServer: "green"}
+	})
+	for _, partway := range []bool{true, false} {
+		name := map[bool]string{true: "the switch fails partway", false: "the switch completes"}[partway]
+		t.Run(name, func(t *testing.T) {
+			w := startWriters(t, proxy.DSN("app"), 3)
+			time.Sleep(time.Second)
+			r.step.SetHook(func(stage string) error {
+				if stage == "before-switch" {
+					r.green.Stop(t)
+				}
+				return nil
+			})
+			if partway {
+				r.step.SetDriver(func(sp *spec.Spec) (switcher.Driver, error) {
+					d, err := cutover.NewSwitchDriver(sp)
+					return &greenDownMidSwitch{Driver: d, t: t, proxy: proxy}, err
+				})
+			}
+			err := cutoverError(t, r.engineApply(t, true))
+			r.step.SetHook(nil)
+			r.step.SetDriver(nil)
+			r.green.Start(t)
+			if err == nil || !strings.Contains(err.Error(), "cutover aborted") {
+				t.Fatalf("cutover with green down in HAProxy's health check: %v, want an abort\nlog:\n%s", err, r.logs)
+			}
+			if strings.Contains(r.logs.String(), "finishing it forward") {
+				t.Fatalf("the run finished forward into a green HAProxy found down:\n%s", r.logs)
+			}
+			t.Logf("abort: %v", err)
+			requireUnfrozen(t, r.blue, "blue after the abort")
+			if side := currentSide(t, r.spec); side != switcher.Blue {
+				t.Fatalf("HAProxy sends traffic to %s after the abort", side)
+			}
+			before := count(t, r.blue, "SELECT count(*) FROM ledger WHERE note = 'go'")
+			time.Sleep(time.Second) // clients write on blue again
+			w.halt()
+			t.Logf("clients: %s", w.summary())
+			if after := count(t, r.blue, "SELECT count(*) FROM ledger WHERE note = 'go'"); after <= before {
+				t.Fatalf("no client wrote on blue after the abort (%d rows before, %d after)", before, after)
+			}
+			// As the abort says with green away: enable the forward
+			// subscription again once green answers; green catches up.
+			r.green.Exec(t, "app", "ALTER SUBSCRIPTION pgshift_shop ENABLE")
+			waitCount(t, r.green, "SELECT count(*) FROM ledger", count(t, r.blue, "SELECT count(*) FROM ledger"), "green catching up")
+			requireRowsEqual(t, r, "after the abort")
+		})
+	}
+}
+
+// greenDownMidSwitch is the HAProxy driver whose first switch to green
+// puts green in service, waits for HAProxy's health check to find it down,
+// and then fails as if the runtime socket were lost before blue went to
+// maintenance.
+type greenDownMidSwitch struct {
+	switcher.Driver
+	t     *testing.T
+	proxy *pgtest.HAProxy
+	broke bool
+}
+
+func (d *greenDownMidSwitch) Serving(ctx context.Context, side switcher.Side) (bool, error) {
+	return d.Driver.(switcher.ServingReporter).Serving(ctx, side)
+}
+
+func (d *greenDownMidSwitch) Switch(ctx context.Context, to switcher.Side) error {
+	if d.broke || to != switcher.Green {
+		return d.Driver.Switch(ctx, to)
+	}
+	d.broke = true
+	if out := d.proxy.Command(d.t, "set server pg/green state ready"); strings.TrimSpace(out) != "" {
+		return fmt.Errorf("set server pg/green state ready: %s", out)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if serving, err := d.Serving(ctx, switcher.Green); err == nil && !serving {
+			break
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("HAProxy did not mark the stopped green down within 10 s")
+		}
+	}
 	return fmt.Errorf("haproxy runtime API %s: set server pg/blue state maint: connect: no such file or directory", d.proxy.Socket)
 }

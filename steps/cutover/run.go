@@ -198,27 +198,35 @@ func (r *run) freezeAndSwitch(ctx context.Context) error {
 	}
 
 	r.setPhase(phaseSwitching)
+	// tctx bounds what follows the switch: the pause's own deadline, or
+	// a fresh budget when a partial switch took the pause's time.
+	tctx := fctx
 	if err := r.drv.Switch(fctx, switcher.Green); err != nil {
 		if errors.Is(err, switcher.ErrNotSwitched) {
 			// Traffic never moved: the abort has nothing to switch back.
 			r.setPhase(phaseFreezing)
 			return fail("switch to green", err)
 		}
-		if r.partlySwitched(context.WithoutCancel(ctx)) {
-			return r.finishPartialSwitch(ctx, err)
+		if !r.partlySwitched(ctx) {
+			return fail("switch to green", err)
 		}
-		return fail("switch to green", err)
+		if err := r.retrySwitch(ctx, err); err != nil {
+			return err
+		}
+		var cancel context.CancelFunc
+		tctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), abortBudget)
+		defer cancel()
 	}
 	if err := r.stage("after-switch"); err != nil {
 		return fail("after the switch", err)
 	}
-	if err := r.confirmGreen(fctx); err != nil {
+	if err := r.confirmGreen(tctx); err != nil {
 		return fail("confirm green after the switch", err)
 	}
 	r.setPhase(phaseSwitched)
 	r.lap("switch")
 
-	if err := r.unfreeze(fctx, r.blue, r.blueDB, r.out(keyBlueReadOnlyBefore) == "true"); err != nil {
+	if err := r.unfreeze(tctx, r.blue, r.blueDB, r.out(keyBlueReadOnlyBefore) == "true"); err != nil {
 		// Traffic is on green and green is fine: do not go back, but say
 		// what is still held.
 		r.setPhase(phaseSwitched)
@@ -295,17 +303,25 @@ func (r *run) finish(ctx context.Context, fresh bool) error {
 // joinLines formats problems for an error.
 func joinLines(errs []string) string { return strings.Join(errs, "; ") }
 
-// partlySwitched says, after Switch(green) failed, whether traffic may
-// already reach green while blue refuses writes: then only finishing
-// forward is safe. That is a read-only freeze (blue took no write since its
-// drain, whatever the switch did) with a switch that reports green, or
-// cannot tell (HAProxy's socket gone, or both servers in service). Other
-// failures abort back to blue: under a pooler freeze alone blue is not
-// read-only, and an exec switch cannot report where traffic goes, so its
-// failure is taken at its word.
+// partlySwitched says, after Switch(green) failed, whether green may have
+// taken writes while blue refused them: then only finishing forward is
+// safe, since going back would strand green's writes and blue, drained
+// before the switch began, lacks nothing. That needs a read-only freeze
+// (blue took no write since its drain) and a switch that says green is
+// serving, or cannot tell (HAProxy's socket gone). A green the switch says
+// is not serving (in maintenance, or failing HAProxy's health check) took
+// no writes, so the abort goes back to blue. Under a pooler freeze alone
+// blue is not read-only, and an exec switch cannot report where traffic
+// goes, so its failure is taken at its word.
 func (r *run) partlySwitched(ctx context.Context) bool {
 	if _, readOnly := freezeModes(r.spec.Cutover.Freeze); !readOnly {
 		return false
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if sr, ok := r.drv.(switcher.ServingReporter); ok {
+		serving, err := sr.Serving(ctx, switcher.Green)
+		return err != nil || serving
 	}
 	side, err := r.drv.Current(ctx)
 	switch {
@@ -321,32 +337,30 @@ func (r *run) partlySwitched(ctx context.Context) bool {
 // again before the run gives up and leaves the freeze in place.
 const partialSwitchBudget = 30 * time.Second
 
-// finishPartialSwitch ends a cutover whose switch failed partway (HAProxy's
-// socket lost between its commands, say) while traffic may already reach
-// green: green may have taken writes, so going back to blue could lose them,
-// while blue was drained into green before the switch began, so finishing
-// forward loses nothing. The switch is run again until it answers, within
-// partialSwitchBudget; past it blue stays frozen, and the error says how to
-// finish.
-func (r *run) finishPartialSwitch(ctx context.Context, cause error) error {
-	r.env.Log.Warn("the switch to green failed partway and traffic may already reach green: finishing it forward, since going back could lose green's writes", "error", cause)
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), partialSwitchBudget)
+// retrySwitch runs the switch to green again after it failed partway
+// (HAProxy's socket lost between its commands, say) while green may be
+// serving, until it answers, within partialSwitchBudget past the failure
+// or until ctx ends; then the freeze stays, and the error says so and how
+// to finish forward.
+func (r *run) retrySwitch(ctx context.Context, cause error) error {
+	r.env.Log.Warn("the switch to green failed partway and green may already take writes: finishing it forward, since going back could lose them", "error", cause)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), partialSwitchBudget)
 	defer cancel()
 	pause := 100 * time.Millisecond
 	for {
-		err := r.finish(fctx, false)
+		err := r.drv.Switch(sctx, switcher.Green)
 		if err == nil {
-			took := time.Since(r.frozen)
-			r.recordPause(keyPauseMS, "cutover", took)
-			r.env.Log.Info(fmt.Sprintf("cutover done after finishing a partial switch: write pause %s", took.Round(time.Millisecond)), "pause_ms", took.Milliseconds())
-			return r.confirmThroughSwitch(ctx)
+			r.env.Log.Info("the partial switch to green is finished")
+			return nil
 		}
 		select {
-		case <-fctx.Done():
-			return fmt.Errorf("the switch to green failed partway (%w) and could not be finished within %s (%v): traffic may reach both sides, so blue stays frozen; once %s answers, run pgshift apply --approve-cutover to finish it forward",
-				cause, partialSwitchBudget, err, r.drv.Name())
+		case <-sctx.Done():
+		case <-ctx.Done():
 		case <-time.After(pause):
+			pause = min(2*pause, 2*time.Second)
+			continue
 		}
-		pause = min(2*pause, 2*time.Second)
+		return fmt.Errorf("the switch to green failed partway (%w) and could not be finished (%v): green may take writes, so blue stays frozen rather than go back; once %s answers, run pgshift apply --approve-cutover to finish it forward",
+			cause, err, r.drv.Name())
 	}
 }

@@ -278,6 +278,22 @@ func (h *haProxy) Current(ctx context.Context) (Side, error) {
 	return h.current(states)
 }
 
+var _ ServingReporter = (*haProxy)(nil)
+
+// Serving says whether HAProxy sends new connections to side's server: in
+// service, running (its health check passes) and weighted.
+func (h *haProxy) Serving(ctx context.Context, side Side) (bool, error) {
+	states, err := h.states(ctx)
+	if err != nil {
+		return false, err
+	}
+	st, ok := states[h.server(side)]
+	if !ok {
+		return false, fmt.Errorf("haproxy backend %s has no server %s", h.backend, h.server(side))
+	}
+	return st.takesTraffic(), nil
+}
+
 // Freeze is a no-op: HAProxy cannot hold queries (see the type's comment).
 func (h *haProxy) Freeze(ctx context.Context) error { return nil }
 

@@ -83,6 +83,14 @@ var ErrNotSwitched = errors.New("the switch was not reached: traffic did not mov
 // freeze was in place (PgBouncer waits for running transactions to end).
 var ErrFreezeTimeout = errors.New("freeze did not complete in time")
 
+// ServingReporter is a driver that can say whether a side takes new
+// connections now (HAProxy: in service and passing its health check), not
+// only where the configuration points: a side that does not has taken no
+// writes since.
+type ServingReporter interface {
+	Serving(ctx context.Context, side Side) (bool, error)
+}
+
 // ErrUnknownSide is returned by Current when the driver cannot observe
 // where traffic goes (an exec hook only runs commands).
 var ErrUnknownSide = errors.New("the switch cannot tell where traffic goes")
