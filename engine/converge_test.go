@@ -187,4 +187,18 @@ func TestApplyBlockedStepStopsWhatNeedsIt(t *testing.T) {
 	if got := statuses(t, path); got["pub"] != StatusDone || got["plain"] != StatusDone || got["cutover"] == StatusDone {
 		t.Fatalf("state %v: want pub and plain still done, cutover not done", got)
 	}
+
+	// The cause fixed: pub's observation is a change again; the next apply
+	// converges it and runs what was stalled.
+	pub.change = plans.Change{Action: plans.ActionChange, Summary: "+ role app"}
+	res, err = Apply(context.Background(), g, NewEnv(spec, nil), store, ApplyOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Complete() || r.count("pub") != 2 || r.count("cutover") != 2 || len(res.Stalled) != 0 {
+		t.Fatalf("after the fix: complete %v, pub %d, cutover %d, stalled %v: want complete, pub applied again, cutover run", res.Complete(), r.count("pub"), r.count("cutover"), res.Stalled)
+	}
+	if got := statuses(t, path); got["cutover"] != StatusDone {
+		t.Fatalf("state after the fix %v: want cutover done", got)
+	}
 }

@@ -97,6 +97,9 @@ func Apply(ctx context.Context, g *Graph, env *Env, store *StateStore, opts Appl
 		if c.Status == StatusUpstreamFailed && (only == nil || only[c.ID]) {
 			r.update(c.ID, func(c *StepState) { c.Status, c.Note = StatusPending, "" })
 		}
+		if c.Status == StatusPending && strings.HasSuffix(c.Note, " is blocked") && (only == nil || only[c.ID]) {
+			r.update(c.ID, func(c *StepState) { c.Note = "" })
+		}
 	}
 
 	progress := func() string {

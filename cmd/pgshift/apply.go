@@ -242,10 +242,10 @@ func reportApply(w io.Writer, res *engine.ApplyResult, g *engine.Graph, a *apply
 		return &exitCodeError{code: exitError, err: stepCauses(fmt.Sprintf("apply failed: %s (%s)", words.Count(len(ids), "step"), strings.Join(ids, ", ")), res.Failed)}
 	}
 	if len(res.Blocked) > 0 {
-		fmt.Fprintf(w, "\nApply stopped short (%s): %s blocked until the cause is fixed, and the steps that need %s were not run (what they build on is no longer what the spec and the servers say)",
-			counts, strings.Join(res.Blocked, ", "), words.Pick(len(res.Blocked), "it", "them"))
+		fmt.Fprintf(w, "\nApply stopped short (%s): %s blocked until the cause is fixed", counts, strings.Join(res.Blocked, ", "))
 		if len(res.Stalled) > 0 {
-			fmt.Fprintf(w, ": %s", strings.Join(res.Stalled, ", "))
+			fmt.Fprintf(w, ", and the steps that need %s were not run (what they build on is no longer what the spec and the servers say): %s",
+				words.Pick(len(res.Blocked), "it", "them"), strings.Join(res.Stalled, ", "))
 		}
 		fmt.Fprintf(w, ".\nFix what is named below, then run:\n  %s\n", again)
 		return &exitCodeError{code: exitError, err: fmt.Errorf("apply stopped short: %s blocked (%s)", strings.Join(res.Blocked, ", "), res.Why[res.Blocked[0]])}
