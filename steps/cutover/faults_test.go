@@ -407,8 +407,10 @@ func TestCutoverHAProxyGreenDown(t *testing.T) {
 			if after := count(t, r.blue, "SELECT count(*) FROM ledger WHERE note = 'go'"); after <= before {
 				t.Fatalf("no client wrote on blue after the abort (%d rows before, %d after)", before, after)
 			}
-			// As the abort says with green away: enable the forward
-			// subscription again once green answers; green catches up.
+			// The abort could not reach green to enable the forward
+			// subscription again: pgshift apply does it once green answers
+			// (target.subscription converges; the rig's pipeline steps do
+			// not), here by hand; green catches up.
 			r.green.Exec(t, "app", "ALTER SUBSCRIPTION pgshift_shop ENABLE")
 			waitCount(t, r.green, "SELECT count(*) FROM ledger", count(t, r.blue, "SELECT count(*) FROM ledger"), "green catching up")
 			requireRowsEqual(t, r, "after the abort")
