@@ -294,7 +294,13 @@ func TestCutoverFaultsHAProxy(t *testing.T) {
 	time.Sleep(time.Second)
 	r.step.SetDriver(func(sp *spec.Spec) (switcher.Driver, error) {
 		d, err := cutover.NewSwitchDriver(sp)
-		return &socketLostMidSwitch{Driver: d, t: t, proxy: proxy, gone: gone}, err
+		return &midSwitchFault{Driver: d, t: t, proxy: proxy, fault: func(context.Context, *midSwitchFault) error {
+			if err := os.Rename(proxy.Socket, gone); err != nil {
+				return err
+			}
+			time.AfterFunc(2*time.Second, func() { _ = os.Rename(gone, proxy.Socket) })
+			return nil
+		}}, err
 	})
 	err = cutoverError(t, r.engineApply(t, true))
 	r.step.SetDriver(nil)
@@ -315,39 +321,6 @@ func TestCutoverFaultsHAProxy(t *testing.T) {
 	waitCount(t, r.blue, "SELECT count(*) FROM ledger", count(t, r.green, "SELECT count(*) FROM ledger"), "blue through reverse replication")
 	requireRowsEqual(t, r, "after finishing the partial switch")
 	requireLive(t, r, cutover.LiveGreen, "after finishing the partial switch")
-}
-
-// socketLostMidSwitch is the HAProxy driver whose first switch to green
-// gets one command through (green in service: both servers take traffic),
-// then loses the runtime socket for two seconds.
-type socketLostMidSwitch struct {
-	switcher.Driver
-	t     *testing.T
-	proxy *pgtest.HAProxy
-	gone  string
-	broke bool
-}
-
-// Serving is the real driver's (the wrapper must not hide it).
-func (d *socketLostMidSwitch) Serving(ctx context.Context, side switcher.Side) (bool, error) {
-	return d.Driver.(switcher.ServingReporter).Serving(ctx, side)
-}
-
-func (d *socketLostMidSwitch) Switch(ctx context.Context, to switcher.Side) error {
-	if d.broke || to != switcher.Green {
-		return d.Driver.Switch(ctx, to)
-	}
-	d.broke = true
-	if out := d.proxy.Command(d.t, "set server pg/green state ready"); strings.TrimSpace(out) != "" {
-		return fmt.Errorf("set server pg/green state ready: %s", out)
-	}
-	if err := os.Rename(d.proxy.Socket, d.gone); err != nil {
-		return err
-	}
-	time.AfterFunc(2*time.Second, func() { _ = os.Rename(d.gone, d.proxy.Socket) })
-	// As the real driver fails when its second command cannot connect:
-	// the first got through, so this is no ErrNotSwitched.
-	return fmt.Errorf("haproxy runtime API %s: set server pg/blue state maint: connect: no such file or directory", d.proxy.Socket)
 }
 
 // TestCutoverHAProxyGreenDown: green stops answering at the switch and
@@ -382,7 +355,7 @@ func TestCutoverHAProxyGreenDown(t *testing.T) {
 			if partway {
 				r.step.SetDriver(func(sp *spec.Spec) (switcher.Driver, error) {
 					d, err := cutover.NewSwitchDriver(sp)
-					return &greenDownMidSwitch{Driver: d, t: t, proxy: proxy}, err
+					return &midSwitchFault{Driver: d, t: t, proxy: proxy, fault: waitGreenDown}, err
 				})
 			}
 			err := cutoverError(t, r.engineApply(t, true))
@@ -418,22 +391,25 @@ func TestCutoverHAProxyGreenDown(t *testing.T) {
 	}
 }
 
-// greenDownMidSwitch is the HAProxy driver whose first switch to green
-// puts green in service, waits for HAProxy's health check to find it down,
-// and then fails as if the runtime socket were lost before blue went to
-// maintenance.
-type greenDownMidSwitch struct {
+// midSwitchFault is the HAProxy driver whose first switch to green gets
+// its first command through (green in service: both servers take
+// traffic), then runs fault, then fails as the real driver does when its
+// second command cannot reach the runtime socket (the first got through,
+// so this is no ErrNotSwitched).
+type midSwitchFault struct {
 	switcher.Driver
 	t     *testing.T
 	proxy *pgtest.HAProxy
+	fault func(ctx context.Context, d *midSwitchFault) error
 	broke bool
 }
 
-func (d *greenDownMidSwitch) Serving(ctx context.Context, side switcher.Side) (bool, error) {
+// Serving is the real driver's (the wrapper must not hide it).
+func (d *midSwitchFault) Serving(ctx context.Context, side switcher.Side) (bool, error) {
 	return d.Driver.(switcher.ServingReporter).Serving(ctx, side)
 }
 
-func (d *greenDownMidSwitch) Switch(ctx context.Context, to switcher.Side) error {
+func (d *midSwitchFault) Switch(ctx context.Context, to switcher.Side) error {
 	if d.broke || to != switcher.Green {
 		return d.Driver.Switch(ctx, to)
 	}
@@ -441,13 +417,21 @@ func (d *greenDownMidSwitch) Switch(ctx context.Context, to switcher.Side) error
 	if out := d.proxy.Command(d.t, "set server pg/green state ready"); strings.TrimSpace(out) != "" {
 		return fmt.Errorf("set server pg/green state ready: %s", out)
 	}
+	if err := d.fault(ctx, d); err != nil {
+		return err
+	}
+	return fmt.Errorf("haproxy runtime API %s: set server pg/blue state maint: connect: no such file or directory", d.proxy.Socket)
+}
+
+// waitGreenDown waits until HAProxy's health check has found the stopped
+// green down.
+func waitGreenDown(ctx context.Context, d *midSwitchFault) error {
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
 		if serving, err := d.Serving(ctx, switcher.Green); err == nil && !serving {
-			break
+			return nil
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("HAProxy did not mark the stopped green down within 10 s")
 		}
 	}
-	return fmt.Errorf("haproxy runtime API %s: set server pg/blue state maint: connect: no such file or directory", d.proxy.Socket)
 }
