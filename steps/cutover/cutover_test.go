@@ -782,6 +782,29 @@ func (w *appWriters) summary() string {
 		len(w.acked), w.errs, w.lastErr, w.maxGap.Round(time.Millisecond))
 }
 
+// newHAProxyRig is the cutover rig behind a real HAProxy (backend pg,
+// servers blue and green, blue active; opts adds HealthCheck) with the
+// read-only freeze HAProxy needs; configure, when set, changes the spec
+// further before the pipeline runs.
+func newHAProxyRig(t *testing.T, opts pgtest.HAProxyOptions, configure func(r *cutoverRig)) (*cutoverRig, *pgtest.HAProxy) {
+	t.Helper()
+	var proxy *pgtest.HAProxy
+	r := newCutoverRig(t, func(r *cutoverRig) {
+		opts.Backend, opts.Active = "pg", "blue"
+		opts.Servers = []pgtest.HAProxyServer{
+			{Name: "blue", Addr: fmt.Sprintf("127.0.0.1:%d", r.blue.Port)},
+			{Name: "green", Addr: fmt.Sprintf("127.0.0.1:%d", r.green.Port)},
+		}
+		proxy = pgtest.StartHAProxy(t, opts)
+		r.spec.Cutover.Freeze = "read-only"
+		r.spec.Cutover.Switch.HAProxy = &spec.HAProxySwitch{Socket: proxy.Socket, Backend: "pg", BlueServer: "blue", GreenServer: "green"}
+		if configure != nil {
+			configure(r)
+		}
+	})
+	return r, proxy
+}
+
 // TestCutoverHAProxy cuts over through HAProxy with the read-only freeze:
 // HAProxy cannot hold queries, so clients see errors during the pause and
 // reconnect; every acknowledged write must be on green. It also checks the
@@ -791,15 +814,7 @@ func (w *appWriters) summary() string {
 // fails, and a rollback killed inside its own freeze.
 func TestCutoverHAProxy(t *testing.T) {
 	requireIntegration(t)
-	var proxy *pgtest.HAProxy
-	r := newCutoverRig(t, func(r *cutoverRig) {
-		proxy = pgtest.StartHAProxy(t, pgtest.HAProxyOptions{Backend: "pg", Active: "blue", Servers: []pgtest.HAProxyServer{
-			{Name: "blue", Addr: fmt.Sprintf("127.0.0.1:%d", r.blue.Port)},
-			{Name: "green", Addr: fmt.Sprintf("127.0.0.1:%d", r.green.Port)},
-		}})
-		r.spec.Cutover.Freeze = "read-only"
-		r.spec.Cutover.Switch.HAProxy = &spec.HAProxySwitch{Socket: proxy.Socket, Backend: "pg", BlueServer: "blue", GreenServer: "green"}
-	})
+	r, proxy := newHAProxyRig(t, pgtest.HAProxyOptions{}, nil)
 	ctx := testCtx(t)
 
 	t.Run("pooler freeze refused with HAProxy", func(t *testing.T) {

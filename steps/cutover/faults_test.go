@@ -196,15 +196,7 @@ func TestCutoverFaultsPgBouncer(t *testing.T) {
 // forward, and green's writes are kept.
 func TestCutoverFaultsHAProxy(t *testing.T) {
 	requireIntegration(t)
-	var proxy *pgtest.HAProxy
-	r := newCutoverRig(t, func(r *cutoverRig) {
-		proxy = pgtest.StartHAProxy(t, pgtest.HAProxyOptions{Backend: "pg", Active: "blue", Servers: []pgtest.HAProxyServer{
-			{Name: "blue", Addr: fmt.Sprintf("127.0.0.1:%d", r.blue.Port)},
-			{Name: "green", Addr: fmt.Sprintf("127.0.0.1:%d", r.green.Port)},
-		}})
-		r.spec.Cutover.Freeze = "read-only"
-		r.spec.Cutover.Switch.HAProxy = &spec.HAProxySwitch{Socket: proxy.Socket, Backend: "pg", BlueServer: "blue", GreenServer: "green"}
-	})
+	r, proxy := newHAProxyRig(t, pgtest.HAProxyOptions{}, nil)
 	w := startWriters(t, proxy.DSN("app"), 3)
 	time.Sleep(time.Second)
 	gone := proxy.Socket + ".gone"
@@ -265,14 +257,7 @@ func TestCutoverFaultsHAProxy(t *testing.T) {
 	time.Sleep(time.Second)
 	w.halt()
 	t.Logf("finished forward: clients %s", w.summary())
-	if side := currentSide(t, r.spec); side != switcher.Green {
-		t.Fatalf("HAProxy sends traffic to %s after finishing the interrupted switch", side)
-	}
-	requireUnfrozen(t, r.blue, "blue after finishing the interrupted switch")
-	w.requireAcked(t, r.green, before, "green after finishing the interrupted switch")
-	waitCount(t, r.blue, "SELECT count(*) FROM ledger", count(t, r.green, "SELECT count(*) FROM ledger"), "blue through reverse replication")
-	requireRowsEqual(t, r, "after finishing the interrupted switch")
-	requireLive(t, r, cutover.LiveGreen, "after finishing the interrupted switch")
+	requireFinishedOnGreen(t, r, w, before, "finishing the interrupted switch")
 	if text := r.report(t); !strings.Contains(text, "cutover done") {
 		t.Fatalf("status after finishing the interrupted switch:\n%s", text)
 	}
@@ -313,14 +298,7 @@ func TestCutoverFaultsHAProxy(t *testing.T) {
 	time.Sleep(time.Second)
 	w.halt()
 	t.Logf("partial switch finished forward: clients %s", w.summary())
-	if side := currentSide(t, r.spec); side != switcher.Green {
-		t.Fatalf("HAProxy sends traffic to %s after finishing the partial switch", side)
-	}
-	requireUnfrozen(t, r.blue, "blue after finishing the partial switch")
-	w.requireAcked(t, r.green, before, "green after finishing the partial switch")
-	waitCount(t, r.blue, "SELECT count(*) FROM ledger", count(t, r.green, "SELECT count(*) FROM ledger"), "blue through reverse replication")
-	requireRowsEqual(t, r, "after finishing the partial switch")
-	requireLive(t, r, cutover.LiveGreen, "after finishing the partial switch")
+	requireFinishedOnGreen(t, r, w, before, "finishing the partial switch")
 }
 
 // TestCutoverHAProxyGreenDown: green stops answering at the switch and
@@ -331,15 +309,8 @@ func TestCutoverFaultsHAProxy(t *testing.T) {
 // forward into an outage.
 func TestCutoverHAProxyGreenDown(t *testing.T) {
 	requireIntegration(t)
-	var proxy *pgtest.HAProxy
-	r := newCutoverRig(t, func(r *cutoverRig) {
-		proxy = pgtest.StartHAProxy(t, pgtest.HAProxyOptions{Backend: "pg", Active: "blue", HealthCheck: true, Servers: []pgtest.HAProxyServer{
-			{Name: "blue", Addr: fmt.Sprintf("127.0.0.1:%d", r.blue.Port)},
-			{Name: "green", Addr: fmt.Sprintf("127.0.0.1:%d", r.green.Port)},
-		}})
-		r.spec.Cutover.Freeze = "read-only"
+	r, proxy := newHAProxyRig(t, pgtest.HAProxyOptions{HealthCheck: true}, func(r *cutoverRig) {
 		r.spec.Cutover.PauseTimeout = spec.Duration(3 * time.Second)
-		r.spec.Cutover.Switch.HAProxy = &spec.HAProxySwitch{Socket: proxy.Socket, Backend: "pg", BlueServer: "blue", GreenServer: "green"}
 	})
 	for _, partway := range []bool{true, false} {
 		name := map[bool]string{true: "the switch fails partway", false: "the switch completes"}[partway]
@@ -434,4 +405,19 @@ func waitGreenDown(ctx context.Context, d *midSwitchFault) error {
 			return fmt.Errorf("HAProxy did not mark the stopped green down within 10 s")
 		}
 	}
+}
+
+// requireFinishedOnGreen asserts a cutover finished forward: traffic on
+// green, blue unfrozen, every write acknowledged since before on green,
+// blue caught up through reverse replication, rows equal, green live.
+func requireFinishedOnGreen(t *testing.T, r *cutoverRig, w *appWriters, before int, what string) {
+	t.Helper()
+	if side := currentSide(t, r.spec); side != switcher.Green {
+		t.Fatalf("HAProxy sends traffic to %s after %s", side, what)
+	}
+	requireUnfrozen(t, r.blue, "blue after "+what)
+	w.requireAcked(t, r.green, before, "green after "+what)
+	waitCount(t, r.blue, "SELECT count(*) FROM ledger", count(t, r.green, "SELECT count(*) FROM ledger"), "blue through reverse replication")
+	requireRowsEqual(t, r, "after "+what)
+	requireLive(t, r, cutover.LiveGreen, "after "+what)
 }
